@@ -1,0 +1,313 @@
+// Package storage is the one place where nightshift touches Azure Storage: it turns the
+// Functions host's storage settings into clients, names every queue, container and blob
+// (the storage layout, see docs/storage-layout.md), and reads and writes the job records
+// (status, results, dead letters) with conditional writes.
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
+)
+
+// Setting names read from the environment (app settings reach a custom handler as
+// environment variables; locally they come from local.settings.json or the shell).
+const (
+	// SettingStorage is the host's storage connection setting. Its value is a connection
+	// string; when it is empty, the identity-based "__" settings below are used
+	// (functions-host-contract.md §4.1–4.3).
+	SettingStorage = "AzureWebJobsStorage"
+	// SettingAccountName names the storage account for identity-based connections.
+	SettingAccountName = SettingStorage + "__accountName"
+	// SettingQueueServiceURI is the queue endpoint for identity-based connections.
+	SettingQueueServiceURI = SettingStorage + "__queueServiceUri"
+	// SettingBlobServiceURI is the blob endpoint for identity-based connections.
+	SettingBlobServiceURI = SettingStorage + "__blobServiceUri"
+	// SettingCredential selects the credential kind; "managedidentity" or empty.
+	SettingCredential = SettingStorage + "__credential"
+	// SettingClientID selects a user-assigned managed identity by client id.
+	SettingClientID = SettingStorage + "__clientId"
+	// SettingNamePrefix optionally prefixes every queue and container nightshift uses,
+	// so that several deployments or test runs can share one storage account.
+	SettingNamePrefix = "NIGHTSHIFT_NAME_PREFIX"
+)
+
+// DevelopmentStorage is the connection string that UseDevelopmentStorage=true stands for:
+// Azurite's well-known account on its default loopback ports. The Go SDK cannot parse the
+// shorthand itself.
+const DevelopmentStorage = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;" +
+	"AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;" +
+	"BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;" +
+	"TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
+
+// Clients holds the Azure SDK clients built from the settings, plus what is needed to sign
+// short-lived links (a shared key locally, a token credential for user delegation SAS).
+type Clients struct {
+	// Queue is the queue service client.
+	Queue *azqueue.ServiceClient
+	// Blob is the blob service client.
+	Blob *azblob.Client
+	// AccountName is the storage account name.
+	AccountName string
+	// BlobKey is set when the connection string carries an account key (Azurite, or an
+	// account with shared keys enabled); nil with identity-based connections.
+	BlobKey *azblob.SharedKeyCredential
+	// Token is set with identity-based connections; nil with a connection string.
+	Token azcore.TokenCredential
+	// Layout names the queues and containers, from NIGHTSHIFT_NAME_PREFIX.
+	Layout Layout
+}
+
+// SettingError reports a missing or malformed storage setting: which setting, and what
+// was expected instead.
+type SettingError struct {
+	Setting string
+	Problem string
+}
+
+func (e *SettingError) Error() string {
+	return fmt.Sprintf("setting %s: %s", e.Setting, e.Problem)
+}
+
+// Options tune the SDK clients; the zero value is fine.
+type Options struct {
+	// Transport replaces the HTTP transport (tests, connection-pool tuning).
+	Transport policy.Transporter
+	// Credential overrides the token credential for identity-based connections.
+	Credential azcore.TokenCredential
+}
+
+// FromEnv builds clients from the host's storage settings, read through getenv (usually
+// os.Getenv). A connection string in AzureWebJobsStorage wins; otherwise the identity-based
+// settings are used, as the Functions host does (functions-host-contract.md §4.2).
+func FromEnv(getenv func(string) string, opts *Options) (*Clients, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	layout, err := NewLayout(getenv(SettingNamePrefix))
+	if err != nil {
+		return nil, err
+	}
+	var c *Clients
+	if cs := strings.TrimSpace(getenv(SettingStorage)); cs != "" {
+		c, err = fromConnectionString(cs, opts)
+	} else {
+		c, err = fromIdentity(getenv, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.Layout = layout
+	return c, nil
+}
+
+// ParseConnectionString splits a storage connection string into its keys (case-insensitive
+// lookup keys are lower-cased). UseDevelopmentStorage=true expands to DevelopmentStorage.
+func ParseConnectionString(cs string) (map[string]string, error) {
+	kv := map[string]string{}
+	for _, part := range strings.Split(cs, ";") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, &SettingError{SettingStorage, fmt.Sprintf("connection string part %q is not Key=Value", redact(part))}
+		}
+		kv[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(v)
+	}
+	if strings.EqualFold(kv["usedevelopmentstorage"], "true") {
+		if _, proxy := kv["developmentstorageproxyuri"]; proxy {
+			return nil, &SettingError{SettingStorage, "DevelopmentStorageProxyUri is not supported; give Azurite's endpoints explicitly"}
+		}
+		return ParseConnectionString(DevelopmentStorage)
+	}
+	return kv, nil
+}
+
+func redact(part string) string {
+	k, _, _ := strings.Cut(part, "=")
+	if len(k) > 40 {
+		k = k[:40]
+	}
+	return k + "=…"
+}
+
+func fromConnectionString(cs string, opts *Options) (*Clients, error) {
+	kv, err := ParseConnectionString(cs)
+	if err != nil {
+		return nil, err
+	}
+	account := kv["accountname"]
+	key := kv["accountkey"]
+	sasToken := strings.TrimPrefix(kv["sharedaccesssignature"], "?")
+	if key == "" && sasToken == "" {
+		return nil, &SettingError{SettingStorage, "connection string has neither AccountKey nor SharedAccessSignature (expected e.g. \"DefaultEndpointsProtocol=https;AccountName=…;AccountKey=…\" or \"UseDevelopmentStorage=true\")"}
+	}
+	endpoint := func(service, explicit string) (string, error) {
+		if explicit != "" {
+			u, err := url.Parse(explicit)
+			if err != nil || u.Scheme == "" || u.Host == "" {
+				return "", &SettingError{SettingStorage, fmt.Sprintf("%sEndpoint %q is not an absolute URL", service, explicit)}
+			}
+			return strings.TrimSuffix(explicit, "/") + "/", nil
+		}
+		if account == "" {
+			return "", &SettingError{SettingStorage, fmt.Sprintf("connection string needs AccountName or %sEndpoint", service)}
+		}
+		proto := kv["defaultendpointsprotocol"]
+		if proto == "" {
+			proto = "https"
+		}
+		suffix := kv["endpointsuffix"]
+		if suffix == "" {
+			suffix = "core.windows.net"
+		}
+		return fmt.Sprintf("%s://%s.%s.%s/", proto, account, strings.ToLower(service), suffix), nil
+	}
+	queueURL, err := endpoint("Queue", kv["queueendpoint"])
+	if err != nil {
+		return nil, err
+	}
+	blobURL, err := endpoint("Blob", kv["blobendpoint"])
+	if err != nil {
+		return nil, err
+	}
+	if account == "" {
+		account = accountFromURL(blobURL)
+	}
+	qopts := &azqueue.ClientOptions{}
+	bopts := &azblob.ClientOptions{}
+	if opts.Transport != nil {
+		qopts.Transport = opts.Transport
+		bopts.Transport = opts.Transport
+	}
+	c := &Clients{AccountName: account}
+	if key != "" {
+		qkey, err := azqueue.NewSharedKeyCredential(account, key)
+		if err != nil {
+			return nil, &SettingError{SettingStorage, "AccountKey is not valid base64: " + err.Error()}
+		}
+		bkey, err := azblob.NewSharedKeyCredential(account, key)
+		if err != nil {
+			return nil, &SettingError{SettingStorage, "AccountKey is not valid base64: " + err.Error()}
+		}
+		if c.Queue, err = azqueue.NewServiceClientWithSharedKeyCredential(queueURL, qkey, qopts); err != nil {
+			return nil, fmt.Errorf("queue client: %w", err)
+		}
+		if c.Blob, err = azblob.NewClientWithSharedKeyCredential(blobURL, bkey, bopts); err != nil {
+			return nil, fmt.Errorf("blob client: %w", err)
+		}
+		c.BlobKey = bkey
+		return c, nil
+	}
+	if c.Queue, err = azqueue.NewServiceClientWithNoCredential(queueURL+"?"+sasToken, qopts); err != nil {
+		return nil, fmt.Errorf("queue client: %w", err)
+	}
+	if c.Blob, err = azblob.NewClientWithNoCredential(blobURL+"?"+sasToken, bopts); err != nil {
+		return nil, fmt.Errorf("blob client: %w", err)
+	}
+	return c, nil
+}
+
+func accountFromURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return ""
+	}
+	// Azurite style: http://127.0.0.1:10000/devstoreaccount1/
+	if seg := strings.Trim(p.Path, "/"); seg != "" {
+		return strings.Split(seg, "/")[0]
+	}
+	host, _, _ := strings.Cut(p.Hostname(), ".")
+	return host
+}
+
+func fromIdentity(getenv func(string) string, opts *Options) (*Clients, error) {
+	account := strings.TrimSpace(getenv(SettingAccountName))
+	queueURL := strings.TrimSpace(getenv(SettingQueueServiceURI))
+	blobURL := strings.TrimSpace(getenv(SettingBlobServiceURI))
+	if account == "" && (queueURL == "" || blobURL == "") {
+		return nil, &SettingError{SettingStorage, fmt.Sprintf(
+			"not set: give a connection string (e.g. UseDevelopmentStorage=true for Azurite), or %s, or both %s and %s for an identity-based connection",
+			SettingAccountName, SettingQueueServiceURI, SettingBlobServiceURI)}
+	}
+	if account != "" {
+		if queueURL == "" {
+			queueURL = "https://" + account + ".queue.core.windows.net/"
+		}
+		if blobURL == "" {
+			blobURL = "https://" + account + ".blob.core.windows.net/"
+		}
+	}
+	for name, v := range map[string]string{SettingQueueServiceURI: queueURL, SettingBlobServiceURI: blobURL} {
+		u, err := url.Parse(v)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			return nil, &SettingError{name, fmt.Sprintf("%q is not an https URL (identity-based connections need https endpoints)", v)}
+		}
+	}
+	if account == "" {
+		account = accountFromURL(blobURL)
+	}
+	cred := opts.Credential
+	if cred == nil {
+		var err error
+		cred, err = credentialFromEnv(getenv)
+		if err != nil {
+			return nil, err
+		}
+	}
+	qopts := &azqueue.ClientOptions{}
+	bopts := &azblob.ClientOptions{}
+	if opts.Transport != nil {
+		qopts.Transport = opts.Transport
+		bopts.Transport = opts.Transport
+	}
+	q, err := azqueue.NewServiceClient(queueURL, cred, qopts)
+	if err != nil {
+		return nil, fmt.Errorf("queue client: %w", err)
+	}
+	b, err := azblob.NewClient(blobURL, cred, bopts)
+	if err != nil {
+		return nil, fmt.Errorf("blob client: %w", err)
+	}
+	return &Clients{Queue: q, Blob: b, AccountName: account, Token: cred}, nil
+}
+
+func credentialFromEnv(getenv func(string) string) (azcore.TokenCredential, error) {
+	kind := strings.TrimSpace(getenv(SettingCredential))
+	clientID := strings.TrimSpace(getenv(SettingClientID))
+	switch {
+	case strings.EqualFold(kind, "managedidentity"):
+		o := &azidentity.ManagedIdentityCredentialOptions{}
+		if clientID != "" {
+			o.ID = azidentity.ClientID(clientID)
+		}
+		cred, err := azidentity.NewManagedIdentityCredential(o)
+		if err != nil {
+			return nil, fmt.Errorf("setting %s=managedidentity: %w", SettingCredential, err)
+		}
+		return cred, nil
+	case kind == "":
+		cred, err := azidentity.NewDefaultAzureCredential(nil)
+		if err != nil {
+			return nil, fmt.Errorf("default Azure credential (set %s=managedidentity on Azure): %w", SettingCredential, err)
+		}
+		return cred, nil
+	default:
+		return nil, &SettingError{SettingCredential, fmt.Sprintf("%q is not supported; expected \"managedidentity\" or empty (default credential chain)", kind)}
+	}
+}
+
+// IsSettingError reports whether err is a SettingError.
+func IsSettingError(err error) bool {
+	var se *SettingError
+	return errors.As(err, &se)
+}
