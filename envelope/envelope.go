@@ -1,0 +1,418 @@
+// Package envelope defines the job envelope v1: the JSON document every job message on a
+// nightshift queue carries. Any language can produce it (see envelope.schema.json and
+// docs/envelope.md); it is accepted as raw JSON text and as base64 of that text.
+package envelope
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// Version is the envelope version this package reads and writes.
+const Version = 1
+
+// MaxMessageBytes is the largest queue message Azure Storage accepts: 64 KiB of message
+// text (functions-host-contract.md §2.7). host.json sets messageEncoding "none", so the
+// envelope's JSON text is the message text.
+const MaxMessageBytes = 64 * 1024
+
+// MaxErrors bounds the failure history carried in an envelope; older entries are dropped.
+const MaxErrors = 20
+
+// MaxErrorText bounds one error message carried in the envelope or a status record.
+const MaxErrorText = 2048
+
+// Envelope is one job message. Field names are snake_case JSON; the host copies top-level
+// properties into invocation Metadata, so none of them is named like the host's own keys
+// (Id, DequeueCount, PopReceipt, …; see functions-host-contract.md §1.5).
+type Envelope struct {
+	// Version is the envelope version; 0 (absent) reads as 1.
+	Version int `json:"version,omitempty"`
+	// JobID identifies the job; time-sortable (UUIDv7) when generated. Absent → generated.
+	JobID string `json:"job_id,omitempty"`
+	// Kind selects the Go worker.
+	Kind string `json:"kind"`
+	// Args are the kind's arguments, any JSON value (absent → null).
+	Args json.RawMessage `json:"args,omitempty"`
+	// Attempt is the 1-based attempt number of this delivery (absent → 1).
+	Attempt int `json:"attempt,omitempty"`
+	// EnqueuedAt is when the job was first enqueued (absent → the queue insertion time).
+	EnqueuedAt time.Time `json:"enqueued_at,omitzero"`
+	// MaxAttempts overrides the kind's maximum number of attempts.
+	MaxAttempts int `json:"max_attempts,omitempty"`
+	// TimeoutSeconds overrides the kind's per-attempt timeout.
+	TimeoutSeconds float64 `json:"timeout_seconds,omitempty"`
+	// RunAt asks for the job not to run before this time.
+	RunAt time.Time `json:"run_at,omitzero"`
+	// Queue is the queue the job belongs on (retries go back to it); empty → "jobs".
+	Queue string `json:"queue,omitempty"`
+	// Callback asks for a notification when the job succeeds or dies.
+	Callback *Callback `json:"callback,omitempty"`
+	// BatchID and ParentID tie a child job to its batch and parent job.
+	BatchID  string `json:"batch_id,omitempty"`
+	ParentID string `json:"parent_id,omitempty"`
+	// DedupeKey makes the job unique among pending and running jobs with the same key.
+	DedupeKey string `json:"dedupe_key,omitempty"`
+	// ArgsRef points at args stored in Blob (claim check) when they exceed the queue limit.
+	ArgsRef *BlobRef `json:"args_ref,omitempty"`
+	// Meta is free-form string metadata (trace ids, tenant, …) carried along unchanged.
+	Meta map[string]string `json:"meta,omitempty"`
+	// Errors is the failure history of earlier attempts, newest last, at most MaxErrors.
+	Errors []AttemptError `json:"errors,omitempty"`
+	// DeadReason is set when nightshift itself moves the job to the poison queue.
+	DeadReason string `json:"dead_reason,omitempty"`
+	// Replay counts how often the job was replayed from its dead letter; each replay is a
+	// new life of the same job id, starting again at attempt 1.
+	Replay int `json:"replay,omitempty"`
+}
+
+// Callback is where to report a job's end: an HTTPS webhook or a queue.
+type Callback struct {
+	URL   string `json:"url,omitempty"`
+	Queue string `json:"queue,omitempty"`
+}
+
+// BlobRef points at a blob holding a payload.
+type BlobRef struct {
+	Container string `json:"container"`
+	Blob      string `json:"blob"`
+	Size      int64  `json:"size,omitempty"`
+	SHA256    string `json:"sha256,omitempty"`
+}
+
+// AttemptError is one failed attempt.
+type AttemptError struct {
+	Attempt int       `json:"attempt"`
+	At      time.Time `json:"at"`
+	// Error is the error text (at most MaxErrorText bytes).
+	Error string `json:"error"`
+	// Class is "retryable", "permanent", "panic", "timeout", "cancelled" or "host".
+	Class string `json:"class,omitempty"`
+	// Stack is the goroutine stack of a panic.
+	Stack string `json:"stack,omitempty"`
+}
+
+// FieldError is a decoding or validation error naming the field and the problem.
+type FieldError struct {
+	Field   string
+	Problem string
+}
+
+func (e *FieldError) Error() string {
+	if e.Field == "" {
+		return "envelope: " + e.Problem
+	}
+	return fmt.Sprintf("envelope field %q: %s", e.Field, e.Problem)
+}
+
+var (
+	kindRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$`)
+	jobIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$`)
+)
+
+// ValidKind reports why kind is not a valid job kind name ("" when it is): 1–128 letters,
+// digits, '_', '.', ':' or '-', starting with a letter or digit.
+func ValidKind(kind string) string {
+	if kind == "" {
+		return "is required"
+	}
+	if !kindRE.MatchString(kind) {
+		return fmt.Sprintf("%q must be 1–128 characters of letters, digits, '_', '.', ':' or '-', starting with a letter or digit", truncate(kind, 64))
+	}
+	return ""
+}
+
+// ValidJobID reports why id is not a valid job id ("" when it is); same alphabet as kinds,
+// since ids become blob names.
+func ValidJobID(id string) string {
+	if !jobIDRE.MatchString(id) {
+		return fmt.Sprintf("%q must be 1–128 characters of letters, digits, '_', '.', ':' or '-', starting with a letter or digit", truncate(id, 64))
+	}
+	return ""
+}
+
+// NewJobID returns a new time-sortable job id (a UUIDv7).
+func NewJobID() string {
+	return uuid.Must(uuid.NewV7()).String()
+}
+
+// Decode parses a queue message body: JSON text, or base64 of JSON text (the Functions
+// host's default encoding, which Storage SDKs do not use by default). Missing optional
+// fields get their defaults, except JobID and EnqueuedAt, which the caller fills in from
+// the delivery (see Normalize). Errors are *FieldError values naming the field.
+func Decode(body []byte) (*Envelope, error) {
+	text := bytes.TrimSpace(body)
+	if len(text) == 0 {
+		return nil, &FieldError{"", "message is empty; expected a JSON object such as {\"kind\":\"…\",\"args\":{…}}"}
+	}
+	if text[0] != '{' {
+		dec, err := decodeBase64(text)
+		if err != nil {
+			return nil, &FieldError{"", fmt.Sprintf("message is neither a JSON object nor base64 of one (starts with %q)", truncate(string(text), 24))}
+		}
+		text = bytes.TrimSpace(dec)
+		if len(text) == 0 || text[0] != '{' {
+			return nil, &FieldError{"", "message is base64, but its decoded text is not a JSON object"}
+		}
+	}
+	if !utf8.Valid(text) {
+		return nil, &FieldError{"", "message is not valid UTF-8"}
+	}
+	if len(text) > MaxMessageBytes {
+		return nil, &FieldError{"", fmt.Sprintf("message is %d bytes; the queue limit is %d", len(text), MaxMessageBytes)}
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(text, &raw); err != nil {
+		return nil, &FieldError{"", "message is not valid JSON: " + err.Error()}
+	}
+	var e Envelope
+	for name, v := range raw {
+		if err := decodeField(&e, name, v); err != nil {
+			return nil, err
+		}
+	}
+	if err := e.Validate(); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+func decodeBase64(text []byte) ([]byte, error) {
+	s := string(text)
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil {
+			return b, nil
+		}
+	}
+	return nil, errors.New("not base64")
+}
+
+// decodeField decodes one top-level property, so that errors name the field. Unknown
+// fields are rejected: a misspelt "max_attempt" must not be silently ignored.
+func decodeField(e *Envelope, name string, v json.RawMessage) error {
+	var target any
+	switch name {
+	case "version":
+		target = &e.Version
+	case "job_id":
+		target = &e.JobID
+	case "kind":
+		target = &e.Kind
+	case "args":
+		e.Args = append(json.RawMessage(nil), v...)
+		return nil
+	case "attempt":
+		target = &e.Attempt
+	case "enqueued_at":
+		target = &e.EnqueuedAt
+	case "max_attempts":
+		target = &e.MaxAttempts
+	case "timeout_seconds":
+		target = &e.TimeoutSeconds
+	case "run_at":
+		target = &e.RunAt
+	case "queue":
+		target = &e.Queue
+	case "callback":
+		target = &e.Callback
+	case "batch_id":
+		target = &e.BatchID
+	case "parent_id":
+		target = &e.ParentID
+	case "dedupe_key":
+		target = &e.DedupeKey
+	case "args_ref":
+		target = &e.ArgsRef
+	case "meta":
+		target = &e.Meta
+	case "errors":
+		target = &e.Errors
+	case "dead_reason":
+		target = &e.DeadReason
+	case "replay":
+		target = &e.Replay
+	default:
+		return &FieldError{name, "unknown field (envelope v1 fields: version, job_id, kind, args, attempt, enqueued_at, max_attempts, timeout_seconds, run_at, queue, callback, batch_id, parent_id, dedupe_key, args_ref, meta, errors, dead_reason, replay)"}
+	}
+	if string(v) == "null" {
+		return nil
+	}
+	if err := json.Unmarshal(v, target); err != nil {
+		return &FieldError{name, describeJSONError(err, v)}
+	}
+	return nil
+}
+
+func describeJSONError(err error, v json.RawMessage) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Sprintf("expected %s, got %s", goTypeToJSON(te.Type.String()), te.Value)
+	}
+	var pe *time.ParseError
+	if errors.As(err, &pe) {
+		return fmt.Sprintf("%s is not an RFC 3339 time (e.g. \"2026-01-02T15:04:05Z\")", truncate(string(v), 64))
+	}
+	return err.Error()
+}
+
+func goTypeToJSON(t string) string {
+	switch {
+	case t == "int" || t == "float64" || t == "int64":
+		return "a number"
+	case t == "string":
+		return "a string"
+	case strings.HasPrefix(t, "map[") || strings.HasPrefix(t, "*envelope.") || strings.HasPrefix(t, "envelope."):
+		return "an object"
+	case strings.HasPrefix(t, "[]"):
+		return "an array"
+	case t == "time.Time":
+		return "an RFC 3339 time string"
+	}
+	return t
+}
+
+// Validate checks the fields' values; errors name the field.
+func (e *Envelope) Validate() error {
+	if e.Version != 0 && e.Version != Version {
+		return &FieldError{"version", fmt.Sprintf("%d is not supported; this is envelope version %d", e.Version, Version)}
+	}
+	if p := ValidKind(e.Kind); p != "" {
+		return &FieldError{"kind", p}
+	}
+	if e.JobID != "" {
+		if p := ValidJobID(e.JobID); p != "" {
+			return &FieldError{"job_id", p}
+		}
+	}
+	if len(e.Args) > 0 && !json.Valid(e.Args) {
+		return &FieldError{"args", "is not valid JSON"}
+	}
+	if e.Attempt < 0 {
+		return &FieldError{"attempt", fmt.Sprintf("%d must be 1 or more", e.Attempt)}
+	}
+	if e.MaxAttempts < 0 {
+		return &FieldError{"max_attempts", fmt.Sprintf("%d must be 1 or more", e.MaxAttempts)}
+	}
+	if e.Replay < 0 {
+		return &FieldError{"replay", fmt.Sprintf("%d must be 0 or more", e.Replay)}
+	}
+	if e.TimeoutSeconds < 0 {
+		return &FieldError{"timeout_seconds", fmt.Sprintf("%g must be positive", e.TimeoutSeconds)}
+	}
+	if e.Callback != nil && e.Callback.URL == "" && e.Callback.Queue == "" {
+		return &FieldError{"callback", "needs url or queue"}
+	}
+	if e.ArgsRef != nil && (e.ArgsRef.Container == "" || e.ArgsRef.Blob == "") {
+		return &FieldError{"args_ref", "needs container and blob"}
+	}
+	if e.ArgsRef != nil && len(e.Args) > 0 && string(e.Args) != "null" {
+		return &FieldError{"args_ref", "cannot be combined with args"}
+	}
+	for i, ae := range e.Errors {
+		if ae.Attempt < 1 {
+			return &FieldError{fmt.Sprintf("errors[%d].attempt", i), "must be 1 or more"}
+		}
+	}
+	return nil
+}
+
+// Normalize fills in defaults that depend on the delivery: version, attempt 1, a generated
+// job id and the enqueue time (insertedAt, else now).
+func (e *Envelope) Normalize(insertedAt time.Time) {
+	if e.Version == 0 {
+		e.Version = Version
+	}
+	if e.Attempt == 0 {
+		e.Attempt = 1
+	}
+	if e.JobID == "" {
+		e.JobID = NewJobID()
+	}
+	if e.EnqueuedAt.IsZero() {
+		if insertedAt.IsZero() {
+			insertedAt = time.Now()
+		}
+		e.EnqueuedAt = insertedAt.UTC()
+	}
+}
+
+// Encode returns the envelope's JSON text after validating it and checking the queue
+// message limit. It is what producers put on the queue (raw, messageEncoding "none").
+func (e *Envelope) Encode() ([]byte, error) {
+	if err := e.Validate(); err != nil {
+		return nil, err
+	}
+	if len(e.Errors) > MaxErrors {
+		e.Errors = e.Errors[len(e.Errors)-MaxErrors:]
+	}
+	for {
+		b, err := json.Marshal(e)
+		if err != nil {
+			return nil, fmt.Errorf("envelope: %w", err)
+		}
+		if len(b) <= MaxMessageBytes {
+			return b, nil
+		}
+		// The failure history gives way first: stacks, then the oldest errors. The full
+		// history is in the status record.
+		if !e.shrinkHistory() {
+			return nil, &SizeError{Size: len(b), Limit: MaxMessageBytes, ArgsSize: len(e.Args)}
+		}
+	}
+}
+
+func (e *Envelope) shrinkHistory() bool {
+	for i := range e.Errors {
+		if e.Errors[i].Stack != "" {
+			e.Errors[i].Stack = ""
+			return true
+		}
+	}
+	if len(e.Errors) > 0 {
+		e.Errors = e.Errors[1:]
+		return true
+	}
+	return false
+}
+
+// SizeError reports an envelope over the queue message limit.
+type SizeError struct {
+	Size, Limit, ArgsSize int
+}
+
+func (e *SizeError) Error() string {
+	return fmt.Sprintf("envelope is %d bytes (args %d bytes); a queue message holds at most %d bytes — store large inputs in Blob and pass a reference", e.Size, e.ArgsSize, e.Limit)
+}
+
+// AddError appends a failed attempt to the history, bounding its size.
+func (e *Envelope) AddError(ae AttemptError) {
+	ae.Error = truncate(ae.Error, MaxErrorText)
+	ae.Stack = truncate(ae.Stack, 4*MaxErrorText)
+	e.Errors = append(e.Errors, ae)
+	if len(e.Errors) > MaxErrors {
+		e.Errors = e.Errors[len(e.Errors)-MaxErrors:]
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// Truncate shortens s to at most n bytes on a rune boundary, marking the cut with "…".
+func Truncate(s string, n int) string { return truncate(s, n) }
