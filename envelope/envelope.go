@@ -5,6 +5,7 @@ package envelope
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -143,6 +144,19 @@ func ValidJobID(id string) string {
 // NewJobID returns a new time-sortable job id (a UUIDv7).
 func NewJobID() string {
 	return uuid.Must(uuid.NewV7()).String()
+}
+
+// DerivedJobID returns a UUIDv7-shaped id whose timestamp is t and whose remaining bits
+// come from a hash of seed: time-sortable like NewJobID, and the same for the same inputs.
+func DerivedJobID(t time.Time, seed string) string {
+	h := sha256.Sum256([]byte(seed))
+	var u uuid.UUID
+	copy(u[:], h[:16])
+	ms := uint64(t.UnixMilli())
+	u[0], u[1], u[2], u[3], u[4], u[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
+	u[6] = 0x70 | u[6]&0x0f // version 7
+	u[8] = 0x80 | u[8]&0x3f // RFC 4122 variant
+	return u.String()
 }
 
 // Decode parses a queue message body: JSON text, or base64 of JSON text (the Functions
@@ -325,9 +339,11 @@ func (e *Envelope) Validate() error {
 	return nil
 }
 
-// Normalize fills in defaults that depend on the delivery: version, attempt 1, a generated
-// job id and the enqueue time (insertedAt, else now).
-func (e *Envelope) Normalize(insertedAt time.Time) {
+// Normalize fills in defaults that depend on the delivery: version, attempt 1, the job id
+// and the enqueue time (insertedAt, else now). A missing job id is derived from insertedAt
+// and seed (the queue message id) with DerivedJobID, so every redelivery of the same
+// message gets the same id; with no seed a fresh id is generated.
+func (e *Envelope) Normalize(insertedAt time.Time, seed string) {
 	if e.Version == 0 {
 		e.Version = Version
 	}
@@ -335,7 +351,11 @@ func (e *Envelope) Normalize(insertedAt time.Time) {
 		e.Attempt = 1
 	}
 	if e.JobID == "" {
-		e.JobID = NewJobID()
+		if seed != "" && !insertedAt.IsZero() {
+			e.JobID = DerivedJobID(insertedAt, seed)
+		} else {
+			e.JobID = NewJobID()
+		}
 	}
 	if e.EnqueuedAt.IsZero() {
 		if insertedAt.IsZero() {

@@ -77,9 +77,16 @@ func TestNormalizeFillsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	ins := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
-	e.Normalize(ins)
+	e.Normalize(ins, "")
 	if e.Version != 1 || e.Attempt != 1 || !e.EnqueuedAt.Equal(ins) || ValidJobID(e.JobID) != "" {
 		t.Fatalf("normalized %+v", e)
+	}
+	d1 := DerivedJobID(ins, "message-1")
+	if d1 != DerivedJobID(ins, "message-1") || d1 == DerivedJobID(ins, "message-2") || ValidJobID(d1) != "" {
+		t.Fatalf("derived ids: %s", d1)
+	}
+	if !(d1 < DerivedJobID(ins.Add(time.Millisecond), "message-0")) {
+		t.Fatal("derived ids not time-sortable")
 	}
 	a, b := NewJobID(), NewJobID()
 	if !(a < b) {
@@ -89,7 +96,7 @@ func TestNormalizeFillsDefaults(t *testing.T) {
 
 func TestEncodeRoundTripAndLimit(t *testing.T) {
 	e := &Envelope{Kind: "k", Args: json.RawMessage(`{"x":"<&>"}`), JobID: "j"}
-	e.Normalize(time.Time{})
+	e.Normalize(time.Time{}, "")
 	b, err := e.Encode()
 	if err != nil {
 		t.Fatal(err)

@@ -26,7 +26,7 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		}
-		e.Normalize(time.Unix(0, 0))
+		e.Normalize(time.Unix(0, 0), "msg-1")
 		b, err := e.Encode()
 		if err != nil {
 			return // may exceed the limit once defaults are added

@@ -1,0 +1,517 @@
+package nightshift
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nightshift-jobs/nightshift/envelope"
+	"github.com/nightshift-jobs/nightshift/hostproto"
+	"github.com/nightshift-jobs/nightshift/storage"
+)
+
+// executor carries out the execution semantics of docs/semantics.md for one delivered
+// queue message: decode, skip stale or finished jobs, run, then record the success,
+// re-enqueue with backoff, or move the job to the poison queue.
+type executor struct {
+	reg   *Registry
+	store *storage.Clients
+	log   *slog.Logger
+	// runningAfter: an attempt still running after this long gets a "running" status
+	// write; quicker jobs cost a single status write in all.
+	runningAfter time.Duration
+}
+
+// delivery is one queue message handed to a function.
+type delivery struct {
+	Queue        string
+	Body         []byte
+	Meta         hostproto.QueueMeta
+	InvocationID string
+}
+
+// outcome is what happened to a delivery. Err is an infrastructure failure (storage
+// unreachable): the invocation must fail so the host delivers the message again.
+type outcome struct {
+	Outcome string
+	Logs    []string
+	Err     error
+}
+
+func infraFailure(err error) outcome { return outcome{Outcome: "error", Err: err} }
+
+// runJob handles a RunJob delivery.
+func (x *executor) runJob(ctx context.Context, d delivery) outcome {
+	env, derr := envelope.Decode(d.Body)
+	if derr != nil {
+		// Never retried pointlessly: the message goes to the poison queue verbatim and
+		// RunDeadLetter records it with the decoding error.
+		if err := x.poison(ctx, d.Queue, d.Body); err != nil {
+			return infraFailure(err)
+		}
+		msg := fmt.Sprintf("message %s is not a valid job envelope (%v); moved to %s", d.Meta.ID, derr, d.Queue+storage.PoisonSuffix)
+		x.log.Warn("undecodable message", "message_id", d.Meta.ID, "dequeue_count", d.Meta.DequeueCount,
+			"invocation_id", d.InvocationID, "outcome", "poisoned", "error", derr.Error())
+		return outcome{Outcome: "poisoned", Logs: []string{msg}}
+	}
+	env.Normalize(d.Meta.InsertionTime, d.Meta.ID)
+	log := x.log.With("job_id", env.JobID, "kind", env.Kind, "attempt", env.Attempt,
+		"dequeue_count", d.Meta.DequeueCount, "invocation_id", d.InvocationID)
+
+	entry := x.reg.lookup(env.Kind)
+	if entry == nil {
+		return x.deadNow(ctx, log, d, env, storage.ReasonUnknownKind,
+			fmt.Sprintf("no worker is registered for kind %q (registered: %s)", env.Kind, strings.Join(x.reg.Kinds(), ", ")))
+	}
+	maxAttempts := entry.opts.MaxAttempts
+	if env.MaxAttempts > 0 {
+		maxAttempts = env.MaxAttempts
+	}
+
+	cur, etag, err := x.store.GetStatus(ctx, env.JobID)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return infraFailure(err)
+	}
+	if why := staleDelivery(cur, env); why != "" {
+		log.Info("delivery skipped", "outcome", "skipped", "reason", why)
+		return outcome{Outcome: "skipped", Logs: []string{"job " + env.JobID + ": " + why}}
+	}
+	if wait := time.Until(env.RunAt); wait > time.Second {
+		// Not due yet: back on the queue, invisible until run_at (at most MaxDelay per hop).
+		if err := x.enqueue(ctx, d.Queue, env, min(wait, MaxDelay)); err != nil {
+			return infraFailure(err)
+		}
+		log.Info("job deferred", "outcome", "deferred", "run_at", env.RunAt)
+		return outcome{Outcome: "deferred", Logs: []string{fmt.Sprintf("job %s deferred until %s", env.JobID, env.RunAt.Format(time.RFC3339))}}
+	}
+	if env.Attempt > maxAttempts {
+		return x.deadNow(ctx, log, d, env, storage.ReasonAttemptsExhausted,
+			fmt.Sprintf("attempt %d is past max_attempts %d", env.Attempt, maxAttempts))
+	}
+
+	timeout := entry.opts.Timeout
+	if env.TimeoutSeconds > 0 {
+		timeout = time.Duration(env.TimeoutSeconds * float64(time.Second))
+	}
+	logger, capture := newCapture(log.Handler(), env.Attempt)
+	base := jobBase{
+		ID: env.JobID, Kind: env.Kind, Attempt: env.Attempt, MaxAttempts: maxAttempts,
+		Replay: env.Replay, DequeueCount: d.Meta.DequeueCount, Meta: env.Meta,
+		EnqueuedAt: env.EnqueuedAt, Logger: logger,
+	}
+	started := time.Now().UTC()
+	marked := x.markRunningLater(ctx, env, maxAttempts, started, d.Queue)
+	result, runErr := runSafely(ctx, entry, base, env.Args, timeout)
+	wroteRunning := marked()
+	// Record the end even when the handler is shutting down and ctx is cancelled.
+	jobCtx := ctx
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	finished := time.Now().UTC()
+	dur := finished.Sub(started)
+	lines, dropped := capture.snapshot()
+
+	st := &storage.Status{
+		JobID: env.JobID, Kind: env.Kind, Replay: env.Replay, Attempt: env.Attempt, MaxAttempts: maxAttempts,
+		Queue: d.Queue, EnqueuedAt: env.EnqueuedAt, StartedAt: started, FinishedAt: finished,
+		DurationMS: dur.Milliseconds(), Meta: env.Meta,
+	}
+	if runErr == nil {
+		res, err := x.storeResult(ctx, env.JobID, result)
+		if err == nil {
+			st.State = storage.StateSucceeded
+			st.Result = res
+			st.Errors = env.Errors
+			if err := x.writeStatus(ctx, st, lines, dropped, cur, etag, wroteRunning); err != nil {
+				return infraFailure(err)
+			}
+			log.Info("job finished", "outcome", "succeeded", "duration_ms", dur.Milliseconds())
+			return outcome{Outcome: "succeeded", Logs: capture.text()}
+		}
+		if !IsPermanent(err) {
+			return infraFailure(err)
+		}
+		runErr = err
+	}
+
+	ae := classify(jobCtx, runErr, env.Attempt, finished, dur, timeout)
+	env.AddError(ae)
+	st.Errors = env.Errors
+	st.LastError = ae.Error
+	if ae.Class == "permanent" || env.Attempt >= maxAttempts {
+		reason := storage.ReasonAttemptsExhausted
+		if ae.Class == "permanent" {
+			reason = storage.ReasonPermanentError
+		}
+		env.DeadReason = string(reason)
+		if err := x.poisonEnvelope(ctx, d.Queue, env); err != nil {
+			return infraFailure(err)
+		}
+		st.State = storage.StateDead
+		st.DeadLetter = storage.DeadLetterBlob(env.JobID)
+		if err := x.writeStatus(ctx, st, lines, dropped, cur, etag, wroteRunning); err != nil {
+			return infraFailure(err)
+		}
+		log.Warn("job failed", "outcome", "dead", "reason", reason, "duration_ms", dur.Milliseconds(), "error", ae.Error)
+		return outcome{Outcome: "dead", Logs: append(capture.text(), fmt.Sprintf("job %s is dead (%s): %s", env.JobID, reason, ae.Error))}
+	}
+
+	delay := entry.opts.Backoff.NextDelay(env.Attempt)
+	next := *env
+	next.Attempt++
+	next.DeadReason = ""
+	// The retry goes on the queue before the status says "retrying": a crash in between
+	// leaves a status that lets the redelivered original run again, never a lost job.
+	if err := x.enqueue(ctx, d.Queue, &next, delay); err != nil {
+		return infraFailure(err)
+	}
+	st.State = storage.StateRetrying
+	st.NextRunAt = finished.Add(delay)
+	if err := x.writeStatus(ctx, st, lines, dropped, cur, etag, wroteRunning); err != nil {
+		return infraFailure(err)
+	}
+	log.Warn("job failed", "outcome", "retrying", "duration_ms", dur.Milliseconds(), "error", ae.Error,
+		"next_attempt", next.Attempt, "delay_ms", delay.Milliseconds())
+	return outcome{Outcome: "retrying", Logs: append(capture.text(),
+		fmt.Sprintf("attempt %d of job %s failed: %s; attempt %d in %s", env.Attempt, env.JobID, ae.Error, next.Attempt, delay.Round(time.Millisecond)))}
+}
+
+// staleDelivery says why a delivery must not run ("" when it should): its job already
+// ended, or a later attempt or life of it exists. Messages can arrive twice (at-least-once
+// delivery, a crash before the host deleted the message, a duplicate enqueue).
+func staleDelivery(cur *storage.Status, env *envelope.Envelope) string {
+	switch {
+	case cur == nil:
+		return ""
+	case cur.Replay > env.Replay:
+		return fmt.Sprintf("message belongs to life %d of the job, which has been replayed (now life %d)", env.Replay, cur.Replay)
+	case cur.Replay < env.Replay:
+		return ""
+	case cur.State.Terminal():
+		return fmt.Sprintf("job already %s; not running it again", cur.State)
+	case cur.Attempt > env.Attempt:
+		return fmt.Sprintf("attempt %d is superseded by attempt %d", env.Attempt, cur.Attempt)
+	case cur.Attempt == env.Attempt && cur.State == storage.StateRetrying:
+		return fmt.Sprintf("attempt %d already failed and its retry is enqueued", env.Attempt)
+	}
+	return ""
+}
+
+// runSafely runs the worker with the attempt's timeout, turning a panic into a PanicError.
+func runSafely(ctx context.Context, e *kindEntry, b jobBase, args json.RawMessage, timeout time.Duration) (result any, err error) {
+	runCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: string(debug.Stack())}
+		}
+	}()
+	return e.run(runCtx, b, args)
+}
+
+// classify turns a worker error into an attempt record.
+func classify(ctx context.Context, err error, attempt int, at time.Time, dur, timeout time.Duration) envelope.AttemptError {
+	ae := envelope.AttemptError{Attempt: attempt, At: at, Error: err.Error(), Class: "retryable"}
+	var pe *PanicError
+	switch {
+	case errors.As(err, &pe):
+		ae.Class = "panic"
+		ae.Stack = pe.Stack
+	case IsPermanent(err):
+		ae.Class = "permanent"
+	case ctx.Err() != nil:
+		ae.Class = "cancelled"
+		ae.Error = "interrupted: the handler is shutting down (" + err.Error() + ")"
+	case errors.Is(err, context.DeadlineExceeded) || dur >= timeout:
+		ae.Class = "timeout"
+		ae.Error = fmt.Sprintf("attempt timed out after %s: %s", timeout, err.Error())
+	}
+	return ae
+}
+
+// markRunningLater writes a "running" status if the attempt is still going after
+// runningAfter. The returned func stops the timer and reports whether the write happened.
+func (x *executor) markRunningLater(ctx context.Context, env *envelope.Envelope, maxAttempts int, started time.Time, queue string) func() bool {
+	done := make(chan struct{})
+	wrote := make(chan bool, 1)
+	go func() {
+		t := time.NewTimer(x.runningAfter)
+		defer t.Stop()
+		select {
+		case <-done:
+			wrote <- false
+			return
+		case <-t.C:
+		}
+		running := &storage.Status{
+			JobID: env.JobID, Kind: env.Kind, State: storage.StateRunning, Replay: env.Replay,
+			Attempt: env.Attempt, MaxAttempts: maxAttempts, Queue: queue, EnqueuedAt: env.EnqueuedAt,
+			StartedAt: started, Errors: env.Errors, Meta: env.Meta,
+		}
+		_, ok, err := x.store.UpdateStatus(ctx, env.JobID, func(cur *storage.Status) *storage.Status {
+			if !running.Supersedes(cur) {
+				return nil
+			}
+			next := *running
+			if cur != nil {
+				next.Logs, next.LogsDropped = cur.Logs, cur.LogsDropped
+			}
+			return &next
+		})
+		if err != nil {
+			x.log.Warn("could not record running status", "job_id", env.JobID, "error", err.Error())
+		}
+		wrote <- ok
+	}()
+	return func() bool {
+		close(done)
+		return <-wrote
+	}
+}
+
+// writeStatus records the attempt's end. The fast path is one conditional write against
+// the status read before the run; when anything else wrote meanwhile, it re-reads and
+// applies the never-backwards rule (storage.Status.Supersedes).
+func (x *executor) writeStatus(ctx context.Context, st *storage.Status, lines []storage.LogLine, dropped int, cur *storage.Status, etag storage.ETag, reread bool) error {
+	build := func(c *storage.Status) *storage.Status {
+		if !st.Supersedes(c) {
+			return nil
+		}
+		next := *st
+		next.Logs, next.LogsDropped = nil, 0
+		if c != nil {
+			next.Logs = append([]storage.LogLine(nil), c.Logs...)
+			next.LogsDropped = c.LogsDropped
+			if next.StartedAt.IsZero() || (c.State == storage.StateRunning && c.Attempt == st.Attempt) {
+				next.StartedAt = c.StartedAt
+			}
+		}
+		next.AppendLogs(lines...)
+		next.LogsDropped += dropped
+		return &next
+	}
+	if !reread {
+		if next := build(cur); next != nil {
+			_, err := x.store.PutStatus(ctx, next, etag)
+			if err == nil {
+				return nil
+			}
+			if !storage.IsConflict(err) {
+				return err
+			}
+		} else {
+			return nil
+		}
+	}
+	_, _, err := x.store.UpdateStatus(ctx, st.JobID, build)
+	return err
+}
+
+// recordTimeout bounds the storage writes that record an attempt's end.
+const recordTimeout = 30 * time.Second
+
+// maxInlineBytes bounds a non-JSON result kept inside the status record.
+const maxInlineBytes = 4 * 1024
+
+// storeResult encodes a worker's result and stores it inline or as a blob. A result that
+// cannot be encoded is a permanent error: retrying would produce the same value.
+func (x *executor) storeResult(ctx context.Context, jobID string, v any) (*storage.Result, error) {
+	var ct string
+	var data []byte
+	isJSON := false
+	switch r := v.(type) {
+	case nil:
+		return nil, nil
+	case Bytes:
+		ct, data = r.ContentType, r.Data
+		if ct == "" {
+			ct = "application/octet-stream"
+		}
+	case *Bytes:
+		if r == nil {
+			return nil, nil
+		}
+		ct, data = r.ContentType, r.Data
+		if ct == "" {
+			ct = "application/octet-stream"
+		}
+	case []byte:
+		ct, data = "application/octet-stream", r
+	case json.RawMessage:
+		if !json.Valid(r) {
+			return nil, Permanentf("result json.RawMessage is not valid JSON")
+		}
+		ct, data, isJSON = "application/json", r, true
+	default:
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, Permanentf("result %T cannot be encoded as JSON: %w", v, err)
+		}
+		ct, data, isJSON = "application/json", b, true
+	}
+	res := &storage.Result{ContentType: ct, Size: int64(len(data))}
+	switch {
+	case isJSON && len(data) <= storage.MaxInlineResult:
+		res.JSON = data
+	case !isJSON && len(data) <= maxInlineBytes:
+		res.Bytes = data
+		if res.Bytes == nil {
+			res.Bytes = []byte{}
+		}
+	default:
+		if _, err := x.store.PutResult(ctx, jobID, ct, data); err != nil {
+			return nil, err
+		}
+		res.Blob = storage.ResultBlob(jobID)
+	}
+	return res, nil
+}
+
+// deadNow sends a job that must not run (unknown kind, attempts past the maximum) to the
+// poison queue with the reason, and records its status as dead.
+func (x *executor) deadNow(ctx context.Context, log *slog.Logger, d delivery, env *envelope.Envelope, reason storage.DeadReason, detail string) outcome {
+	env.DeadReason = string(reason)
+	env.AddError(envelope.AttemptError{Attempt: env.Attempt, At: time.Now().UTC(), Error: detail, Class: "permanent"})
+	if err := x.poisonEnvelope(ctx, d.Queue, env); err != nil {
+		return infraFailure(err)
+	}
+	log.Warn("job not run", "outcome", "dead", "reason", reason, "error", detail)
+	return outcome{Outcome: "dead", Logs: []string{fmt.Sprintf("job %s is dead (%s): %s", env.JobID, reason, detail)}}
+}
+
+func (x *executor) enqueue(ctx context.Context, queue string, env *envelope.Envelope, delay time.Duration) error {
+	body, err := env.Encode()
+	if err != nil {
+		return err
+	}
+	_, err = x.store.Enqueue(ctx, queue, body, delay, 0)
+	return err
+}
+
+func (x *executor) poisonEnvelope(ctx context.Context, queue string, env *envelope.Envelope) error {
+	body, err := env.Encode()
+	if err != nil {
+		return err
+	}
+	return x.poison(ctx, queue, body)
+}
+
+// poison puts a message on the queue's poison sibling, where RunDeadLetter records it.
+func (x *executor) poison(ctx context.Context, queue string, body []byte) error {
+	_, err := x.store.Enqueue(ctx, queue+storage.PoisonSuffix, body, 0, 0)
+	return err
+}
+
+// recordDead handles a RunDeadLetter delivery: whatever arrives on a poison queue becomes
+// a durable dead-letter record, and the job's status becomes dead. It copes with valid
+// envelopes, garbage text and bytes; it only fails when storage does.
+func (x *executor) recordDead(ctx context.Context, d delivery) outcome {
+	now := time.Now().UTC()
+	sum := sha256.Sum256(d.Body)
+	dl := &storage.DeadLetter{
+		DeadID: "msg-" + hex.EncodeToString(sum[:16]),
+		Queue:  strings.TrimSuffix(d.Queue, storage.PoisonSuffix),
+		DiedAt: now, PoisonMessageID: d.Meta.ID, PoisonInsertedAt: d.Meta.InsertionTime,
+	}
+	env, derr := envelope.Decode(d.Body)
+	if derr != nil {
+		dl.Reason = storage.ReasonUndecodable
+		dl.Detail = derr.Error()
+		if utf8.Valid(d.Body) {
+			dl.Raw = string(d.Body)
+		} else {
+			dl.RawBase64 = d.Body
+		}
+	} else {
+		if env.JobID != "" {
+			dl.DeadID, dl.JobID = env.JobID, env.JobID
+		}
+		dl.Kind, dl.Envelope, dl.EnqueuedAt = env.Kind, env, env.EnqueuedAt
+		switch {
+		case env.DeadReason != "":
+			dl.Reason = storage.DeadReason(env.DeadReason)
+			if n := len(env.Errors); n > 0 {
+				dl.Detail = env.Errors[n-1].Error
+			}
+		case x.reg.lookup(env.Kind) == nil:
+			dl.Reason = storage.ReasonUnknownKind
+			dl.Detail = fmt.Sprintf("no worker is registered for kind %q", env.Kind)
+		default:
+			dl.Reason = storage.ReasonHostRetriesExhausted
+			dl.Detail = fmt.Sprintf("the Functions host moved the message to %s after its maxDequeueCount deliveries failed "+
+				"(handler crash, function timeout or storage errors); no attempt recorded an error", d.Queue)
+			env.AddError(envelope.AttemptError{Attempt: max(env.Attempt, 1), At: now, Error: dl.Detail, Class: "host"})
+		}
+		dl.Errors = env.Errors
+	}
+	log := x.log.With("dead_id", dl.DeadID, "kind", dl.Kind, "reason", dl.Reason, "invocation_id", d.InvocationID,
+		"dequeue_count", d.Meta.DequeueCount)
+
+	wrote, err := x.putDeadLetter(ctx, dl)
+	if err != nil {
+		return infraFailure(err)
+	}
+	if dl.JobID != "" {
+		dead := &storage.Status{
+			JobID: dl.JobID, Kind: dl.Kind, State: storage.StateDead, Replay: env.Replay, Attempt: max(env.Attempt, 1),
+			Queue: dl.Queue, EnqueuedAt: env.EnqueuedAt, FinishedAt: now, Errors: env.Errors,
+			DeadLetter: storage.DeadLetterBlob(dl.DeadID), Meta: env.Meta,
+		}
+		if n := len(env.Errors); n > 0 {
+			dead.LastError = env.Errors[n-1].Error
+		}
+		_, _, err := x.store.UpdateStatus(ctx, dl.JobID, func(cur *storage.Status) *storage.Status {
+			if !dead.Supersedes(cur) {
+				return nil
+			}
+			next := *dead
+			if cur != nil {
+				next.Logs, next.LogsDropped, next.StartedAt, next.MaxAttempts = cur.Logs, cur.LogsDropped, cur.StartedAt, cur.MaxAttempts
+			}
+			return &next
+		})
+		if err != nil {
+			return infraFailure(err)
+		}
+	}
+	if !wrote {
+		log.Info("dead letter already recorded", "outcome", "duplicate")
+		return outcome{Outcome: "duplicate", Logs: []string{"dead letter " + dl.DeadID + " already recorded"}}
+	}
+	log.Warn("dead letter recorded", "outcome", "recorded", "detail", dl.Detail)
+	return outcome{Outcome: "recorded", Logs: []string{fmt.Sprintf("dead letter %s recorded (%s): %s", dl.DeadID, dl.Reason, dl.Detail)}}
+}
+
+// putDeadLetter creates the record, or replaces an existing one only when this is a new
+// death (a later life of a replayed job). A redelivered poison message writes nothing.
+func (x *executor) putDeadLetter(ctx context.Context, dl *storage.DeadLetter) (bool, error) {
+	for try := 0; try < 20; try++ {
+		cur, etag, err := x.store.GetDeadLetter(ctx, dl.DeadID)
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return false, err
+		}
+		if cur != nil {
+			sameDeath := dl.Envelope == nil || cur.Envelope == nil || dl.Envelope.Replay <= cur.Envelope.Replay
+			if sameDeath {
+				return false, nil
+			}
+			dl.Replays, dl.ReplayedAt = cur.Replays, cur.ReplayedAt
+		}
+		if _, err := x.store.PutDeadLetter(ctx, dl, etag); err != nil {
+			if storage.IsConflict(err) {
+				continue
+			}
+			return false, err
+		}
+		return true, nil
+	}
+	return false, fmt.Errorf("dead letter %s: too many concurrent writers", dl.DeadID)
+}

@@ -1,0 +1,273 @@
+package nightshift
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nightshift-jobs/nightshift/hostproto"
+	"github.com/nightshift-jobs/nightshift/storage"
+)
+
+// Function names served by the handler; each is a folder in functions/ with its
+// function.json (the real host and the local host read those).
+const (
+	// FunctionRunJob runs job messages from the jobs queue.
+	FunctionRunJob = "RunJob"
+	// FunctionRunDeadLetter records whatever lands on the jobs poison queue.
+	FunctionRunDeadLetter = "RunDeadLetter"
+)
+
+// SettingPort is the environment variable the Functions host sets to the port the handler
+// must listen on (functions-host-contract.md §1.2).
+const SettingPort = "FUNCTIONS_CUSTOMHANDLER_PORT"
+
+// Invocation is one call from the Functions host to a function.
+type Invocation struct {
+	// Function is the function's name (its folder in functions/).
+	Function string
+	// ID is the host's invocation id.
+	ID string
+	// Request is the decoded Data/Metadata body.
+	Request *hostproto.InvokeRequest
+}
+
+// FunctionFunc serves one function. An error fails the invocation (non-2xx): the host then
+// retries or poisons the trigger message by its own rules.
+type FunctionFunc func(ctx context.Context, inv *Invocation) (*hostproto.InvokeResponse, error)
+
+// HandlerOptions configure a Handler. The zero value is fine.
+type HandlerOptions struct {
+	// Logger receives the structured log (JSON on stdout by default).
+	Logger *slog.Logger
+	// RunningAfter is how long an attempt runs before its status says "running";
+	// default 2 s. Quicker jobs cost one status write in all.
+	RunningAfter time.Duration
+}
+
+// Handler is the custom handler's HTTP server logic: GET / answers the host's readiness
+// probe, POST /{FunctionName} serves an invocation (functions-host-contract.md §1.3–1.8).
+type Handler struct {
+	exec  *executor
+	log   *slog.Logger
+	mu    sync.RWMutex
+	funcs map[string]FunctionFunc
+}
+
+// NewHandler returns a handler serving RunJob on the jobs queue and RunDeadLetter on its
+// poison queue, with the registry's workers and the given storage.
+func NewHandler(reg *Registry, store *storage.Clients, opts *HandlerOptions) *Handler {
+	if opts == nil {
+		opts = &HandlerOptions{}
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewJSONHandler(os.Stdout, nil))
+	}
+	runningAfter := opts.RunningAfter
+	if runningAfter <= 0 {
+		runningAfter = 2 * time.Second
+	}
+	h := &Handler{
+		exec:  &executor{reg: reg, store: store, log: log, runningAfter: runningAfter},
+		log:   log,
+		funcs: map[string]FunctionFunc{},
+	}
+	jobs := store.Layout.JobsQueue()
+	h.Handle(FunctionRunJob, h.queueFunction("message", jobs, h.exec.runJob))
+	h.Handle(FunctionRunDeadLetter, h.queueFunction("message", store.Layout.PoisonQueue(jobs), h.exec.recordDead))
+	return h
+}
+
+// Handle adds or replaces the function served at POST /{name}.
+func (h *Handler) Handle(name string, fn FunctionFunc) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.funcs[name] = fn
+}
+
+// queueFunction adapts a queue-triggered executor step to a FunctionFunc.
+func (h *Handler) queueFunction(binding, queue string, step func(context.Context, delivery) outcome) FunctionFunc {
+	return func(ctx context.Context, inv *Invocation) (*hostproto.InvokeResponse, error) {
+		body, err := inv.Request.QueueMessage(binding)
+		if err != nil {
+			return nil, err
+		}
+		meta, err := inv.Request.QueueMetadata()
+		if err != nil {
+			return nil, err
+		}
+		out := step(ctx, delivery{Queue: queue, Body: body, Meta: meta, InvocationID: inv.ID})
+		if out.Err != nil {
+			return nil, out.Err
+		}
+		return &hostproto.InvokeResponse{Logs: out.Logs, ReturnValue: map[string]string{"outcome": out.Outcome}}, nil
+	}
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/" {
+		// Readiness probe and health check: any response counts (§1.3).
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}`))
+		return
+	}
+	name := strings.TrimPrefix(r.URL.Path, "/")
+	h.mu.RLock()
+	fn, ok := h.funcs[name]
+	h.mu.RUnlock()
+	if !ok {
+		hostproto.WriteFailure(w, http.StatusNotFound, fmt.Sprintf("no function %q in this handler (functions: %s)", name, strings.Join(h.names(), ", ")))
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		hostproto.WriteFailure(w, http.StatusMethodNotAllowed, fmt.Sprintf("function %s is invoked with POST, not %s", name, r.Method))
+		return
+	}
+	inv := &Invocation{Function: name, ID: r.Header.Get(hostproto.HeaderInvocationID)}
+	req, err := hostproto.DecodeRequest(r.Body)
+	if err != nil {
+		h.log.Error("bad invocation request", "function", name, "invocation_id", inv.ID, "error", err.Error())
+		hostproto.WriteFailure(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	inv.Request = req
+	resp, err := fn(r.Context(), inv)
+	if err != nil {
+		h.log.Error("invocation failed", "function", name, "invocation_id", inv.ID, "error", err.Error())
+		status := http.StatusInternalServerError
+		var re *hostproto.RequestError
+		if errors.As(err, &re) {
+			status = http.StatusBadRequest
+		}
+		hostproto.WriteFailure(w, status, err.Error())
+		return
+	}
+	if err := hostproto.WriteResponse(w, resp); err != nil {
+		h.log.Error("writing invocation response", "function", name, "invocation_id", inv.ID, "error", err.Error())
+	}
+}
+
+func (h *Handler) names() []string {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]string, 0, len(h.funcs))
+	for n := range h.funcs {
+		out = append(out, n)
+	}
+	return out
+}
+
+// ServeOptions configure Serve. The zero value reads the process environment.
+type ServeOptions struct {
+	// Getenv reads settings; default os.Getenv.
+	Getenv func(string) string
+	// Logger receives the structured log; default JSON on stdout.
+	Logger *slog.Logger
+	// DrainTimeout bounds how long in-flight invocations may finish after ctx is done
+	// (SIGTERM); after it their contexts are cancelled. Default 25 s.
+	DrainTimeout time.Duration
+	// Handler options (RunningAfter, …); its Logger defaults to Logger.
+	Handler HandlerOptions
+	// Store, when set, is used instead of building clients from the settings.
+	Store *storage.Clients
+	// Setup, when set, is called with the handler before serving, to add functions.
+	Setup func(h *Handler, store *storage.Clients) error
+}
+
+// Serve runs the custom handler until ctx is done: it builds storage clients from the
+// host's settings, listens on 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT and serves the
+// registry's jobs. When ctx ends it stops accepting invocations and waits up to
+// DrainTimeout for in-flight jobs; jobs still running then see their context cancelled and
+// are recorded as interrupted (retried).
+func Serve(ctx context.Context, reg *Registry, opts *ServeOptions) error {
+	if opts == nil {
+		opts = &ServeOptions{}
+	}
+	getenv := opts.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewJSONHandler(os.Stdout, nil))
+	}
+	port, err := portFromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	store := opts.Store
+	if store == nil {
+		if store, err = storage.FromEnv(getenv, nil); err != nil {
+			return err
+		}
+	}
+	hopts := opts.Handler
+	if hopts.Logger == nil {
+		hopts.Logger = log
+	}
+	h := NewHandler(reg, store, &hopts)
+	if opts.Setup != nil {
+		if err := opts.Setup(h, store); err != nil {
+			return err
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		return fmt.Errorf("listen on %s=%d: %w", SettingPort, port, err)
+	}
+	jobCtx, cancelJobs := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelJobs()
+	srv := &http.Server{Handler: h, BaseContext: func(net.Listener) context.Context { return jobCtx }, ReadHeaderTimeout: 30 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("handler listening", "addr", ln.Addr().String(), "kinds", reg.Kinds())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	drain := opts.DrainTimeout
+	if drain <= 0 {
+		drain = 25 * time.Second
+	}
+	log.Info("draining in-flight invocations", "timeout", drain.String())
+	dctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	if err := srv.Shutdown(dctx); err != nil {
+		log.Warn("drain deadline passed; interrupting running jobs", "error", err.Error())
+		cancelJobs()
+		fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer fcancel()
+		if err := srv.Shutdown(fctx); err != nil {
+			_ = srv.Close()
+		}
+	}
+	log.Info("handler stopped")
+	return nil
+}
+
+func portFromEnv(getenv func(string) string) (int, error) {
+	v := strings.TrimSpace(getenv(SettingPort))
+	if v == "" {
+		return 0, &storage.SettingError{Setting: SettingPort, Problem: "not set; the Functions host sets it when it starts the handler (for a manual run: " + SettingPort + "=8080)"}
+	}
+	port, err := strconv.Atoi(v)
+	if err != nil || port < 1 || port > 65535 {
+		return 0, &storage.SettingError{Setting: SettingPort, Problem: fmt.Sprintf("%q is not a TCP port number (1–65535)", v)}
+	}
+	return port, nil
+}
+
+// compile-time check
+var _ http.Handler = (*Handler)(nil)

@@ -1,0 +1,44 @@
+// Command handler is nightshift's Azure Functions custom handler: the web server the
+// Functions host starts (host.json customHandler.description.defaultExecutablePath). It
+// serves the RunJob and RunDeadLetter functions with the example job kinds below; your own
+// handler is the same few lines with your kinds registered (see README.md).
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/nightshift-jobs/nightshift"
+	"github.com/nightshift-jobs/nightshift/storage"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
+	if err := run(ctx, os.Getenv, log); err != nil {
+		log.Error("handler failed", "error", err.Error())
+		fmt.Fprintln(os.Stderr, "handler:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, getenv func(string) string, log *slog.Logger) error {
+	store, err := storage.FromEnv(getenv, nil)
+	if err != nil {
+		return err
+	}
+	reg := nightshift.NewRegistry()
+	register(reg, store, getenv)
+	return nightshift.Serve(ctx, reg, &nightshift.ServeOptions{Getenv: getenv, Logger: log, Store: store})
+}
+
+// register adds the example job kinds.
+func register(reg *nightshift.Registry, store *storage.Clients, getenv func(string) string) {
+	nightshift.AddWorker(reg, &csvStatsWorker{store: store}, nil)
+	nightshift.AddWorker(reg, newHTTPFetchWorker(getenv(SettingFetchAllowPrivate) == "true"), nil)
+}

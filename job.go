@@ -1,0 +1,114 @@
+// Package nightshift runs typed Go background jobs on Azure Functions.
+//
+// An application in any language puts a job envelope (see package envelope) on an Azure
+// Storage queue; the Functions host calls the nightshift custom handler, which runs the Go
+// worker registered for the job's kind. Results and statuses go to Blob storage; failures
+// are retried with exponential backoff; hopeless jobs end in the poison queue and a durable
+// dead-letter record.
+//
+// Define a kind with an args type and a worker, register it on a Registry, and serve:
+//
+//	type ResizeArgs struct{ Blob string `json:"blob"` }
+//
+//	func (ResizeArgs) Kind() string { return "resize" }
+//
+//	reg := nightshift.NewRegistry()
+//	nightshift.AddWorkerFunc(reg, func(ctx context.Context, job *nightshift.Job[ResizeArgs]) (any, error) {
+//		job.Logger.Info("resizing", "blob", job.Args.Blob)
+//		return map[string]string{"thumb": job.Args.Blob + ".thumb"}, nil
+//	}, nil)
+//	err := nightshift.Serve(ctx, reg, nil)
+//
+// docs/semantics.md describes exactly what happens to a job; docs/envelope.md and
+// docs/storage-layout.md describe the message and the records.
+package nightshift
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// JobArgs is implemented by every job's argument type. Kind names the job kind; it is the
+// "kind" of the envelope, so it must be stable once jobs are in flight.
+type JobArgs interface {
+	Kind() string
+}
+
+// Job is one attempt of a job, as the worker sees it.
+type Job[T JobArgs] struct {
+	// ID is the job id (stable across attempts and replays).
+	ID string
+	// Kind is the job kind.
+	Kind string
+	// Args are the decoded arguments.
+	Args T
+	// Attempt is the 1-based attempt number.
+	Attempt int
+	// MaxAttempts is the number of attempts after which a failing job is dead.
+	MaxAttempts int
+	// EnqueuedAt is when the job was first enqueued.
+	EnqueuedAt time.Time
+	// Replay counts replays from the dead-letter record (0 for the original life).
+	Replay int
+	// DequeueCount is the host's delivery count of this queue message (1 on first
+	// delivery; more after a handler crash or timeout).
+	DequeueCount int
+	// Meta is the envelope's free-form metadata.
+	Meta map[string]string
+	// Logger writes to the handler's structured log with the job's attributes, and its
+	// lines are kept (bounded) in the job's status record and the invocation's Logs.
+	Logger *slog.Logger
+}
+
+// Worker runs jobs of one kind. Work returns the job's result (nil for none; see Bytes
+// and docs/semantics.md for how results are stored) or an error. Errors are retried with
+// backoff unless wrapped with Permanent; a panic is recovered and counts as a failed
+// attempt, with its stack in the status.
+type Worker[T JobArgs] interface {
+	Work(ctx context.Context, job *Job[T]) (any, error)
+}
+
+// WorkFunc adapts a function to the Worker interface.
+type WorkFunc[T JobArgs] func(ctx context.Context, job *Job[T]) (any, error)
+
+// Work calls f.
+func (f WorkFunc[T]) Work(ctx context.Context, job *Job[T]) (any, error) { return f(ctx, job) }
+
+// Bytes is a result stored as raw bytes with a content type, instead of as JSON.
+// Returning a plain []byte means Bytes{ContentType: "application/octet-stream"}.
+type Bytes struct {
+	ContentType string
+	Data        []byte
+}
+
+// WorkerOptions are per-kind settings. Zero fields take the defaults.
+type WorkerOptions struct {
+	// Timeout bounds one attempt; the job's context is cancelled when it passes.
+	// Default DefaultTimeout. It must stay below host.json's functionTimeout.
+	Timeout time.Duration
+	// MaxAttempts is the number of attempts before a failing job is dead. Default
+	// DefaultMaxAttempts. An envelope's max_attempts overrides it.
+	MaxAttempts int
+	// Backoff computes the delay before the next attempt. Default DefaultBackoff.
+	Backoff BackoffPolicy
+}
+
+// Defaults for WorkerOptions.
+const (
+	DefaultTimeout     = 5 * time.Minute
+	DefaultMaxAttempts = 10
+)
+
+func (o WorkerOptions) withDefaults() WorkerOptions {
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = DefaultMaxAttempts
+	}
+	if o.Backoff == nil {
+		o.Backoff = DefaultBackoff()
+	}
+	return o
+}

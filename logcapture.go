@@ -1,0 +1,110 @@
+package nightshift
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nightshift-jobs/nightshift/storage"
+)
+
+// captureHandler tees a job's log records: to the handler's own slog handler (stdout JSON),
+// and into a bounded list kept in the job's status record and the invocation's Logs.
+type captureHandler struct {
+	next  slog.Handler
+	buf   *captureBuf
+	attrs []slog.Attr
+	group string
+}
+
+type captureBuf struct {
+	mu      sync.Mutex
+	attempt int
+	lines   []storage.LogLine
+	dropped int
+}
+
+func newCapture(next slog.Handler, attempt int) (*slog.Logger, *captureBuf) {
+	buf := &captureBuf{attempt: attempt}
+	return slog.New(&captureHandler{next: next, buf: buf}), buf
+}
+
+func (h *captureHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelDebug
+}
+
+func (h *captureHandler) Handle(ctx context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(r.Message)
+	write := func(a slog.Attr) bool {
+		if a.Equal(slog.Attr{}) {
+			return true
+		}
+		key := a.Key
+		if h.group != "" {
+			key = h.group + "." + key
+		}
+		fmt.Fprintf(&b, " %s=%v", key, a.Value.Resolve())
+		return true
+	}
+	for _, a := range h.attrs {
+		write(a)
+	}
+	r.Attrs(write)
+	t := r.Time
+	if t.IsZero() {
+		t = time.Now()
+	}
+	h.buf.add(storage.LogLine{Time: t.UTC(), Level: r.Level.String(), Message: b.String(), Attempt: h.buf.attempt})
+	if h.next.Enabled(ctx, r.Level) {
+		return h.next.Handle(ctx, r)
+	}
+	return nil
+}
+
+func (h *captureHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	c := *h
+	c.attrs = append(append([]slog.Attr(nil), h.attrs...), as...)
+	c.next = h.next.WithAttrs(as)
+	return &c
+}
+
+func (h *captureHandler) WithGroup(name string) slog.Handler {
+	c := *h
+	if c.group != "" {
+		name = c.group + "." + name
+	}
+	c.group = name
+	c.next = h.next.WithGroup(name)
+	return &c
+}
+
+func (b *captureBuf) add(l storage.LogLine) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.lines = append(b.lines, l)
+	if len(b.lines) > storage.MaxLogLines {
+		b.dropped++
+		b.lines = b.lines[1:]
+	}
+}
+
+// snapshot returns the captured lines and how many older ones were dropped.
+func (b *captureBuf) snapshot() ([]storage.LogLine, int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]storage.LogLine(nil), b.lines...), b.dropped
+}
+
+// text renders captured lines for the invocation's Logs.
+func (b *captureBuf) text() []string {
+	lines, _ := b.snapshot()
+	out := make([]string, 0, len(lines))
+	for _, l := range lines {
+		out = append(out, l.Level+" "+l.Message)
+	}
+	return out
+}

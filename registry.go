@@ -1,0 +1,109 @@
+package nightshift
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nightshift-jobs/nightshift/envelope"
+)
+
+// Registry maps job kinds to their workers and options. Create one with NewRegistry, add
+// workers with AddWorker or AddWorkerFunc at start-up, then hand it to Serve or NewHandler.
+type Registry struct {
+	mu    sync.RWMutex
+	kinds map[string]*kindEntry
+}
+
+// kindEntry is a registered kind with its type erased.
+type kindEntry struct {
+	kind string
+	opts WorkerOptions
+	// run decodes the args into the kind's type and calls the worker.
+	run func(ctx context.Context, base jobBase, args json.RawMessage) (any, error)
+}
+
+// jobBase carries the type-independent fields of a Job.
+type jobBase struct {
+	ID, Kind             string
+	Attempt, MaxAttempts int
+	Replay, DequeueCount int
+	Meta                 map[string]string
+	EnqueuedAt           time.Time
+	Logger               *slog.Logger
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{kinds: map[string]*kindEntry{}}
+}
+
+// AddWorker registers w for the kind named by T's Kind method. opts may be nil. It panics
+// when the kind name is invalid or already registered: both are programming errors that
+// must surface at start-up. Use AddWorkerSafely to get an error instead.
+func AddWorker[T JobArgs](r *Registry, w Worker[T], opts *WorkerOptions) {
+	if err := AddWorkerSafely(r, w, opts); err != nil {
+		panic(err)
+	}
+}
+
+// AddWorkerFunc registers a function as the worker for T's kind (see AddWorker).
+func AddWorkerFunc[T JobArgs](r *Registry, fn func(ctx context.Context, job *Job[T]) (any, error), opts *WorkerOptions) {
+	AddWorker[T](r, WorkFunc[T](fn), opts)
+}
+
+// AddWorkerSafely is AddWorker returning an error instead of panicking.
+func AddWorkerSafely[T JobArgs](r *Registry, w Worker[T], opts *WorkerOptions) error {
+	var zero T
+	kind := zero.Kind()
+	if p := envelope.ValidKind(kind); p != "" {
+		return fmt.Errorf("nightshift: kind of %T: %s", zero, p)
+	}
+	o := WorkerOptions{}
+	if opts != nil {
+		o = *opts
+	}
+	e := &kindEntry{kind: kind, opts: o.withDefaults()}
+	e.run = func(ctx context.Context, b jobBase, raw json.RawMessage) (any, error) {
+		var args T
+		if len(raw) > 0 && string(raw) != "null" {
+			if err := json.Unmarshal(raw, &args); err != nil {
+				return nil, Permanent(fmt.Errorf("args do not decode into %T: %w", args, err))
+			}
+		}
+		job := &Job[T]{
+			ID: b.ID, Kind: b.Kind, Args: args, Attempt: b.Attempt, MaxAttempts: b.MaxAttempts,
+			EnqueuedAt: b.EnqueuedAt, Replay: b.Replay, DequeueCount: b.DequeueCount, Meta: b.Meta, Logger: b.Logger,
+		}
+		return w.Work(ctx, job)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.kinds[kind]; dup {
+		return fmt.Errorf("nightshift: kind %q is already registered", kind)
+	}
+	r.kinds[kind] = e
+	return nil
+}
+
+// Kinds lists the registered kinds in name order.
+func (r *Registry) Kinds() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]string, 0, len(r.kinds))
+	for k := range r.kinds {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (r *Registry) lookup(kind string) *kindEntry {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.kinds[kind]
+}

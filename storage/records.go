@@ -1,0 +1,184 @@
+package storage
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/nightshift-jobs/nightshift/envelope"
+)
+
+// State is a job's lifecycle state as recorded in its status.
+type State string
+
+// Job states. Succeeded, Dead and Cancelled are terminal.
+const (
+	StateQueued    State = "queued"
+	StateRunning   State = "running"
+	StateRetrying  State = "retrying"
+	StateSucceeded State = "succeeded"
+	StateDead      State = "dead"
+	StateCancelled State = "cancelled"
+)
+
+// Terminal reports whether the state is final for the job's current life.
+func (s State) Terminal() bool {
+	return s == StateSucceeded || s == StateDead || s == StateCancelled
+}
+
+func (s State) order() int {
+	switch s {
+	case StateQueued:
+		return 0
+	case StateRunning:
+		return 1
+	case StateRetrying:
+		return 2
+	default:
+		return 3
+	}
+}
+
+// MaxLogLines bounds the log lines kept in a status record; the newest are kept.
+const MaxLogLines = 200
+
+// MaxLogLineBytes bounds one captured log line.
+const MaxLogLineBytes = 1024
+
+// MaxInlineResult is the largest result kept inside the status record; larger results go
+// to the results container.
+const MaxInlineResult = 32 * 1024
+
+// Status is the record of one job: <status container>/<job id>.json.
+type Status struct {
+	JobID string `json:"job_id"`
+	Kind  string `json:"kind,omitempty"`
+	State State  `json:"state"`
+	// Replay is the job's life number (0 until replayed from a dead letter).
+	Replay int `json:"replay,omitempty"`
+	// Attempt is the attempt the state refers to (0 before the first attempt).
+	Attempt     int    `json:"attempt"`
+	MaxAttempts int    `json:"max_attempts,omitempty"`
+	Queue       string `json:"queue,omitempty"`
+
+	EnqueuedAt time.Time `json:"enqueued_at,omitzero"`
+	StartedAt  time.Time `json:"started_at,omitzero"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	// NextRunAt is when a retrying job's next attempt becomes visible.
+	NextRunAt time.Time `json:"next_run_at,omitzero"`
+	// DurationMS is the run time of the last finished attempt.
+	DurationMS int64 `json:"duration_ms,omitempty"`
+
+	LastError string                  `json:"last_error,omitempty"`
+	Errors    []envelope.AttemptError `json:"errors,omitempty"`
+
+	Result *Result `json:"result,omitempty"`
+	// DeadLetter is the dead-letter blob name once the job is dead.
+	DeadLetter string `json:"dead_letter,omitempty"`
+	// Logs are the job's captured log lines (the newest MaxLogLines).
+	Logs []LogLine `json:"logs,omitempty"`
+	// LogsDropped counts older lines that did not fit.
+	LogsDropped int `json:"logs_dropped,omitempty"`
+
+	// Meta carries the envelope's free-form metadata.
+	Meta map[string]string `json:"meta,omitempty"`
+}
+
+// Result locates a job's result: inline JSON, inline bytes (base64) or a blob.
+type Result struct {
+	ContentType string `json:"content_type"`
+	Size        int64  `json:"size"`
+	// JSON is the result inline when it is JSON and at most MaxInlineResult bytes.
+	JSON json.RawMessage `json:"json,omitempty"`
+	// Bytes is a small non-JSON result inline (base64 in the record).
+	Bytes []byte `json:"bytes,omitempty"`
+	// Blob is the blob name in the results container when the result is not inline.
+	Blob string `json:"blob,omitempty"`
+}
+
+// LogLine is one captured log line of a job.
+type LogLine struct {
+	Time    time.Time `json:"t"`
+	Level   string    `json:"level"`
+	Message string    `json:"msg"`
+	Attempt int       `json:"attempt,omitempty"`
+}
+
+// Supersedes reports whether writing next over cur moves the job forward. A status never
+// goes backwards: (replay, attempt, state order) must grow, except that a non-terminal
+// state may be rewritten in place (progress, logs). A terminal state is final for its life.
+func (next *Status) Supersedes(cur *Status) bool {
+	if cur == nil {
+		return true
+	}
+	a := [3]int{next.Replay, next.Attempt, next.State.order()}
+	b := [3]int{cur.Replay, cur.Attempt, cur.State.order()}
+	for i := range a {
+		if a[i] != b[i] {
+			return a[i] > b[i]
+		}
+	}
+	return !cur.State.Terminal() && next.State == cur.State
+}
+
+// AppendLogs adds lines, keeping the newest MaxLogLines.
+func (s *Status) AppendLogs(lines ...LogLine) {
+	for _, l := range lines {
+		l.Message = envelope.Truncate(l.Message, MaxLogLineBytes)
+		s.Logs = append(s.Logs, l)
+	}
+	if n := len(s.Logs) - MaxLogLines; n > 0 {
+		s.Logs = append([]LogLine(nil), s.Logs[n:]...)
+		s.LogsDropped += n
+	}
+}
+
+// DeadReason says why a job or message was set aside.
+type DeadReason string
+
+// Dead-letter reasons.
+const (
+	// ReasonAttemptsExhausted: every attempt failed with retryable errors.
+	ReasonAttemptsExhausted DeadReason = "attempts_exhausted"
+	// ReasonPermanentError: the job returned an error marked permanent.
+	ReasonPermanentError DeadReason = "permanent_error"
+	// ReasonUndecodable: the message is not a valid envelope.
+	ReasonUndecodable DeadReason = "undecodable"
+	// ReasonUnknownKind: no worker is registered for the envelope's kind.
+	ReasonUnknownKind DeadReason = "unknown_kind"
+	// ReasonHostRetriesExhausted: the Functions host moved the message to the poison
+	// queue after maxDequeueCount failed deliveries (handler crash, function timeout,
+	// storage errors) — functions-host-contract.md §2.3.
+	ReasonHostRetriesExhausted DeadReason = "host_retries_exhausted"
+)
+
+// DeadLetter is the durable record of a dead job or an unusable poison message:
+// <dead-letters container>/<dead id>.json. It outlives the queue's 7-day message TTL.
+type DeadLetter struct {
+	// DeadID is the job id, or "msg-<sha256 of the body>" for a message that has none.
+	DeadID string     `json:"dead_id"`
+	JobID  string     `json:"job_id,omitempty"`
+	Kind   string     `json:"kind,omitempty"`
+	Reason DeadReason `json:"reason"`
+	// Detail explains the reason in words (decode error, last error, …).
+	Detail string `json:"detail"`
+	// Envelope is the job's envelope when the message decoded.
+	Envelope *envelope.Envelope `json:"envelope,omitempty"`
+	// Raw is the message text when it did not decode (RawBase64 when it is not UTF-8).
+	Raw       string `json:"raw,omitempty"`
+	RawBase64 []byte `json:"raw_base64,omitempty"`
+	// Errors is every failed attempt known.
+	Errors []envelope.AttemptError `json:"errors,omitempty"`
+	// Queue is the queue the message died on (its poison sibling carried it here).
+	Queue string `json:"queue,omitempty"`
+
+	EnqueuedAt time.Time `json:"enqueued_at,omitzero"`
+	DiedAt     time.Time `json:"died_at"`
+	// PoisonMessageID and PoisonInsertedAt identify the poison-queue message.
+	PoisonMessageID  string    `json:"poison_message_id,omitempty"`
+	PoisonInsertedAt time.Time `json:"poison_inserted_at,omitzero"`
+
+	// Replays counts replays of this record; ReplayedAt is the last one.
+	Replays    int       `json:"replays,omitempty"`
+	ReplayedAt time.Time `json:"replayed_at,omitzero"`
+}

@@ -1,0 +1,225 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
+)
+
+// ErrNotFound is returned when a record does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ETag identifies a version of a record for conditional writes; "" means "must not exist".
+type ETag = azcore.ETag
+
+// GetStatus reads a job's status record and its ETag. It returns ErrNotFound (wrapped) when
+// there is none.
+func (c *Clients) GetStatus(ctx context.Context, jobID string) (*Status, ETag, error) {
+	var st Status
+	etag, err := c.getJSON(ctx, c.Layout.StatusContainer(), StatusBlob(jobID), &st)
+	if err != nil {
+		return nil, "", fmt.Errorf("status of job %s: %w", jobID, err)
+	}
+	return &st, etag, nil
+}
+
+// PutStatus writes a status record conditionally: with etag "" only if none exists
+// (If-None-Match: *), else only if it is still at etag (If-Match). A lost race returns an
+// error for which IsConflict is true.
+func (c *Clients) PutStatus(ctx context.Context, st *Status, etag ETag) (ETag, error) {
+	if st.UpdatedAt.IsZero() {
+		st.UpdatedAt = time.Now().UTC()
+	}
+	return c.putJSON(ctx, c.Layout.StatusContainer(), StatusBlob(st.JobID), st, etag)
+}
+
+// UpdateStatus applies change to the job's current status (nil when there is none) and
+// writes the result conditionally, re-reading and retrying when another writer got there
+// first. change returns nil to write nothing. It returns the status as stored afterwards
+// and whether this call wrote it.
+func (c *Clients) UpdateStatus(ctx context.Context, jobID string, change func(cur *Status) *Status) (*Status, bool, error) {
+	for try := 0; ; try++ {
+		cur, etag, err := c.GetStatus(ctx, jobID)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, false, err
+		}
+		next := change(cur)
+		if next == nil {
+			return cur, false, nil
+		}
+		next.UpdatedAt = time.Now().UTC()
+		if _, err := c.PutStatus(ctx, next, etag); err != nil {
+			if IsConflict(err) && try < 20 {
+				continue
+			}
+			return nil, false, fmt.Errorf("write status of job %s: %w", jobID, err)
+		}
+		return next, true, nil
+	}
+}
+
+// PutResult stores a job's result blob once: the first writer wins (If-None-Match: *), so
+// a job that ran twice keeps one result. It reports whether this call created it.
+func (c *Clients) PutResult(ctx context.Context, jobID, contentType string, data []byte) (bool, error) {
+	_, err := c.Blob.UploadBuffer(ctx, c.Layout.ResultsContainer(), ResultBlob(jobID), data, &azblob.UploadBufferOptions{
+		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: to.Ptr(contentType)},
+		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfNoneMatch: to.Ptr(azcore.ETagAny)}},
+	})
+	if err != nil {
+		if IsConflict(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("write result of job %s: %w", jobID, err)
+	}
+	return true, nil
+}
+
+// GetResult reads a job's result: inline from the status record, or from its blob.
+func (c *Clients) GetResult(ctx context.Context, st *Status) (contentType string, data []byte, err error) {
+	if st.Result == nil {
+		return "", nil, fmt.Errorf("job %s has no result (state %s): %w", st.JobID, st.State, ErrNotFound)
+	}
+	r := st.Result
+	switch {
+	case r.JSON != nil:
+		return r.ContentType, r.JSON, nil
+	case r.Blob != "":
+		data, _, err := c.download(ctx, c.Layout.ResultsContainer(), r.Blob)
+		if err != nil {
+			return "", nil, fmt.Errorf("result of job %s: %w", st.JobID, err)
+		}
+		return r.ContentType, data, nil
+	default:
+		return r.ContentType, r.Bytes, nil
+	}
+}
+
+// GetDeadLetter reads a dead-letter record and its ETag.
+func (c *Clients) GetDeadLetter(ctx context.Context, deadID string) (*DeadLetter, ETag, error) {
+	var d DeadLetter
+	etag, err := c.getJSON(ctx, c.Layout.DeadLettersContainer(), DeadLetterBlob(deadID), &d)
+	if err != nil {
+		return nil, "", fmt.Errorf("dead letter %s: %w", deadID, err)
+	}
+	return &d, etag, nil
+}
+
+// PutDeadLetter writes a dead-letter record conditionally (see PutStatus for etag).
+func (c *Clients) PutDeadLetter(ctx context.Context, d *DeadLetter, etag ETag) (ETag, error) {
+	return c.putJSON(ctx, c.Layout.DeadLettersContainer(), DeadLetterBlob(d.DeadID), d, etag)
+}
+
+// ListDeadLetters returns the ids of all dead-letter records, in name order.
+func (c *Clients) ListDeadLetters(ctx context.Context) ([]string, error) {
+	return c.listNames(ctx, c.Layout.DeadLettersContainer(), ".json")
+}
+
+// ListStatuses returns the job ids that have a status record, in name order (time order for
+// generated ids, which are UUIDv7).
+func (c *Clients) ListStatuses(ctx context.Context) ([]string, error) {
+	return c.listNames(ctx, c.Layout.StatusContainer(), ".json")
+}
+
+func (c *Clients) listNames(ctx context.Context, container, suffix string) ([]string, error) {
+	var out []string
+	pager := c.Blob.NewListBlobsFlatPager(container, nil)
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", container, err)
+		}
+		for _, it := range page.Segment.BlobItems {
+			if it.Name != nil {
+				out = append(out, strings.TrimSuffix(*it.Name, suffix))
+			}
+		}
+	}
+	return out, nil
+}
+
+// Enqueue puts message text on a queue, invisible for delay (at most 7 days), with the
+// service's default 7-day time to live (or ttl when positive). It returns the message id.
+func (c *Clients) Enqueue(ctx context.Context, queue string, text []byte, delay, ttl time.Duration) (string, error) {
+	opts := &azqueue.EnqueueMessageOptions{}
+	if delay > 0 {
+		opts.VisibilityTimeout = to.Ptr(int32((delay + time.Second - 1) / time.Second))
+	}
+	if ttl > 0 {
+		opts.TimeToLive = to.Ptr(int32(ttl / time.Second))
+	}
+	resp, err := c.Queue.NewQueueClient(queue).EnqueueMessage(ctx, string(text), opts)
+	if err != nil {
+		return "", fmt.Errorf("enqueue on %s: %w", queue, err)
+	}
+	if len(resp.Messages) == 0 || resp.Messages[0].MessageID == nil {
+		return "", fmt.Errorf("enqueue on %s: no message id in the response", queue)
+	}
+	return *resp.Messages[0].MessageID, nil
+}
+
+func (c *Clients) getJSON(ctx context.Context, container, name string, v any) (ETag, error) {
+	data, etag, err := c.download(ctx, container, name)
+	if err != nil {
+		return "", err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return "", fmt.Errorf("%s/%s is not valid JSON: %w", container, name, err)
+	}
+	return etag, nil
+}
+
+func (c *Clients) download(ctx context.Context, container, name string) ([]byte, ETag, error) {
+	resp, err := c.Blob.DownloadStream(ctx, container, name, nil)
+	if err != nil {
+		if IsNotFound(err) {
+			return nil, "", fmt.Errorf("%s/%s: %w", container, name, ErrNotFound)
+		}
+		return nil, "", fmt.Errorf("read %s/%s: %w", container, name, err)
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	if _, err := io.Copy(&buf, resp.Body); err != nil {
+		return nil, "", fmt.Errorf("read %s/%s: %w", container, name, err)
+	}
+	var etag ETag
+	if resp.ETag != nil {
+		etag = *resp.ETag
+	}
+	return buf.Bytes(), etag, nil
+}
+
+func (c *Clients) putJSON(ctx context.Context, container, name string, v any, etag ETag) (ETag, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	mac := &blob.ModifiedAccessConditions{}
+	if etag == "" {
+		mac.IfNoneMatch = to.Ptr(azcore.ETagAny)
+	} else {
+		mac.IfMatch = to.Ptr(etag)
+	}
+	resp, err := c.Blob.UploadBuffer(ctx, container, name, data, &blockblob.UploadBufferOptions{
+		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: to.Ptr("application/json")},
+		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: mac},
+	})
+	if err != nil {
+		return "", fmt.Errorf("write %s/%s: %w", container, name, err)
+	}
+	if resp.ETag == nil {
+		return "", nil
+	}
+	return *resp.ETag, nil
+}
