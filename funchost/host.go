@@ -1,0 +1,381 @@
+// Package funchost is a local stand-in for the Azure Functions host, for custom handler
+// apps: it reads the same host.json and <Name>/function.json files the real host reads,
+// starts the custom handler the same way, and drives it with the same queue, timer and
+// HTTP triggers and blob output bindings, against real Azure Storage or Azurite.
+//
+// Behaviour follows /work/shared/reference/functions-host-contract.md; comments cite its
+// sections (§1.1 …). Deviations are marked "Deviation:".
+package funchost
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+
+	"github.com/nightshift-jobs/nightshift/storage"
+)
+
+// Settings read by the local host (app settings, from Options.Settings / Options.Getenv).
+const (
+	// SettingHostID overrides the computed host id, as on the real host (§3.3).
+	SettingHostID = "AzureFunctionsWebHost__hostid"
+	// SettingFunctionKey is the key HTTP functions with authLevel function or admin accept
+	// locally (x-functions-key header or code= query parameter). When unset, the local
+	// host makes up a random key and logs it at start-up.
+	SettingFunctionKey = "NIGHTSHIFT_LOCAL_FUNCTION_KEY"
+)
+
+// HostVersion is the version the local host reports in X-Azure-Functions-HostVersion and
+// User-Agent (§1.4). It is shaped like a v4 host version.
+const HostVersion = "4.0.0.0"
+
+// Options configure a Host. The zero value runs against the process environment.
+type Options struct {
+	// Settings are app settings. The host reads them (before Getenv) and the handler gets
+	// them as environment variables on top of the inherited environment (§1.2).
+	Settings map[string]string
+	// Getenv reads settings not in Settings; default os.Getenv. Storage clients are built
+	// with storage.FromEnv from the same settings.
+	Getenv func(string) string
+	// Logger receives host, invocation and handler console logs; default slog.Default().
+	Logger *slog.Logger
+	// TimeZone is where timer schedules are evaluated (§3.2); default UTC.
+	TimeZone *time.Location
+	// HostID names the host in the timer status and lock blobs; default computed like a
+	// local Functions host (§3.3), or the AzureFunctionsWebHost__hostid setting.
+	HostID string
+	// HTTPAddr is where HTTP triggers listen; default 127.0.0.1:7071. The listener is only
+	// opened when the app has HTTP functions.
+	HTTPAddr string
+	// Development mirrors the host's Development environment: maxPollingInterval defaults
+	// to 2 s when host.json does not set it (§2.1).
+	Development bool
+	// Storage tunes the storage SDK clients.
+	Storage *storage.Options
+
+	// Now returns the current time; default time.Now. Timer schedules use it.
+	Now func() time.Time
+	// ListenerLockPeriod is the timer singleton lease (§3.5); default 60 s. Azure Storage
+	// accepts 15–60 s.
+	ListenerLockPeriod time.Duration
+	// ListenerLockRecoveryPollingInterval is how often a non-owner retries the lease
+	// (§3.5); default 60 s.
+	ListenerLockRecoveryPollingInterval time.Duration
+	// HandlerStartTimeout bounds the readiness probe (§1.3); default 30 s.
+	HandlerStartTimeout time.Duration
+	// ReceiveVisibility is the visibility used when receiving queue messages, renewed at
+	// half of it (§2.3); default 10 min.
+	ReceiveVisibility time.Duration
+	// DrainTimeout is how long Run waits for in-flight invocations after its context is
+	// cancelled; default 30 s.
+	DrainTimeout time.Duration
+}
+
+// Host is a running or runnable local Functions host.
+type Host struct {
+	appRoot string
+	opts    Options
+	getenv  func(string) string
+	log     *slog.Logger
+	cfg     *HostConfig
+	fns     []*Function
+	hostID  string
+	key     string
+	now     func() time.Time
+
+	clientsMu sync.Mutex
+	clients   map[string]*storage.Clients // by connection name
+
+	containersMu sync.Mutex
+	containers   map[string]bool
+
+	workers *workerManager
+}
+
+// New reads <appRoot>/host.json and every <appRoot>/<Name>/function.json and validates
+// them. Errors name the file and field.
+func New(appRoot string, opts Options) (*Host, error) {
+	root, err := filepath.Abs(appRoot)
+	if err != nil {
+		return nil, err
+	}
+	base := opts.Getenv
+	if base == nil {
+		base = os.Getenv
+	}
+	settings := opts.Settings
+	getenv := func(k string) string {
+		if v, ok := settings[k]; ok {
+			return v
+		}
+		return base(k)
+	}
+	h := &Host{appRoot: root, opts: opts, getenv: getenv, clients: map[string]*storage.Clients{}, containers: map[string]bool{}}
+	h.log = opts.Logger
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	if h.opts.TimeZone == nil {
+		h.opts.TimeZone = time.UTC
+	}
+	if h.opts.HTTPAddr == "" {
+		h.opts.HTTPAddr = "127.0.0.1:7071"
+	}
+	h.now = opts.Now
+	if h.now == nil {
+		h.now = time.Now
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&h.opts.ListenerLockPeriod, 60*time.Second)
+	def(&h.opts.ListenerLockRecoveryPollingInterval, 60*time.Second)
+	def(&h.opts.HandlerStartTimeout, 30*time.Second)
+	def(&h.opts.ReceiveVisibility, 10*time.Minute)
+	def(&h.opts.DrainTimeout, 30*time.Second)
+
+	h.cfg, err = loadHostConfig(root, getenv, opts.Development, func(f string, a ...any) { h.log.Warn(fmt.Sprintf(f, a...)) })
+	if err != nil {
+		return nil, err
+	}
+	h.fns, err = loadFunctions(root, h.cfg, getenv)
+	if err != nil {
+		return nil, err
+	}
+	// Check every connection now, so a bad setting fails at start-up.
+	for _, fn := range h.fns {
+		for _, b := range fn.Bindings {
+			t := strings.ToLower(b.Type)
+			if t == "queuetrigger" || t == "blob" {
+				if _, err := h.storageFor(b.Connection); err != nil {
+					return nil, &ConfigError{File: fn.File, Field: "connection", Problem: err.Error()}
+				}
+			}
+		}
+	}
+	if hasTimer(h.fns) {
+		if _, err := h.storageFor(""); err != nil {
+			return nil, fmt.Errorf("timer triggers need the host storage (AzureWebJobsStorage): %w", err)
+		}
+	}
+	h.hostID = opts.HostID
+	if h.hostID == "" {
+		h.hostID = getenv(SettingHostID)
+	}
+	if h.hostID == "" {
+		h.hostID = LocalHostID(root)
+	}
+	h.key = getenv(SettingFunctionKey)
+	if h.key == "" {
+		b := make([]byte, 16)
+		_, _ = rand.Read(b)
+		h.key = hex.EncodeToString(b)
+	}
+	return h, nil
+}
+
+func hasTimer(fns []*Function) bool {
+	for _, fn := range fns {
+		if fn.schedule.expr != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// Functions returns the loaded functions, sorted by name.
+func (h *Host) Functions() []*Function { return h.fns }
+
+// Config returns the effective host.json settings.
+func (h *Host) Config() *HostConfig { return h.cfg }
+
+// HostID returns the host id used for timer status and lock blobs.
+func (h *Host) HostID() string { return h.hostID }
+
+// FunctionKey returns the key HTTP functions with authLevel function/admin accept.
+func (h *Host) FunctionKey() string { return h.key }
+
+// QueueName returns the resolved queue name of a queue-triggered function ("" otherwise).
+func (f *Function) QueueName() string { return f.queueName }
+
+var nonAlnum = regexp.MustCompile(`[^A-Za-z0-9]`)
+
+// LocalHostID computes the host id the way a local Functions host does (§3.3):
+// {machine name, alphanumerics only}-{abs(stable hash of the app root)}, lower-cased,
+// truncated to 32 characters, trailing '-' trimmed.
+func LocalHostID(appRoot string) string {
+	name, _ := os.Hostname()
+	name = nonAlnum.ReplaceAllString(name, "")
+	var hash int32 = 23 // Utility.GetStableHash: 23, then hash*31 + char (UTF-16 units)
+	for _, r := range appRoot {
+		if r > 0xFFFF {
+			r1, r2 := utf16Pair(r)
+			hash = hash*31 + int32(r1)
+			hash = hash*31 + int32(r2)
+			continue
+		}
+		hash = hash*31 + int32(r)
+	}
+	h := int64(hash)
+	if h < 0 {
+		h = -h
+	}
+	id := strings.ToLower(fmt.Sprintf("%s-%d", name, h))
+	if len(id) > 32 {
+		id = id[:32]
+	}
+	return strings.TrimRight(id, "-")
+}
+
+func utf16Pair(r rune) (rune, rune) {
+	r -= 0x10000
+	return 0xD800 + (r>>10)&0x3FF, 0xDC00 + r&0x3FF
+}
+
+// storageFor returns clients for a binding's connection name, resolved like the host
+// (§4.1): empty means "Storage"; AzureWebJobs{name} is tried before {name}.
+func (h *Host) storageFor(connection string) (*storage.Clients, error) {
+	name := connection
+	if name == "" {
+		name = "Storage"
+	}
+	h.clientsMu.Lock()
+	defer h.clientsMu.Unlock()
+	if c, ok := h.clients[name]; ok {
+		return c, nil
+	}
+	prefix := ""
+	for _, cand := range []string{"AzureWebJobs" + name, name} {
+		if h.getenv(cand) != "" || h.getenv(cand+"__accountName") != "" || h.getenv(cand+"__queueServiceUri") != "" || h.getenv(cand+"__blobServiceUri") != "" {
+			prefix = cand
+			break
+		}
+	}
+	if prefix == "" {
+		return nil, fmt.Errorf("connection %q: neither setting AzureWebJobs%s nor %s (or their __accountName / __queueServiceUri / __blobServiceUri forms) is set", connection, name, name)
+	}
+	getenv := func(k string) string {
+		if strings.HasPrefix(k, storage.SettingStorage) {
+			return h.getenv(prefix + strings.TrimPrefix(k, storage.SettingStorage))
+		}
+		return h.getenv(k)
+	}
+	c, err := storage.FromEnv(getenv, h.opts.Storage)
+	if err != nil {
+		return nil, fmt.Errorf("connection %q (%s): %w", connection, prefix, err)
+	}
+	h.clients[name] = c
+	return c, nil
+}
+
+// handlerEnv is the handler's environment: inherited + app settings (§1.2); the worker
+// adds the port and id variables.
+func (h *Host) handlerEnv() []string {
+	env := os.Environ()
+	for k, v := range h.opts.Settings {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
+// ErrHandlerRestarts is returned by Run when the handler failed too often (§1.3).
+var ErrHandlerRestarts = errors.New("Exceeded http worker restart retry count. Shutting down Functions Host")
+
+// Run starts the handler and every trigger and blocks until ctx is cancelled (then it
+// returns nil after draining) or the host must stop (handler restart limit, a fatal
+// storage error, the HTTP address in use).
+func (h *Host) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	fatal := func(err error) { cancel(err) }
+
+	h.workers = newWorkerManager(h, fatal)
+	h.log.Info("Starting local Functions host", "appRoot", h.appRoot, "hostId", h.hostID, "functions", len(h.fns))
+	// The handler outlives the triggers: it keeps serving in-flight invocations while the
+	// host drains.
+	workerCtx, workerCancel := context.WithCancel(context.WithoutCancel(ctx))
+	workerDone := make(chan struct{})
+	go func() { defer close(workerDone); h.workers.supervise(workerCtx) }()
+	defer func() { workerCancel(); <-workerDone }()
+	var wg sync.WaitGroup
+
+	// Invocations get their own context, cancelled DrainTimeout after shutdown starts.
+	invCtx, invCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer invCancel()
+	var inflight sync.WaitGroup
+	var httpFns []*Function
+	for _, fn := range h.fns {
+		if fn.Disabled {
+			h.log.Info("Function is disabled", "function", fn.Name)
+			continue
+		}
+		switch strings.ToLower(fn.Trigger.Type) {
+		case "queuetrigger":
+			wg.Add(1)
+			go func() { defer wg.Done(); h.runQueueListener(ctx, invCtx, &inflight, fn, fatal) }()
+		case "timertrigger":
+			wg.Add(1)
+			go func() { defer wg.Done(); h.runTimer(ctx, invCtx, fn) }()
+		case "httptrigger":
+			httpFns = append(httpFns, fn)
+		}
+	}
+	if len(httpFns) > 0 {
+		srv, err := h.startHTTP(ctx, invCtx, httpFns)
+		if err != nil {
+			cancel(err)
+		} else {
+			defer srv.Close()
+		}
+	}
+	<-ctx.Done()
+	h.log.Info("Stopping local Functions host")
+	done := make(chan struct{})
+	go func() { wg.Wait(); inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(h.opts.DrainTimeout):
+		h.log.Warn("In-flight invocations did not finish within the drain timeout; cancelling them", "timeout", h.opts.DrainTimeout)
+		invCancel()
+		<-done
+	}
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// isStatus reports whether err is a storage response error with the given status.
+func isStatus(err error, status int) bool {
+	var re *azcore.ResponseError
+	return errors.As(err, &re) && re.StatusCode == status
+}
+
+// errorCode returns the storage error code of err ("" if none).
+func errorCode(err error) string {
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		return re.ErrorCode
+	}
+	return ""
+}
+
+// isStatusFn calls f with the status of a storage response error, reporting whether err
+// carried one.
+func isStatusFn(err error, f func(int) bool) bool {
+	var re *azcore.ResponseError
+	return errors.As(err, &re) && f(re.StatusCode)
+}
