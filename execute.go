@@ -28,6 +28,10 @@ type executor struct {
 	// runningAfter: an attempt still running after this long gets a "running" status
 	// write; quicker jobs cost a single status write in all.
 	runningAfter time.Duration
+	// cancelCheck: how often a running job's status is read to notice a cancellation.
+	cancelCheck time.Duration
+	// onJobEnd notifies a job's callback (see HandlerOptions.OnJobEnd).
+	onJobEnd func(ctx context.Context, env *envelope.Envelope, st *storage.Status) error
 }
 
 // delivery is one queue message handed to a function.
@@ -108,8 +112,10 @@ func (x *executor) runJob(ctx context.Context, d delivery) outcome {
 		EnqueuedAt: env.EnqueuedAt, Logger: logger,
 	}
 	started := time.Now().UTC()
-	marked := x.markRunningLater(ctx, env, maxAttempts, started, d.Queue)
-	result, runErr := runSafely(ctx, entry, base, env.Args, timeout)
+	runCtx, cancelRun := context.WithCancelCause(ctx)
+	defer cancelRun(nil)
+	marked := x.watch(ctx, env, maxAttempts, started, d.Queue, cancelRun)
+	result, runErr := runSafely(runCtx, entry, base, env.Args, timeout)
 	wroteRunning := marked()
 	// Record the end even when the handler is shutting down and ctx is cancelled.
 	jobCtx := ctx
@@ -124,6 +130,11 @@ func (x *executor) runJob(ctx context.Context, d delivery) outcome {
 		Queue: d.Queue, EnqueuedAt: env.EnqueuedAt, StartedAt: started, FinishedAt: finished,
 		DurationMS: dur.Milliseconds(), Meta: env.Meta,
 	}
+	if errors.Is(context.Cause(runCtx), errCancelled) {
+		// Cancelled through its status while running: the status already says so.
+		log.Info("job cancelled while running", "outcome", "cancelled", "duration_ms", dur.Milliseconds())
+		return outcome{Outcome: "cancelled", Logs: append(capture.text(), "job "+env.JobID+" was cancelled while running")}
+	}
 	if runErr == nil {
 		res, err := x.storeResult(ctx, env.JobID, result)
 		if err == nil {
@@ -131,6 +142,9 @@ func (x *executor) runJob(ctx context.Context, d delivery) outcome {
 			st.Result = res
 			st.Errors = env.Errors
 			if err := x.writeStatus(ctx, st, lines, dropped, cur, etag, wroteRunning); err != nil {
+				return infraFailure(err)
+			}
+			if err := x.notify(ctx, env, st); err != nil {
 				return infraFailure(err)
 			}
 			log.Info("job finished", "outcome", "succeeded", "duration_ms", dur.Milliseconds())
@@ -237,9 +251,14 @@ func classify(ctx context.Context, err error, attempt int, at time.Time, dur, ti
 	return ae
 }
 
-// markRunningLater writes a "running" status if the attempt is still going after
-// runningAfter. The returned func stops the timer and reports whether the write happened.
-func (x *executor) markRunningLater(ctx context.Context, env *envelope.Envelope, maxAttempts int, started time.Time, queue string) func() bool {
+// errCancelled is the cause given to a running job's context when its status says
+// cancelled.
+var errCancelled = errors.New("job cancelled")
+
+// watch writes a "running" status if the attempt is still going after runningAfter, then
+// reads the status every cancelCheck and cancels the run when it says cancelled. The
+// returned func stops watching and reports whether the running status was written.
+func (x *executor) watch(ctx context.Context, env *envelope.Envelope, maxAttempts int, started time.Time, queue string, cancelRun context.CancelCauseFunc) func() bool {
 	done := make(chan struct{})
 	wrote := make(chan bool, 1)
 	go func() {
@@ -251,30 +270,56 @@ func (x *executor) markRunningLater(ctx context.Context, env *envelope.Envelope,
 			return
 		case <-t.C:
 		}
-		running := &storage.Status{
-			JobID: env.JobID, Kind: env.Kind, State: storage.StateRunning, Replay: env.Replay,
-			Attempt: env.Attempt, MaxAttempts: maxAttempts, Queue: queue, EnqueuedAt: env.EnqueuedAt,
-			StartedAt: started, Errors: env.Errors, Meta: env.Meta,
-		}
-		_, ok, err := x.store.UpdateStatus(ctx, env.JobID, func(cur *storage.Status) *storage.Status {
-			if !running.Supersedes(cur) {
-				return nil
+		ok := x.markRunning(ctx, env, maxAttempts, started, queue)
+		tick := time.NewTicker(x.cancelCheck)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				wrote <- ok
+				return
+			case <-tick.C:
+				if cur, _, err := x.store.GetStatus(ctx, env.JobID); err == nil && cur.State == storage.StateCancelled && cur.Replay == env.Replay {
+					cancelRun(errCancelled)
+				}
 			}
-			next := *running
-			if cur != nil {
-				next.Logs, next.LogsDropped = cur.Logs, cur.LogsDropped
-			}
-			return &next
-		})
-		if err != nil {
-			x.log.Warn("could not record running status", "job_id", env.JobID, "error", err.Error())
 		}
-		wrote <- ok
 	}()
 	return func() bool {
 		close(done)
 		return <-wrote
 	}
+}
+
+// markRunning records that the attempt is running, unless the status is already ahead.
+func (x *executor) markRunning(ctx context.Context, env *envelope.Envelope, maxAttempts int, started time.Time, queue string) bool {
+	running := &storage.Status{
+		JobID: env.JobID, Kind: env.Kind, State: storage.StateRunning, Replay: env.Replay,
+		Attempt: env.Attempt, MaxAttempts: maxAttempts, Queue: queue, EnqueuedAt: env.EnqueuedAt,
+		StartedAt: started, Errors: env.Errors, Meta: env.Meta,
+	}
+	_, ok, err := x.store.UpdateStatus(ctx, env.JobID, func(cur *storage.Status) *storage.Status {
+		if !running.Supersedes(cur) {
+			return nil
+		}
+		next := *running
+		if cur != nil {
+			next.Logs, next.LogsDropped = cur.Logs, cur.LogsDropped
+		}
+		return &next
+	})
+	if err != nil {
+		x.log.Warn("could not record running status", "job_id", env.JobID, "error", err.Error())
+	}
+	return ok
+}
+
+// notify calls the job-end hook for jobs that asked for a callback.
+func (x *executor) notify(ctx context.Context, env *envelope.Envelope, st *storage.Status) error {
+	if env.Callback == nil || x.onJobEnd == nil {
+		return nil
+	}
+	return x.onJobEnd(ctx, env, st)
 }
 
 // writeStatus records the attempt's end. The fast path is one conditional write against
@@ -479,6 +524,9 @@ func (x *executor) recordDead(ctx context.Context, d delivery) outcome {
 			return &next
 		})
 		if err != nil {
+			return infraFailure(err)
+		}
+		if err := x.notify(ctx, env, dead); err != nil {
 			return infraFailure(err)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/hostproto"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
@@ -51,6 +52,13 @@ type HandlerOptions struct {
 	// RunningAfter is how long an attempt runs before its status says "running";
 	// default 2 s. Quicker jobs cost one status write in all.
 	RunningAfter time.Duration
+	// CancelCheck is how often the status of a running job is read to notice a
+	// cancellation (its context is then cancelled); default 5 s.
+	CancelCheck time.Duration
+	// OnJobEnd is called after a job whose envelope asks for a callback reaches
+	// succeeded or dead (package callback provides one). An error fails the invocation,
+	// so the host delivers the message again and the call is retried.
+	OnJobEnd func(ctx context.Context, env *envelope.Envelope, st *storage.Status) error
 }
 
 // Handler is the custom handler's HTTP server logic: GET / answers the host's readiness
@@ -76,8 +84,13 @@ func NewHandler(reg *Registry, store *storage.Clients, opts *HandlerOptions) *Ha
 	if runningAfter <= 0 {
 		runningAfter = 2 * time.Second
 	}
+	cancelCheck := opts.CancelCheck
+	if cancelCheck <= 0 {
+		cancelCheck = 5 * time.Second
+	}
 	h := &Handler{
-		exec:  &executor{reg: reg, store: store, log: log, runningAfter: runningAfter},
+		exec: &executor{reg: reg, store: store, log: log, runningAfter: runningAfter,
+			cancelCheck: cancelCheck, onJobEnd: opts.OnJobEnd},
 		log:   log,
 		funcs: map[string]FunctionFunc{},
 	}

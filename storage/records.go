@@ -82,6 +82,20 @@ type Status struct {
 
 	// Meta carries the envelope's free-form metadata.
 	Meta map[string]string `json:"meta,omitempty"`
+
+	// Callback records the delivery of the job's end notification, if it asked for one.
+	Callback *CallbackOutcome `json:"callback,omitempty"`
+}
+
+// CallbackOutcome is the delivery state of a job's end notification (webhook or queue).
+type CallbackOutcome struct {
+	Target      string    `json:"target"`
+	Event       string    `json:"event"`
+	Attempts    int       `json:"attempts"`
+	Delivered   bool      `json:"delivered"`
+	LastStatus  int       `json:"last_status,omitempty"`
+	LastError   string    `json:"last_error,omitempty"`
+	DeliveredAt time.Time `json:"delivered_at,omitzero"`
 }
 
 // Result locates a job's result: inline JSON, inline bytes (base64) or a blob.
