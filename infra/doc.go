@@ -1,0 +1,7 @@
+// Package infra holds nightshift's deployment (infra/bicep) and the offline tests that
+// validate it without the Bicep CLI: every .bicep file is parsed with the tree-sitter Bicep
+// grammar (a syntax gate), and structural policy checks over the syntax tree compare the
+// template with the Go code (storage layout, app settings) and with the security baseline
+// (no shared keys, TLS 1.2, least-privilege role assignments, no Flex-deprecated settings).
+// The package has no non-test code; run `go test ./infra/`.
+package infra

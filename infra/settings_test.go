@@ -1,0 +1,180 @@
+package infra
+
+import (
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// goSetting is an exported string constant named Setting* in the repository's Go code: the
+// name of an app setting (environment variable) the code reads.
+type goSetting struct {
+	Const string // importpath.Name
+	Value string
+}
+
+var moduleLineRE = regexp.MustCompile(`(?m)^module\s+(\S+)`)
+
+// collectGoSettings parses every non-test .go file under repoRoot (skipping node_modules,
+// testdata, vendor and dot folders) and resolves every exported const named Setting* to its
+// string value. Values may be built from other constants, also across packages
+// (storage.SettingStorage + "__accountName"). It fails on a Setting* constant it cannot
+// resolve, so a new setting can never slip past the app-settings policy unnoticed.
+func collectGoSettings(repoRoot string) ([]goSetting, error) {
+	gomod, err := os.ReadFile(filepath.Join(repoRoot, "go.mod"))
+	if err != nil {
+		return nil, fmt.Errorf("read go.mod: %w", err)
+	}
+	mm := moduleLineRE.FindSubmatch(gomod)
+	if mm == nil {
+		return nil, fmt.Errorf("go.mod has no module line")
+	}
+	module := string(mm[1])
+
+	type pending struct {
+		pkg     string            // import path of the declaring package
+		imports map[string]string // file's import name -> import path
+		expr    ast.Expr
+	}
+	consts := map[string]pending{} // importpath.Name -> declaration (all string-ish consts)
+	var settings []string          // keys of the Setting* consts
+	fset := token.NewFileSet()
+	err = filepath.WalkDir(repoRoot, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			name := d.Name()
+			if path != repoRoot && (strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || name == "node_modules" || name == "testdata" || name == "vendor") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
+		if err != nil {
+			return fmt.Errorf("parse %s: %w", path, err)
+		}
+		rel, err := filepath.Rel(repoRoot, filepath.Dir(path))
+		if err != nil {
+			return err
+		}
+		pkg := module
+		if rel != "." {
+			pkg = module + "/" + filepath.ToSlash(rel)
+		}
+		imports := map[string]string{}
+		for _, im := range f.Imports {
+			p, _ := strconv.Unquote(im.Path.Value)
+			name := p[strings.LastIndex(p, "/")+1:]
+			if im.Name != nil {
+				name = im.Name.Name
+			}
+			imports[name] = p
+		}
+		for _, decl := range f.Decls {
+			gd, ok := decl.(*ast.GenDecl)
+			if !ok || gd.Tok != token.CONST {
+				continue
+			}
+			for _, spec := range gd.Specs {
+				vs := spec.(*ast.ValueSpec)
+				for i, n := range vs.Names {
+					if i >= len(vs.Values) {
+						continue // iota-style continuation: not a string setting
+					}
+					key := pkg + "." + n.Name
+					consts[key] = pending{pkg: pkg, imports: imports, expr: vs.Values[i]}
+					if n.IsExported() && strings.HasPrefix(n.Name, "Setting") && len(n.Name) > len("Setting") {
+						settings = append(settings, key)
+					}
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	var resolve func(key string, depth int) (string, error)
+	resolve = func(key string, depth int) (string, error) {
+		p, ok := consts[key]
+		if !ok {
+			return "", fmt.Errorf("constant %s not found", key)
+		}
+		if depth > 16 {
+			return "", fmt.Errorf("constant %s: reference cycle", key)
+		}
+		var eval func(e ast.Expr) (string, error)
+		eval = func(e ast.Expr) (string, error) {
+			switch e := e.(type) {
+			case *ast.BasicLit:
+				if e.Kind != token.STRING {
+					return "", fmt.Errorf("not a string literal: %s", e.Value)
+				}
+				return strconv.Unquote(e.Value)
+			case *ast.ParenExpr:
+				return eval(e.X)
+			case *ast.BinaryExpr:
+				if e.Op != token.ADD {
+					return "", fmt.Errorf("unsupported operator %s", e.Op)
+				}
+				l, err := eval(e.X)
+				if err != nil {
+					return "", err
+				}
+				r, err := eval(e.Y)
+				if err != nil {
+					return "", err
+				}
+				return l + r, nil
+			case *ast.Ident:
+				return resolve(p.pkg+"."+e.Name, depth+1)
+			case *ast.SelectorExpr:
+				x, ok := e.X.(*ast.Ident)
+				if !ok {
+					return "", fmt.Errorf("unsupported selector")
+				}
+				ip, ok := p.imports[x.Name]
+				if !ok {
+					return "", fmt.Errorf("unknown package %s", x.Name)
+				}
+				return resolve(ip+"."+e.Sel.Name, depth+1)
+			case *ast.CallExpr: // a conversion such as Setting("X")
+				if len(e.Args) == 1 {
+					return eval(e.Args[0])
+				}
+			}
+			return "", fmt.Errorf("unsupported expression %T", e)
+		}
+		return eval(p.expr)
+	}
+
+	var out []goSetting
+	var problems []string
+	for _, key := range settings {
+		v, err := resolve(key, 0)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", key, err))
+			continue
+		}
+		out = append(out, goSetting{Const: key, Value: v})
+	}
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return nil, fmt.Errorf("cannot resolve Setting* constants (the policy test must know every setting's value):\n  %s", strings.Join(problems, "\n  "))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Value < out[j].Value })
+	return out, nil
+}
