@@ -23,7 +23,7 @@ import (
 // re-enqueue with backoff, or move the job to the poison queue.
 type executor struct {
 	reg   *Registry
-	store *storage.Clients
+	store recordStore
 	log   *slog.Logger
 	// runningAfter: an attempt still running after this long gets a "running" status
 	// write; quicker jobs cost a single status write in all.
@@ -32,6 +32,17 @@ type executor struct {
 	cancelCheck time.Duration
 	// onJobEnd notifies a job's callback (see HandlerOptions.OnJobEnd).
 	onJobEnd func(ctx context.Context, env *envelope.Envelope, st *storage.Status) error
+}
+
+// recordStore is the part of *storage.Clients the executor uses.
+type recordStore interface {
+	GetStatus(ctx context.Context, jobID string) (*storage.Status, storage.ETag, error)
+	PutStatus(ctx context.Context, st *storage.Status, etag storage.ETag) (storage.ETag, error)
+	UpdateStatus(ctx context.Context, jobID string, change func(cur *storage.Status) *storage.Status) (*storage.Status, bool, error)
+	PutResult(ctx context.Context, jobID, contentType string, data []byte) (bool, error)
+	Enqueue(ctx context.Context, queue string, text []byte, delay, ttl time.Duration) (string, error)
+	GetDeadLetter(ctx context.Context, deadID string) (*storage.DeadLetter, storage.ETag, error)
+	PutDeadLetter(ctx context.Context, d *storage.DeadLetter, etag storage.ETag) (storage.ETag, error)
 }
 
 // delivery is one queue message handed to a function.
