@@ -173,11 +173,12 @@ func (a *app) run(opts Options) (*Host, context.CancelFunc, <-chan error) {
 	must(a.t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx) }()
+	stopped := make(chan struct{})
+	go func() { err := h.Run(ctx); done <- err; close(stopped) }()
 	a.t.Cleanup(func() {
 		cancel()
 		select {
-		case <-done:
+		case <-stopped:
 		case <-time.After(30 * time.Second):
 			a.t.Error("host did not stop within 30s")
 		}
