@@ -1,0 +1,807 @@
+package nightshift
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
+
+	"github.com/nightshift-jobs/nightshift/envelope"
+	"github.com/nightshift-jobs/nightshift/storage"
+)
+
+// ErrNotFound is returned (wrapped) when a job has no status record or a dead letter does
+// not exist. It is storage.ErrNotFound, so errors.Is works with either.
+var ErrNotFound = storage.ErrNotFound
+
+// ErrJobExists is returned (wrapped in a *JobExistsError) by Enqueue when the given job id
+// already has a status record: a job id names one job, once.
+var ErrJobExists = errors.New("job id already used")
+
+// ErrNotFinished is returned (wrapped) by Result when the job has not succeeded (yet).
+var ErrNotFinished = errors.New("job has not succeeded")
+
+// ErrTerminal is returned (wrapped) by Cancel when the job already ended.
+var ErrTerminal = errors.New("job already ended")
+
+// MaxEnqueueDelay is the longest run-in / run-at delay Enqueue accepts: the longest a
+// queue message can stay invisible (7 days). Later runs need the durable schedule, which
+// arrives with recurring jobs.
+const MaxEnqueueDelay = 7 * 24 * time.Hour
+
+// JobExistsError reports an Enqueue with a job id that already has a status record.
+type JobExistsError struct {
+	JobID string
+	State storage.State
+}
+
+func (e *JobExistsError) Error() string {
+	return fmt.Sprintf("job id %s already used (its status is %s); a job id names one job — pick a new id, or replay a dead job with Replay", e.JobID, e.State)
+}
+
+// Unwrap makes errors.Is(err, ErrJobExists) true.
+func (e *JobExistsError) Unwrap() error { return ErrJobExists }
+
+// ClientOptions configure a Client. The zero value is fine.
+type ClientOptions struct {
+	// Queue is the queue jobs go to when EnqueueOptions.Queue is empty; default the
+	// layout's jobs queue ("jobs", or "<prefix>-jobs").
+	Queue string
+	// ExtraQueues are more job queues reported by QueueDepths (full names).
+	ExtraQueues []string
+	// Concurrency bounds the storage calls EnqueueMany, ListJobs and DeadLetters make at
+	// once; default 16.
+	Concurrency int
+	// Now returns the current time; default time.Now.
+	Now func() time.Time
+}
+
+// Client enqueues jobs and follows them: status, waiting, results, logs, cancellation,
+// dead letters and replays. It is safe for concurrent use. Any language can enqueue
+// (docs/other-languages.md); this is the Go way.
+type Client struct {
+	store *storage.Clients
+	opts  ClientOptions
+}
+
+// NewClient returns a client on the given storage clients. opts may be nil.
+func NewClient(store *storage.Clients, opts *ClientOptions) *Client {
+	o := ClientOptions{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.Queue == "" {
+		o.Queue = store.Layout.JobsQueue()
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 16
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Client{store: store, opts: o}
+}
+
+// NewClientFromEnv builds storage clients from the same settings the handler reads
+// (AzureWebJobsStorage or its identity-based forms, NIGHTSHIFT_NAME_PREFIX) and returns a
+// client on them.
+func NewClientFromEnv(getenv func(string) string) (*Client, error) {
+	store, err := storage.FromEnv(getenv, nil)
+	if err != nil {
+		return nil, err
+	}
+	return NewClient(store, nil), nil
+}
+
+// Store returns the storage clients the client uses.
+func (c *Client) Store() *storage.Clients { return c.store }
+
+// EnqueueOptions are per-job options. The zero value enqueues on the default queue to run
+// now with the kind's defaults.
+type EnqueueOptions struct {
+	// JobID names the job (1–128 letters, digits, '_', '.', ':' or '-'); default a new
+	// time-sortable id. An id that already has a status is refused (ErrJobExists).
+	JobID string
+	// Queue is the queue to put the job on (full name); default the client's queue.
+	Queue string
+	// RunIn delays the job by this long (at most MaxEnqueueDelay).
+	RunIn time.Duration
+	// RunAt asks the job not to run before this time (at most MaxEnqueueDelay away).
+	// RunIn and RunAt cannot both be set.
+	RunAt time.Time
+	// Timeout overrides the kind's per-attempt timeout.
+	Timeout time.Duration
+	// MaxAttempts overrides the kind's maximum number of attempts.
+	MaxAttempts int
+	// DedupeKey is stored in the envelope. Enforcing uniqueness among pending and running
+	// jobs with the same key is not implemented yet: today it is only carried along.
+	DedupeKey string
+	// CallbackURL asks for an HTTPS webhook when the job succeeds or is dead (package
+	// callback; the handler must register it).
+	CallbackURL string
+	// CallbackQueue asks for a message on this queue when the job succeeds or is dead.
+	CallbackQueue string
+	// Meta is free-form string metadata carried with the job and copied to its status.
+	Meta map[string]string
+}
+
+// EnqueueResult describes an enqueued job.
+type EnqueueResult struct {
+	// JobID is the job's id.
+	JobID string `json:"job_id"`
+	// Kind is the job kind.
+	Kind string `json:"kind"`
+	// Queue is the queue the message went to.
+	Queue string `json:"queue"`
+	// MessageID is the queue message id.
+	MessageID string `json:"message_id"`
+	// EnqueuedAt is when the client enqueued it.
+	EnqueuedAt time.Time `json:"enqueued_at"`
+	// RunAt is when the job becomes due (zero for now).
+	RunAt time.Time `json:"run_at,omitzero"`
+	// Replay is the job's life number (0 unless this is a replay).
+	Replay int `json:"replay,omitempty"`
+	// Bytes is the size of the message text.
+	Bytes int `json:"bytes"`
+}
+
+// Enqueue puts a typed job on the queue. The args are encoded as JSON; the kind is
+// args.Kind(). Invalid options or args return an error before anything is sent: a
+// *envelope.FieldError naming the field, or an *envelope.SizeError when the message would
+// exceed the 64 KiB queue limit.
+func (c *Client) Enqueue(ctx context.Context, args JobArgs, opts *EnqueueOptions) (*EnqueueResult, error) {
+	if args == nil {
+		return nil, fmt.Errorf("nightshift: enqueue: args is nil; pass a value whose type has a Kind method")
+	}
+	raw, err := json.Marshal(args)
+	if err != nil {
+		return nil, fmt.Errorf("nightshift: enqueue %s: args %T do not encode as JSON: %w", args.Kind(), args, err)
+	}
+	return c.EnqueueRaw(ctx, args.Kind(), raw, opts)
+}
+
+// EnqueueRaw puts a job of the named kind with JSON args on the queue (see Enqueue).
+// Empty args mean null.
+func (c *Client) EnqueueRaw(ctx context.Context, kind string, args json.RawMessage, opts *EnqueueOptions) (*EnqueueResult, error) {
+	env, queue, delay, err := c.build(kind, args, opts)
+	if err != nil {
+		return nil, fmt.Errorf("nightshift: enqueue %s: %w", kind, err)
+	}
+	return c.send(ctx, env, queue, delay, opts != nil && opts.JobID != "")
+}
+
+// Envelope returns the envelope Enqueue would send, validated, with its queue and delay,
+// without sending it (used by tools that print or forward envelopes).
+func (c *Client) Envelope(kind string, args json.RawMessage, opts *EnqueueOptions) (*envelope.Envelope, string, time.Duration, error) {
+	return c.build(kind, args, opts)
+}
+
+// build validates the options and builds the envelope.
+func (c *Client) build(kind string, args json.RawMessage, opts *EnqueueOptions) (*envelope.Envelope, string, time.Duration, error) {
+	o := EnqueueOptions{}
+	if opts != nil {
+		o = *opts
+	}
+	if p := envelope.ValidKind(kind); p != "" {
+		return nil, "", 0, &envelope.FieldError{Field: "kind", Problem: p}
+	}
+	if len(args) > 0 && !json.Valid(args) {
+		return nil, "", 0, &envelope.FieldError{Field: "args", Problem: "is not valid JSON"}
+	}
+	now := c.opts.Now().UTC()
+	env := &envelope.Envelope{
+		Version: envelope.Version, Kind: kind, Args: compactJSON(args), Attempt: 1, EnqueuedAt: now,
+		MaxAttempts: o.MaxAttempts, DedupeKey: o.DedupeKey, Meta: o.Meta,
+	}
+	env.JobID = o.JobID
+	if env.JobID == "" {
+		env.JobID = envelope.NewJobID()
+	} else if p := envelope.ValidJobID(env.JobID); p != "" {
+		return nil, "", 0, &envelope.FieldError{Field: "job_id", Problem: p}
+	}
+	queue := c.opts.Queue
+	if o.Queue != "" {
+		if p := storage.ValidQueueName(o.Queue); p != "" {
+			return nil, "", 0, &envelope.FieldError{Field: "queue", Problem: fmt.Sprintf("%q %s", o.Queue, p)}
+		}
+		queue = o.Queue
+		env.Queue = o.Queue
+	}
+	if o.MaxAttempts < 0 {
+		return nil, "", 0, &envelope.FieldError{Field: "max_attempts", Problem: fmt.Sprintf("%d must be 1 or more", o.MaxAttempts)}
+	}
+	if o.Timeout < 0 {
+		return nil, "", 0, &envelope.FieldError{Field: "timeout_seconds", Problem: fmt.Sprintf("%s must be positive", o.Timeout)}
+	}
+	if o.Timeout > 0 {
+		env.TimeoutSeconds = o.Timeout.Seconds()
+	}
+	if len(o.DedupeKey) > 512 {
+		return nil, "", 0, &envelope.FieldError{Field: "dedupe_key", Problem: fmt.Sprintf("is %d bytes; at most 512", len(o.DedupeKey))}
+	}
+	var delay time.Duration
+	switch {
+	case o.RunIn != 0 && !o.RunAt.IsZero():
+		return nil, "", 0, &envelope.FieldError{Field: "run_at", Problem: "give run-in or run-at, not both"}
+	case o.RunIn < 0:
+		return nil, "", 0, &envelope.FieldError{Field: "run_at", Problem: fmt.Sprintf("run-in %s is negative", o.RunIn)}
+	case o.RunIn > 0:
+		delay = o.RunIn
+	case !o.RunAt.IsZero():
+		delay = o.RunAt.Sub(now)
+	}
+	if delay > MaxEnqueueDelay {
+		return nil, "", 0, &envelope.FieldError{Field: "run_at", Problem: fmt.Sprintf(
+			"is %s away; a queue message can be delayed at most 7 days — runs further out need the durable schedule, which arrives with recurring jobs",
+			delay.Round(time.Second))}
+	}
+	if delay > 0 {
+		env.RunAt = now.Add(delay)
+	} else {
+		delay = 0
+	}
+	if o.CallbackURL != "" || o.CallbackQueue != "" {
+		cb := &envelope.Callback{URL: o.CallbackURL, Queue: o.CallbackQueue}
+		if cb.URL != "" && cb.Queue != "" {
+			return nil, "", 0, &envelope.FieldError{Field: "callback", Problem: "give a url or a queue, not both"}
+		}
+		if cb.URL != "" {
+			if p := validCallbackURL(cb.URL); p != "" {
+				return nil, "", 0, &envelope.FieldError{Field: "callback.url", Problem: p}
+			}
+		}
+		if cb.Queue != "" {
+			if p := storage.ValidQueueName(cb.Queue); p != "" {
+				return nil, "", 0, &envelope.FieldError{Field: "callback.queue", Problem: fmt.Sprintf("%q %s", cb.Queue, p)}
+			}
+		}
+		env.Callback = cb
+	}
+	for k := range o.Meta {
+		if k == "" {
+			return nil, "", 0, &envelope.FieldError{Field: "meta", Problem: "has an empty key"}
+		}
+	}
+	if err := env.Validate(); err != nil {
+		return nil, "", 0, err
+	}
+	return env, queue, delay, nil
+}
+
+// validCallbackURL says why u cannot be a webhook target ("" when it can). Whether http
+// and private addresses are allowed is decided where the webhook is delivered.
+func validCallbackURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil || p.Host == "" || (p.Scheme != "https" && p.Scheme != "http") {
+		return fmt.Sprintf("%q is not an absolute https URL", envelope.Truncate(u, 80))
+	}
+	if p.User != nil {
+		return "must not carry user:password; the webhook is signed with the app's webhook secret instead"
+	}
+	if len(u) > 2048 {
+		return fmt.Sprintf("is %d bytes; at most 2048", len(u))
+	}
+	return ""
+}
+
+func compactJSON(b json.RawMessage) json.RawMessage {
+	if len(b) == 0 {
+		return nil
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		return b
+	}
+	return json.RawMessage(buf.Bytes())
+}
+
+// send encodes, checks the job id, enqueues and writes the queued status.
+func (c *Client) send(ctx context.Context, env *envelope.Envelope, queue string, delay time.Duration, explicitID bool) (*EnqueueResult, error) {
+	body, err := env.Encode()
+	if err != nil {
+		return nil, fmt.Errorf("nightshift: enqueue %s: %w", env.Kind, err)
+	}
+	if explicitID {
+		cur, _, err := c.store.GetStatus(ctx, env.JobID)
+		switch {
+		case err == nil:
+			return nil, fmt.Errorf("nightshift: enqueue %s: %w", env.Kind, &JobExistsError{JobID: env.JobID, State: cur.State})
+		case !errors.Is(err, storage.ErrNotFound):
+			return nil, fmt.Errorf("nightshift: enqueue %s: %w", env.Kind, err)
+		}
+	}
+	var ttl time.Duration
+	if delay > 0 {
+		// The message must outlive its invisibility: it lives 7 days after it is due.
+		ttl = delay + MaxEnqueueDelay
+	}
+	msgID, err := c.store.Enqueue(ctx, queue, body, delay, ttl)
+	if err != nil {
+		return nil, fmt.Errorf("nightshift: enqueue %s: %w", env.Kind, err)
+	}
+	st := &storage.Status{
+		JobID: env.JobID, Kind: env.Kind, State: storage.StateQueued, Replay: env.Replay, MaxAttempts: env.MaxAttempts,
+		Queue: queue, EnqueuedAt: env.EnqueuedAt, NextRunAt: env.RunAt, Meta: env.Meta,
+	}
+	// The queued status lets Status and Wait answer at once. If the job already ran (or
+	// the id was used meanwhile), the existing status wins: If-None-Match.
+	if _, err := c.store.PutStatus(ctx, st, ""); err != nil && !storage.IsConflict(err) {
+		return nil, fmt.Errorf("nightshift: job %s is enqueued (message %s) but its queued status could not be written: %w", env.JobID, msgID, err)
+	}
+	return &EnqueueResult{
+		JobID: env.JobID, Kind: env.Kind, Queue: queue, MessageID: msgID, EnqueuedAt: env.EnqueuedAt,
+		RunAt: env.RunAt, Replay: env.Replay, Bytes: len(body),
+	}, nil
+}
+
+// EnqueueParams is one job for EnqueueMany: typed Args, or Kind with RawArgs.
+type EnqueueParams struct {
+	Args    JobArgs
+	Kind    string
+	RawArgs json.RawMessage
+	Opts    *EnqueueOptions
+}
+
+// EnqueueManyResult is the outcome of one EnqueueParams: a result or an error.
+type EnqueueManyResult struct {
+	Result *EnqueueResult
+	Err    error
+}
+
+// EnqueueMany enqueues jobs concurrently (at most ClientOptions.Concurrency at once). The
+// results are in the order of params, each with its own error; the returned error is
+// non-nil only when ctx ended before every job was tried. Queue messages are independent:
+// some may be enqueued while others fail.
+func (c *Client) EnqueueMany(ctx context.Context, params []EnqueueParams) ([]EnqueueManyResult, error) {
+	out := make([]EnqueueManyResult, len(params))
+	sem := make(chan struct{}, c.opts.Concurrency)
+	var wg sync.WaitGroup
+	for i, p := range params {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			for j := i; j < len(params); j++ {
+				out[j].Err = fmt.Errorf("nightshift: enqueue: not tried: %w", ctx.Err())
+			}
+			wg.Wait()
+			return out, ctx.Err()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if p.Args != nil {
+				out[i].Result, out[i].Err = c.Enqueue(ctx, p.Args, p.Opts)
+			} else {
+				out[i].Result, out[i].Err = c.EnqueueRaw(ctx, p.Kind, p.RawArgs, p.Opts)
+			}
+		}()
+	}
+	wg.Wait()
+	return out, nil
+}
+
+// Status returns the job's status record; an error wrapping ErrNotFound when it has none.
+func (c *Client) Status(ctx context.Context, jobID string) (*storage.Status, error) {
+	if p := envelope.ValidJobID(jobID); p != "" {
+		return nil, fmt.Errorf("nightshift: job id %s: %w", p, ErrNotFound)
+	}
+	st, _, err := c.store.GetStatus(ctx, jobID)
+	if err != nil {
+		return nil, fmt.Errorf("nightshift: %w", err)
+	}
+	return st, nil
+}
+
+// WaitOptions tune Wait. The zero value polls from 100 ms growing to 2 s.
+type WaitOptions struct {
+	// MinInterval is the first polling interval; default 100 ms.
+	MinInterval time.Duration
+	// MaxInterval caps the polling interval; default 2 s.
+	MaxInterval time.Duration
+	// Progress, when set, is called with every status read that differs from the previous
+	// one (state, attempt, replay or update time), and with nil while there is no status.
+	Progress func(st *storage.Status)
+}
+
+// Wait polls the job's status until it is terminal (succeeded, dead or cancelled) and
+// returns that status. A job without a status yet is waited for too. It returns ctx's
+// error (wrapped) when ctx ends first; bound the wait with a context deadline.
+func (c *Client) Wait(ctx context.Context, jobID string, opts *WaitOptions) (*storage.Status, error) {
+	o := WaitOptions{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.MinInterval <= 0 {
+		o.MinInterval = 100 * time.Millisecond
+	}
+	if o.MaxInterval <= 0 {
+		o.MaxInterval = 2 * time.Second
+	}
+	if o.MaxInterval < o.MinInterval {
+		o.MaxInterval = o.MinInterval
+	}
+	if p := envelope.ValidJobID(jobID); p != "" {
+		return nil, fmt.Errorf("nightshift: job id %s: %w", p, ErrNotFound)
+	}
+	interval := o.MinInterval
+	var last *storage.Status
+	first := true
+	for {
+		st, _, err := c.store.GetStatus(ctx, jobID)
+		switch {
+		case err == nil:
+			if o.Progress != nil && (last == nil || changed(last, st)) {
+				o.Progress(st)
+			}
+			if st.State.Terminal() {
+				return st, nil
+			}
+			if last != nil && changed(last, st) {
+				interval = o.MinInterval
+			}
+			last = st
+		case errors.Is(err, storage.ErrNotFound):
+			if o.Progress != nil && first {
+				o.Progress(nil)
+			}
+		case ctx.Err() != nil:
+			return last, fmt.Errorf("nightshift: waiting for job %s: %w", jobID, ctx.Err())
+		default:
+			return last, fmt.Errorf("nightshift: waiting for job %s: %w", jobID, err)
+		}
+		first = false
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return last, fmt.Errorf("nightshift: waiting for job %s: %w", jobID, ctx.Err())
+		case <-t.C:
+		}
+		interval = min(interval*3/2, o.MaxInterval)
+	}
+}
+
+func changed(a, b *storage.Status) bool {
+	return a.State != b.State || a.Attempt != b.Attempt || a.Replay != b.Replay || !a.UpdatedAt.Equal(b.UpdatedAt)
+}
+
+// ResultBytes returns a succeeded job's result as stored: its content type and bytes
+// (JSON for results returned as Go values). A job that has not succeeded gives an error
+// wrapping ErrNotFinished; a succeeded job without a result gives one wrapping ErrNotFound.
+func (c *Client) ResultBytes(ctx context.Context, jobID string) (string, []byte, error) {
+	st, err := c.Status(ctx, jobID)
+	if err != nil {
+		return "", nil, err
+	}
+	if st.State != storage.StateSucceeded {
+		return "", nil, fmt.Errorf("nightshift: job %s is %s: %w", jobID, st.State, ErrNotFinished)
+	}
+	ct, data, err := c.store.GetResult(ctx, st)
+	if err != nil {
+		return "", nil, fmt.Errorf("nightshift: %w", err)
+	}
+	return ct, data, nil
+}
+
+// Result decodes a succeeded job's JSON result into v (see ResultBytes for the errors).
+// A non-JSON result can be read into a *[]byte.
+func (c *Client) Result(ctx context.Context, jobID string, v any) error {
+	ct, data, err := c.ResultBytes(ctx, jobID)
+	if err != nil {
+		return err
+	}
+	if b, ok := v.(*[]byte); ok {
+		*b = data
+		return nil
+	}
+	if !strings.Contains(ct, "json") {
+		return fmt.Errorf("nightshift: result of job %s is %s, not JSON; read it into a *[]byte or use ResultBytes", jobID, ct)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("nightshift: result of job %s does not decode into %T: %w", jobID, v, err)
+	}
+	return nil
+}
+
+// Logs returns the job's captured log lines (the newest storage.MaxLogLines) and how many
+// older lines were dropped.
+func (c *Client) Logs(ctx context.Context, jobID string) ([]storage.LogLine, int, error) {
+	st, err := c.Status(ctx, jobID)
+	if err != nil {
+		return nil, 0, err
+	}
+	return st.Logs, st.LogsDropped, nil
+}
+
+// Cancel marks the job cancelled. A queued or retrying job is then skipped when its
+// message arrives; a running job has its context cancelled when the handler next checks
+// its status (every few seconds). A job that already ended cannot be cancelled: the error
+// wraps ErrTerminal. Cancelling an id with no status records the cancellation, so a job
+// enqueued later with that id will not run.
+func (c *Client) Cancel(ctx context.Context, jobID string) (*storage.Status, error) {
+	if p := envelope.ValidJobID(jobID); p != "" {
+		return nil, fmt.Errorf("nightshift: cancel: job id %s", p)
+	}
+	var ended *storage.Status
+	st, _, err := c.store.UpdateStatus(ctx, jobID, func(cur *storage.Status) *storage.Status {
+		ended = nil
+		if cur != nil && cur.State.Terminal() {
+			ended = cur
+			return nil
+		}
+		next := &storage.Status{JobID: jobID, State: storage.StateCancelled, FinishedAt: c.opts.Now().UTC()}
+		if cur != nil {
+			keep := *cur
+			next.Kind, next.Replay, next.Attempt, next.MaxAttempts, next.Queue = keep.Kind, keep.Replay, keep.Attempt, keep.MaxAttempts, keep.Queue
+			next.EnqueuedAt, next.StartedAt, next.Errors, next.LastError = keep.EnqueuedAt, keep.StartedAt, keep.Errors, keep.LastError
+			next.Logs, next.LogsDropped, next.Meta = keep.Logs, keep.LogsDropped, keep.Meta
+		}
+		return next
+	})
+	if err != nil {
+		return nil, fmt.Errorf("nightshift: cancel job %s: %w", jobID, err)
+	}
+	if ended != nil {
+		return ended, fmt.Errorf("nightshift: cannot cancel job %s: it is already %s: %w", jobID, ended.State, ErrTerminal)
+	}
+	return st, nil
+}
+
+// JobFilter selects jobs for ListJobs. Zero fields match everything.
+type JobFilter struct {
+	// State keeps jobs in this state.
+	State storage.State
+	// Kind keeps jobs of this kind.
+	Kind string
+	// Since keeps jobs whose status changed at or after this time.
+	Since time.Time
+	// Limit bounds the number of jobs returned; default 50, newest first.
+	Limit int
+}
+
+// ListJobs returns the status records matching f, most recently updated first. It reads
+// the status container's listing (names and modification times) and then the newest
+// matching records; with many jobs, narrow it with Since.
+func (c *Client) ListJobs(ctx context.Context, f JobFilter) ([]*storage.Status, error) {
+	if f.Limit <= 0 {
+		f.Limit = 50
+	}
+	type item struct {
+		id  string
+		mod time.Time
+	}
+	var items []item
+	pager := c.store.Blob.NewListBlobsFlatPager(c.store.Layout.StatusContainer(), nil)
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("nightshift: list jobs: %w", err)
+		}
+		for _, it := range page.Segment.BlobItems {
+			if it.Name == nil || !strings.HasSuffix(*it.Name, ".json") {
+				continue
+			}
+			var mod time.Time
+			if it.Properties != nil && it.Properties.LastModified != nil {
+				mod = *it.Properties.LastModified
+			}
+			// Blob times have 1 s precision; compare at that grain.
+			if !f.Since.IsZero() && mod.Before(f.Since.Truncate(time.Second)) {
+				continue
+			}
+			items = append(items, item{strings.TrimSuffix(*it.Name, ".json"), mod})
+		}
+	}
+	sort.SliceStable(items, func(i, j int) bool {
+		if !items[i].mod.Equal(items[j].mod) {
+			return items[i].mod.After(items[j].mod)
+		}
+		return items[i].id > items[j].id
+	})
+	var out []*storage.Status
+	// Read in chunks, in order, until Limit matches are found.
+	for start := 0; start < len(items) && len(out) < f.Limit; start += c.opts.Concurrency {
+		end := min(start+c.opts.Concurrency, len(items))
+		sts := make([]*storage.Status, end-start)
+		errs := make([]error, end-start)
+		var wg sync.WaitGroup
+		for i := start; i < end; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sts[i-start], _, errs[i-start] = c.store.GetStatus(ctx, items[i].id)
+			}()
+		}
+		wg.Wait()
+		for i, st := range sts {
+			if errs[i] != nil {
+				if errors.Is(errs[i], storage.ErrNotFound) {
+					continue
+				}
+				return nil, fmt.Errorf("nightshift: list jobs: %w", errs[i])
+			}
+			if (f.State == "" || st.State == f.State) && (f.Kind == "" || st.Kind == f.Kind) &&
+				(f.Since.IsZero() || !st.UpdatedAt.Before(f.Since)) {
+				out = append(out, st)
+				if len(out) == f.Limit {
+					break
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// DeadLetters returns every dead-letter record, most recent death first.
+func (c *Client) DeadLetters(ctx context.Context) ([]*storage.DeadLetter, error) {
+	ids, err := c.store.ListDeadLetters(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("nightshift: %w", err)
+	}
+	out := make([]*storage.DeadLetter, len(ids))
+	errs := make([]error, len(ids))
+	sem := make(chan struct{}, c.opts.Concurrency)
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			out[i], _, errs[i] = c.store.GetDeadLetter(ctx, id)
+		}()
+	}
+	wg.Wait()
+	res := out[:0]
+	for i, d := range out {
+		if errs[i] != nil {
+			if errors.Is(errs[i], storage.ErrNotFound) {
+				continue
+			}
+			return nil, fmt.Errorf("nightshift: %w", errs[i])
+		}
+		res = append(res, d)
+	}
+	sort.SliceStable(res, func(i, j int) bool { return res[i].DiedAt.After(res[j].DiedAt) })
+	return res, nil
+}
+
+// DeadLetter returns one dead-letter record (its id is the job id, or "msg-…" for a
+// message that was not a valid envelope).
+func (c *Client) DeadLetter(ctx context.Context, deadID string) (*storage.DeadLetter, error) {
+	d, _, err := c.store.GetDeadLetter(ctx, deadID)
+	if err != nil {
+		return nil, fmt.Errorf("nightshift: %w", err)
+	}
+	return d, nil
+}
+
+// Replay starts a new life of a dead job from its dead-letter record: the same job id and
+// args, attempt 1, no error history, replay number one higher than any before. The record
+// counts the replay; the job's status becomes queued for the new life. Records of
+// messages that never decoded cannot be replayed (fix and enqueue them yourself).
+func (c *Client) Replay(ctx context.Context, deadID string) (*EnqueueResult, error) {
+	rec, etag, err := c.store.GetDeadLetter(ctx, deadID)
+	if err != nil {
+		return nil, fmt.Errorf("nightshift: replay: %w", err)
+	}
+	if rec.Envelope == nil {
+		return nil, fmt.Errorf("nightshift: replay %s: the dead message (%s) is not a valid job envelope, so it cannot be replayed; fix it and enqueue it anew", deadID, rec.Reason)
+	}
+	env := *rec.Envelope
+	life := max(rec.Replays+1, env.Replay+1)
+	if cur, _, err := c.store.GetStatus(ctx, env.JobID); err == nil && cur.Replay >= life {
+		life = cur.Replay + 1
+	} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return nil, fmt.Errorf("nightshift: replay %s: %w", deadID, err)
+	}
+	env.Replay = life
+	env.Attempt = 1
+	env.Errors = nil
+	env.DeadReason = ""
+	env.RunAt = time.Time{}
+	if env.Version == 0 {
+		env.Version = envelope.Version
+	}
+	queue := rec.Queue
+	if queue == "" {
+		queue = env.Queue
+	}
+	if queue == "" {
+		queue = c.opts.Queue
+	}
+	body, err := env.Encode()
+	if err != nil {
+		return nil, fmt.Errorf("nightshift: replay %s: %w", deadID, err)
+	}
+	msgID, err := c.store.Enqueue(ctx, queue, body, 0, 0)
+	if err != nil {
+		return nil, fmt.Errorf("nightshift: replay %s: %w", deadID, err)
+	}
+	now := c.opts.Now().UTC()
+	for try := 0; ; try++ {
+		rec.Replays = max(rec.Replays, life)
+		rec.ReplayedAt = now
+		if _, err = c.store.PutDeadLetter(ctx, rec, etag); err == nil {
+			break
+		}
+		if !storage.IsConflict(err) || try >= 10 {
+			return nil, fmt.Errorf("nightshift: replay %s: enqueued (message %s, life %d) but the dead-letter record could not be updated: %w", deadID, msgID, life, err)
+		}
+		if rec, etag, err = c.store.GetDeadLetter(ctx, deadID); err != nil {
+			return nil, fmt.Errorf("nightshift: replay %s: %w", deadID, err)
+		}
+	}
+	queued := &storage.Status{
+		JobID: env.JobID, Kind: env.Kind, State: storage.StateQueued, Replay: life, MaxAttempts: env.MaxAttempts,
+		Queue: queue, EnqueuedAt: env.EnqueuedAt, Meta: env.Meta,
+	}
+	if _, _, err := c.store.UpdateStatus(ctx, env.JobID, func(cur *storage.Status) *storage.Status {
+		if !queued.Supersedes(cur) {
+			return nil
+		}
+		next := *queued
+		return &next
+	}); err != nil {
+		return nil, fmt.Errorf("nightshift: replay %s: enqueued (message %s, life %d) but the status could not be updated: %w", deadID, msgID, life, err)
+	}
+	return &EnqueueResult{JobID: env.JobID, Kind: env.Kind, Queue: queue, MessageID: msgID, EnqueuedAt: now, Replay: life, Bytes: len(body)}, nil
+}
+
+// QueueDepth is the approximate number of messages on a job queue and its poison queue.
+type QueueDepth struct {
+	Queue        string `json:"queue"`
+	Messages     int    `json:"messages"`
+	PoisonQueue  string `json:"poison_queue"`
+	PoisonMsgs   int    `json:"poison_messages"`
+	QueueMissing bool   `json:"queue_missing,omitempty"`
+}
+
+// QueueDepths returns the approximate message counts (visible and invisible, as the
+// service reports them) of the jobs queue, ClientOptions.ExtraQueues, and their poison
+// queues. A queue that does not exist counts 0 and is marked missing.
+func (c *Client) QueueDepths(ctx context.Context) ([]QueueDepth, error) {
+	queues := append([]string{c.opts.Queue}, c.opts.ExtraQueues...)
+	var out []QueueDepth
+	seen := map[string]bool{}
+	for _, q := range queues {
+		if seen[q] {
+			continue
+		}
+		seen[q] = true
+		d := QueueDepth{Queue: q, PoisonQueue: c.store.Layout.PoisonQueue(q)}
+		n, missing, err := c.count(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		d.Messages, d.QueueMissing = n, missing
+		if d.PoisonMsgs, _, err = c.count(ctx, d.PoisonQueue); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func (c *Client) count(ctx context.Context, queue string) (int, bool, error) {
+	resp, err := c.store.Queue.NewQueueClient(queue).GetProperties(ctx, &azqueue.GetQueuePropertiesOptions{})
+	if err != nil {
+		if storage.IsNotFound(err) {
+			return 0, true, nil
+		}
+		return 0, false, fmt.Errorf("nightshift: properties of queue %s: %w", queue, err)
+	}
+	if resp.ApproximateMessagesCount == nil {
+		return 0, false, nil
+	}
+	return int(*resp.ApproximateMessagesCount), false, nil
+}

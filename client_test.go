@@ -1,0 +1,535 @@
+package nightshift_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
+
+	"github.com/nightshift-jobs/nightshift"
+	"github.com/nightshift-jobs/nightshift/envelope"
+	"github.com/nightshift-jobs/nightshift/hostproto"
+	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/storage"
+)
+
+// pump plays the Functions host for tests: it receives messages from a queue itself and
+// delivers them to the in-process handler as host-shaped invocations (double-encoded
+// Data.message and Metadata, functions-host-contract.md §1.5), deleting each message after
+// a 2xx answer.
+type pump struct {
+	t     testing.TB
+	store *storage.Clients
+	h     http.Handler
+}
+
+// deliverOnce receives up to 32 visible messages of queue and invokes function for each.
+// It returns how many it delivered.
+func (p *pump) deliverOnce(ctx context.Context, function, queue string) int {
+	qc := p.store.Queue.NewQueueClient(queue)
+	resp, err := qc.DequeueMessages(ctx, &azqueue.DequeueMessagesOptions{NumberOfMessages: to.Ptr[int32](32), VisibilityTimeout: to.Ptr[int32](2)})
+	if err != nil {
+		if ctx.Err() == nil {
+			p.t.Errorf("dequeue %s: %v", queue, err)
+		}
+		return 0
+	}
+	for _, m := range resp.Messages {
+		body := invocationBody(p.t, m)
+		req := httptest.NewRequest(http.MethodPost, "/"+function, bytes.NewReader(body)).WithContext(ctx)
+		req.Header.Set("Content-Type", "application/json; charset=utf-8")
+		req.Header.Set(hostproto.HeaderInvocationID, fmt.Sprintf("inv-%s-%d", *m.MessageID, *m.DequeueCount))
+		rec := httptest.NewRecorder()
+		p.h.ServeHTTP(rec, req)
+		if rec.Code/100 == 2 {
+			if _, err := qc.DeleteMessage(ctx, *m.MessageID, *m.PopReceipt, nil); err != nil && ctx.Err() == nil {
+				p.t.Errorf("delete message: %v", err)
+			}
+		}
+	}
+	return len(resp.Messages)
+}
+
+func invocationBody(t testing.TB, m *azqueue.DequeuedMessage) []byte {
+	t.Helper()
+	enc := func(v any) json.RawMessage {
+		b, _ := json.Marshal(v)
+		return b
+	}
+	twice := func(s string) json.RawMessage { return enc(string(enc(s))) }
+	iso := func(tm *time.Time) json.RawMessage {
+		if tm == nil {
+			return enc(time.Now().UTC().Format("2006-01-02T15:04:05+00:00"))
+		}
+		return enc(tm.UTC().Format("2006-01-02T15:04:05+00:00"))
+	}
+	req := map[string]map[string]json.RawMessage{
+		"Data": {"message": twice(*m.MessageText)},
+		"Metadata": {
+			"Id":              twice(*m.MessageID),
+			"DequeueCount":    enc(fmt.Sprint(*m.DequeueCount)),
+			"InsertionTime":   iso(m.InsertionTime),
+			"ExpirationTime":  iso(m.ExpirationTime),
+			"NextVisibleTime": iso(m.TimeNextVisible),
+			"PopReceipt":      twice(*m.PopReceipt),
+			"sys":             enc(map[string]string{"MethodName": "RunJob", "UtcNow": time.Now().UTC().Format(time.RFC3339Nano)}),
+		},
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// runUntil delivers jobs and poison messages until cond holds or the timeout passes.
+func (p *pump) runUntil(ctx context.Context, timeout time.Duration, cond func() bool) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	jobs := p.store.Layout.JobsQueue()
+	for !cond() {
+		n := p.deliverOnce(ctx, nightshift.FunctionRunJob, jobs)
+		n += p.deliverOnce(ctx, nightshift.FunctionRunDeadLetter, p.store.Layout.PoisonQueue(jobs))
+		if ctx.Err() != nil {
+			p.t.Fatalf("condition not met within %s", timeout)
+		}
+		if n == 0 {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// Test job kinds.
+
+type greetArgs struct {
+	Name string `json:"name"`
+}
+
+func (greetArgs) Kind() string { return "test.greet" }
+
+type flakyArgs struct {
+	// FailLives makes lives below this number fail permanently.
+	FailLives int `json:"fail_lives"`
+}
+
+func (flakyArgs) Kind() string { return "test.flaky" }
+
+type blockArgs struct{}
+
+func (blockArgs) Kind() string { return "test.block" }
+
+type bigArgs struct {
+	Size int `json:"size"`
+}
+
+func (bigArgs) Kind() string { return "test.big" }
+
+type fixture struct {
+	store   *storage.Clients
+	client  *nightshift.Client
+	pump    *pump
+	started chan string
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	store := testenv.Clients(t)
+	f := &fixture{store: store, client: nightshift.NewClient(store, nil), started: make(chan string, 16)}
+	reg := nightshift.NewRegistry()
+	fast := &nightshift.WorkerOptions{Backoff: nightshift.ConstantBackoff(0), MaxAttempts: 2}
+	nightshift.AddWorkerFunc(reg, func(ctx context.Context, job *nightshift.Job[greetArgs]) (any, error) {
+		job.Logger.Info("greeting", "name", job.Args.Name)
+		return map[string]string{"greeting": "hello " + job.Args.Name}, nil
+	}, fast)
+	nightshift.AddWorkerFunc(reg, func(ctx context.Context, job *nightshift.Job[flakyArgs]) (any, error) {
+		if job.Replay < job.Args.FailLives {
+			return nil, nightshift.Permanentf("life %d fails on purpose", job.Replay)
+		}
+		return map[string]int{"life": job.Replay}, nil
+	}, fast)
+	nightshift.AddWorkerFunc(reg, func(ctx context.Context, job *nightshift.Job[blockArgs]) (any, error) {
+		f.started <- job.ID
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}, fast)
+	nightshift.AddWorkerFunc(reg, func(ctx context.Context, job *nightshift.Job[bigArgs]) (any, error) {
+		return nightshift.Bytes{ContentType: "text/plain", Data: bytes.Repeat([]byte("x"), job.Args.Size)}, nil
+	}, fast)
+	h := nightshift.NewHandler(reg, store, &nightshift.HandlerOptions{
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		RunningAfter: 20 * time.Millisecond, CancelCheck: 50 * time.Millisecond,
+	})
+	f.pump = &pump{t: t, store: store, h: h}
+	return f
+}
+
+func (f *fixture) state(t *testing.T, id string) func() bool {
+	return func() bool {
+		st, err := f.client.Status(context.Background(), id)
+		return err == nil && st.State.Terminal()
+	}
+}
+
+func TestEnqueueWaitResult(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	res, err := f.client.Enqueue(ctx, greetArgs{Name: "Ann"}, &nightshift.EnqueueOptions{Meta: map[string]string{"tenant": "t1"}, MaxAttempts: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.JobID == "" || res.Kind != "test.greet" || res.Queue != f.store.Layout.JobsQueue() || res.MessageID == "" {
+		t.Fatalf("result = %+v", res)
+	}
+	st, err := f.client.Status(ctx, res.JobID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != storage.StateQueued || st.Kind != "test.greet" || st.Meta["tenant"] != "t1" || st.MaxAttempts != 3 {
+		t.Fatalf("status after enqueue = %+v", st)
+	}
+	// The message is a raw JSON envelope v1 that Decode accepts.
+	peek, err := f.store.Queue.NewQueueClient(res.Queue).PeekMessage(ctx, nil)
+	if err != nil || len(peek.Messages) != 1 {
+		t.Fatalf("peek: %v %v", err, peek.Messages)
+	}
+	env, err := envelope.Decode([]byte(*peek.Messages[0].MessageText))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.JobID != res.JobID || string(env.Args) != `{"name":"Ann"}` || env.MaxAttempts != 3 || env.Attempt != 1 {
+		t.Fatalf("envelope = %+v", env)
+	}
+
+	var seen []storage.State
+	var mu sync.Mutex
+	done := make(chan struct{})
+	var final *storage.Status
+	var werr error
+	go func() {
+		defer close(done)
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		final, werr = f.client.Wait(wctx, res.JobID, &nightshift.WaitOptions{Progress: func(st *storage.Status) {
+			mu.Lock()
+			defer mu.Unlock()
+			if st != nil {
+				seen = append(seen, st.State)
+			}
+		}})
+	}()
+	f.pump.runUntil(ctx, 30*time.Second, f.state(t, res.JobID))
+	<-done
+	if werr != nil {
+		t.Fatal(werr)
+	}
+	if final.State != storage.StateSucceeded {
+		t.Fatalf("final = %+v", final)
+	}
+	mu.Lock()
+	if len(seen) == 0 || seen[0] != storage.StateQueued || seen[len(seen)-1] != storage.StateSucceeded {
+		t.Errorf("progress saw %v, want queued first and succeeded last", seen)
+	}
+	mu.Unlock()
+	var out struct{ Greeting string }
+	if err := f.client.Result(ctx, res.JobID, &out); err != nil || out.Greeting != "hello Ann" {
+		t.Fatalf("Result = %+v, %v", out, err)
+	}
+	lines, _, err := f.client.Logs(ctx, res.JobID)
+	if err != nil || len(lines) == 0 || !strings.Contains(lines[0].Message, "greeting name=Ann") {
+		t.Fatalf("Logs = %+v, %v", lines, err)
+	}
+}
+
+func TestEnqueueValidation(t *testing.T) {
+	store := testenv.Clients(t)
+	c := nightshift.NewClient(store, nil)
+	ctx := context.Background()
+	cases := []struct {
+		name, kind string
+		args       json.RawMessage
+		opts       *nightshift.EnqueueOptions
+		field      string
+		problem    string
+	}{
+		{"empty kind", "", nil, nil, "kind", "is required"},
+		{"bad kind", "no spaces", nil, nil, "kind", "must be 1–128 characters"},
+		{"bad args", "k", json.RawMessage(`{"a":`), nil, "args", "not valid JSON"},
+		{"bad id", "k", nil, &nightshift.EnqueueOptions{JobID: "a/b"}, "job_id", "must be 1–128"},
+		{"bad queue", "k", nil, &nightshift.EnqueueOptions{Queue: "Jobs"}, "queue", "lowercase"},
+		{"too far", "k", nil, &nightshift.EnqueueOptions{RunIn: 8 * 24 * time.Hour}, "run_at", "recurring jobs"},
+		{"both delays", "k", nil, &nightshift.EnqueueOptions{RunIn: time.Hour, RunAt: time.Now().Add(time.Hour)}, "run_at", "not both"},
+		{"negative delay", "k", nil, &nightshift.EnqueueOptions{RunIn: -time.Second}, "run_at", "negative"},
+		{"bad attempts", "k", nil, &nightshift.EnqueueOptions{MaxAttempts: -1}, "max_attempts", "1 or more"},
+		{"bad callback", "k", nil, &nightshift.EnqueueOptions{CallbackURL: "ftp://x"}, "callback.url", "absolute https URL"},
+		{"two callbacks", "k", nil, &nightshift.EnqueueOptions{CallbackURL: "https://x", CallbackQueue: "abc"}, "callback", "not both"},
+		{"bad callback queue", "k", nil, &nightshift.EnqueueOptions{CallbackQueue: "a"}, "callback.queue", "3–63"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := c.EnqueueRaw(ctx, tc.kind, tc.args, tc.opts)
+			var fe *envelope.FieldError
+			if !errors.As(err, &fe) || fe.Field != tc.field || !strings.Contains(fe.Problem, tc.problem) {
+				t.Fatalf("err = %v, want field %s with %q", err, tc.field, tc.problem)
+			}
+		})
+	}
+	_, err := c.EnqueueRaw(ctx, "k", json.RawMessage(`"`+strings.Repeat("a", 70000)+`"`), nil)
+	var se *envelope.SizeError
+	if !errors.As(err, &se) || se.Limit != envelope.MaxMessageBytes {
+		t.Fatalf("oversized args: err = %v, want *envelope.SizeError", err)
+	}
+	// Nothing was sent by any of the refused calls.
+	if d, err := c.QueueDepths(ctx); err != nil || d[0].Messages != 0 {
+		t.Fatalf("depths = %+v, %v; want an empty queue", d, err)
+	}
+}
+
+func TestEnqueueIDDelayAndMany(t *testing.T) {
+	store := testenv.Clients(t)
+	c := nightshift.NewClient(store, nil)
+	ctx := context.Background()
+	res, err := c.Enqueue(ctx, greetArgs{"B"}, &nightshift.EnqueueOptions{JobID: "order-42", RunIn: time.Hour, DedupeKey: "order:42", Timeout: 90 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.JobID != "order-42" || res.RunAt.IsZero() || time.Until(res.RunAt) < 59*time.Minute {
+		t.Fatalf("result = %+v", res)
+	}
+	// Delayed: the message is invisible.
+	peek, err := store.Queue.NewQueueClient(res.Queue).PeekMessages(ctx, nil)
+	if err != nil || len(peek.Messages) != 0 {
+		t.Fatalf("peek of a delayed job: %v %d messages, want none visible", err, len(peek.Messages))
+	}
+	st, err := c.Status(ctx, "order-42")
+	if err != nil || st.State != storage.StateQueued || !st.NextRunAt.Equal(res.RunAt) {
+		t.Fatalf("status = %+v, %v", st, err)
+	}
+	_, err = c.Enqueue(ctx, greetArgs{"B"}, &nightshift.EnqueueOptions{JobID: "order-42"})
+	var je *nightshift.JobExistsError
+	if !errors.Is(err, nightshift.ErrJobExists) || !errors.As(err, &je) || je.State != storage.StateQueued {
+		t.Fatalf("second enqueue with the same id: %v", err)
+	}
+
+	params := []nightshift.EnqueueParams{
+		{Args: greetArgs{"1"}},
+		{Kind: "bad kind"},
+		{Kind: "test.greet", RawArgs: json.RawMessage(`{"name":"3"}`)},
+		{Args: greetArgs{"4"}, Opts: &nightshift.EnqueueOptions{JobID: "order-42"}},
+	}
+	out, err := c.EnqueueMany(ctx, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out[0].Err != nil || out[2].Err != nil || out[1].Err == nil || !errors.Is(out[3].Err, nightshift.ErrJobExists) {
+		t.Fatalf("EnqueueMany = %+v", out)
+	}
+	d, err := c.QueueDepths(ctx)
+	if err != nil || len(d) != 1 || d[0].Messages != 3 || d[0].PoisonMsgs != 0 || d[0].PoisonQueue != store.Layout.PoisonQueue(store.Layout.JobsQueue()) {
+		t.Fatalf("depths = %+v, %v; want 3 messages (1 delayed + 2)", d, err)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+
+	// Cancelled while queued: the delivery is skipped.
+	q, err := f.client.Enqueue(ctx, greetArgs{"C"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := f.client.Cancel(ctx, q.JobID)
+	if err != nil || st.State != storage.StateCancelled || st.Kind != "test.greet" {
+		t.Fatalf("cancel = %+v, %v", st, err)
+	}
+	f.pump.runUntil(ctx, 20*time.Second, func() bool {
+		d, _ := f.client.QueueDepths(ctx)
+		return len(d) == 1 && d[0].Messages == 0
+	})
+	if st, _ := f.client.Status(ctx, q.JobID); st.State != storage.StateCancelled || st.Result != nil {
+		t.Fatalf("after delivery: %+v, want still cancelled without result", st)
+	}
+	if _, err := f.client.Cancel(ctx, q.JobID); !errors.Is(err, nightshift.ErrTerminal) || !strings.Contains(err.Error(), "already cancelled") {
+		t.Fatalf("second cancel: %v", err)
+	}
+
+	// Cancelled while running: the worker's context is cancelled.
+	r, err := f.client.Enqueue(ctx, blockArgs{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		for pctx.Err() == nil {
+			if f.pump.deliverOnce(pctx, nightshift.FunctionRunJob, f.store.Layout.JobsQueue()) == 0 {
+				time.Sleep(30 * time.Millisecond)
+			}
+		}
+	}()
+	select {
+	case <-f.started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("blocking job did not start")
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		st, err := f.client.Status(ctx, r.JobID)
+		return err == nil && st.State == storage.StateRunning
+	})
+	if _, err := f.client.Cancel(ctx, r.JobID); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	final, err := f.client.Wait(wctx, r.JobID, nil)
+	if err != nil || final.State != storage.StateCancelled || final.Attempt != 1 {
+		t.Fatalf("final = %+v, %v", final, err)
+	}
+
+	// Already succeeded: cannot cancel.
+	s, err := f.client.Enqueue(ctx, greetArgs{"D"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, f.state(t, s.JobID))
+	if _, err := f.client.Cancel(ctx, s.JobID); !errors.Is(err, nightshift.ErrTerminal) || !strings.Contains(err.Error(), "already succeeded") {
+		t.Fatalf("cancel of a succeeded job: %v", err)
+	}
+}
+
+func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s", timeout)
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+}
+
+func TestDeadLetterReplay(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	res, err := f.client.Enqueue(ctx, flakyArgs{FailLives: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.pump.runUntil(ctx, 30*time.Second, func() bool {
+		_, err := f.client.DeadLetter(ctx, res.JobID)
+		return err == nil
+	})
+	dls, err := f.client.DeadLetters(ctx)
+	if err != nil || len(dls) != 1 || dls[0].JobID != res.JobID || dls[0].Reason != storage.ReasonPermanentError {
+		t.Fatalf("dead letters = %+v, %v", dls, err)
+	}
+	st, _ := f.client.Status(ctx, res.JobID)
+	if st.State != storage.StateDead {
+		t.Fatalf("status = %+v, want dead", st)
+	}
+	if err := f.client.Result(ctx, res.JobID, new(any)); !errors.Is(err, nightshift.ErrNotFinished) {
+		t.Fatalf("Result of a dead job: %v", err)
+	}
+
+	rep, err := f.client.Replay(ctx, res.JobID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.JobID != res.JobID || rep.Replay != 1 {
+		t.Fatalf("replay = %+v", rep)
+	}
+	st, _ = f.client.Status(ctx, res.JobID)
+	if st.State != storage.StateQueued || st.Replay != 1 {
+		t.Fatalf("status after replay = %+v, want queued life 1", st)
+	}
+	dl, _ := f.client.DeadLetter(ctx, res.JobID)
+	if dl.Replays != 1 || dl.ReplayedAt.IsZero() {
+		t.Fatalf("record after replay = %+v", dl)
+	}
+	f.pump.runUntil(ctx, 30*time.Second, f.state(t, res.JobID))
+	var out struct{ Life int }
+	if err := f.client.Result(ctx, res.JobID, &out); err != nil || out.Life != 1 {
+		t.Fatalf("result after replay = %+v, %v", out, err)
+	}
+	// A second replay is another life.
+	rep2, err := f.client.Replay(ctx, res.JobID)
+	if err != nil || rep2.Replay != 2 {
+		t.Fatalf("second replay = %+v, %v", rep2, err)
+	}
+	if _, err := f.client.Replay(ctx, "no-such-job"); !errors.Is(err, nightshift.ErrNotFound) {
+		t.Fatalf("replay of a missing record: %v", err)
+	}
+}
+
+func TestListJobsResultBlobAndWaitTimeout(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	big, err := f.client.Enqueue(ctx, bigArgs{Size: 10000}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, err := f.client.Enqueue(ctx, greetArgs{"E"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending, err := f.client.Enqueue(ctx, greetArgs{"F"}, &nightshift.EnqueueOptions{RunIn: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.pump.runUntil(ctx, 30*time.Second, func() bool { return f.state(t, big.JobID)() && f.state(t, small.JobID)() })
+	ct, data, err := f.client.ResultBytes(ctx, big.JobID)
+	if err != nil || ct != "text/plain" || len(data) != 10000 {
+		t.Fatalf("ResultBytes = %q, %d bytes, %v", ct, len(data), err)
+	}
+	var raw []byte
+	if err := f.client.Result(ctx, big.JobID, &raw); err != nil || len(raw) != 10000 {
+		t.Fatalf("Result into *[]byte: %d, %v", len(raw), err)
+	}
+	var s string
+	if err := f.client.Result(ctx, big.JobID, &s); err == nil || !strings.Contains(err.Error(), "not JSON") {
+		t.Fatalf("Result of a text result into a string: %v", err)
+	}
+
+	all, err := f.client.ListJobs(ctx, nightshift.JobFilter{})
+	if err != nil || len(all) != 3 {
+		t.Fatalf("ListJobs = %d, %v", len(all), err)
+	}
+	succ, err := f.client.ListJobs(ctx, nightshift.JobFilter{State: storage.StateSucceeded, Kind: "test.greet"})
+	if err != nil || len(succ) != 1 || succ[0].JobID != small.JobID {
+		t.Fatalf("ListJobs(succeeded, test.greet) = %+v, %v", succ, err)
+	}
+	queued, err := f.client.ListJobs(ctx, nightshift.JobFilter{State: storage.StateQueued})
+	if err != nil || len(queued) != 1 || queued[0].JobID != pending.JobID {
+		t.Fatalf("ListJobs(queued) = %+v, %v", queued, err)
+	}
+	if l, err := f.client.ListJobs(ctx, nightshift.JobFilter{Limit: 2}); err != nil || len(l) != 2 {
+		t.Fatalf("ListJobs(limit 2) = %d, %v", len(l), err)
+	}
+	if l, err := f.client.ListJobs(ctx, nightshift.JobFilter{Since: time.Now().Add(time.Hour)}); err != nil || len(l) != 0 {
+		t.Fatalf("ListJobs(since the future) = %d, %v", len(l), err)
+	}
+
+	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	calls := 0
+	_, err = f.client.Wait(wctx, pending.JobID, &nightshift.WaitOptions{Progress: func(*storage.Status) { calls++ }})
+	if !errors.Is(err, context.DeadlineExceeded) || calls != 1 {
+		t.Fatalf("Wait on a pending job: %v (progress calls %d, want 1)", err, calls)
+	}
+	if _, err := f.client.Status(ctx, "missing"); !errors.Is(err, nightshift.ErrNotFound) {
+		t.Fatalf("Status(missing) = %v", err)
+	}
+}
