@@ -1,0 +1,153 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+type fakeCred struct{}
+
+func (fakeCred) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	return azcore.AccessToken{Token: "t", ExpiresOn: time.Now().Add(time.Hour)}, nil
+}
+
+func TestFromEnvConnectionStrings(t *testing.T) {
+	c, err := FromEnv(env(map[string]string{SettingStorage: "UseDevelopmentStorage=true"}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AccountName != "devstoreaccount1" || c.BlobKey == nil || !strings.HasPrefix(c.Queue.URL(), "http://127.0.0.1:10001/devstoreaccount1") {
+		t.Fatalf("%+v %s", c, c.Queue.URL())
+	}
+	c, err = FromEnv(env(map[string]string{SettingStorage: "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5;EndpointSuffix=core.windows.net", SettingNamePrefix: "blue"}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Blob.URL() != "https://acct.blob.core.windows.net/" || c.Layout.JobsQueue() != "blue-jobs" || c.Layout.StatusContainer() != "blue-nightshift-status" {
+		t.Fatalf("%s %+v", c.Blob.URL(), c.Layout)
+	}
+	c, err = FromEnv(env(map[string]string{SettingStorage: "BlobEndpoint=https://a.blob.core.windows.net/;QueueEndpoint=https://a.queue.core.windows.net/;SharedAccessSignature=sv=2024&sig=x"}), nil)
+	if err != nil || c.AccountName != "a" || c.BlobKey != nil {
+		t.Fatalf("%+v %v", c, err)
+	}
+}
+
+func TestFromEnvErrorsNameTheSetting(t *testing.T) {
+	cases := []struct {
+		env     map[string]string
+		setting string
+		want    string
+	}{
+		{map[string]string{}, SettingStorage, "give a connection string"},
+		{map[string]string{SettingStorage: "nonsense"}, SettingStorage, "is not Key=Value"},
+		{map[string]string{SettingStorage: "AccountName=a"}, SettingStorage, "neither AccountKey nor SharedAccessSignature"},
+		{map[string]string{SettingStorage: "AccountName=a;AccountKey=!!!"}, SettingStorage, "not valid base64"},
+		{map[string]string{SettingStorage: "AccountKey=a2V5;QueueEndpoint=http://q/;BlobEndpoint=nope"}, SettingStorage, "is not an absolute URL"},
+		{map[string]string{SettingStorage: "AccountKey=a2V5;BlobEndpoint=http://b/"}, SettingStorage, "needs AccountName or QueueEndpoint"},
+		{map[string]string{SettingStorage: "UseDevelopmentStorage=true;DevelopmentStorageProxyUri=http://x"}, SettingStorage, "not supported"},
+		{map[string]string{SettingQueueServiceURI: "https://a.queue.core.windows.net"}, SettingStorage, "__blobServiceUri"},
+		{map[string]string{SettingAccountName: "a", SettingBlobServiceURI: "http://a"}, SettingBlobServiceURI, "not an https URL"},
+		{map[string]string{SettingAccountName: "a", SettingCredential: "password"}, SettingCredential, "not supported"},
+		{map[string]string{SettingStorage: "UseDevelopmentStorage=true", SettingNamePrefix: "Bad_Prefix"}, SettingNamePrefix, "lowercase"},
+	}
+	for _, c := range cases {
+		_, err := FromEnv(env(c.env), nil)
+		var se *SettingError
+		if !errors.As(err, &se) || se.Setting != c.setting || !strings.Contains(se.Problem, c.want) {
+			t.Errorf("%v: got %v; want %s containing %q", c.env, err, c.setting, c.want)
+		}
+		if strings.Contains(err.Error(), "!!!") || strings.Contains(err.Error(), "a2V5") {
+			t.Errorf("error leaks a key: %v", err)
+		}
+	}
+}
+
+func TestFromEnvIdentity(t *testing.T) {
+	c, err := FromEnv(env(map[string]string{SettingAccountName: "prodacct", SettingCredential: "managedidentity", SettingClientID: "00000000-0000-0000-0000-000000000001"}), &Options{Credential: fakeCred{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Queue.URL() != "https://prodacct.queue.core.windows.net/" || c.Token == nil || c.BlobKey != nil || c.AccountName != "prodacct" {
+		t.Fatalf("%+v", c)
+	}
+	c, err = FromEnv(env(map[string]string{SettingQueueServiceURI: "https://q.example/", SettingBlobServiceURI: "https://acct2.blob.core.windows.net/"}), &Options{Credential: fakeCred{}})
+	if err != nil || c.AccountName != "acct2" {
+		t.Fatalf("%+v %v", c, err)
+	}
+	// Without an injected credential, managedidentity builds azidentity's credential.
+	if _, err := FromEnv(env(map[string]string{SettingAccountName: "a", SettingCredential: "managedidentity"}), nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLayout(t *testing.T) {
+	var l Layout
+	if got := l.Queues(); len(got) != 2 || got[0] != "jobs" || got[1] != "jobs-poison" {
+		t.Fatal(got)
+	}
+	for _, n := range append(l.Queues(), l.Containers()...) {
+		if p := ValidQueueName(n); p != "" {
+			t.Errorf("%s: %s", n, p)
+		}
+	}
+	l, _ = NewLayout("a-1")
+	for _, n := range append(l.Queues(), l.Containers()...) {
+		if !strings.HasPrefix(n, "a-1-") || ValidQueueName(n) != "" {
+			t.Errorf("prefixed name %s", n)
+		}
+	}
+	for _, bad := range []string{"-a", "a-", "a--b", "UPPER", strings.Repeat("a", 21)} {
+		if _, err := NewLayout(bad); err == nil {
+			t.Errorf("prefix %q accepted", bad)
+		}
+	}
+	for name, want := range map[string]string{"ab": "3–63", "a--b": "consecutive", "-ab": "start or end", "aBc": "lowercase"} {
+		if got := ValidQueueName(name); !strings.Contains(got, want) {
+			t.Errorf("%s: %q", name, got)
+		}
+	}
+}
+
+func TestSupersedesNeverGoesBackwards(t *testing.T) {
+	st := func(replay, attempt int, s State) *Status { return &Status{Replay: replay, Attempt: attempt, State: s} }
+	cases := []struct {
+		next, cur *Status
+		want      bool
+	}{
+		{st(0, 1, StateRunning), nil, true},
+		{st(0, 1, StateSucceeded), st(0, 1, StateRunning), true},
+		{st(0, 1, StateRunning), st(0, 1, StateSucceeded), false},
+		{st(0, 1, StateSucceeded), st(0, 1, StateSucceeded), false},
+		{st(0, 1, StateRunning), st(0, 1, StateRunning), true},
+		{st(0, 2, StateRunning), st(0, 1, StateRetrying), true},
+		{st(0, 1, StateRetrying), st(0, 2, StateRunning), false},
+		{st(0, 1, StateCancelled), st(0, 1, StateRunning), true},
+		{st(0, 1, StateSucceeded), st(0, 1, StateCancelled), false},
+		{st(0, 0, StateCancelled), st(0, 0, StateQueued), true},
+		{st(1, 1, StateQueued), st(0, 3, StateDead), true},
+		{st(0, 3, StateDead), st(1, 1, StateQueued), false},
+	}
+	for i, c := range cases {
+		if got := c.next.Supersedes(c.cur); got != c.want {
+			t.Errorf("case %d: %+v over %+v = %v", i, c.next, c.cur, got)
+		}
+	}
+}
+
+func TestAppendLogsBounded(t *testing.T) {
+	var s Status
+	for i := 0; i < MaxLogLines+10; i++ {
+		s.AppendLogs(LogLine{Message: strings.Repeat("x", MaxLogLineBytes+50)})
+	}
+	if len(s.Logs) != MaxLogLines || s.LogsDropped != 10 || len(s.Logs[0].Message) > MaxLogLineBytes+len("…") {
+		t.Fatalf("%d %d %d", len(s.Logs), s.LogsDropped, len(s.Logs[0].Message))
+	}
+}
