@@ -325,8 +325,9 @@ func Excluded(rel string) bool {
 }
 
 // Zip packs the app folder src into zipPath, paths relative to src (host.json at the root),
-// with each file's Unix mode in the zip headers so the handler keeps its executable bit
-// (the Flex package is mounted read-only; a lost bit cannot be fixed at runtime). Files for
+// with Unix modes in the zip headers: 0755 for the handler at the root (the Flex package is
+// mounted read-only; a lost executable bit cannot be fixed at runtime), 0644 for other files,
+// whatever the local file system reports (Windows has no executable bit). Files for
 // which Excluded is true are left out. The zip is written to a temporary file and renamed.
 func Zip(src, zipPath string) error {
 	absSrc, err := filepath.Abs(src)
@@ -383,8 +384,16 @@ func Zip(src, zipPath string) error {
 		hdr.Name = filepath.ToSlash(rel)
 		if d.IsDir() {
 			hdr.Name += "/"
+			hdr.SetMode(fs.ModeDir | 0o755)
 			_, err = zw.CreateHeader(hdr)
 			return err
+		}
+		// Set Unix modes explicitly: on Windows the file system reports no executable bit,
+		// and the Flex host needs it on the handler.
+		if hdr.Name == HandlerName {
+			hdr.SetMode(0o755)
+		} else {
+			hdr.SetMode(0o644)
 		}
 		hdr.Method = zip.Deflate
 		w, err := zw.CreateHeader(hdr)

@@ -329,3 +329,26 @@ func TestAssembleBuildsRepoHandler(t *testing.T) {
 		}
 	}
 }
+
+// TestZipForcesHandlerMode covers systems whose file system has no executable bit (Windows):
+// the zip must mark the handler 0755 even when the file on disk is not executable.
+func TestZipForcesHandlerMode(t *testing.T) {
+	src := t.TempDir()
+	mustWrite(t, filepath.Join(src, "host.json"), `{}`, 0o644)
+	mustWrite(t, filepath.Join(src, "handler"), "not really a binary", 0o644)
+	mustWrite(t, filepath.Join(src, "RunJob", "function.json"), `{"bindings":[]}`, 0o600)
+	zipPath := filepath.Join(t.TempDir(), "app.zip")
+	if err := appfolder.Zip(src, zipPath); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := zipEntries(t, zipPath)
+	if m := entries["handler"].Mode(); m.Perm() != 0o755 {
+		t.Errorf("handler mode = %v, want 0755", m)
+	}
+	if m := entries["RunJob/function.json"].Mode(); m.Perm() != 0o644 {
+		t.Errorf("function.json mode = %v, want 0644", m)
+	}
+	if m := entries["RunJob/"].Mode(); !m.IsDir() {
+		t.Errorf("RunJob/ mode = %v, want a directory", m)
+	}
+}

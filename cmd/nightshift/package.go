@@ -27,8 +27,8 @@ type packageSummary struct {
 
 func newPackageCmd() *cobra.Command {
 	var (
-		out, dir, prefix, repo, handlerBinary string
-		asJSON                                bool
+		out, dir, prefix, repo, handlerBinary, goos, goarch string
+		asJSON                                              bool
 	)
 	cmd := &cobra.Command{
 		Use:   "package",
@@ -38,7 +38,10 @@ func newPackageCmd() *cobra.Command {
 kept, ready for a Flex Consumption deployment (az functionapp deployment source config-zip).
 
 The folder also works with "func start": copy local/local.settings.template.json to
-<dir>/local.settings.json first (it is never put in the zip).
+<dir>/local.settings.json first (it is never put in the zip). On a machine that is not
+linux/amd64, build a separate local folder with --goos/--goarch set to the machine's
+platform (for example --goos darwin --goarch arm64 --dir dist/local); deploy only the
+linux/amd64 zip.
 
 --name-prefix rewrites the functions' queue names with the NIGHTSHIFT_NAME_PREFIX layout; the
 deployed app setting NIGHTSHIFT_NAME_PREFIX must then have the same value.`,
@@ -53,8 +56,8 @@ deployed app setting NIGHTSHIFT_NAME_PREFIX must then have the same value.`,
 			opts := appfolder.Options{
 				RepoRoot:      repo,
 				HandlerBinary: handlerBinary,
-				GOOS:          "linux",
-				GOARCH:        "amd64",
+				GOOS:          goos,
+				GOARCH:        goarch,
 				NamePrefix:    prefix,
 			}
 			absDir, err := filepath.Abs(dir)
@@ -98,6 +101,8 @@ deployed app setting NIGHTSHIFT_NAME_PREFIX must then have the same value.`,
 	f.StringVar(&prefix, "name-prefix", "", "NIGHTSHIFT_NAME_PREFIX to apply to the functions' queue names")
 	f.StringVar(&repo, "repo", "", "repository root holding host.json and functions/ (default: found from the working directory upwards)")
 	f.StringVar(&handlerBinary, "handler-binary", "", "use this already-built linux/amd64 handler instead of building ./handler")
+	f.StringVar(&goos, "goos", "linux", "GOOS of the handler (Flex Consumption runs linux)")
+	f.StringVar(&goarch, "goarch", "amd64", "GOARCH of the handler (Flex Consumption runs amd64)")
 	f.BoolVar(&asJSON, "json", false, "print a JSON summary")
 	return cmd
 }
