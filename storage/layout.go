@@ -9,8 +9,11 @@ import (
 // Base names of the queues and containers nightshift uses. docs/storage-layout.md is the
 // prose form of this file; infra/bicep creates exactly these (a test checks the two agree).
 const (
-	// JobsQueue carries job envelopes to the RunJob function.
+	// JobsQueue carries job envelopes to the RunJob function (normal priority).
 	JobsQueue = "jobs"
+	// HighQueue and LowQueue carry high- and low-priority jobs (their own functions).
+	HighQueue = "jobs-high"
+	LowQueue  = "jobs-low"
 	// PoisonSuffix is the Functions host's poison-queue convention: <queue>-poison
 	// (functions-host-contract.md §2.4).
 	PoisonSuffix = "-poison"
@@ -20,6 +23,16 @@ const (
 	ResultsContainer = "nightshift-results"
 	// DeadLettersContainer holds one dead-letter record per dead job or poison message.
 	DeadLettersContainer = "nightshift-deadletters"
+	// PayloadsContainer holds args and results too large for a queue message (claim check).
+	PayloadsContainer = "nightshift-payloads"
+	// BatchesContainer holds batch records (fan-out/fan-in state).
+	BatchesContainer = "nightshift-batches"
+	// UniqueContainer holds dedupe-key locks (unique jobs).
+	UniqueContainer = "nightshift-unique"
+	// ScheduleContainer holds delayed jobs due beyond the queue's 7-day visibility limit.
+	ScheduleContainer = "nightshift-schedule"
+	// ReportsContainer holds maintenance summaries.
+	ReportsContainer = "nightshift-reports"
 	// HostContainer is the Functions host's own container (timer status, singleton locks);
 	// the host creates and owns it.
 	HostContainer = "azure-webjobs-hosts"
@@ -61,13 +74,25 @@ func (l Layout) Name(base string) string {
 // JobsQueue is the queue RunJob listens on.
 func (l Layout) JobsQueue() string { return l.Name(JobsQueue) }
 
+// HighQueue is the high-priority job queue.
+func (l Layout) HighQueue() string { return l.Name(HighQueue) }
+
+// LowQueue is the low-priority job queue.
+func (l Layout) LowQueue() string { return l.Name(LowQueue) }
+
+// JobQueues lists the job queues, high priority first.
+func (l Layout) JobQueues() []string { return []string{l.HighQueue(), l.JobsQueue(), l.LowQueue()} }
+
 // PoisonQueue is the poison queue the host uses for queue q.
 func (l Layout) PoisonQueue(q string) string { return q + PoisonSuffix }
 
 // Queues lists every queue nightshift uses, poison siblings included.
 func (l Layout) Queues() []string {
-	q := l.JobsQueue()
-	return []string{q, l.PoisonQueue(q)}
+	var out []string
+	for _, q := range l.JobQueues() {
+		out = append(out, q, l.PoisonQueue(q))
+	}
+	return out
 }
 
 // StatusContainer holds the status records.
@@ -79,9 +104,25 @@ func (l Layout) ResultsContainer() string { return l.Name(ResultsContainer) }
 // DeadLettersContainer holds the dead-letter records.
 func (l Layout) DeadLettersContainer() string { return l.Name(DeadLettersContainer) }
 
+// PayloadsContainer holds claim-checked payloads.
+func (l Layout) PayloadsContainer() string { return l.Name(PayloadsContainer) }
+
+// BatchesContainer holds batch records.
+func (l Layout) BatchesContainer() string { return l.Name(BatchesContainer) }
+
+// UniqueContainer holds dedupe-key locks.
+func (l Layout) UniqueContainer() string { return l.Name(UniqueContainer) }
+
+// ScheduleContainer holds far-future delayed jobs.
+func (l Layout) ScheduleContainer() string { return l.Name(ScheduleContainer) }
+
+// ReportsContainer holds maintenance summaries.
+func (l Layout) ReportsContainer() string { return l.Name(ReportsContainer) }
+
 // Containers lists every container nightshift writes (not the host's own).
 func (l Layout) Containers() []string {
-	return []string{l.StatusContainer(), l.ResultsContainer(), l.DeadLettersContainer()}
+	return []string{l.StatusContainer(), l.ResultsContainer(), l.DeadLettersContainer(), l.PayloadsContainer(),
+		l.BatchesContainer(), l.UniqueContainer(), l.ScheduleContainer(), l.ReportsContainer()}
 }
 
 // StatusBlob is the blob name of a job's status record.

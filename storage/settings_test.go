@@ -90,7 +90,7 @@ func TestFromEnvIdentity(t *testing.T) {
 
 func TestLayout(t *testing.T) {
 	var l Layout
-	if got := l.Queues(); len(got) != 2 || got[0] != "jobs" || got[1] != "jobs-poison" {
+	if got := l.Queues(); len(got) != 6 || got[2] != "jobs" || got[3] != "jobs-poison" || got[0] != "jobs-high" || got[5] != "jobs-low-poison" {
 		t.Fatal(got)
 	}
 	for _, n := range append(l.Queues(), l.Containers()...) {

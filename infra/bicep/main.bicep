@@ -68,13 +68,22 @@ var storageAccountName = 'st${resourceToken}'
 // "<queue>-poison" sibling: the host moves a message there after maxDequeueCount failures,
 // and pre-creating it means the identity never has to create queues at runtime.
 var queueNames = [
+  'jobs-high'
+  'jobs-high-poison'
   'jobs'
   'jobs-poison'
+  'jobs-low'
+  'jobs-low-poison'
 ]
 var dataContainerNames = [
   'nightshift-status'
   'nightshift-results'
   'nightshift-deadletters'
+  'nightshift-payloads'
+  'nightshift-batches'
+  'nightshift-unique'
+  'nightshift-schedule'
+  'nightshift-reports'
 ]
 
 // Flex Consumption keeps the deployed package here (functionAppConfig.deployment).
