@@ -22,7 +22,7 @@ targetScope = 'resourceGroup'
 @description('Environment name (the azd environment). Seeds the resource names and the azd-env-name tag.')
 param environmentName string
 
-@description('Location of every resource. Flex Consumption is not offered everywhere: az functionapp list-flexconsumption-locations.')
+@description('Location of every resource; default: the resource group\'s. Flex Consumption is not offered everywhere: az functionapp list-flexconsumption-locations.')
 param location string = resourceGroup().location
 
 @description('Optional object id of a user, group or service principal that gets the same storage data roles as the app, e.g. for the nightshift CLI. Empty: no grant.')

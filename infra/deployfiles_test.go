@@ -1,0 +1,121 @@
+package infra
+
+import (
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/nightshift-jobs/nightshift/storage"
+)
+
+// Checks of the files around the template: azure.yaml (azd) and the local settings template.
+
+// azdBuiltins are environment values azd itself provides to hooks.
+var azdBuiltins = []string{"AZURE_ENV_NAME", "AZURE_LOCATION", "AZURE_SUBSCRIPTION_ID", "AZURE_PRINCIPAL_ID", "AZURE_RESOURCE_GROUP"}
+
+var envRefRE = regexp.MustCompile(`\$(?:env:|\{)?([A-Z][A-Z0-9_]+)\b`)
+
+// hookScripts extracts the `run: |` blocks of azure.yaml, keyed by the shell named above them.
+func hookScripts(yaml string) map[string]string {
+	out := map[string]string{}
+	lines := strings.Split(yaml, "\n")
+	shell := ""
+	for i := 0; i < len(lines); i++ {
+		trimmed := strings.TrimSpace(lines[i])
+		if s, ok := strings.CutPrefix(trimmed, "shell: "); ok {
+			shell = s
+		}
+		if trimmed != "run: |" {
+			continue
+		}
+		indent := len(lines[i]) - len(strings.TrimLeft(lines[i], " "))
+		var block []string
+		for i++; i < len(lines); i++ {
+			l := lines[i]
+			if strings.TrimSpace(l) != "" && len(l)-len(strings.TrimLeft(l, " ")) <= indent {
+				i--
+				break
+			}
+			block = append(block, strings.TrimPrefix(l, strings.Repeat(" ", indent+2)))
+		}
+		out[shell] = strings.Join(block, "\n")
+	}
+	return out
+}
+
+func TestAzureYAML(t *testing.T) {
+	raw := string(readFile(t, filepath.Join(repoRoot, "azure.yaml")))
+	m, _ := parseBicep(t, mainBicep, readFile(t, mainBicep))
+	if !regexp.MustCompile(`(?m)^\s+path: infra/bicep\s*$`).MatchString(raw) {
+		t.Error("azure.yaml: infra.path is not infra/bicep")
+	}
+	scripts := hookScripts(raw)
+	for _, shell := range []string{"sh", "pwsh"} {
+		s, ok := scripts[shell]
+		if !ok {
+			t.Errorf("azure.yaml: no %s hook", shell)
+			continue
+		}
+		for _, want := range []string{"go run ./cmd/nightshift package", "az functionapp deployment source config-zip", "dist/app.zip"} {
+			if !strings.Contains(s, want) {
+				t.Errorf("azure.yaml %s hook does not run %q", shell, want)
+			}
+		}
+		// Every environment value the hook reads must be a Bicep output or an azd built-in.
+		for _, ref := range envRefRE.FindAllStringSubmatch(s, -1) {
+			name := ref[1]
+			if name == "LASTEXITCODE" {
+				continue
+			}
+			if _, ok := m.outputs[name]; !ok && !slices.Contains(azdBuiltins, name) {
+				t.Errorf("azure.yaml %s hook reads $%s, which is neither a main.bicep output nor set by azd", shell, name)
+			}
+		}
+	}
+	if sh, err := exec.LookPath("sh"); err == nil && scripts["sh"] != "" {
+		cmd := exec.Command(sh, "-n")
+		cmd.Stdin = strings.NewReader(scripts["sh"])
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("azure.yaml posix hook is not valid sh: %v\n%s", err, out)
+		}
+	}
+}
+
+func TestLocalSettingsTemplate(t *testing.T) {
+	var doc struct {
+		IsEncrypted bool              `json:"IsEncrypted"`
+		Values      map[string]string `json:"Values"`
+	}
+	if err := json.Unmarshal(readFile(t, filepath.Join(repoRoot, "local", "local.settings.template.json")), &doc); err != nil {
+		t.Fatalf("local/local.settings.template.json: %v", err)
+	}
+	if doc.IsEncrypted {
+		t.Error("IsEncrypted must be false for a template")
+	}
+	want := map[string]string{
+		"FUNCTIONS_WORKER_RUNTIME": "custom", // locally the runtime comes from here (Flex uses functionAppConfig)
+		storage.SettingStorage:     "UseDevelopmentStorage=true",
+	}
+	for k, v := range want {
+		if doc.Values[k] != v {
+			t.Errorf("Values[%s] = %q, want %q", k, doc.Values[k], v)
+		}
+	}
+	// Every other value must be a setting the Go code reads, so the template cannot drift.
+	settings, err := collectGoSettings(repoRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range doc.Values {
+		if _, ok := want[k]; ok {
+			continue
+		}
+		if !slices.ContainsFunc(settings, func(s goSetting) bool { return s.Value == k }) && k != settingWebhookSecret {
+			t.Errorf("Values[%s]: no Setting* constant in the Go code reads it", k)
+		}
+	}
+}
