@@ -1,0 +1,681 @@
+// Package httpapi is nightshift's HTTP API, served as Azure Functions httpTrigger functions
+// by the custom handler: enqueue a job from anything that speaks HTTP and follow it to its
+// result, in the style of Durable Functions' asynchronous HTTP API (202 Accepted with a
+// status URL).
+//
+//	POST /api/jobs               → 202, Location: …/api/jobs/{id}, {"job_id", "status_url", …}
+//	GET  /api/jobs/{id}          → 200, the job's status (result inline, or a short-lived link)
+//	POST /api/jobs/{id}/cancel   → 200, the cancelled status; 409 when the job already ended
+//
+// Errors are application/problem+json (RFC 9457) with an "errors" array naming each bad
+// field. The functions use authLevel "function": callers send the x-functions-key header.
+// host.json sets enableForwardingHttpRequest to false, so the host sends each request
+// JSON-wrapped (functions-host-contract.md §1.7): Data.req is the request as an object, and
+// the response goes in Outputs.res. docs/http-api.md documents the API.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
+
+	"github.com/nightshift-jobs/nightshift"
+	"github.com/nightshift-jobs/nightshift/envelope"
+	"github.com/nightshift-jobs/nightshift/hostproto"
+	"github.com/nightshift-jobs/nightshift/storage"
+)
+
+// Function names: each is a folder in functions/ with its function.json (httpTrigger
+// binding "req", http output binding "res").
+const (
+	// FunctionEnqueue serves POST /api/jobs.
+	FunctionEnqueue = "JobsAPIEnqueue"
+	// FunctionStatus serves GET /api/jobs/{id}.
+	FunctionStatus = "JobsAPIStatus"
+	// FunctionCancel serves POST /api/jobs/{id}/cancel.
+	FunctionCancel = "JobsAPICancel"
+)
+
+// Binding names in the functions' function.json.
+const (
+	RequestBinding  = "req"
+	ResponseBinding = "res"
+)
+
+// MaxRequestBytes bounds a request body: a queue message's 64 KiB plus room for the
+// request's own field names.
+const MaxRequestBytes = envelope.MaxMessageBytes + 8*1024
+
+// ProblemTypeBase prefixes the "type" URI of every problem document.
+const ProblemTypeBase = "urn:nightshift:problem:"
+
+// Options configure the API. The zero value is fine.
+type Options struct {
+	// ResultLinkTTL is how long a result link stays valid; default 15 minutes.
+	ResultLinkTTL time.Duration
+	// Kinds, when set, lists the kinds the handler runs: POST /api/jobs refuses others
+	// (otherwise an unknown kind is accepted and ends in the dead letters).
+	Kinds func() []string
+	// Logger receives one line per request; default slog.Default().
+	Logger *slog.Logger
+	// Now returns the current time; default time.Now.
+	Now func() time.Time
+}
+
+// API serves the HTTP API functions.
+type API struct {
+	client *nightshift.Client
+	store  *storage.Clients
+	opts   Options
+
+	mu      sync.Mutex
+	udc     *service.UserDelegationCredential
+	udcTill time.Time
+}
+
+// New returns the API on a client.
+func New(client *nightshift.Client, opts *Options) *API {
+	o := Options{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.ResultLinkTTL <= 0 {
+		o.ResultLinkTTL = 15 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &API{client: client, store: client.Store(), opts: o}
+}
+
+// Register adds the three functions to the handler.
+func (a *API) Register(h *nightshift.Handler) {
+	h.Handle(FunctionEnqueue, a.Enqueue)
+	h.Handle(FunctionStatus, a.Status)
+	h.Handle(FunctionCancel, a.Cancel)
+}
+
+// Request is the JSON-wrapped HTTP request the host puts in Data.req (§1.7).
+type Request struct {
+	URL     string                     `json:"Url"`
+	Method  string                     `json:"Method"`
+	Query   map[string]string          `json:"Query"`
+	Headers map[string]json.RawMessage `json:"Headers"`
+	Params  map[string]string          `json:"Params"`
+	Body    json.RawMessage            `json:"Body"`
+}
+
+// Header returns the first value of a header (names compared case-insensitively; values
+// may be a string or an array of strings).
+func (r *Request) Header(name string) string {
+	for k, v := range r.Headers {
+		if !strings.EqualFold(k, name) {
+			continue
+		}
+		var s string
+		if json.Unmarshal(v, &s) == nil {
+			return s
+		}
+		var ss []string
+		if json.Unmarshal(v, &ss) == nil && len(ss) > 0 {
+			return ss[0]
+		}
+	}
+	return ""
+}
+
+// BodyBytes returns the request body: the host sends it as a string (base64 for
+// octet-stream and multipart bodies, which this API does not accept).
+func (r *Request) BodyBytes() []byte {
+	if len(r.Body) == 0 || string(r.Body) == "null" {
+		return nil
+	}
+	var s string
+	if json.Unmarshal(r.Body, &s) == nil {
+		return []byte(s)
+	}
+	return r.Body
+}
+
+// Response is the http output binding value (§1.7): statusCode, headers, body.
+type Response struct {
+	StatusCode string            `json:"statusCode"`
+	Headers    map[string]string `json:"headers"`
+	Body       string            `json:"body"`
+}
+
+// FieldProblem names one bad field of a request.
+type FieldProblem struct {
+	Field   string `json:"field"`
+	Problem string `json:"problem"`
+}
+
+// Problem is an RFC 9457 problem document.
+type Problem struct {
+	Type     string         `json:"type"`
+	Title    string         `json:"title"`
+	Status   int            `json:"status"`
+	Detail   string         `json:"detail,omitempty"`
+	Instance string         `json:"instance,omitempty"`
+	Errors   []FieldProblem `json:"errors,omitempty"`
+}
+
+func problem(status int, kind, title, detail string, errs ...FieldProblem) *Problem {
+	return &Problem{Type: ProblemTypeBase + kind, Title: title, Status: status, Detail: detail, Errors: errs}
+}
+
+// decodeRequest reads Data.req: an object, or (tolerated) a JSON string holding one.
+func decodeRequest(inv *nightshift.Invocation) (*Request, error) {
+	raw, ok := inv.Request.Data[RequestBinding]
+	if !ok {
+		return nil, &hostproto.RequestError{Problem: fmt.Sprintf("Data has no %q binding; the function's httpTrigger binding must be named %q", RequestBinding, RequestBinding)}
+	}
+	trimmed := strings.TrimSpace(string(raw))
+	if strings.HasPrefix(trimmed, `"`) {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, &hostproto.RequestError{Problem: "Data.req is not a request object: " + err.Error()}
+		}
+		raw = json.RawMessage(s)
+	}
+	var r Request
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return nil, &hostproto.RequestError{Problem: "Data.req is not a request object {Url, Method, Query, Headers, Params, Body}: " + err.Error()}
+	}
+	return &r, nil
+}
+
+// param returns a route parameter from Params, else from the invocation Metadata (the
+// host puts route data there too, double-encoded).
+func param(inv *nightshift.Invocation, r *Request, name string) string {
+	if v := r.Params[name]; v != "" {
+		return v
+	}
+	return inv.Request.MetaString(name)
+}
+
+// respond wraps a status and a JSON body as the invocation response.
+func respond(status int, headers map[string]string, body any, logLine string) *hostproto.InvokeResponse {
+	b, err := json.Marshal(body)
+	if err != nil {
+		b = []byte(`{"title":"response encoding failed"}`)
+		status = http.StatusInternalServerError
+	}
+	h := map[string]string{"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store"}
+	if p, ok := body.(*Problem); ok {
+		h["Content-Type"] = "application/problem+json"
+		p.Status = status
+	}
+	for k, v := range headers {
+		h[k] = v
+	}
+	return &hostproto.InvokeResponse{
+		Outputs: map[string]any{ResponseBinding: Response{StatusCode: strconv.Itoa(status), Headers: h, Body: string(b)}},
+		Logs:    []string{logLine},
+	}
+}
+
+func (a *API) fail(r *Request, p *Problem) *hostproto.InvokeResponse {
+	if r != nil {
+		if u, err := url.Parse(r.URL); err == nil {
+			p.Instance = u.Path
+		}
+	}
+	method := ""
+	if r != nil {
+		method = r.Method
+	}
+	a.opts.Logger.Info("http api request refused", "method", method, "status", p.Status, "type", p.Type, "detail", p.Detail)
+	return respond(p.Status, nil, p, fmt.Sprintf("%s: %d %s: %s", method, p.Status, p.Title, p.Detail))
+}
+
+// jobsURL returns the absolute URL of the jobs collection, from the request URL (its
+// path up to and including the "jobs" segment).
+func jobsURL(r *Request) (string, error) {
+	u, err := url.Parse(r.URL)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return "", fmt.Errorf("request Url %q is not absolute", r.URL)
+	}
+	segs := strings.Split(strings.Trim(u.Path, "/"), "/")
+	idx := -1
+	for i, s := range segs {
+		if strings.EqualFold(s, "jobs") {
+			idx = i
+		}
+	}
+	if idx < 0 {
+		return "", fmt.Errorf("request Url %q has no /jobs segment", r.URL)
+	}
+	base := url.URL{Scheme: u.Scheme, Host: u.Host, Path: "/" + strings.Join(segs[:idx+1], "/")}
+	return base.String(), nil
+}
+
+func statusURL(base, id string) string { return base + "/" + url.PathEscape(id) }
+
+// checkMethod refuses other methods than want (the function.json methods list should
+// already have done so).
+func checkMethod(r *Request, want string) *Problem {
+	if !strings.EqualFold(r.Method, want) {
+		return problem(http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed", fmt.Sprintf("use %s, not %s", want, r.Method))
+	}
+	return nil
+}
+
+// EnqueueRequest is the body of POST /api/jobs.
+type EnqueueRequest struct {
+	Kind           string             `json:"kind"`
+	Args           json.RawMessage    `json:"args,omitempty"`
+	JobID          string             `json:"job_id,omitempty"`
+	Queue          string             `json:"queue,omitempty"`
+	RunAt          time.Time          `json:"run_at,omitzero"`
+	RunInSeconds   float64            `json:"run_in_seconds,omitempty"`
+	TimeoutSeconds float64            `json:"timeout_seconds,omitempty"`
+	MaxAttempts    int                `json:"max_attempts,omitempty"`
+	DedupeKey      string             `json:"dedupe_key,omitempty"`
+	Callback       *envelope.Callback `json:"callback,omitempty"`
+	Meta           map[string]string  `json:"meta,omitempty"`
+}
+
+// EnqueueResponse is the 202 body of POST /api/jobs.
+type EnqueueResponse struct {
+	JobID      string        `json:"job_id"`
+	Kind       string        `json:"kind"`
+	State      storage.State `json:"state"`
+	StatusURL  string        `json:"status_url"`
+	CancelURL  string        `json:"cancel_url"`
+	Queue      string        `json:"queue"`
+	EnqueuedAt time.Time     `json:"enqueued_at"`
+	RunAt      time.Time     `json:"run_at,omitzero"`
+}
+
+// parseEnqueue decodes the body field by field, so that every problem names its field.
+// Unknown fields are refused.
+func parseEnqueue(body []byte) (*EnqueueRequest, []FieldProblem) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return nil, []FieldProblem{{Field: "", Problem: "body is not a JSON object: " + err.Error()}}
+	}
+	var req EnqueueRequest
+	var errs []FieldProblem
+	add := func(f, p string) { errs = append(errs, FieldProblem{Field: f, Problem: p}) }
+	names := make([]string, 0, len(raw))
+	for k := range raw {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		v := raw[name]
+		if string(v) == "null" {
+			continue
+		}
+		var target any
+		switch name {
+		case "kind":
+			target = &req.Kind
+		case "args":
+			req.Args = v
+			continue
+		case "job_id":
+			target = &req.JobID
+		case "queue":
+			target = &req.Queue
+		case "run_at":
+			target = &req.RunAt
+		case "run_in_seconds":
+			target = &req.RunInSeconds
+		case "timeout_seconds":
+			target = &req.TimeoutSeconds
+		case "max_attempts":
+			target = &req.MaxAttempts
+		case "dedupe_key":
+			target = &req.DedupeKey
+		case "callback":
+			var cb map[string]json.RawMessage
+			if err := json.Unmarshal(v, &cb); err != nil {
+				add("callback", "expected an object {\"url\": …} or {\"queue\": …}")
+				continue
+			}
+			req.Callback = &envelope.Callback{}
+			for k, cv := range cb {
+				var dst *string
+				switch k {
+				case "url":
+					dst = &req.Callback.URL
+				case "queue":
+					dst = &req.Callback.Queue
+				default:
+					add("callback."+k, "unknown field (callback fields: url, queue)")
+					continue
+				}
+				if err := json.Unmarshal(cv, dst); err != nil {
+					add("callback."+k, "expected a string")
+				}
+			}
+			continue
+		case "meta":
+			target = &req.Meta
+		default:
+			add(name, "unknown field (fields: kind, args, job_id, queue, run_at, run_in_seconds, timeout_seconds, max_attempts, dedupe_key, callback, meta)")
+			continue
+		}
+		if err := json.Unmarshal(v, target); err != nil {
+			add(name, describe(err, v))
+		}
+	}
+	if _, ok := raw["kind"]; !ok {
+		add("kind", "is required")
+	}
+	if req.RunInSeconds < 0 {
+		add("run_in_seconds", "must be 0 or more")
+	}
+	if req.TimeoutSeconds < 0 {
+		add("timeout_seconds", "must be more than 0")
+	}
+	if req.MaxAttempts < 0 {
+		add("max_attempts", "must be 1 or more")
+	}
+	return &req, errs
+}
+
+func describe(err error, v json.RawMessage) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		want := te.Type.String()
+		switch {
+		case strings.HasPrefix(want, "int"), strings.HasPrefix(want, "float"):
+			want = "a number"
+		case want == "string":
+			want = "a string"
+		case strings.HasPrefix(want, "map["):
+			want = "an object of strings"
+		}
+		return fmt.Sprintf("expected %s, got %s", want, te.Value)
+	}
+	var pe *time.ParseError
+	if errors.As(err, &pe) || strings.Contains(err.Error(), "parsing time") {
+		return fmt.Sprintf("%s is not an RFC 3339 time such as \"2026-01-02T15:04:05Z\"", envelope.Truncate(string(v), 64))
+	}
+	return err.Error()
+}
+
+// Enqueue serves POST /api/jobs.
+func (a *API) Enqueue(ctx context.Context, inv *nightshift.Invocation) (*hostproto.InvokeResponse, error) {
+	r, err := decodeRequest(inv)
+	if err != nil {
+		return nil, err
+	}
+	if p := checkMethod(r, http.MethodPost); p != nil {
+		return a.fail(r, p), nil
+	}
+	if ct := r.Header("Content-Type"); ct != "" {
+		mt, _, _ := mime.ParseMediaType(ct)
+		if mt != "application/json" && !strings.HasSuffix(mt, "+json") {
+			return a.fail(r, problem(http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type",
+				fmt.Sprintf("the body must be application/json, not %s", ct))), nil
+		}
+	}
+	body := r.BodyBytes()
+	if len(body) > MaxRequestBytes {
+		return a.fail(r, problem(http.StatusRequestEntityTooLarge, "too-large", "Request too large",
+			fmt.Sprintf("the body is %d bytes; at most %d (a job message holds at most %d bytes — put large inputs in Blob storage and pass a reference)", len(body), MaxRequestBytes, envelope.MaxMessageBytes))), nil
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return a.fail(r, problem(http.StatusBadRequest, "invalid-request", "Invalid job request", "the body is empty; expected {\"kind\": …, \"args\": …}",
+			FieldProblem{Field: "kind", Problem: "is required"})), nil
+	}
+	req, errs := parseEnqueue(body)
+	if len(errs) > 0 {
+		return a.fail(r, problem(http.StatusBadRequest, "invalid-request", "Invalid job request", summarize(errs), errs...)), nil
+	}
+	if a.opts.Kinds != nil && envelope.ValidKind(req.Kind) == "" {
+		kinds := a.opts.Kinds()
+		if !slices.Contains(kinds, req.Kind) {
+			fp := FieldProblem{Field: "kind", Problem: fmt.Sprintf("%q is not a kind this app runs (kinds: %s)", req.Kind, strings.Join(kinds, ", "))}
+			return a.fail(r, problem(http.StatusBadRequest, "invalid-request", "Invalid job request", fp.Field+" "+fp.Problem, fp)), nil
+		}
+	}
+	base, err := jobsURL(r)
+	if err != nil {
+		return nil, &hostproto.RequestError{Problem: err.Error()}
+	}
+	opts := &nightshift.EnqueueOptions{
+		JobID: req.JobID, Queue: req.Queue, RunAt: req.RunAt, MaxAttempts: req.MaxAttempts, DedupeKey: req.DedupeKey, Meta: req.Meta,
+		RunIn:   time.Duration(req.RunInSeconds * float64(time.Second)),
+		Timeout: time.Duration(req.TimeoutSeconds * float64(time.Second)),
+	}
+	if req.Callback != nil {
+		opts.CallbackURL, opts.CallbackQueue = req.Callback.URL, req.Callback.Queue
+		if opts.CallbackURL == "" && opts.CallbackQueue == "" {
+			fp := FieldProblem{Field: "callback", Problem: "needs url or queue"}
+			return a.fail(r, problem(http.StatusBadRequest, "invalid-request", "Invalid job request", "callback needs url or queue", fp)), nil
+		}
+	}
+	res, err := a.client.EnqueueRaw(ctx, req.Kind, req.Args, opts)
+	if err != nil {
+		var fe *envelope.FieldError
+		var se *envelope.SizeError
+		switch {
+		case errors.As(err, &fe):
+			field := fe.Field
+			if field == "run_at" && req.RunInSeconds > 0 {
+				field = "run_in_seconds"
+			}
+			fp := FieldProblem{Field: field, Problem: fe.Problem}
+			return a.fail(r, problem(http.StatusBadRequest, "invalid-request", "Invalid job request", field+" "+fe.Problem, fp)), nil
+		case errors.As(err, &se):
+			return a.fail(r, problem(http.StatusRequestEntityTooLarge, "too-large", "Job too large", se.Error(),
+				FieldProblem{Field: "args", Problem: fmt.Sprintf("make the job message %d bytes; at most %d fit in a queue message", se.Size, se.Limit)})), nil
+		case errors.Is(err, nightshift.ErrJobExists):
+			return a.fail(r, problem(http.StatusConflict, "job-exists", "Job id already used", err.Error(),
+				FieldProblem{Field: "job_id", Problem: "is already used by another job"})), nil
+		}
+		a.opts.Logger.Error("enqueue failed", "kind", req.Kind, "error", err.Error())
+		return a.fail(r, problem(http.StatusServiceUnavailable, "storage-unavailable", "Storage unavailable", "the job could not be enqueued; try again")), nil
+	}
+	su := statusURL(base, res.JobID)
+	out := EnqueueResponse{
+		JobID: res.JobID, Kind: res.Kind, State: storage.StateQueued, StatusURL: su, CancelURL: su + "/cancel",
+		Queue: res.Queue, EnqueuedAt: res.EnqueuedAt, RunAt: res.RunAt,
+	}
+	a.opts.Logger.Info("job enqueued over http", "job_id", res.JobID, "kind", res.Kind)
+	return respond(http.StatusAccepted, map[string]string{"Location": su, "Retry-After": "1"}, out,
+		fmt.Sprintf("enqueued job %s (%s)", res.JobID, res.Kind)), nil
+}
+
+func summarize(errs []FieldProblem) string {
+	parts := make([]string, 0, len(errs))
+	for _, e := range errs {
+		if e.Field == "" {
+			parts = append(parts, e.Problem)
+		} else {
+			parts = append(parts, e.Field+" "+e.Problem)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// StatusResponse is the body of GET /api/jobs/{id}: the status record (without its log
+// lines unless ?logs=true) with links.
+type StatusResponse struct {
+	*storage.Status
+	StatusURL string      `json:"status_url"`
+	CancelURL string      `json:"cancel_url,omitempty"`
+	Result    *ResultView `json:"result,omitempty"`
+}
+
+// ResultView is a result: inline JSON or bytes, or a short-lived read-only URL.
+type ResultView struct {
+	ContentType string          `json:"content_type"`
+	Size        int64           `json:"size"`
+	JSON        json.RawMessage `json:"json,omitempty"`
+	Bytes       []byte          `json:"bytes,omitempty"`
+	URL         string          `json:"url,omitempty"`
+	ExpiresAt   time.Time       `json:"url_expires_at,omitzero"`
+}
+
+func (a *API) jobID(inv *nightshift.Invocation, r *Request) (string, *Problem) {
+	id := param(inv, r, "id")
+	if p := envelope.ValidJobID(id); p != "" {
+		return "", problem(http.StatusBadRequest, "invalid-request", "Invalid job id", "job id "+p, FieldProblem{Field: "id", Problem: p})
+	}
+	return id, nil
+}
+
+// Status serves GET /api/jobs/{id}.
+func (a *API) Status(ctx context.Context, inv *nightshift.Invocation) (*hostproto.InvokeResponse, error) {
+	r, err := decodeRequest(inv)
+	if err != nil {
+		return nil, err
+	}
+	if p := checkMethod(r, http.MethodGet); p != nil {
+		return a.fail(r, p), nil
+	}
+	id, p := a.jobID(inv, r)
+	if p != nil {
+		return a.fail(r, p), nil
+	}
+	base, err := jobsURL(r)
+	if err != nil {
+		return nil, &hostproto.RequestError{Problem: err.Error()}
+	}
+	st, err := a.client.Status(ctx, id)
+	if err != nil {
+		return a.statusError(r, id, err), nil
+	}
+	if v := strings.ToLower(r.Query["logs"]); v != "true" && v != "1" {
+		st.Logs = nil
+	}
+	out := StatusResponse{Status: st, StatusURL: statusURL(base, id)}
+	if !st.State.Terminal() {
+		out.CancelURL = out.StatusURL + "/cancel"
+	}
+	if res := st.Result; res != nil {
+		rv := &ResultView{ContentType: res.ContentType, Size: res.Size, JSON: res.JSON, Bytes: res.Bytes}
+		if res.Blob != "" {
+			link, exp, err := a.resultLink(ctx, res.Blob)
+			if err != nil {
+				a.opts.Logger.Error("result link failed", "job_id", id, "error", err.Error())
+				return a.fail(r, problem(http.StatusServiceUnavailable, "storage-unavailable", "Result link unavailable", "the result is stored, but no link to it could be made; try again")), nil
+			}
+			rv.URL, rv.ExpiresAt = link, exp
+		}
+		out.Result = rv
+		st.Result = nil
+	}
+	return respond(http.StatusOK, nil, out, fmt.Sprintf("status of job %s: %s", id, st.State)), nil
+}
+
+func (a *API) statusError(r *Request, id string, err error) *hostproto.InvokeResponse {
+	if errors.Is(err, nightshift.ErrNotFound) {
+		return a.fail(r, problem(http.StatusNotFound, "job-not-found", "Job not found",
+			fmt.Sprintf("no job %s: the id is wrong, or the job was enqueued without a status record and has not started yet", id)))
+	}
+	a.opts.Logger.Error("status read failed", "job_id", id, "error", err.Error())
+	return a.fail(r, problem(http.StatusServiceUnavailable, "storage-unavailable", "Storage unavailable", "the job's status could not be read; try again"))
+}
+
+// Cancel serves POST /api/jobs/{id}/cancel.
+func (a *API) Cancel(ctx context.Context, inv *nightshift.Invocation) (*hostproto.InvokeResponse, error) {
+	r, err := decodeRequest(inv)
+	if err != nil {
+		return nil, err
+	}
+	if p := checkMethod(r, http.MethodPost); p != nil {
+		return a.fail(r, p), nil
+	}
+	id, p := a.jobID(inv, r)
+	if p != nil {
+		return a.fail(r, p), nil
+	}
+	base, err := jobsURL(r)
+	if err != nil {
+		return nil, &hostproto.RequestError{Problem: err.Error()}
+	}
+	st, err := a.client.Cancel(ctx, id)
+	if err != nil {
+		if errors.Is(err, nightshift.ErrTerminal) {
+			return a.fail(r, problem(http.StatusConflict, "job-ended", "Job already ended",
+				fmt.Sprintf("job %s is already %s; only queued, retrying and running jobs can be cancelled", id, st.State))), nil
+		}
+		a.opts.Logger.Error("cancel failed", "job_id", id, "error", err.Error())
+		return a.fail(r, problem(http.StatusServiceUnavailable, "storage-unavailable", "Storage unavailable", "the job could not be cancelled; try again")), nil
+	}
+	st.Logs = nil
+	a.opts.Logger.Info("job cancelled over http", "job_id", id)
+	return respond(http.StatusOK, nil, StatusResponse{Status: st, StatusURL: statusURL(base, id)}, "cancelled job "+id), nil
+}
+
+// resultLink returns a read-only SAS URL for a result blob, valid for ResultLinkTTL: a
+// service SAS signed with the account key when the connection has one (Azurite, dev), else
+// a user delegation SAS (identity-based connections; the identity needs a role that may
+// delegate, e.g. Storage Blob Data Contributor/Owner).
+func (a *API) resultLink(ctx context.Context, blobName string) (string, time.Time, error) {
+	now := a.opts.Now().UTC()
+	start := now.Add(-5 * time.Minute) // clock skew
+	expiry := now.Add(a.opts.ResultLinkTTL)
+	container := a.store.Layout.ResultsContainer()
+	svc := a.store.Blob.ServiceClient()
+	blobURL := svc.NewContainerClient(container).NewBlobClient(blobName).URL()
+	proto := sas.ProtocolHTTPS
+	if strings.HasPrefix(blobURL, "http://") {
+		proto = sas.ProtocolHTTPSandHTTP
+	}
+	vals := sas.BlobSignatureValues{
+		Protocol: proto, StartTime: start, ExpiryTime: expiry, Permissions: (&sas.BlobPermissions{Read: true}).String(),
+		ContainerName: container, BlobName: blobName,
+	}
+	var qp sas.QueryParameters
+	var err error
+	switch {
+	case a.store.BlobKey != nil:
+		qp, err = vals.SignWithSharedKey(a.store.BlobKey)
+	case a.store.Token != nil:
+		var udc *service.UserDelegationCredential
+		udc, err = a.delegation(ctx, svc, now)
+		if err == nil {
+			qp, err = vals.SignWithUserDelegation(udc)
+		}
+	default:
+		return "", time.Time{}, errors.New("the storage connection has neither an account key nor a token credential (a SAS connection string cannot sign links)")
+	}
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("sign result link: %w", err)
+	}
+	return blobURL + "?" + qp.Encode(), expiry, nil
+}
+
+// delegation returns a cached user delegation key, renewed an hour before it lapses (keys
+// are requested for 6 hours).
+func (a *API) delegation(ctx context.Context, svc *service.Client, now time.Time) (*service.UserDelegationCredential, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.udc != nil && now.Add(a.opts.ResultLinkTTL).Before(a.udcTill.Add(-time.Hour)) {
+		return a.udc, nil
+	}
+	till := now.Add(6 * time.Hour)
+	udc, err := svc.GetUserDelegationCredential(ctx, service.KeyInfo{
+		Start: to.Ptr(now.Add(-5 * time.Minute).Format(sas.TimeFormat)), Expiry: to.Ptr(till.Format(sas.TimeFormat)),
+	}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("get user delegation key: %w", err)
+	}
+	a.udc, a.udcTill = udc, till
+	return udc, nil
+}
