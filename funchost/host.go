@@ -342,7 +342,11 @@ func (h *Host) Run(ctx context.Context) error {
 		}
 	}
 	<-ctx.Done()
-	h.log.Info("Stopping local Functions host")
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		h.log.Error("Stopping local Functions host", "error", err)
+	} else {
+		h.log.Info("Stopping local Functions host")
+	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); inflight.Wait(); close(done) }()
 	select {
