@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nightshift-jobs/nightshift/appfolder"
+	"github.com/nightshift-jobs/nightshift/storage"
 )
 
 func init() { subcommands = append(subcommands, newPackageCmd) }
@@ -47,6 +48,9 @@ linux/amd64 zip.
 deployed app setting NIGHTSHIFT_NAME_PREFIX must then have the same value.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := storage.NewLayout(prefix); err != nil {
+				return usageError{fmt.Errorf("--name-prefix: %w", err)}
+			}
 			if repo == "" {
 				var err error
 				if repo, err = findRepoRoot(); err != nil {

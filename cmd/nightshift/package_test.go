@@ -129,6 +129,9 @@ func TestPackageUsageErrors(t *testing.T) {
 	if code := run(context.Background(), []string{"package", "extra-arg"}); code != exitUsage {
 		t.Errorf("positional argument: exit %d, want %d", code, exitUsage)
 	}
+	if code := run(context.Background(), []string{"package", "--name-prefix", "Not_Valid"}); code != exitUsage {
+		t.Errorf("invalid --name-prefix: exit %d, want %d", code, exitUsage)
+	}
 	tmp := t.TempDir()
 	code := run(context.Background(), []string{"package", "--repo", testRepoRoot, "--dir", filepath.Join(tmp, "app"),
 		"--out", filepath.Join(tmp, "app.zip"), "--handler-binary", filepath.Join(tmp, "missing")})
