@@ -1,0 +1,98 @@
+package nightshift
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/storage"
+)
+
+type slowArgs struct{ MS int }
+
+func (slowArgs) Kind() string { return "test.slow" }
+
+// On SIGTERM (ctx done) Serve stops taking invocations but lets in-flight jobs finish and
+// record their end; with a drain deadline shorter than the job, the job sees its context
+// cancelled and is recorded as interrupted and retried.
+func TestServeDrainsInFlightJobs(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		drain time.Duration
+		state storage.State
+	}{
+		{"finishes within the drain deadline", 10 * time.Second, storage.StateSucceeded},
+		{"interrupted after the drain deadline", 200 * time.Millisecond, storage.StateRetrying},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l, _ := net.Listen("tcp", "127.0.0.1:0")
+			port := l.Addr().(*net.TCPAddr).Port
+			l.Close()
+			store := testenv.Clients(t)
+			started := make(chan struct{})
+			reg := NewRegistry()
+			AddWorkerFunc(reg, func(ctx context.Context, j *Job[slowArgs]) (any, error) {
+				close(started)
+				select {
+				case <-time.After(time.Duration(j.Args.MS) * time.Millisecond):
+					return "done", nil
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}, nil)
+			ctx, cancel := context.WithCancel(context.Background())
+			served := make(chan error, 1)
+			go func() {
+				served <- Serve(ctx, reg, &ServeOptions{
+					Getenv:       func(k string) string { return map[string]string{SettingPort: fmt.Sprint(port)}[k] },
+					Store:        store,
+					Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+					DrainTimeout: c.drain,
+				})
+			}()
+			url := fmt.Sprintf("http://127.0.0.1:%d", port)
+			for i := 0; ; i++ {
+				if resp, err := http.Get(url + "/"); err == nil {
+					resp.Body.Close()
+					break
+				} else if i > 200 {
+					t.Fatal(err)
+				}
+				time.Sleep(25 * time.Millisecond)
+			}
+			body := hostRequest(t, FunctionRunJob, []byte(`{"job_id":"drain-1","kind":"test.slow","args":{"MS":1500}}`), hostMeta{})
+			answered := make(chan int, 1)
+			go func() {
+				resp, err := http.Post(url+"/"+FunctionRunJob, "application/json", strings.NewReader(string(body)))
+				if err != nil {
+					answered <- 0
+					return
+				}
+				resp.Body.Close()
+				answered <- resp.StatusCode
+			}()
+			<-started
+			cancel() // SIGTERM
+			if code := <-answered; code != 200 {
+				t.Fatalf("in-flight invocation answered %d", code)
+			}
+			if err := <-served; err != nil {
+				t.Fatal(err)
+			}
+			st, _, err := store.GetStatus(context.Background(), "drain-1")
+			if err != nil || st.State != c.state {
+				t.Fatalf("%+v %v", st, err)
+			}
+			if c.state == storage.StateRetrying && st.Errors[0].Class != "cancelled" {
+				t.Fatalf("errors %+v", st.Errors)
+			}
+		})
+	}
+}
