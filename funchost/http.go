@@ -131,7 +131,12 @@ func (h *Host) startHTTP(ctx, invCtx context.Context, fns []*Function) (*http.Se
 		h.log.Info("HTTP function", "function", fn.Name, "url", base+"/"+path, "authLevel", fn.authLevel, "forwarded", fn.forwarded)
 	}
 	h.log.Info("HTTP functions with authLevel function or admin need the key (header x-functions-key or ?code=)", "setting", SettingFunctionKey, "key", h.key)
-	go func() { <-ctx.Done(); sctx, c := context.WithTimeout(context.Background(), h.opts.DrainTimeout); _ = srv.Shutdown(sctx); c() }()
+	go func() {
+		<-ctx.Done()
+		sctx, c := context.WithTimeout(context.Background(), h.opts.DrainTimeout)
+		_ = srv.Shutdown(sctx)
+		c()
+	}()
 	return srv, nil
 }
 
@@ -209,8 +214,11 @@ func (h *Host) forward(ctx context.Context, fn *Function, w http.ResponseWriter,
 				pr.Out.Header.Set("X-Azure-Functions-InvocationId", inv.id)
 				pr.Out.Header.Set("X-Azure-Functions-HostVersion", HostVersion)
 			},
-			Transport:    h.workers.client.Transport,
-			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) { proxyErr = err; w.WriteHeader(http.StatusInternalServerError) },
+			Transport: h.workers.client.Transport,
+			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+				proxyErr = err
+				w.WriteHeader(http.StatusInternalServerError)
+			},
 		}
 		rp.ServeHTTP(w, r.WithContext(callCtx))
 		if proxyErr != nil {
