@@ -1,0 +1,418 @@
+// Package callback tells other systems that a job ended: an HTTPS webhook signed with
+// HMAC-SHA256, or a message on a queue. A job asks for one with the envelope's callback
+// field (EnqueueOptions.CallbackURL / CallbackQueue, or "callback" in POST /api/jobs).
+//
+// Delivery is itself a job of kind "nightshift.callback": when a job with a callback
+// succeeds or is dead, the handler's OnJobEnd hook enqueues a delivery job, so delivery
+// gets retries with backoff, a status record and dead letters like any job. The outcome
+// of the delivery is recorded in the original job's status (storage.Status.Callback).
+//
+// Webhook requests carry
+//
+//	X-Nightshift-Timestamp: <unix seconds>
+//	X-Nightshift-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>
+//
+// with the secret from the NIGHTSHIFT_WEBHOOK_SECRET app setting; receivers check them
+// with Verify. Targets in private, loopback and link-local ranges are refused (SSRF
+// protection) unless NIGHTSHIFT_WEBHOOK_ALLOW_PRIVATE=true, and plain http unless
+// NIGHTSHIFT_WEBHOOK_ALLOW_HTTP=true.
+package callback
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nightshift-jobs/nightshift"
+	"github.com/nightshift-jobs/nightshift/envelope"
+	"github.com/nightshift-jobs/nightshift/netguard"
+	"github.com/nightshift-jobs/nightshift/storage"
+)
+
+// App settings read by FromEnv.
+const (
+	// SettingWebhookSecret is the HMAC-SHA256 key webhooks are signed with. Webhooks are
+	// not sent without it (the delivery fails permanently); queue callbacks do not need it.
+	SettingWebhookSecret = "NIGHTSHIFT_WEBHOOK_SECRET"
+	// SettingWebhookAllowPrivate ("true") allows webhook targets in private, loopback and
+	// link-local ranges.
+	SettingWebhookAllowPrivate = "NIGHTSHIFT_WEBHOOK_ALLOW_PRIVATE"
+	// SettingWebhookAllowHTTP ("true") allows plain http webhook targets.
+	SettingWebhookAllowHTTP = "NIGHTSHIFT_WEBHOOK_ALLOW_HTTP"
+)
+
+// Kind is the job kind that delivers callbacks.
+const Kind = "nightshift.callback"
+
+// Events.
+const (
+	EventSucceeded = "job.succeeded"
+	EventDead      = "job.dead"
+)
+
+// Header names of a webhook request.
+const (
+	HeaderTimestamp = "X-Nightshift-Timestamp"
+	HeaderSignature = "X-Nightshift-Signature"
+	HeaderEvent     = "X-Nightshift-Event"
+	HeaderDelivery  = "X-Nightshift-Delivery"
+)
+
+// MaxBodyBytes bounds a callback body, so that the queue variant fits in a queue message.
+const MaxBodyBytes = envelope.MaxMessageBytes - 1024
+
+// Options configure delivery. The zero value refuses private targets and plain http and
+// has no secret (webhooks then fail; queue callbacks work).
+type Options struct {
+	// Secret signs webhooks.
+	Secret string
+	// AllowPrivate allows targets in private, loopback and link-local ranges.
+	AllowPrivate bool
+	// AllowHTTP allows plain http targets.
+	AllowHTTP bool
+	// Timeout bounds one webhook request; default 10 s.
+	Timeout time.Duration
+	// MaxAttempts is how many times a delivery is tried; default 8 (about 1.5 hours with
+	// the default backoff).
+	MaxAttempts int
+	// Backoff spaces the attempts; default 5 s, ×3 each time, at most 1 hour, ±20 %.
+	Backoff nightshift.BackoffPolicy
+	// Now returns the current time; default time.Now.
+	Now func() time.Time
+}
+
+// FromEnv reads the options from app settings.
+func FromEnv(getenv func(string) string) Options {
+	return Options{
+		Secret:       getenv(SettingWebhookSecret),
+		AllowPrivate: strings.EqualFold(strings.TrimSpace(getenv(SettingWebhookAllowPrivate)), "true"),
+		AllowHTTP:    strings.EqualFold(strings.TrimSpace(getenv(SettingWebhookAllowHTTP)), "true"),
+	}
+}
+
+// Args are the arguments of a delivery job.
+type Args struct {
+	// JobID is the job whose end is reported.
+	JobID string `json:"job_id"`
+	// Replay is the life of the job that ended.
+	Replay int `json:"replay,omitempty"`
+	// Event is EventSucceeded or EventDead.
+	Event string `json:"event"`
+	// URL or Queue is the target.
+	URL   string `json:"url,omitempty"`
+	Queue string `json:"queue,omitempty"`
+}
+
+// Kind implements nightshift.JobArgs.
+func (Args) Kind() string { return Kind }
+
+// Payload is the JSON body of a webhook and of a callback queue message.
+type Payload struct {
+	// Event is "job.succeeded" or "job.dead".
+	Event string `json:"event"`
+	// JobID and Kind identify the job.
+	JobID string `json:"job_id"`
+	Kind  string `json:"kind"`
+	// Replay is the job's life (0 unless replayed from a dead letter).
+	Replay int `json:"replay,omitempty"`
+	// DeliveryID identifies this notification (the delivery job's id); the same on every
+	// retry of it, so receivers can drop duplicates.
+	DeliveryID string `json:"delivery_id"`
+	// SentAt is when this attempt was sent.
+	SentAt time.Time `json:"sent_at"`
+	// Status is the job's status record, without its log lines (and without an inline
+	// result when the body would be too large: then ResultOmitted is true).
+	Status        *storage.Status `json:"status"`
+	ResultOmitted bool            `json:"result_omitted,omitempty"`
+}
+
+// Register adds the delivery kind to reg.
+func Register(reg *nightshift.Registry, store *storage.Clients, opts Options) error {
+	if opts.Timeout <= 0 {
+		opts.Timeout = 10 * time.Second
+	}
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = 8
+	}
+	if opts.Backoff == nil {
+		opts.Backoff = nightshift.ExponentialBackoff{Base: 5 * time.Second, Factor: 3, Max: time.Hour, Jitter: 0.2}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	d := &deliverer{store: store, opts: opts, http: netguard.Client(opts.AllowPrivate, opts.Timeout)}
+	// Webhooks are not redirected: a redirect could lead to an address the target check
+	// never saw in its URL (the dialer still checks the address).
+	d.http.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return nightshift.AddWorkerSafely[Args](reg, d, &nightshift.WorkerOptions{
+		Timeout: opts.Timeout + 30*time.Second, MaxAttempts: opts.MaxAttempts, Backoff: opts.Backoff,
+	})
+}
+
+// OnJobEnd returns the hook for nightshift.HandlerOptions.OnJobEnd: for a job that asked
+// for a callback and succeeded or is dead, it enqueues a delivery job. The delivery job's
+// id is derived from the job id, its life and the event, so a repeated call enqueues a
+// duplicate that the handler skips.
+func OnJobEnd(store *storage.Clients) func(ctx context.Context, env *envelope.Envelope, st *storage.Status) error {
+	client := nightshift.NewClient(store, nil)
+	return func(ctx context.Context, env *envelope.Envelope, st *storage.Status) error {
+		if env == nil || env.Callback == nil || st == nil {
+			return nil
+		}
+		var event string
+		switch st.State {
+		case storage.StateSucceeded:
+			event = EventSucceeded
+		case storage.StateDead:
+			event = EventDead
+		default:
+			return nil
+		}
+		if env.Kind == Kind {
+			return nil // never notify about a notification
+		}
+		args := Args{JobID: env.JobID, Replay: env.Replay, Event: event, URL: env.Callback.URL, Queue: env.Callback.Queue}
+		id := DeliveryID(env.EnqueuedAt, env.JobID, env.Replay, event)
+		_, err := client.Enqueue(ctx, args, &nightshift.EnqueueOptions{JobID: id, Meta: map[string]string{"for_job": env.JobID}})
+		if errors.Is(err, nightshift.ErrJobExists) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("callback for job %s: %w", env.JobID, err)
+		}
+		return nil
+	}
+}
+
+// DeliveryID is the id of the delivery job for one end of one life of a job.
+func DeliveryID(enqueuedAt time.Time, jobID string, replay int, event string) string {
+	return envelope.DerivedJobID(enqueuedAt, fmt.Sprintf("callback/%s/%d/%s", jobID, replay, event))
+}
+
+// Sign returns the X-Nightshift-Signature value for a body sent at timestamp (unix
+// seconds): "sha256=" + hex HMAC-SHA256(secret, "<timestamp>.<body>").
+func Sign(secret string, timestamp int64, body []byte) string {
+	mac := hmac.New(sha256.New, []byte(secret))
+	fmt.Fprintf(mac, "%d.", timestamp)
+	mac.Write(body)
+	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// Verify checks a webhook's timestamp and signature headers against the raw body, and
+// that the timestamp is within tolerance of now (replay protection; 5 minutes is usual).
+func Verify(secret, timestampHeader, signatureHeader string, body []byte, now time.Time, tolerance time.Duration) error {
+	ts, err := strconv.ParseInt(strings.TrimSpace(timestampHeader), 10, 64)
+	if err != nil {
+		return fmt.Errorf("callback: %s %q is not unix seconds", HeaderTimestamp, timestampHeader)
+	}
+	if d := now.Sub(time.Unix(ts, 0)); d > tolerance || d < -tolerance {
+		return fmt.Errorf("callback: timestamp is %s away from now; at most %s allowed", d.Round(time.Second), tolerance)
+	}
+	want := Sign(secret, ts, body)
+	if !hmac.Equal([]byte(want), []byte(strings.TrimSpace(signatureHeader))) {
+		return errors.New("callback: signature does not match the body (wrong secret, or the body was changed)")
+	}
+	return nil
+}
+
+type deliverer struct {
+	store *storage.Clients
+	opts  Options
+	http  *http.Client
+}
+
+// Work delivers one callback and records the outcome in the job's status.
+func (d *deliverer) Work(ctx context.Context, job *nightshift.Job[Args]) (any, error) {
+	a := job.Args
+	st, _, err := d.store.GetStatus(ctx, a.JobID)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, nightshift.Permanentf("callback: job %s has no status record", a.JobID)
+		}
+		return nil, err
+	}
+	body, omitted, err := d.payload(job.ID, a, st)
+	if err != nil {
+		return nil, nightshift.Permanent(err)
+	}
+	out := &storage.CallbackOutcome{Event: a.Event, Attempts: job.Attempt}
+	var status int
+	var derr error
+	switch {
+	case a.URL != "":
+		out.Target = redact(a.URL)
+		status, derr = d.webhook(ctx, job, a, body)
+		out.LastStatus = status
+	case a.Queue != "":
+		out.Target = "queue:" + a.Queue
+		derr = d.enqueue(ctx, a.Queue, body)
+	default:
+		derr = nightshift.Permanentf("callback: no url or queue")
+	}
+	if derr == nil {
+		out.Delivered = true
+		out.DeliveredAt = d.opts.Now().UTC()
+	} else {
+		out.LastError = envelope.Truncate(derr.Error(), 512)
+	}
+	if err := d.record(ctx, a, out); err != nil && derr == nil {
+		// Delivered, but not recorded: do not deliver again just to record it.
+		job.Logger.Warn("callback delivered but its outcome could not be recorded", "job_id", a.JobID, "error", err.Error())
+	}
+	if derr != nil {
+		if !nightshift.IsPermanent(derr) && job.Attempt >= job.MaxAttempts {
+			job.Logger.Warn("callback delivery gives up", "job_id", a.JobID, "target", out.Target)
+		}
+		return nil, derr
+	}
+	job.Logger.Info("callback delivered", "job_id", a.JobID, "event", a.Event, "target", out.Target, "status", status)
+	return map[string]any{"delivered": true, "target": out.Target, "status": status, "result_omitted": omitted}, nil
+}
+
+// payload builds the body: the status without logs or stacks, and without the inline
+// result if the body would not fit in a queue message.
+func (d *deliverer) payload(deliveryID string, a Args, st *storage.Status) ([]byte, bool, error) {
+	s := *st
+	s.Logs, s.LogsDropped, s.Callback = nil, 0, nil
+	s.Errors = append([]envelope.AttemptError(nil), st.Errors...)
+	for i := range s.Errors {
+		s.Errors[i].Stack = ""
+	}
+	p := Payload{Event: a.Event, JobID: a.JobID, Kind: st.Kind, Replay: a.Replay, DeliveryID: deliveryID, SentAt: d.opts.Now().UTC(), Status: &s}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, false, fmt.Errorf("callback: encode payload: %w", err)
+	}
+	if len(b) <= MaxBodyBytes {
+		return b, false, nil
+	}
+	if s.Result != nil {
+		r := *s.Result
+		r.JSON, r.Bytes = nil, nil
+		s.Result = &r
+	}
+	s.Errors = nil
+	p.ResultOmitted = true
+	if b, err = json.Marshal(p); err != nil {
+		return nil, false, fmt.Errorf("callback: encode payload: %w", err)
+	}
+	if len(b) > MaxBodyBytes {
+		return nil, false, fmt.Errorf("callback: payload is %d bytes even without the result; at most %d", len(b), MaxBodyBytes)
+	}
+	return b, true, nil
+}
+
+// checkTarget says why a webhook URL may not be called ("" when it may). Addresses are
+// checked again at dial time (netguard), which also catches names resolving inside.
+func (d *deliverer) checkTarget(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Sprintf("%q is not an absolute URL", redact(raw))
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !d.opts.AllowHTTP {
+			return fmt.Sprintf("%s is plain http; webhooks go over https (set %s=true to allow http)", redact(raw), SettingWebhookAllowHTTP)
+		}
+	default:
+		return fmt.Sprintf("scheme %q is not https", u.Scheme)
+	}
+	if u.User != nil {
+		return "the URL carries user:password"
+	}
+	return ""
+}
+
+func (d *deliverer) webhook(ctx context.Context, job *nightshift.Job[Args], a Args, body []byte) (int, error) {
+	if p := d.checkTarget(a.URL); p != "" {
+		return 0, nightshift.Permanentf("callback: webhook target refused: %s", p)
+	}
+	if d.opts.Secret == "" {
+		return 0, nightshift.Permanentf("callback: %s is not set; webhooks are only sent signed", SettingWebhookSecret)
+	}
+	ts := d.opts.Now().Unix()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.URL, bytes.NewReader(body))
+	if err != nil {
+		return 0, nightshift.Permanentf("callback: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "nightshift-webhook/1")
+	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
+	req.Header.Set(HeaderSignature, Sign(d.opts.Secret, ts, body))
+	req.Header.Set(HeaderEvent, a.Event)
+	req.Header.Set(HeaderDelivery, job.ID)
+	resp, err := d.http.Do(req)
+	if err != nil {
+		var re *netguard.RefusedError
+		if errors.As(err, &re) {
+			return 0, nightshift.Permanent(fmt.Errorf("callback: webhook target refused: %w (set %s=true to allow)", re, SettingWebhookAllowPrivate))
+		}
+		return 0, fmt.Errorf("callback: POST %s: %w", redact(a.URL), err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64*1024))
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		return resp.StatusCode, nil
+	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout:
+		return resp.StatusCode, fmt.Errorf("callback: %s answered %s (will retry)", redact(a.URL), resp.Status)
+	default:
+		// 3xx and other 4xx: the receiver refuses this request; repeating it will not help.
+		return resp.StatusCode, nightshift.Permanentf("callback: %s answered %s (not retried: fix the receiver and replay the delivery job)", redact(a.URL), resp.Status)
+	}
+}
+
+func (d *deliverer) enqueue(ctx context.Context, queue string, body []byte) error {
+	if p := storage.ValidQueueName(queue); p != "" {
+		return nightshift.Permanentf("callback: queue %q %s", queue, p)
+	}
+	_, err := d.store.Enqueue(ctx, queue, body, 0, 0)
+	if err != nil && storage.IsNotFound(err) {
+		if _, cerr := d.store.Queue.CreateQueue(ctx, queue, nil); cerr != nil && !storage.IsConflict(cerr) {
+			return fmt.Errorf("callback: create queue %s: %w", queue, cerr)
+		}
+		_, err = d.store.Enqueue(ctx, queue, body, 0, 0)
+	}
+	return err
+}
+
+// record writes the delivery outcome into the job's status, unless the job moved on to
+// another life meanwhile.
+func (d *deliverer) record(ctx context.Context, a Args, out *storage.CallbackOutcome) error {
+	_, _, err := d.store.UpdateStatus(ctx, a.JobID, func(cur *storage.Status) *storage.Status {
+		if cur == nil || cur.Replay != a.Replay {
+			return nil
+		}
+		if c := cur.Callback; c != nil && c.Delivered && c.Event == out.Event {
+			return nil // a duplicate delivery does not overwrite the first success
+		}
+		next := *cur
+		next.Callback = out
+		return &next
+	})
+	return err
+}
+
+// redact drops credentials and the query string from a URL for logs and records.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return envelope.Truncate(raw, 64)
+	}
+	u.User = nil
+	u.RawQuery = ""
+	u.Fragment = ""
+	return u.String()
+}
