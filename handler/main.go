@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"github.com/nightshift-jobs/nightshift"
+	"github.com/nightshift-jobs/nightshift/callback"
+	"github.com/nightshift-jobs/nightshift/httpapi"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -34,7 +36,20 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger) erro
 	}
 	reg := nightshift.NewRegistry()
 	register(reg, store, getenv)
-	return nightshift.Serve(ctx, reg, &nightshift.ServeOptions{Getenv: getenv, Logger: log, Store: store})
+	// Callbacks: delivery jobs (webhooks, queue messages) enqueued when a job that asked
+	// for one ends.
+	if err := callback.Register(reg, store, callback.FromEnv(getenv)); err != nil {
+		return err
+	}
+	return nightshift.Serve(ctx, reg, &nightshift.ServeOptions{
+		Getenv: getenv, Logger: log, Store: store,
+		Handler: nightshift.HandlerOptions{OnJobEnd: callback.OnJobEnd(store)},
+		// The HTTP API functions (functions/JobsAPI*): enqueue, status, cancel.
+		Setup: func(h *nightshift.Handler, store *storage.Clients) error {
+			httpapi.New(nightshift.NewClient(store, nil), &httpapi.Options{Kinds: reg.Kinds, Logger: log}).Register(h)
+			return nil
+		},
+	})
 }
 
 // register adds the example job kinds.
