@@ -107,9 +107,12 @@ var alwaysRequiredSettings = []string{
 }
 
 // pinnedSettingValues are app settings whose value is a security decision the template must
-// keep: the handler's http_fetch SSRF guard stays on in Azure.
+// keep: the SSRF guards of the http_fetch example kind and of webhook callbacks stay on in
+// Azure (job arguments and callback URLs come from whoever can enqueue).
 var pinnedSettingValues = map[string]string{
-	"NIGHTSHIFT_FETCH_ALLOW_PRIVATE": "'false'",
+	"NIGHTSHIFT_FETCH_ALLOW_PRIVATE":   "'false'",
+	"NIGHTSHIFT_WEBHOOK_ALLOW_PRIVATE": "'false'",
+	"NIGHTSHIFT_WEBHOOK_ALLOW_HTTP":    "'false'",
 }
 
 // expectations is what the policies compare the template with, derived from the Go code.
@@ -707,6 +710,9 @@ func TestPoliciesCatchWeakenedTemplates(t *testing.T) {
 		}},
 		{"SSRF guard off", "app settings", "NIGHTSHIFT_FETCH_ALLOW_PRIVATE", func(s string) string {
 			return strings.Replace(s, "NIGHTSHIFT_FETCH_ALLOW_PRIVATE: 'false'", "NIGHTSHIFT_FETCH_ALLOW_PRIVATE: 'true'", 1)
+		}},
+		{"plain-http webhooks", "app settings", "NIGHTSHIFT_WEBHOOK_ALLOW_HTTP", func(s string) string {
+			return strings.Replace(s, "NIGHTSHIFT_WEBHOOK_ALLOW_HTTP: 'false'", "NIGHTSHIFT_WEBHOOK_ALLOW_HTTP: 'true'", 1)
 		}},
 		{"connection string", "app settings", "shared keys are disabled", func(s string) string {
 			return strings.Replace(s, "    AzureWebJobsStorage__credential: 'managedidentity'\n",

@@ -50,7 +50,7 @@ param instanceMemoryMB int = 2048
 param maximumInstanceCount int = 100
 
 @secure()
-@description('Shared secret for webhook callbacks, app setting NIGHTSHIFT_WEBHOOK_SECRET. Empty leaves the setting empty.')
+@description('HMAC-SHA256 key webhook callbacks are signed with (app setting NIGHTSHIFT_WEBHOOK_SECRET). Empty: webhook callbacks fail permanently; queue callbacks still work.')
 param webhookSecret string = ''
 
 // ---------------------------------------------------------------------------------------
@@ -349,8 +349,10 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
     // nightshift's own settings.
     NIGHTSHIFT_WEBHOOK_SECRET: webhookSecret
-    // The http_fetch job's SSRF guard stays on: job arguments come from whoever can enqueue.
+    // SSRF guards stay on: job arguments and callback URLs come from whoever can enqueue.
     NIGHTSHIFT_FETCH_ALLOW_PRIVATE: 'false'
+    NIGHTSHIFT_WEBHOOK_ALLOW_PRIVATE: 'false'
+    NIGHTSHIFT_WEBHOOK_ALLOW_HTTP: 'false'
   }
 }
 
