@@ -119,3 +119,77 @@ func TestLocalSettingsTemplate(t *testing.T) {
 		}
 	}
 }
+
+// functionBinding is a queue or blob binding of a functions/<Name>/function.json.
+type functionBinding struct {
+	function, kind, name string // kind "queue" or "container"
+}
+
+// repoFunctionBindings lists the literal queue names and blob containers the functions use
+// (%AppSetting% and {expression} names are resolved at runtime and skipped).
+func repoFunctionBindings(t *testing.T) []functionBinding {
+	t.Helper()
+	dirs, err := filepath.Glob(filepath.Join(repoRoot, "functions", "*", "function.json"))
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("no functions/*/function.json (%v)", err)
+	}
+	var out []functionBinding
+	for _, path := range dirs {
+		var doc struct {
+			Bindings []struct {
+				Type      string `json:"type"`
+				QueueName string `json:"queueName"`
+				Path      string `json:"path"`
+			} `json:"bindings"`
+		}
+		if err := json.Unmarshal(readFile(t, path), &doc); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		fn := filepath.Base(filepath.Dir(path))
+		for _, b := range doc.Bindings {
+			if b.QueueName != "" && !strings.ContainsAny(b.QueueName, "%{") {
+				out = append(out, functionBinding{fn, "queue", b.QueueName})
+			}
+			if container, _, _ := strings.Cut(b.Path, "/"); strings.Contains(strings.ToLower(b.Type), "blob") && container != "" && !strings.ContainsAny(container, "%{") {
+				out = append(out, functionBinding{fn, "container", container})
+			}
+		}
+	}
+	return out
+}
+
+// checkFunctionBindings: every queue and container a function binds to is created by the
+// template (the app identity is never expected to create them at runtime).
+func checkFunctionBindings(m *bicepModel, bindings []functionBinding) []string {
+	queues := resourceNames(m, typeQueue)
+	containers := resourceNames(m, typeContainer)
+	var out []string
+	for _, b := range bindings {
+		have := queues
+		if b.kind == "container" {
+			have = containers
+		}
+		if !slices.Contains(have, b.name) {
+			out = append(out, b.function+" binds to "+b.kind+" "+b.name+", which main.bicep does not create")
+		}
+	}
+	return out
+}
+
+func TestFunctionBindingsExistInTemplate(t *testing.T) {
+	bindings := repoFunctionBindings(t)
+	src := string(readFile(t, mainBicep))
+	m, _ := parseBicep(t, mainBicep, []byte(src))
+	for _, v := range checkFunctionBindings(m, bindings) {
+		t.Error(v)
+	}
+	// Without the poison queue in the template, RunDeadLetter's trigger has nothing to listen on.
+	weak := strings.Replace(src, "  'jobs-poison'\n", "", 1)
+	if weak == src {
+		t.Fatal("mutation did not change the template")
+	}
+	wm, _ := parseBicep(t, "weak", []byte(weak))
+	if v := checkFunctionBindings(wm, bindings); !slices.ContainsFunc(v, func(s string) bool { return strings.Contains(s, "jobs-poison") }) {
+		t.Errorf("missing jobs-poison not reported: %v", v)
+	}
+}
