@@ -10,6 +10,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -531,5 +534,68 @@ func TestListJobsResultBlobAndWaitTimeout(t *testing.T) {
 	}
 	if _, err := f.client.Status(ctx, "missing"); !errors.Is(err, nightshift.ErrNotFound) {
 		t.Fatalf("Status(missing) = %v", err)
+	}
+}
+
+// nodeProducer is the docs/other-languages.md Node.js producer: @azure/storage-queue with
+// its default options (raw message text), one envelope as JSON, and the same envelope
+// base64-encoded (the Functions host's default encoding, also accepted).
+const nodeProducer = `
+const { QueueServiceClient } = require("@azure/storage-queue");
+
+async function main() {
+  const [connectionString, queueName, jobId] = process.argv.slice(2);
+  const queue = QueueServiceClient.fromConnectionString(connectionString).getQueueClient(queueName);
+  const envelope = { kind: "test.greet", job_id: jobId, args: { name: "node" }, meta: { from: "node" } };
+  const sent = await queue.sendMessage(JSON.stringify(envelope));
+  const b64 = { ...envelope, job_id: jobId + "-b64" };
+  await queue.sendMessage(Buffer.from(JSON.stringify(b64)).toString("base64"));
+  console.log(JSON.stringify({ messageId: sent.messageId }));
+}
+
+main().catch((err) => { console.error(err.message); process.exit(1); });
+`
+
+func TestNodeProducerWithDefaultOptions(t *testing.T) {
+	modules := filepath.Join(testenv.RepoRoot(), "local", "node_modules")
+	if _, err := os.Stat(filepath.Join(modules, "@azure", "storage-queue")); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("@azure/storage-queue is not installed under local/node_modules (npm ci --prefix local): %v", err)
+		}
+		t.Skipf("@azure/storage-queue not installed: %v", err)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not found")
+	}
+	f := newFixture(t)
+	cs := testenv.ConnectionString(t)
+	script := filepath.Join(t.TempDir(), "enqueue.js")
+	if err := os.WriteFile(script, []byte(nodeProducer), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, script, cs, f.store.Layout.JobsQueue(), "from-node")
+	cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node producer: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "messageId") {
+		t.Fatalf("node producer printed %q", out)
+	}
+	f.pump.runUntil(context.Background(), 30*time.Second, func() bool {
+		return f.state(t, "from-node")() && f.state(t, "from-node-b64")()
+	})
+	for _, id := range []string{"from-node", "from-node-b64"} {
+		st, err := f.client.Status(context.Background(), id)
+		if err != nil || st.State != storage.StateSucceeded || st.Meta["from"] != "node" {
+			t.Fatalf("job %s: %+v, %v", id, st, err)
+		}
+		var res struct{ Greeting string }
+		if err := f.client.Result(context.Background(), id, &res); err != nil || res.Greeting != "hello node" {
+			t.Fatalf("result of %s: %+v, %v", id, res, err)
+		}
 	}
 }
