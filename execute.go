@@ -32,6 +32,13 @@ type executor struct {
 	cancelCheck time.Duration
 	// onJobEnd notifies a job's callback (see HandlerOptions.OnJobEnd).
 	onJobEnd func(ctx context.Context, env *envelope.Envelope, st *storage.Status) error
+	// ext is the storage for batches, dedupe locks and claim-checked payloads; only jobs
+	// that use those features touch it.
+	ext *storage.Clients
+	// client is handed to running jobs (JobClient, StartBatch).
+	client *Client
+	// progressInterval throttles progress writes (ProgressInterval).
+	progressInterval time.Duration
 }
 
 // recordStore is the part of *storage.Clients the executor uses.
@@ -96,6 +103,13 @@ func (x *executor) runJob(ctx context.Context, d delivery) outcome {
 		return infraFailure(err)
 	}
 	if why := staleDelivery(cur, env); why != "" {
+		if env.BatchID != "" && cur.State.Terminal() && cur.Replay == env.Replay {
+			// The child ended, but its end may not have been counted (a crash between the
+			// status write and the batch update): count it now, idempotently.
+			if err := x.batchChildEnded(ctx, env, cur.State); err != nil {
+				return infraFailure(err)
+			}
+		}
 		log.Info("delivery skipped", "outcome", "skipped", "reason", why)
 		return outcome{Outcome: "skipped", Logs: []string{"job " + env.JobID + ": " + why}}
 	}
@@ -116,18 +130,48 @@ func (x *executor) runJob(ctx context.Context, d delivery) outcome {
 	if env.TimeoutSeconds > 0 {
 		timeout = time.Duration(env.TimeoutSeconds * float64(time.Second))
 	}
+	claimed := false
+	if isFinalizer(env) {
+		why, err := x.claimFinalizer(ctx, env, maxAttempts, cur, etag, d.Queue, timeout)
+		if err != nil {
+			return infraFailure(err)
+		}
+		if why != "" {
+			log.Info("delivery skipped", "outcome", "skipped", "reason", why)
+			return outcome{Outcome: "skipped", Logs: []string{"job " + env.JobID + ": " + why}}
+		}
+		claimed = true
+	}
+	args := env.Args
+	var argsErr error
+	if env.ArgsRef != nil {
+		if args, argsErr = x.loadArgs(ctx, env.ArgsRef); argsErr != nil && !IsPermanent(argsErr) {
+			return infraFailure(argsErr)
+		}
+	}
 	logger, capture := newCapture(log.Handler(), env.Attempt)
+	started := time.Now().UTC()
+	var progress *progressReporter
+	if argsErr == nil {
+		progress = newProgressReporter(context.WithoutCancel(ctx), x.progressInterval, log, x.progressWriter(env, maxAttempts, started, d.Queue))
+	}
 	base := jobBase{
 		ID: env.JobID, Kind: env.Kind, Attempt: env.Attempt, MaxAttempts: maxAttempts,
 		Replay: env.Replay, DequeueCount: d.Meta.DequeueCount, Meta: env.Meta,
-		EnqueuedAt: env.EnqueuedAt, Logger: logger,
+		EnqueuedAt: env.EnqueuedAt, Logger: logger, BatchID: env.BatchID, ParentID: env.ParentID,
+		progress: progress,
 	}
-	started := time.Now().UTC()
 	runCtx, cancelRun := context.WithCancelCause(ctx)
 	defer cancelRun(nil)
 	marked := x.watch(ctx, env, maxAttempts, started, d.Queue, cancelRun)
-	result, runErr := runSafely(runCtx, entry, base, env.Args, timeout)
-	wroteRunning := marked()
+	var result any
+	runErr := argsErr
+	if runErr == nil {
+		jobCtx := withJobContext(runCtx, &jobContext{client: x.client, jobID: env.JobID, replay: env.Replay, enqueuedAt: env.EnqueuedAt})
+		result, runErr = runSafely(jobCtx, entry, base, args, timeout)
+	}
+	lastProgress := progress.stop()
+	wroteRunning := marked() || claimed || progress.wrote()
 	// Record the end even when the handler is shutting down and ctx is cancelled.
 	jobCtx := ctx
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
@@ -139,10 +183,13 @@ func (x *executor) runJob(ctx context.Context, d delivery) outcome {
 	st := &storage.Status{
 		JobID: env.JobID, Kind: env.Kind, Replay: env.Replay, Attempt: env.Attempt, MaxAttempts: maxAttempts,
 		Queue: d.Queue, EnqueuedAt: env.EnqueuedAt, StartedAt: started, FinishedAt: finished,
-		DurationMS: dur.Milliseconds(), Meta: env.Meta,
+		DurationMS: dur.Milliseconds(), Meta: env.Meta, BatchID: env.BatchID, Progress: lastProgress,
 	}
 	if errors.Is(context.Cause(runCtx), errCancelled) {
 		// Cancelled through its status while running: the status already says so.
+		if err := x.jobEnded(ctx, env, storage.StateCancelled); err != nil {
+			return infraFailure(err)
+		}
 		log.Info("job cancelled while running", "outcome", "cancelled", "duration_ms", dur.Milliseconds())
 		return outcome{Outcome: "cancelled", Logs: append(capture.text(), "job "+env.JobID+" was cancelled while running")}
 	}
@@ -156,6 +203,9 @@ func (x *executor) runJob(ctx context.Context, d delivery) outcome {
 				return infraFailure(err)
 			}
 			if err := x.notify(ctx, env, st); err != nil {
+				return infraFailure(err)
+			}
+			if err := x.jobEnded(ctx, env, storage.StateSucceeded); err != nil {
 				return infraFailure(err)
 			}
 			log.Info("job finished", "outcome", "succeeded", "duration_ms", dur.Milliseconds())
@@ -183,6 +233,9 @@ func (x *executor) runJob(ctx context.Context, d delivery) outcome {
 		st.State = storage.StateDead
 		st.DeadLetter = storage.DeadLetterBlob(env.JobID)
 		if err := x.writeStatus(ctx, st, lines, dropped, cur, etag, wroteRunning); err != nil {
+			return infraFailure(err)
+		}
+		if err := x.jobEnded(ctx, env, storage.StateDead); err != nil {
 			return infraFailure(err)
 		}
 		log.Warn("job failed", "outcome", "dead", "reason", reason, "duration_ms", dur.Milliseconds(), "error", ae.Error)
@@ -307,7 +360,7 @@ func (x *executor) markRunning(ctx context.Context, env *envelope.Envelope, maxA
 	running := &storage.Status{
 		JobID: env.JobID, Kind: env.Kind, State: storage.StateRunning, Replay: env.Replay,
 		Attempt: env.Attempt, MaxAttempts: maxAttempts, Queue: queue, EnqueuedAt: env.EnqueuedAt,
-		StartedAt: started, Errors: env.Errors, Meta: env.Meta,
+		StartedAt: started, Errors: env.Errors, Meta: env.Meta, BatchID: env.BatchID,
 	}
 	_, ok, err := x.store.UpdateStatus(ctx, env.JobID, func(cur *storage.Status) *storage.Status {
 		if !running.Supersedes(cur) {
@@ -315,7 +368,10 @@ func (x *executor) markRunning(ctx context.Context, env *envelope.Envelope, maxA
 		}
 		next := *running
 		if cur != nil {
-			next.Logs, next.LogsDropped = cur.Logs, cur.LogsDropped
+			next.Logs, next.LogsDropped, next.Batch = cur.Logs, cur.LogsDropped, cur.Batch
+			if cur.Attempt == running.Attempt && cur.Replay == running.Replay {
+				next.Progress = cur.Progress
+			}
 		}
 		return &next
 	})
@@ -348,6 +404,12 @@ func (x *executor) writeStatus(ctx context.Context, st *storage.Status, lines []
 			next.LogsDropped = c.LogsDropped
 			if next.StartedAt.IsZero() || (c.State == storage.StateRunning && c.Attempt == st.Attempt) {
 				next.StartedAt = c.StartedAt
+			}
+			if next.Batch == nil {
+				next.Batch = c.Batch
+			}
+			if next.Progress == nil && c.Attempt == st.Attempt && c.Replay == st.Replay {
+				next.Progress = c.Progress
 			}
 		}
 		next.AppendLogs(lines...)
@@ -519,7 +581,7 @@ func (x *executor) recordDead(ctx context.Context, d delivery) outcome {
 		dead := &storage.Status{
 			JobID: dl.JobID, Kind: dl.Kind, State: storage.StateDead, Replay: env.Replay, Attempt: max(env.Attempt, 1),
 			Queue: dl.Queue, EnqueuedAt: env.EnqueuedAt, FinishedAt: now, Errors: env.Errors,
-			DeadLetter: storage.DeadLetterBlob(dl.DeadID), Meta: env.Meta,
+			DeadLetter: storage.DeadLetterBlob(dl.DeadID), Meta: env.Meta, BatchID: env.BatchID,
 		}
 		if n := len(env.Errors); n > 0 {
 			dead.LastError = env.Errors[n-1].Error
@@ -531,6 +593,7 @@ func (x *executor) recordDead(ctx context.Context, d delivery) outcome {
 			next := *dead
 			if cur != nil {
 				next.Logs, next.LogsDropped, next.StartedAt, next.MaxAttempts = cur.Logs, cur.LogsDropped, cur.StartedAt, cur.MaxAttempts
+				next.Batch, next.Progress = cur.Batch, cur.Progress
 			}
 			return &next
 		})
@@ -538,6 +601,9 @@ func (x *executor) recordDead(ctx context.Context, d delivery) outcome {
 			return infraFailure(err)
 		}
 		if err := x.notify(ctx, env, dead); err != nil {
+			return infraFailure(err)
+		}
+		if err := x.jobEnded(ctx, env, storage.StateDead); err != nil {
 			return infraFailure(err)
 		}
 	}
@@ -573,4 +639,23 @@ func (x *executor) putDeadLetter(ctx context.Context, dl *storage.DeadLetter) (b
 		return true, nil
 	}
 	return false, fmt.Errorf("dead letter %s: too many concurrent writers", dl.DeadID)
+}
+
+// jobEnded runs the end-of-job hooks of the features a job uses: its batch counts its end
+// (an error fails the invocation, so the redelivery counts it), its dedupe key is freed,
+// and claim-checked args of a succeeded job are deleted (a dead job keeps them for
+// replay).
+func (x *executor) jobEnded(ctx context.Context, env *envelope.Envelope, state storage.State) error {
+	if env.BatchID != "" {
+		if err := x.batchChildEnded(ctx, env, state); err != nil {
+			return err
+		}
+	}
+	x.releaseUnique(ctx, env)
+	if env.ArgsRef != nil && state == storage.StateSucceeded {
+		if err := x.ext.DeletePayload(ctx, env.ArgsRef.Container, env.ArgsRef.Blob); err != nil {
+			x.log.Warn("could not delete claim-checked args", "job_id", env.JobID, "error", err.Error())
+		}
+	}
+	return nil
 }

@@ -25,6 +25,14 @@ const (
 	FunctionRunJob = "RunJob"
 	// FunctionRunDeadLetter records whatever lands on the jobs poison queue.
 	FunctionRunDeadLetter = "RunDeadLetter"
+	// FunctionRunJobHigh and FunctionRunJobLow run job messages from the jobs-high and
+	// jobs-low queues (see Priority and docs/priorities.md).
+	FunctionRunJobHigh = "RunJobHigh"
+	FunctionRunJobLow  = "RunJobLow"
+	// FunctionRunDeadLetterHigh and FunctionRunDeadLetterLow record what lands on the
+	// jobs-high and jobs-low poison queues.
+	FunctionRunDeadLetterHigh = "RunDeadLetterHigh"
+	FunctionRunDeadLetterLow  = "RunDeadLetterLow"
 )
 
 // SettingPort is the environment variable the Functions host sets to the port the handler
@@ -59,6 +67,9 @@ type HandlerOptions struct {
 	// succeeded or dead (package callback provides one). An error fails the invocation,
 	// so the host delivers the message again and the call is retried.
 	OnJobEnd func(ctx context.Context, env *envelope.Envelope, st *storage.Status) error
+	// ProgressInterval is the least time between two progress writes of a job; default
+	// ProgressInterval (2 s).
+	ProgressInterval time.Duration
 }
 
 // Handler is the custom handler's HTTP server logic: GET / answers the host's readiness
@@ -70,8 +81,9 @@ type Handler struct {
 	funcs map[string]FunctionFunc
 }
 
-// NewHandler returns a handler serving RunJob on the jobs queue and RunDeadLetter on its
-// poison queue, with the registry's workers and the given storage.
+// NewHandler returns a handler serving RunJobHigh, RunJob and RunJobLow on the jobs-high,
+// jobs and jobs-low queues and RunDeadLetterHigh, RunDeadLetter and RunDeadLetterLow on
+// their poison queues, with the registry's workers and the given storage.
 func NewHandler(reg *Registry, store *storage.Clients, opts *HandlerOptions) *Handler {
 	if opts == nil {
 		opts = &HandlerOptions{}
@@ -88,15 +100,28 @@ func NewHandler(reg *Registry, store *storage.Clients, opts *HandlerOptions) *Ha
 	if cancelCheck <= 0 {
 		cancelCheck = 5 * time.Second
 	}
+	progressInterval := opts.ProgressInterval
+	if progressInterval <= 0 {
+		progressInterval = ProgressInterval
+	}
 	h := &Handler{
 		exec: &executor{reg: reg, store: store, log: log, runningAfter: runningAfter,
-			cancelCheck: cancelCheck, onJobEnd: opts.OnJobEnd},
+			cancelCheck: cancelCheck, onJobEnd: opts.OnJobEnd, ext: store,
+			client: NewClient(store, nil), progressInterval: progressInterval},
 		log:   log,
 		funcs: map[string]FunctionFunc{},
 	}
-	jobs := store.Layout.JobsQueue()
-	h.Handle(FunctionRunJob, h.queueFunction("message", jobs, h.exec.runJob))
-	h.Handle(FunctionRunDeadLetter, h.queueFunction("message", store.Layout.PoisonQueue(jobs), h.exec.recordDead))
+	// One queue-triggered function per priority queue, each with its poison sibling: the
+	// host gives every function its own listener and concurrency budget (§2.1, §2.2).
+	l := store.Layout
+	for _, f := range []struct{ run, dead, queue string }{
+		{FunctionRunJobHigh, FunctionRunDeadLetterHigh, l.HighQueue()},
+		{FunctionRunJob, FunctionRunDeadLetter, l.JobsQueue()},
+		{FunctionRunJobLow, FunctionRunDeadLetterLow, l.LowQueue()},
+	} {
+		h.Handle(f.run, h.queueFunction("message", f.queue, h.exec.runJob))
+		h.Handle(f.dead, h.queueFunction("message", l.PoisonQueue(f.queue), h.exec.recordDead))
+	}
 	return h
 }
 

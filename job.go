@@ -59,6 +59,22 @@ type Job[T JobArgs] struct {
 	// Logger writes to the handler's structured log with the job's attributes, and its
 	// lines are kept (bounded) in the job's status record and the invocation's Logs.
 	Logger *slog.Logger
+	// BatchID is the batch this job is a child or the finalizer of ("" for none); a
+	// finalizer reads its children with BatchChildren.
+	BatchID string
+	// ParentID is the job that started this job's batch, if a job did.
+	ParentID string
+
+	progress *progressReporter
+}
+
+// Progress reports how far the job has come: fraction between 0 and 1 (clamped) and a
+// message such as "40 of 100 files". It shows in the job's status (Status.Progress) and in
+// `nightshift wait`. Writes are throttled to one status write per ProgressInterval per
+// job; the last value reported is always recorded with the job's end. Storage errors are
+// logged, never returned: progress is advisory.
+func (j *Job[T]) Progress(ctx context.Context, fraction float64, message string) {
+	j.progress.report(ctx, fraction, message)
 }
 
 // Worker runs jobs of one kind. Work returns the job's result (nil for none; see Bytes

@@ -35,6 +35,8 @@ type jobBase struct {
 	Meta                 map[string]string
 	EnqueuedAt           time.Time
 	Logger               *slog.Logger
+	BatchID, ParentID    string
+	progress             *progressReporter
 }
 
 // NewRegistry returns an empty registry.
@@ -78,6 +80,7 @@ func AddWorkerSafely[T JobArgs](r *Registry, w Worker[T], opts *WorkerOptions) e
 		job := &Job[T]{
 			ID: b.ID, Kind: b.Kind, Args: args, Attempt: b.Attempt, MaxAttempts: b.MaxAttempts,
 			EnqueuedAt: b.EnqueuedAt, Replay: b.Replay, DequeueCount: b.DequeueCount, Meta: b.Meta, Logger: b.Logger,
+			BatchID: b.BatchID, ParentID: b.ParentID, progress: b.progress,
 		}
 		return w.Work(ctx, job)
 	}

@@ -85,6 +85,34 @@ type Status struct {
 
 	// Callback records the delivery of the job's end notification, if it asked for one.
 	Callback *CallbackOutcome `json:"callback,omitempty"`
+
+	// Progress is the last progress the job reported (see nightshift.Job.Progress).
+	Progress *Progress `json:"progress,omitempty"`
+	// BatchID is the batch this job is a child or the finalizer of.
+	BatchID string `json:"batch_id,omitempty"`
+	// Batch summarises the batch this job started (fan-out), when it started one.
+	Batch *BatchSummary `json:"batch,omitempty"`
+}
+
+// Progress is how far a running job has come, as reported by its code.
+type Progress struct {
+	// Fraction is between 0 and 1.
+	Fraction float64 `json:"fraction"`
+	// Message says what the fraction means ("40 of 100 files").
+	Message string `json:"message,omitempty"`
+	// At is when the job reported it.
+	At time.Time `json:"at"`
+}
+
+// BatchSummary is the state of a batch as recorded in the status of the job that started
+// it. It is written when the batch starts and when it ends; nightshift.Client.Batch gives
+// live counts.
+type BatchSummary struct {
+	BatchID   string     `json:"batch_id"`
+	State     BatchState `json:"state"`
+	Total     int        `json:"total"`
+	Succeeded int        `json:"succeeded,omitempty"`
+	Failed    int        `json:"failed,omitempty"`
 }
 
 // CallbackOutcome is the delivery state of a job's end notification (webhook or queue).

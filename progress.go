@@ -1,0 +1,142 @@
+package nightshift
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/nightshift-jobs/nightshift/envelope"
+	"github.com/nightshift-jobs/nightshift/storage"
+)
+
+// ProgressInterval is the least time between two progress writes of one job: however
+// often job code calls Job.Progress, its status is written at most this often, and the
+// last value is always recorded with the job's end.
+const ProgressInterval = 2 * time.Second
+
+// maxProgressMessage bounds a progress message kept in the status.
+const maxProgressMessage = 512
+
+// progressReporter throttles one attempt's progress writes. The first report is written at
+// once; later ones within interval of the last write are folded into one trailing write.
+type progressReporter struct {
+	write    func(ctx context.Context, p *storage.Progress) error
+	interval time.Duration
+	log      *slog.Logger
+	ctx      context.Context
+
+	mu        sync.Mutex
+	latest    *storage.Progress
+	lastWrite time.Time
+	pending   bool // a write is scheduled or running
+	closed    bool
+	wg        sync.WaitGroup
+	writes    int
+}
+
+func newProgressReporter(ctx context.Context, interval time.Duration, log *slog.Logger, write func(context.Context, *storage.Progress) error) *progressReporter {
+	return &progressReporter{ctx: ctx, interval: interval, log: log, write: write}
+}
+
+func (r *progressReporter) report(_ context.Context, fraction float64, message string) {
+	if r == nil {
+		return
+	}
+	if math.IsNaN(fraction) {
+		fraction = 0
+	}
+	p := &storage.Progress{Fraction: min(max(fraction, 0), 1), Message: envelope.Truncate(message, maxProgressMessage), At: time.Now().UTC()}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.latest = p
+	if r.closed || r.pending {
+		return
+	}
+	r.pending = true
+	wait := time.Until(r.lastWrite.Add(r.interval))
+	r.wg.Add(1)
+	go r.flushAfter(wait)
+}
+
+// flushAfter waits, then writes the latest value (which may have changed meanwhile).
+func (r *progressReporter) flushAfter(wait time.Duration) {
+	defer r.wg.Done()
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.ctx.Done():
+		}
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.pending = false
+		r.mu.Unlock()
+		return
+	}
+	p := r.latest
+	r.lastWrite = time.Now()
+	r.writes++
+	r.mu.Unlock()
+	if err := r.write(r.ctx, p); err != nil {
+		r.log.Warn("could not record progress", "error", err.Error())
+	}
+	r.mu.Lock()
+	r.pending = false
+	r.mu.Unlock()
+}
+
+// stop ends reporting: no write starts after it, a write in flight is waited for, and the
+// latest value is returned so the job's final status carries it.
+func (r *progressReporter) stop() *storage.Progress {
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.wg.Wait()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.latest
+}
+
+// progressWriter returns the write function of a job attempt's progress: the status
+// becomes (or stays) "running" for this attempt with the new progress, unless the status
+// has moved past this attempt.
+func (x *executor) progressWriter(env *envelope.Envelope, maxAttempts int, started time.Time, queue string) func(context.Context, *storage.Progress) error {
+	return func(ctx context.Context, p *storage.Progress) error {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+		defer cancel()
+		running := &storage.Status{
+			JobID: env.JobID, Kind: env.Kind, State: storage.StateRunning, Replay: env.Replay,
+			Attempt: env.Attempt, MaxAttempts: maxAttempts, Queue: queue, EnqueuedAt: env.EnqueuedAt,
+			StartedAt: started, Errors: env.Errors, Meta: env.Meta, Progress: p, BatchID: env.BatchID,
+		}
+		_, _, err := x.store.UpdateStatus(ctx, env.JobID, func(cur *storage.Status) *storage.Status {
+			if !running.Supersedes(cur) {
+				return nil
+			}
+			next := *running
+			if cur != nil {
+				next.Logs, next.LogsDropped, next.Batch = cur.Logs, cur.LogsDropped, cur.Batch
+			}
+			return &next
+		})
+		return err
+	}
+}
+
+// wrote reports whether any progress write started (the status then moved past the
+// version read before the run).
+func (r *progressReporter) wrote() bool {
+	if r == nil {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.writes > 0
+}
