@@ -114,15 +114,20 @@ func TestLocalSettingsTemplate(t *testing.T) {
 		if _, ok := want[k]; ok {
 			continue
 		}
-		if !slices.ContainsFunc(settings, func(s goSetting) bool { return s.Value == k }) && k != settingWebhookSecret {
+		known := func(s goSetting) bool {
+			return s.Value == k || strings.HasSuffix(s.Value, "_") && strings.HasPrefix(k, s.Value) // a prefix setting
+		}
+		if !slices.ContainsFunc(settings, known) && k != settingWebhookSecret {
 			t.Errorf("Values[%s]: no Setting* constant in the Go code reads it", k)
 		}
 	}
 }
 
+var settingRefRE = regexp.MustCompile(`%([^%]+)%`)
+
 // functionBinding is a queue or blob binding of a functions/<Name>/function.json.
 type functionBinding struct {
-	function, kind, name string // kind "queue" or "container"
+	function, kind, name string // kind "queue", "container" or "setting"
 }
 
 // repoFunctionBindings lists the literal queue names and blob containers the functions use
@@ -140,6 +145,7 @@ func repoFunctionBindings(t *testing.T) []functionBinding {
 				Type      string `json:"type"`
 				QueueName string `json:"queueName"`
 				Path      string `json:"path"`
+				Schedule  string `json:"schedule"`
 			} `json:"bindings"`
 		}
 		if err := json.Unmarshal(readFile(t, path), &doc); err != nil {
@@ -147,6 +153,13 @@ func repoFunctionBindings(t *testing.T) []functionBinding {
 		}
 		fn := filepath.Base(filepath.Dir(path))
 		for _, b := range doc.Bindings {
+			// %AppSetting% references: the host resolves them from app settings and fails
+			// to index the function when one is missing.
+			for _, v := range []string{b.QueueName, b.Path, b.Schedule} {
+				for _, ref := range settingRefRE.FindAllStringSubmatch(v, -1) {
+					out = append(out, functionBinding{fn, "setting", ref[1]})
+				}
+			}
 			if b.QueueName != "" && !strings.ContainsAny(b.QueueName, "%{") {
 				out = append(out, functionBinding{fn, "queue", b.QueueName})
 			}
@@ -163,14 +176,22 @@ func repoFunctionBindings(t *testing.T) []functionBinding {
 func checkFunctionBindings(m *bicepModel, bindings []functionBinding) []string {
 	queues := resourceNames(m, typeQueue)
 	containers := resourceNames(m, typeContainer)
+	settings, _ := appSettings(m)
+	var settingNames []string
+	for k := range settings {
+		settingNames = append(settingNames, k)
+	}
 	var out []string
 	for _, b := range bindings {
 		have := queues
-		if b.kind == "container" {
+		switch b.kind {
+		case "container":
 			have = containers
+		case "setting":
+			have = settingNames
 		}
 		if !slices.Contains(have, b.name) {
-			out = append(out, b.function+" binds to "+b.kind+" "+b.name+", which main.bicep does not create")
+			out = append(out, b.function+" uses "+b.kind+" "+b.name+", which main.bicep does not create or set")
 		}
 	}
 	return out
@@ -191,5 +212,22 @@ func TestFunctionBindingsExistInTemplate(t *testing.T) {
 	wm, _ := parseBicep(t, "weak", []byte(weak))
 	if v := checkFunctionBindings(wm, bindings); !slices.ContainsFunc(v, func(s string) bool { return strings.Contains(s, "jobs-poison") }) {
 		t.Errorf("missing jobs-poison not reported: %v", v)
+	}
+	// A generated recurring-job function references its schedule setting: it must be set
+	// (in defaultAppSettings), or the host cannot index the function.
+	timer := []functionBinding{{"RecurringNightly", "setting", "NIGHTSHIFT_SCHEDULE_NIGHTLY"}}
+	if v := checkFunctionBindings(m, timer); len(v) != 1 {
+		t.Errorf("unset schedule setting: violations %v, want one", v)
+	}
+	withDefault := strings.Replace(src, "var defaultAppSettings = {}", "var defaultAppSettings = {\n  NIGHTSHIFT_SCHEDULE_NIGHTLY: '0 0 3 * * *'\n}", 1)
+	if withDefault == src {
+		t.Fatal("mutation did not change the template")
+	}
+	dm, problems := parseBicep(t, "with default", []byte(withDefault))
+	if len(problems) > 0 {
+		t.Fatal(problems)
+	}
+	if v := checkFunctionBindings(dm, timer); len(v) != 0 {
+		t.Errorf("schedule set in defaultAppSettings still reported: %v", v)
 	}
 }

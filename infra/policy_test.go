@@ -93,6 +93,8 @@ var notAppSettings = map[string]string{
 	"AzureFunctionsWebHost__hostid": "read by the local Functions host (funchost) only; Azure derives the host id from the app name",
 	"NIGHTSHIFT_LOCAL_FUNCTION_KEY": "the local Functions host's (funchost) function key; Azure manages function keys itself",
 	"FUNCTIONS_CUSTOMHANDLER_PORT":  "set by the Functions host for the handler process at start-up, not an app setting",
+	"NIGHTSHIFT_MAX_PAYLOAD_BYTES":  "optional tunable with a default in the code; set it per deployment through the extraAppSettings parameter",
+	"NIGHTSHIFT_SCHEDULE_":          "a prefix, not a setting: the concrete NIGHTSHIFT_SCHEDULE_<NAME> settings are the %…% references of generated function.json files, which TestFunctionBindingsExistInTemplate requires the template to set",
 }
 
 // alwaysRequiredSettings are set by the template for the platform and azidentity, whether or
@@ -437,15 +439,48 @@ func checkFlexApp(m *bicepModel, _ expectations) []string {
 }
 
 // appSettings collects the app settings the template sets: the keys of
-// Microsoft.Web/sites/config 'appsettings' resources and of siteConfig.appSettings arrays.
-func appSettings(m *bicepModel) map[string]*sitter.Node {
-	out := map[string]*sitter.Node{}
+// Microsoft.Web/sites/config 'appsettings' resources (an object literal, a variable, or a
+// union() of those and of parameters) and of siteConfig.appSettings arrays. protected holds
+// the keys that no parameter can override: those of objects after the last union()
+// argument whose keys are unknown (a parameter such as extraAppSettings), since later
+// union() arguments win.
+func appSettings(m *bicepModel) (all, protected map[string]*sitter.Node) {
+	all = map[string]*sitter.Node{}
+	protected = map[string]*sitter.Node{}
 	for _, r := range m.ofType(typeSiteConfig) {
 		if name, _ := m.eval(m.prop(r.body, "name")); name != "appsettings" {
 			continue
 		}
-		for _, p := range m.props(m.prop(r.body, "properties")) {
-			out[m.keyOf(p)] = p.NamedChild(p.NamedChildCount() - 1)
+		var sources []*sitter.Node // object literals, or nil for a source with unknown keys
+		var flatten func(n *sitter.Node, depth int)
+		flatten = func(n *sitter.Node, depth int) {
+			switch {
+			case n == nil || depth > 8:
+				sources = append(sources, nil)
+			case n.Kind() == "object":
+				sources = append(sources, n)
+			case n.Kind() == "identifier" && m.vars[m.text(n)] != nil:
+				flatten(m.vars[m.text(n)], depth+1)
+			case n.Kind() == "call_expression" && m.text(n.ChildByFieldName("function")) == "union":
+				args := n.ChildByFieldName("arguments")
+				for i := uint(0); args != nil && i < args.NamedChildCount(); i++ {
+					flatten(args.NamedChild(i), depth+1)
+				}
+			default:
+				sources = append(sources, nil)
+			}
+		}
+		flatten(m.prop(r.body, "properties"), 0)
+		for _, obj := range sources {
+			if obj == nil {
+				clear(protected)
+				continue
+			}
+			for _, p := range m.props(obj) {
+				v := p.NamedChild(p.NamedChildCount() - 1)
+				all[m.keyOf(p)] = v
+				protected[m.keyOf(p)] = v
+			}
 		}
 	}
 	for _, r := range m.ofType(typeSite) {
@@ -453,11 +488,12 @@ func appSettings(m *bicepModel) map[string]*sitter.Node {
 		for i := uint(0); arr != nil && i < arr.NamedChildCount(); i++ {
 			el := arr.NamedChild(i)
 			if name, ok := m.eval(m.prop(el, "name")); ok {
-				out[name] = m.prop(el, "value")
+				all[name] = m.prop(el, "value")
+				protected[name] = all[name]
 			}
 		}
 	}
-	return out
+	return all, protected
 }
 
 // checkAppSettings: every setting the Go code reads (minus the documented exceptions) is
@@ -468,10 +504,24 @@ func checkAppSettings(m *bicepModel, e expectations) []string {
 	if id == "" {
 		return out
 	}
-	got := appSettings(m)
+	got, protected := appSettings(m)
 	for _, want := range e.settings {
 		if _, ok := got[want]; !ok {
 			out = append(out, "app setting "+want+" is not set")
+		}
+	}
+	// Identity, storage, telemetry and security settings must not be overridable by a
+	// parameter such as extraAppSettings.
+	mustProtect := append([]string{storage.SettingBlobServiceURI, storage.SettingQueueServiceURI, "AZURE_TOKEN_CREDENTIALS"}, alwaysRequiredSettings...)
+	for name := range pinnedSettingValues {
+		mustProtect = append(mustProtect, name)
+	}
+	sort.Strings(mustProtect)
+	for _, name := range mustProtect {
+		if _, set := got[name]; set {
+			if _, ok := protected[name]; !ok {
+				out = append(out, "app setting "+name+" can be overridden by a parameter (put it in the last union() argument)")
+			}
 		}
 	}
 	if _, ok := got[storage.SettingStorage]; ok {
@@ -713,6 +763,11 @@ func TestPoliciesCatchWeakenedTemplates(t *testing.T) {
 		}},
 		{"plain-http webhooks", "app settings", "NIGHTSHIFT_WEBHOOK_ALLOW_HTTP", func(s string) string {
 			return strings.Replace(s, "NIGHTSHIFT_WEBHOOK_ALLOW_HTTP: 'false'", "NIGHTSHIFT_WEBHOOK_ALLOW_HTTP: 'true'", 1)
+		}},
+		{"core settings overridable", "app settings", "AzureWebJobsStorage__clientId can be overridden", func(s string) string {
+			// Move extraAppSettings after the core object: it would then win.
+			s = strings.Replace(s, "union(defaultAppSettings, extraAppSettings, {", "union(defaultAppSettings, {", 1)
+			return strings.Replace(s, "    NIGHTSHIFT_WEBHOOK_ALLOW_HTTP: 'false'\n  })\n", "    NIGHTSHIFT_WEBHOOK_ALLOW_HTTP: 'false'\n  }, extraAppSettings)\n", 1)
 		}},
 		{"connection string", "app settings", "shared keys are disabled", func(s string) string {
 			return strings.Replace(s, "    AzureWebJobsStorage__credential: 'managedidentity'\n",

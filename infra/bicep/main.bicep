@@ -49,6 +49,9 @@ param instanceMemoryMB int = 2048
 @maxValue(1000)
 param maximumInstanceCount int = 100
 
+@description('More app settings, e.g. NIGHTSHIFT_SCHEDULE_<NAME> to move a recurring job or NIGHTSHIFT_MAX_PAYLOAD_BYTES. The template owns the whole set of app settings (settings added by hand are removed by the next deployment), so put them here. They cannot override the identity, storage, telemetry and security settings.')
+param extraAppSettings object = {}
+
 @secure()
 @description('HMAC-SHA256 key webhook callbacks are signed with (app setting NIGHTSHIFT_WEBHOOK_SECRET). Empty: webhook callbacks fail permanently; queue callbacks still work.')
 param webhookSecret string = ''
@@ -85,6 +88,13 @@ var dataContainerNames = [
   'nightshift-schedule'
   'nightshift-reports'
 ]
+
+// App settings with defaults that extraAppSettings may override: the schedule of every
+// recurring job, NIGHTSHIFT_SCHEDULE_<NAME>, which a generated functions/Recurring<Name>/
+// function.json references as %NIGHTSHIFT_SCHEDULE_<NAME>% (schedule.DefaultSettings lists
+// them with their declared defaults). infra/deployfiles_test.go fails while a referenced
+// setting is missing here.
+var defaultAppSettings = {}
 
 // Flex Consumption keeps the deployed package here (functionAppConfig.deployment).
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
@@ -332,10 +342,12 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
 // FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION, WEBSITE_RUN_FROM_PACKAGE or
 // WEBSITE_CONTENT* here. NIGHTSHIFT_NAME_PREFIX is left unset: this deployment owns its
 // storage account, and the packaged function.json files use the unprefixed queue names.
+// This resource replaces the whole set on every deployment. Later union() arguments win:
+// extraAppSettings may override the defaults, and nothing overrides the last object.
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: functionApp
   name: 'appsettings'
-  properties: {
+  properties: union(defaultAppSettings, extraAppSettings, {
     // Identity-based host storage (also read by storage.FromEnv in the Go code).
     AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
     AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue
@@ -353,7 +365,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     NIGHTSHIFT_FETCH_ALLOW_PRIVATE: 'false'
     NIGHTSHIFT_WEBHOOK_ALLOW_PRIVATE: 'false'
     NIGHTSHIFT_WEBHOOK_ALLOW_HTTP: 'false'
-  }
+  })
 }
 
 // ---------------------------------------------------------------------------------------
