@@ -1,0 +1,306 @@
+package funchost
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
+
+	"github.com/nightshift-jobs/nightshift"
+	"github.com/nightshift-jobs/nightshift/appfolder"
+	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/storage"
+)
+
+// BenchmarkLocalHost compares end-to-end throughput of no-op jobs through the local host,
+// the nightshift handler (e2ehandler: real handler code) and Azurite, with a raw SDK loop
+// on the same Azurite in the same run: receive 16 at a time, upload a result blob, delete,
+// at most 24 in flight (the host's batchSize + newBatchThreshold from host.json).
+//
+// Depth "0" enqueues jobs while the consumers run (the queue stays shallow); depths 1000
+// and 5000 pre-fill the queue and measure draining it. Azurite runs with a disk location
+// (in-memory mode stalls under churn, deploy-and-azurite.md §D). Run it alone:
+//
+//	go test -run '^$' -bench LocalHost -benchtime 1x -timeout 30m ./funchost/
+func BenchmarkLocalHost(b *testing.B) {
+	cs := startDiskAzurite(b)
+	for _, depth := range []int{0, 1000, 5000} {
+		jobs := depth
+		if depth == 0 {
+			jobs = 500
+		}
+		var hostRate, rawRate float64
+		b.Run(fmt.Sprintf("depth=%d/raw", depth), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				r := benchRaw(b, cs, depth, jobs)
+				rawRate = r.rate
+				r.report(b)
+			}
+		})
+		b.Run(fmt.Sprintf("depth=%d/localhost", depth), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				r := benchHost(b, cs, depth, jobs)
+				hostRate = r.rate
+				r.report(b)
+			}
+		})
+		if rawRate > 0 {
+			b.Logf("depth %d: local host %.0f jobs/s, raw SDK loop %.0f jobs/s, ratio %.2f", depth, hostRate, rawRate, hostRate/rawRate)
+		}
+	}
+}
+
+type benchResult struct {
+	rate     float64
+	p50, p99 time.Duration
+}
+
+func (r benchResult) report(b *testing.B) {
+	b.ReportMetric(r.rate, "jobs/s")
+	b.ReportMetric(float64(r.p50.Milliseconds()), "p50-ms")
+	b.ReportMetric(float64(r.p99.Milliseconds()), "p99-ms")
+	b.ReportMetric(0, "ns/op")
+}
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return ds[int(float64(len(ds)-1)*p)]
+}
+
+func benchTransport() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = 128
+	tr.MaxIdleConnsPerHost = 128
+	return &http.Client{Transport: tr}
+}
+
+func benchClients(b *testing.B, cs, prefix string) *storage.Clients {
+	c, err := storage.FromEnv(func(k string) string {
+		return map[string]string{storage.SettingStorage: cs, storage.SettingNamePrefix: prefix}[k]
+	}, &storage.Options{Transport: benchTransport()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := c.Ensure(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+// parallel runs f(i) for i in [0,n) on 16 goroutines.
+func parallel(n int, f func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func benchRaw(b *testing.B, cs string, depth, jobs int) benchResult {
+	b.StopTimer()
+	ctx := context.Background()
+	c := benchClients(b, cs, testenv.Prefix(b))
+	q := c.Queue.NewQueueClient(c.Layout.JobsQueue())
+	results := c.Blob.ServiceClient().NewContainerClient(c.Layout.ResultsContainer())
+	enqueue := func(i int) {
+		msg := fmt.Sprintf(`{"id":"job-%d","t":%d}`, i, time.Now().UnixNano())
+		if _, err := q.EnqueueMessage(ctx, msg, nil); err != nil {
+			b.Error(err)
+		}
+	}
+	if depth > 0 {
+		parallel(jobs, enqueue)
+	}
+	var mu sync.Mutex
+	var lat []time.Duration
+	var done atomic.Int64
+	start := time.Now()
+	b.StartTimer()
+	if depth == 0 {
+		go parallel(jobs, enqueue)
+	}
+	sem := make(chan struct{}, 24)
+	var wg sync.WaitGroup
+	for done.Load() < int64(jobs) {
+		resp, err := q.DequeueMessages(ctx, &azqueue.DequeueMessagesOptions{NumberOfMessages: ptr(int32(16)), VisibilityTimeout: ptr(int32(600))})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(resp.Messages) == 0 {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		for _, m := range resp.Messages {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				var body struct {
+					ID string
+					T  int64
+				}
+				_ = json.Unmarshal([]byte(*m.MessageText), &body)
+				if _, err := results.NewBlockBlobClient(body.ID).UploadBuffer(ctx, []byte(`{"ok":true}`), nil); err != nil {
+					b.Error(err)
+					return
+				}
+				l := time.Since(time.Unix(0, body.T))
+				if _, err := q.DeleteMessage(ctx, *m.MessageID, *m.PopReceipt, nil); err != nil {
+					b.Error(err)
+				}
+				mu.Lock()
+				lat = append(lat, l)
+				mu.Unlock()
+				done.Add(1)
+			}()
+		}
+		// Like the host: poll again once no more than 8 are in flight.
+		for len(sem) > 8 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	return benchResult{rate: float64(jobs) / elapsed.Seconds(), p50: percentile(lat, 0.5), p99: percentile(lat, 0.99)}
+}
+
+func benchHost(b *testing.B, cs string, depth, jobs int) benchResult {
+	b.StopTimer()
+	ctx := context.Background()
+	prefix := testenv.Prefix(b)
+	c := benchClients(b, cs, prefix)
+	client := nightshift.NewClient(c, nil)
+	bin := buildBinary(b, "./funchost/internal/e2ehandler", "e2ehandler")
+	dir := b.TempDir()
+	if err := appfolder.Assemble(ctx, dir, appfolder.Options{RepoRoot: testenv.RepoRoot(), HandlerBinary: bin, NamePrefix: prefix}); err != nil {
+		b.Fatal(err)
+	}
+	hj, _ := os.ReadFile(filepath.Join(dir, "host.json"))
+	hj = regexp.MustCompile(`"maxPollingInterval": "[^"]*"`).ReplaceAll(hj, []byte(`"maxPollingInterval": "00:00:00.500"`))
+	if err := os.WriteFile(filepath.Join(dir, "host.json"), hj, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	ids := make([]string, jobs)
+	sent := make([]time.Time, jobs)
+	enqueue := func(i int) {
+		t := time.Now()
+		res, err := client.EnqueueRaw(ctx, "e2e.noop", json.RawMessage(`{}`), nil)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		ids[i], sent[i] = res.JobID, t
+	}
+	if depth > 0 {
+		parallel(jobs, enqueue)
+	}
+	h, err := New(dir, Options{
+		Settings: map[string]string{storage.SettingStorage: cs, storage.SettingNamePrefix: prefix},
+		Getenv:   func(string) string { return "" },
+		HTTPAddr: "127.0.0.1:0", Storage: &storage.Options{Transport: benchTransport()},
+		Logger: discardLogger(),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	stopped := make(chan struct{})
+	start := time.Now()
+	b.StartTimer()
+	go func() { _ = h.Run(runCtx); close(stopped) }()
+	if depth == 0 {
+		parallel(jobs, enqueue)
+	}
+	// Done when the queue is empty and every status says succeeded.
+	q := c.Queue.NewQueueClient(c.Layout.JobsQueue())
+	for {
+		p, err := q.GetProperties(ctx, nil)
+		if err == nil && *p.ApproximateMessagesCount == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.StopTimer()
+	var lat []time.Duration
+	var end time.Time
+	for i, id := range ids {
+		st, err := client.Status(ctx, id)
+		if err != nil || st.State != storage.StateSucceeded {
+			b.Fatalf("job %s: %v %+v", id, err, st)
+		}
+		lat = append(lat, st.FinishedAt.Sub(sent[i]))
+		if st.FinishedAt.After(end) {
+			end = st.FinishedAt
+		}
+	}
+	cancel()
+	<-stopped
+	return benchResult{rate: float64(jobs) / end.Sub(start).Seconds(), p50: percentile(lat, 0.5), p99: percentile(lat, 0.99)}
+}
+
+// startDiskAzurite starts the pinned Azurite with a disk location on free ports and stops
+// it (by PID) when the benchmark ends.
+func startDiskAzurite(b *testing.B) string {
+	bin := testenv.AzuriteBinary()
+	if _, err := os.Stat(bin); err != nil {
+		b.Skip("no Azurite in local/node_modules (npm ci --prefix local)")
+	}
+	port := func() string {
+		l := freeAddrTB(b)
+		return l[strings.LastIndex(l, ":")+1:]
+	}
+	qp, bp := port(), port()
+	cmd := exec.Command(bin, "--location", b.TempDir(), "--blobHost", "127.0.0.1", "--blobPort", bp,
+		"--queueHost", "127.0.0.1", "--queuePort", qp, "--tableHost", "127.0.0.1", "--tablePort", port(),
+		"--skipApiVersionCheck", "--disableTelemetry", "--silent")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	sc := bufio.NewScanner(out)
+	n := 0
+	for n < 3 && sc.Scan() {
+		if strings.Contains(sc.Text(), "successfully listening") {
+			n++
+		}
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	q, _ := strconv.Atoi(qp)
+	bl, _ := strconv.Atoi(bp)
+	return testenv.AzuriteConnectionString(q, bl)
+}
