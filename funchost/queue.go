@@ -86,7 +86,8 @@ func (h *Host) runQueueListener(ctx, invCtx context.Context, inflight *sync.Wait
 			return true
 		}
 	}
-	done := make(chan struct{}, 64)
+	// At most newBatchThreshold + batchSize messages are in flight, so finishing never blocks.
+	done := make(chan struct{}, l.opts.NewBatchThreshold+l.opts.BatchSize+1)
 	processing := 0
 	reap := func(block bool) {
 		for {
