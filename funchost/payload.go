@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -184,7 +184,10 @@ func messageProperties(d *bindingData, text string) {
 			props = append(props, kv{key, dotnetNumber(string(raw))})
 		}
 	}
-	if _, err := dec.Token(); err != nil { // the whole text must be one valid object
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return
+	}
+	if _, err := dec.Token(); err != io.EOF { // nothing after it (JObject.Parse rejects more)
 		return
 	}
 	for _, p := range props {
@@ -290,5 +293,3 @@ func isNull(raw json.RawMessage) bool {
 	t := bytes.TrimSpace(raw)
 	return len(t) == 0 || string(t) == "null"
 }
-
-var _ = utf8.ValidString
