@@ -104,38 +104,44 @@ func newFixture(t *testing.T, opts callback.Options) *fixture {
 }
 
 // runJobs plays the queue trigger (functions-host-contract.md §1.5) until the jobs queue
-// stays empty, delivering each message to RunJob and deleting it after a 2xx.
+// and its poison queue stay empty, delivering each message to RunJob or RunDeadLetter and
+// deleting it after a 2xx.
 func (f *fixture) runJobs() {
 	f.t.Helper()
-	ctx := context.Background()
-	q := f.store.Queue.NewQueueClient(f.store.Layout.JobsQueue())
+	jobs := f.store.Layout.JobsQueue()
 	for range 100 {
-		resp, err := q.DequeueMessages(ctx, &azqueue.DequeueMessagesOptions{NumberOfMessages: to.Ptr[int32](32)})
-		if err != nil {
-			f.t.Fatal(err)
-		}
-		if len(resp.Messages) == 0 {
+		if f.deliver(nightshift.FunctionRunJob, jobs)+f.deliver(nightshift.FunctionRunDeadLetter, f.store.Layout.PoisonQueue(jobs)) == 0 {
 			return
 		}
-		for _, m := range resp.Messages {
-			enc := func(v any) json.RawMessage { b, _ := json.Marshal(v); return b }
-			twice := func(s string) json.RawMessage { return enc(string(enc(s))) }
-			body, _ := json.Marshal(map[string]any{
-				"Data": map[string]any{"message": twice(*m.MessageText)},
-				"Metadata": map[string]any{"Id": twice(*m.MessageID), "DequeueCount": enc(fmt.Sprint(*m.DequeueCount)),
-					"InsertionTime": enc(m.InsertionTime.UTC().Format("2006-01-02T15:04:05+00:00"))},
-			})
-			rec := httptest.NewRecorder()
-			f.h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/"+nightshift.FunctionRunJob, bytes.NewReader(body)))
-			if rec.Code != http.StatusOK {
-				f.t.Fatalf("RunJob: %d %s", rec.Code, rec.Body.String())
-			}
-			if _, err := q.DeleteMessage(ctx, *m.MessageID, *m.PopReceipt, nil); err != nil {
-				f.t.Fatal(err)
-			}
+	}
+	f.t.Fatal("queues did not drain")
+}
+
+func (f *fixture) deliver(function, queue string) int {
+	ctx := context.Background()
+	q := f.store.Queue.NewQueueClient(queue)
+	resp, err := q.DequeueMessages(ctx, &azqueue.DequeueMessagesOptions{NumberOfMessages: to.Ptr[int32](32)})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for _, m := range resp.Messages {
+		enc := func(v any) json.RawMessage { b, _ := json.Marshal(v); return b }
+		twice := func(s string) json.RawMessage { return enc(string(enc(s))) }
+		body, _ := json.Marshal(map[string]any{
+			"Data": map[string]any{"message": twice(*m.MessageText)},
+			"Metadata": map[string]any{"Id": twice(*m.MessageID), "DequeueCount": enc(fmt.Sprint(*m.DequeueCount)),
+				"InsertionTime": enc(m.InsertionTime.UTC().Format("2006-01-02T15:04:05+00:00"))},
+		})
+		rec := httptest.NewRecorder()
+		f.h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/"+function, bytes.NewReader(body)))
+		if rec.Code != http.StatusOK {
+			f.t.Fatalf("%s: %d %s", function, rec.Code, rec.Body.String())
+		}
+		if _, err := q.DeleteMessage(ctx, *m.MessageID, *m.PopReceipt, nil); err != nil {
+			f.t.Fatal(err)
 		}
 	}
-	f.t.Fatal("jobs queue did not drain")
+	return len(resp.Messages)
 }
 
 // receiver is a webhook endpoint that answers with the given statuses in turn (then 200)
@@ -288,8 +294,9 @@ func TestQueueCallbackAndDeadEvent(t *testing.T) {
 		t.Fatalf("callback outcome = %+v", st.Callback)
 	}
 
-	// A dead job: the hook is called with the dead status (as the executor does when a
-	// job with a callback dies) and the delivery reports job.dead.
+	// A dead job: the executor calls the hook when RunDeadLetter records it, and the
+	// delivery reports job.dead. Calling the hook again (a redelivered poison message)
+	// does not deliver twice.
 	hook := callback.OnJobEnd(f.store)
 	dead, err := f.client.Enqueue(ctx, workArgs{Fail: true}, &nightshift.EnqueueOptions{CallbackQueue: target})
 	if err != nil {
@@ -301,7 +308,7 @@ func TestQueueCallbackAndDeadEvent(t *testing.T) {
 		t.Fatalf("status = %s, want dead", dst.State)
 	}
 	env := &envelope.Envelope{JobID: dead.JobID, Kind: "test.work", EnqueuedAt: dead.EnqueuedAt, Callback: &envelope.Callback{Queue: target}}
-	for range 2 { // a repeated call does not deliver twice
+	for range 2 {
 		if err := hook(ctx, env, dst); err != nil {
 			t.Fatal(err)
 		}
