@@ -1,0 +1,199 @@
+package schedule
+
+//go:generate go run ../cmd/nightshift generate --dir ../functions
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// SweepFunction is the timer function that moves due delayed jobs to their queues.
+const SweepFunction = "ScheduleSweep"
+
+// DefaultSweepSchedule runs the sweeper at the start of every minute.
+const DefaultSweepSchedule = "0 * * * * *"
+
+// GenerateOptions tune the generated function.json files. The zero value is what the
+// repository ships.
+type GenerateOptions struct {
+	// SweepSchedule is the ScheduleSweep timer's schedule; default DefaultSweepSchedule.
+	// Tests use a sub-second one.
+	SweepSchedule string
+	// NoSweep leaves out the ScheduleSweep function.
+	NoSweep bool
+}
+
+// timerBinding is a timerTrigger binding in function.json (functions-host-contract.md §5),
+// with the properties in the order they are written.
+type timerBinding struct {
+	Name         string `json:"name"`
+	Type         string `json:"type"`
+	Direction    string `json:"direction"`
+	Schedule     string `json:"schedule"`
+	RunOnStartup bool   `json:"runOnStartup"`
+	UseMonitor   bool   `json:"useMonitor"`
+}
+
+func renderFunctionJSON(b timerBinding) []byte {
+	doc := struct {
+		Bindings []timerBinding `json:"bindings"`
+	}{[]timerBinding{b}}
+	out, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		panic(err) // plain strings and bools always encode
+	}
+	return append(out, '\n')
+}
+
+// Render returns the generated function.json files for the declarations, keyed by their
+// path relative to the functions folder ("RecurringNightly/function.json"). A recurring
+// job's schedule is the app-setting reference %NIGHTSHIFT_SCHEDULE_<NAME>%, which the host
+// resolves at start-up (§3.1): the setting must exist wherever the app runs (the Bicep
+// template and local.settings.json carry the defaults; DefaultSettings lists them). The
+// monitor stays on so that past-due occurrences are caught up (§3.3, §3.4).
+func Render(decls []Recurring, opts GenerateOptions) (map[string][]byte, error) {
+	if err := Validate(decls); err != nil {
+		return nil, err
+	}
+	files := map[string][]byte{}
+	for _, d := range decls {
+		files[d.FunctionName()+"/function.json"] = renderFunctionJSON(timerBinding{
+			Name: TimerBinding, Type: "timerTrigger", Direction: "in",
+			Schedule: "%" + d.Setting() + "%", RunOnStartup: d.RunOnStartup, UseMonitor: true,
+		})
+	}
+	if !opts.NoSweep {
+		sched := opts.SweepSchedule
+		if sched == "" {
+			sched = DefaultSweepSchedule
+		}
+		if _, err := ParseExpr(sched); err != nil {
+			return nil, fmt.Errorf("sweep schedule: %w", err)
+		}
+		// No monitor: a missed sweep needs no catch-up (the next one moves everything
+		// due), and the monitor would write a status blob every minute.
+		files[SweepFunction+"/function.json"] = renderFunctionJSON(timerBinding{
+			Name: TimerBinding, Type: "timerTrigger", Direction: "in", Schedule: sched, UseMonitor: false,
+		})
+	}
+	return files, nil
+}
+
+// DefaultSettings returns the app settings the generated functions reference, with the
+// declared default schedules: what a deployment and local.settings.json must set.
+func DefaultSettings(decls []Recurring) map[string]string {
+	out := map[string]string{}
+	for _, d := range decls {
+		out[d.Setting()] = d.Schedule
+	}
+	return out
+}
+
+// Drift is one difference between the generated files and a functions folder.
+type Drift struct {
+	// Path is relative to the functions folder.
+	Path string
+	// Problem is "missing", "differs" or "stale" (a Recurring* folder with no declaration).
+	Problem string
+}
+
+func (d Drift) String() string { return d.Path + ": " + d.Problem }
+
+// Check compares the functions folder dir with what Render produces and lists the
+// differences (none when it is up to date).
+func Check(dir string, decls []Recurring, opts GenerateOptions) ([]Drift, error) {
+	files, err := Render(decls, opts)
+	if err != nil {
+		return nil, err
+	}
+	var out []Drift
+	for _, rel := range sortedKeys(files) {
+		cur, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(rel)))
+		switch {
+		case os.IsNotExist(err):
+			out = append(out, Drift{rel, "missing"})
+		case err != nil:
+			return nil, err
+		case !bytes.Equal(cur, files[rel]):
+			out = append(out, Drift{rel, "differs"})
+		}
+	}
+	stale, err := staleFolders(dir, files)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range stale {
+		out = append(out, Drift{s, "stale"})
+	}
+	return out, nil
+}
+
+// WriteFunctions writes the generated function.json files into the functions folder dir
+// and removes Recurring* folders that no declaration backs any more. It returns the paths
+// it changed (relative to dir).
+func WriteFunctions(dir string, decls []Recurring, opts GenerateOptions) ([]string, error) {
+	files, err := Render(decls, opts)
+	if err != nil {
+		return nil, err
+	}
+	var changed []string
+	for _, rel := range sortedKeys(files) {
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		if cur, err := os.ReadFile(p); err == nil && bytes.Equal(cur, files[rel]) {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return changed, err
+		}
+		if err := os.WriteFile(p, files[rel], 0o644); err != nil {
+			return changed, err
+		}
+		changed = append(changed, rel)
+	}
+	stale, err := staleFolders(dir, files)
+	if err != nil {
+		return changed, err
+	}
+	for _, s := range stale {
+		if err := os.RemoveAll(filepath.Join(dir, s)); err != nil {
+			return changed, err
+		}
+		changed = append(changed, s+" (removed)")
+	}
+	return changed, nil
+}
+
+// staleFolders lists Recurring* folders of dir that the generated files do not include.
+func staleFolders(dir string, files map[string][]byte) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), FunctionPrefix) {
+			continue
+		}
+		if _, ok := files[e.Name()+"/function.json"]; !ok {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+func sortedKeys(m map[string][]byte) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
