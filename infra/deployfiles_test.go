@@ -120,6 +120,11 @@ func TestLocalSettingsTemplate(t *testing.T) {
 		if !slices.ContainsFunc(settings, known) && k != settingWebhookSecret {
 			t.Errorf("Values[%s]: no Setting* constant in the Go code reads it", k)
 		}
+		for _, s := range settings {
+			if s.Value == k && s.HasDefault && doc.Values[k] != s.Default {
+				t.Errorf("Values[%s] = %q, but the code's default is %q", k, doc.Values[k], s.Default)
+			}
+		}
 	}
 }
 
@@ -219,7 +224,7 @@ func TestFunctionBindingsExistInTemplate(t *testing.T) {
 	if v := checkFunctionBindings(m, timer); len(v) != 1 {
 		t.Errorf("unset schedule setting: violations %v, want one", v)
 	}
-	withDefault := strings.Replace(src, "var defaultAppSettings = {}", "var defaultAppSettings = {\n  NIGHTSHIFT_SCHEDULE_NIGHTLY: '0 0 3 * * *'\n}", 1)
+	withDefault := strings.Replace(src, "var defaultAppSettings = {\n", "var defaultAppSettings = {\n  NIGHTSHIFT_SCHEDULE_NIGHTLY: '0 0 3 * * *'\n", 1)
 	if withDefault == src {
 		t.Fatal("mutation did not change the template")
 	}

@@ -93,7 +93,6 @@ var notAppSettings = map[string]string{
 	"AzureFunctionsWebHost__hostid": "read by the local Functions host (funchost) only; Azure derives the host id from the app name",
 	"NIGHTSHIFT_LOCAL_FUNCTION_KEY": "the local Functions host's (funchost) function key; Azure manages function keys itself",
 	"FUNCTIONS_CUSTOMHANDLER_PORT":  "set by the Functions host for the handler process at start-up, not an app setting",
-	"NIGHTSHIFT_MAX_PAYLOAD_BYTES":  "optional tunable with a default in the code; set it per deployment through the extraAppSettings parameter",
 	"NIGHTSHIFT_SCHEDULE_":          "a prefix, not a setting: the concrete NIGHTSHIFT_SCHEDULE_<NAME> settings are the %…% references of generated function.json files, which TestFunctionBindingsExistInTemplate requires the template to set",
 }
 
@@ -119,9 +118,10 @@ var pinnedSettingValues = map[string]string{
 
 // expectations is what the policies compare the template with, derived from the Go code.
 type expectations struct {
-	queues     []string // storage.Layout{} queues, poison siblings included
-	containers []string // storage.Layout{} containers
-	settings   []string // app settings the template must set
+	queues     []string          // storage.Layout{} queues, poison siblings included
+	containers []string          // storage.Layout{} containers
+	settings   []string          // app settings the template must set
+	defaults   map[string]string // setting -> the code's Default* value
 }
 
 func loadExpectations(t testing.TB) expectations {
@@ -134,10 +134,13 @@ func loadExpectations(t testing.TB) expectations {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := expectations{queues: layout.Queues(), containers: layout.Containers()}
+	e := expectations{queues: layout.Queues(), containers: layout.Containers(), defaults: map[string]string{}}
 	seen := map[string]bool{}
 	for _, s := range goSettings {
 		seen[s.Value] = true
+		if s.HasDefault {
+			e.defaults[s.Value] = s.Default
+		}
 		if _, skip := notAppSettings[s.Value]; !skip {
 			e.settings = append(e.settings, s.Value)
 		}
@@ -551,6 +554,13 @@ func checkAppSettings(m *bicepModel, e expectations) []string {
 		}
 		expect(name, want)
 	}
+	// A literal value for a setting with a Default* constant in the code must equal it, so
+	// the template never silently changes a default (schedules, retention, size limits).
+	for name, def := range e.defaults {
+		if lit, ok := m.eval(got[name]); ok && lit != def {
+			out = append(out, fmt.Sprintf("app setting %s is %q in the template but %q in the code's Default constant", name, lit, def))
+		}
+	}
 	// Secrets come from @secure() parameters, never literals.
 	if n, ok := got[settingWebhookSecret]; ok {
 		name := m.text(n)
@@ -769,6 +779,9 @@ func TestPoliciesCatchWeakenedTemplates(t *testing.T) {
 			s = strings.Replace(s, "union(defaultAppSettings, extraAppSettings, {", "union(defaultAppSettings, {", 1)
 			return strings.Replace(s, "    NIGHTSHIFT_WEBHOOK_ALLOW_HTTP: 'false'\n  })\n", "    NIGHTSHIFT_WEBHOOK_ALLOW_HTTP: 'false'\n  }, extraAppSettings)\n", 1)
 		}},
+		{"default drifted", "app settings", "NIGHTSHIFT_SCHEDULE_MAINTENANCE is \"0 0 * * * *\"", func(s string) string {
+			return strings.Replace(s, "NIGHTSHIFT_SCHEDULE_MAINTENANCE: '0 30 2 * * *'", "NIGHTSHIFT_SCHEDULE_MAINTENANCE: '0 0 * * * *'", 1)
+		}},
 		{"connection string", "app settings", "shared keys are disabled", func(s string) string {
 			return strings.Replace(s, "    AzureWebJobsStorage__credential: 'managedidentity'\n",
 				"    AzureWebJobsStorage__credential: 'managedidentity'\n    AzureWebJobsStorage: 'DefaultEndpointsProtocol=https'\n", 1)
@@ -857,14 +870,17 @@ func TestGoSettingsResolveAcrossPackages(t *testing.T) {
 		}
 	}
 	write("go.mod", "module example.com/m\n\ngo 1.22\n")
-	write("a/a.go", "package a\n\nconst (\n\tbase = \"Base\"\n\tSettingA = base + \"__x\"\n)\n")
+	write("a/a.go", "package a\n\nconst (\n\tbase = \"Base\"\n\tSettingA = base + \"__x\"\n\tDefaultA = 64 << 20\n)\n")
 	write("b/b.go", "package b\n\nimport st \"example.com/m/a\"\n\nconst SettingB = st.SettingA + \"__y\"\n")
 	write("b/b_test.go", "package b\n\nconst SettingTestOnly = \"ignored\"\n")
 	got, err := collectGoSettings(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []goSetting{{"example.com/m/a.SettingA", "Base__x"}, {"example.com/m/b.SettingB", "Base__x__y"}}
+	want := []goSetting{
+		{Const: "example.com/m/a.SettingA", Value: "Base__x", Default: "67108864", HasDefault: true},
+		{Const: "example.com/m/b.SettingB", Value: "Base__x__y"},
+	}
 	if !slices.Equal(got, want) {
 		t.Errorf("got %v, want %v", got, want)
 	}

@@ -3,6 +3,7 @@ package infra
 import (
 	"fmt"
 	"go/ast"
+	"go/constant"
 	"go/parser"
 	"go/token"
 	"io/fs"
@@ -15,10 +16,14 @@ import (
 )
 
 // goSetting is an exported string constant named Setting* in the repository's Go code: the
-// name of an app setting (environment variable) the code reads.
+// name of an app setting (environment variable) the code reads. When the same package has
+// a constant Default<Same> (SettingRetentionDays → DefaultRetentionDays), Default holds its
+// value as an app setting would spell it (strings as is, numbers in decimal).
 type goSetting struct {
-	Const string // importpath.Name
-	Value string
+	Const      string // importpath.Name
+	Value      string
+	Default    string
+	HasDefault bool
 }
 
 var moduleLineRE = regexp.MustCompile(`(?m)^module\s+(\S+)`)
@@ -107,69 +112,96 @@ func collectGoSettings(repoRoot string) ([]goSetting, error) {
 		return nil, err
 	}
 
-	var resolve func(key string, depth int) (string, error)
-	resolve = func(key string, depth int) (string, error) {
+	var resolve func(key string, depth int) (constant.Value, error)
+	resolve = func(key string, depth int) (constant.Value, error) {
 		p, ok := consts[key]
 		if !ok {
-			return "", fmt.Errorf("constant %s not found", key)
+			return nil, fmt.Errorf("constant %s not found", key)
 		}
 		if depth > 16 {
-			return "", fmt.Errorf("constant %s: reference cycle", key)
+			return nil, fmt.Errorf("constant %s: reference cycle", key)
 		}
-		var eval func(e ast.Expr) (string, error)
-		eval = func(e ast.Expr) (string, error) {
+		var eval func(e ast.Expr) (constant.Value, error)
+		eval = func(e ast.Expr) (constant.Value, error) {
 			switch e := e.(type) {
 			case *ast.BasicLit:
-				if e.Kind != token.STRING {
-					return "", fmt.Errorf("not a string literal: %s", e.Value)
+				v := constant.MakeFromLiteral(e.Value, e.Kind, 0)
+				if v.Kind() == constant.Unknown {
+					return nil, fmt.Errorf("bad literal %s", e.Value)
 				}
-				return strconv.Unquote(e.Value)
+				return v, nil
 			case *ast.ParenExpr:
 				return eval(e.X)
 			case *ast.BinaryExpr:
-				if e.Op != token.ADD {
-					return "", fmt.Errorf("unsupported operator %s", e.Op)
-				}
 				l, err := eval(e.X)
 				if err != nil {
-					return "", err
+					return nil, err
 				}
 				r, err := eval(e.Y)
 				if err != nil {
-					return "", err
+					return nil, err
 				}
-				return l + r, nil
+				if e.Op == token.SHL || e.Op == token.SHR {
+					n, ok := constant.Uint64Val(r)
+					if !ok {
+						return nil, fmt.Errorf("bad shift count")
+					}
+					return constant.Shift(l, e.Op, uint(n)), nil
+				}
+				if l.Kind() != r.Kind() && !(isNumeric(l) && isNumeric(r)) {
+					return nil, fmt.Errorf("mismatched operands for %s", e.Op)
+				}
+				return constant.BinaryOp(l, e.Op, r), nil
 			case *ast.Ident:
 				return resolve(p.pkg+"."+e.Name, depth+1)
 			case *ast.SelectorExpr:
 				x, ok := e.X.(*ast.Ident)
 				if !ok {
-					return "", fmt.Errorf("unsupported selector")
+					return nil, fmt.Errorf("unsupported selector")
 				}
 				ip, ok := p.imports[x.Name]
 				if !ok {
-					return "", fmt.Errorf("unknown package %s", x.Name)
+					return nil, fmt.Errorf("unknown package %s", x.Name)
 				}
 				return resolve(ip+"."+e.Sel.Name, depth+1)
-			case *ast.CallExpr: // a conversion such as Setting("X")
+			case *ast.CallExpr: // a conversion such as Setting("X") or time.Duration(5)
 				if len(e.Args) == 1 {
 					return eval(e.Args[0])
 				}
 			}
-			return "", fmt.Errorf("unsupported expression %T", e)
+			return nil, fmt.Errorf("unsupported expression %T", e)
 		}
 		return eval(p.expr)
+	}
+	asSetting := func(v constant.Value) string {
+		if v.Kind() == constant.String {
+			return constant.StringVal(v)
+		}
+		return v.ExactString()
 	}
 
 	var out []goSetting
 	var problems []string
 	for _, key := range settings {
 		v, err := resolve(key, 0)
+		if err == nil && v.Kind() != constant.String {
+			err = fmt.Errorf("not a string constant")
+		}
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("%s: %v", key, err))
 			continue
 		}
-		out = append(out, goSetting{Const: key, Value: v})
+		gs := goSetting{Const: key, Value: constant.StringVal(v)}
+		pkg, name, _ := strings.Cut(key, ".Setting")
+		if _, ok := consts[pkg+".Default"+name]; ok {
+			d, err := resolve(pkg+".Default"+name, 0)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("%s.Default%s: %v", pkg, name, err))
+				continue
+			}
+			gs.Default, gs.HasDefault = asSetting(d), true
+		}
+		out = append(out, gs)
 	}
 	if len(problems) > 0 {
 		sort.Strings(problems)
@@ -177,4 +209,9 @@ func collectGoSettings(repoRoot string) ([]goSetting, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Value < out[j].Value })
 	return out, nil
+}
+
+func isNumeric(v constant.Value) bool {
+	k := v.Kind()
+	return k == constant.Int || k == constant.Float
 }

@@ -89,12 +89,18 @@ var dataContainerNames = [
   'nightshift-reports'
 ]
 
-// App settings with defaults that extraAppSettings may override: the schedule of every
-// recurring job, NIGHTSHIFT_SCHEDULE_<NAME>, which a generated functions/Recurring<Name>/
-// function.json references as %NIGHTSHIFT_SCHEDULE_<NAME>% (schedule.DefaultSettings lists
-// them with their declared defaults). infra/deployfiles_test.go fails while a referenced
-// setting is missing here.
-var defaultAppSettings = {}
+// App settings with defaults that extraAppSettings may override. The values equal the Go
+// code's Default* constants (infra/policy_test.go checks it). The schedule of every
+// recurring job, NIGHTSHIFT_SCHEDULE_<NAME>, belongs here: a generated
+// functions/Recurring<Name>/function.json references it as %NIGHTSHIFT_SCHEDULE_<NAME>%, and
+// the host cannot index the function without it (schedule.DefaultSettings lists them;
+// infra/deployfiles_test.go fails while a referenced setting is missing).
+var defaultAppSettings = {
+  NIGHTSHIFT_SCHEDULE_MAINTENANCE: '0 30 2 * * *'
+  NIGHTSHIFT_RETENTION_DAYS: '14'
+  NIGHTSHIFT_DEADLETTER_RETENTION_DAYS: '90'
+  NIGHTSHIFT_MAX_PAYLOAD_BYTES: '67108864'
+}
 
 // Flex Consumption keeps the deployed package here (functionAppConfig.deployment).
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
