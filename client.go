@@ -121,8 +121,9 @@ type EnqueueOptions struct {
 	Timeout time.Duration
 	// MaxAttempts overrides the kind's maximum number of attempts.
 	MaxAttempts int
-	// DedupeKey is stored in the envelope. Enforcing uniqueness among pending and running
-	// jobs with the same key is not implemented yet: today it is only carried along.
+	// DedupeKey makes the job unique among pending and running jobs: while a job holding
+	// the key has not ended, enqueueing another with the same key fails with an error
+	// wrapping ErrDuplicate (a *DuplicateJobError names the holder).
 	DedupeKey string
 	// CallbackURL asks for an HTTPS webhook when the job succeeds or is dead (package
 	// callback; the handler must register it).
@@ -154,9 +155,11 @@ type EnqueueResult struct {
 }
 
 // Enqueue puts a typed job on the queue. The args are encoded as JSON; the kind is
-// args.Kind(). Invalid options or args return an error before anything is sent: a
-// *envelope.FieldError naming the field, or an *envelope.SizeError when the message would
-// exceed the 64 KiB queue limit.
+// args.Kind(). Args larger than ClaimCheckThreshold are stored in Blob and the message
+// carries a reference (claim check). Invalid options or args return an error before
+// anything is sent: a *envelope.FieldError naming the field, a *PayloadTooLargeError for
+// args over the maximum, or an *envelope.SizeError when the message would still exceed
+// the 64 KiB queue limit.
 func (c *Client) Enqueue(ctx context.Context, args JobArgs, opts *EnqueueOptions) (*EnqueueResult, error) {
 	if args == nil {
 		return nil, fmt.Errorf("nightshift: enqueue: args is nil; pass a value whose type has a Kind method")
@@ -303,18 +306,30 @@ func compactJSON(b json.RawMessage) json.RawMessage {
 	return json.RawMessage(buf.Bytes())
 }
 
-// send encodes, checks the job id, enqueues and writes the queued status.
+// send checks the job id, claim-checks large args, takes the dedupe key, enqueues and
+// writes the queued status.
 func (c *Client) send(ctx context.Context, env *envelope.Envelope, queue string, delay time.Duration, explicitID bool) (*EnqueueResult, error) {
-	body, err := env.Encode()
-	if err != nil {
-		return nil, fmt.Errorf("nightshift: enqueue %s: %w", env.Kind, err)
-	}
 	if explicitID {
 		cur, _, err := c.store.GetStatus(ctx, env.JobID)
 		switch {
 		case err == nil:
 			return nil, fmt.Errorf("nightshift: enqueue %s: %w", env.Kind, &JobExistsError{JobID: env.JobID, State: cur.State})
 		case !errors.Is(err, storage.ErrNotFound):
+			return nil, fmt.Errorf("nightshift: enqueue %s: %w", env.Kind, err)
+		}
+	}
+	// Args above ClaimCheckThreshold go to the payloads container; the envelope carries
+	// args_ref (payload.go).
+	if err := claimCheck(ctx, c.store, env, c.maxPayload()); err != nil {
+		return nil, fmt.Errorf("nightshift: enqueue %s: %w", env.Kind, err)
+	}
+	body, err := env.Encode()
+	if err != nil {
+		return nil, fmt.Errorf("nightshift: enqueue %s: %w", env.Kind, err)
+	}
+	// A dedupe key is locked before the message exists (unique.go); a failed enqueue frees it.
+	if env.DedupeKey != "" {
+		if err := acquireUnique(ctx, c.store, env, c.opts.Now()); err != nil {
 			return nil, fmt.Errorf("nightshift: enqueue %s: %w", env.Kind, err)
 		}
 	}
@@ -325,6 +340,9 @@ func (c *Client) send(ctx context.Context, env *envelope.Envelope, queue string,
 	}
 	msgID, err := c.store.Enqueue(ctx, queue, body, delay, ttl)
 	if err != nil {
+		if env.DedupeKey != "" {
+			_ = releaseUnique(context.WithoutCancel(ctx), c.store, env.DedupeKey, env.JobID)
+		}
 		return nil, fmt.Errorf("nightshift: enqueue %s: %w", env.Kind, err)
 	}
 	st := &storage.Status{
@@ -722,6 +740,11 @@ func (c *Client) Replay(ctx context.Context, deadID string) (*EnqueueResult, err
 	body, err := env.Encode()
 	if err != nil {
 		return nil, fmt.Errorf("nightshift: replay %s: %w", deadID, err)
+	}
+	if env.DedupeKey != "" {
+		if err := acquireUnique(ctx, c.store, &env, c.opts.Now()); err != nil {
+			return nil, fmt.Errorf("nightshift: replay %s: %w", deadID, err)
+		}
 	}
 	msgID, err := c.store.Enqueue(ctx, queue, body, 0, 0)
 	if err != nil {

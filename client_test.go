@@ -289,10 +289,10 @@ func TestEnqueueValidation(t *testing.T) {
 			}
 		})
 	}
-	_, err := c.EnqueueRaw(ctx, "k", json.RawMessage(`"`+strings.Repeat("a", 70000)+`"`), nil)
+	_, err := c.EnqueueRaw(ctx, "k", nil, &nightshift.EnqueueOptions{Meta: map[string]string{"big": strings.Repeat("a", 70000)}})
 	var se *envelope.SizeError
 	if !errors.As(err, &se) || se.Limit != envelope.MaxMessageBytes {
-		t.Fatalf("oversized args: err = %v, want *envelope.SizeError", err)
+		t.Fatalf("oversized envelope: err = %v, want *envelope.SizeError", err)
 	}
 	// Nothing was sent by any of the refused calls.
 	if d, err := c.QueueDepths(ctx); err != nil || d[0].Messages != 0 {
@@ -597,5 +597,44 @@ func TestNodeProducerWithDefaultOptions(t *testing.T) {
 		if err := f.client.Result(context.Background(), id, &res); err != nil || res.Greeting != "hello node" {
 			t.Fatalf("result of %s: %+v, %v", id, res, err)
 		}
+	}
+}
+
+func TestClaimCheckAndDedupe(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	// Args over the claim-check threshold travel in Blob; the job still gets them.
+	name := strings.Repeat("n", nightshift.ClaimCheckThreshold+1000)
+	res, err := f.client.Enqueue(ctx, greetArgs{Name: name}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peek, _ := f.store.Queue.NewQueueClient(res.Queue).PeekMessage(ctx, nil)
+	env, err := envelope.Decode([]byte(*peek.Messages[0].MessageText))
+	if err != nil || env.ArgsRef == nil || env.Args != nil || env.ArgsRef.Size <= int64(nightshift.ClaimCheckThreshold) {
+		t.Fatalf("envelope of a big job: %+v, %v; want args_ref and no args", env, err)
+	}
+	f.pump.runUntil(ctx, 30*time.Second, f.state(t, res.JobID))
+	var out struct{ Greeting string }
+	if err := f.client.Result(ctx, res.JobID, &out); err != nil || out.Greeting != "hello "+name {
+		t.Fatalf("result of a claim-checked job: %d bytes, %v", len(out.Greeting), err)
+	}
+
+	// A dedupe key is held while its job is pending, and free once it ended.
+	first, err := f.client.Enqueue(ctx, greetArgs{"1"}, &nightshift.EnqueueOptions{DedupeKey: "report:42"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.client.Enqueue(ctx, greetArgs{"2"}, &nightshift.EnqueueOptions{DedupeKey: "report:42"})
+	var de *nightshift.DuplicateJobError
+	if !errors.Is(err, nightshift.ErrDuplicate) || !errors.As(err, &de) || de.JobID != first.JobID {
+		t.Fatalf("second job with the key: %v, want a duplicate held by %s", err, first.JobID)
+	}
+	if _, err := f.client.Enqueue(ctx, greetArgs{"3"}, &nightshift.EnqueueOptions{DedupeKey: "report:43"}); err != nil {
+		t.Fatalf("another key: %v", err)
+	}
+	f.pump.runUntil(ctx, 30*time.Second, f.state(t, first.JobID))
+	if _, err := f.client.Enqueue(ctx, greetArgs{"4"}, &nightshift.EnqueueOptions{DedupeKey: "report:42"}); err != nil {
+		t.Fatalf("the key after its job ended: %v", err)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/nightshift-jobs/nightshift/appfolder"
 	"github.com/nightshift-jobs/nightshift/callback"
 	"github.com/nightshift-jobs/nightshift/funchost"
+	"github.com/nightshift-jobs/nightshift/httpapi"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
@@ -67,6 +68,21 @@ func TestE2EThroughLocalHost(t *testing.T) {
 	prefix := testenv.Prefix(t)
 	if err := appfolder.Assemble(ctx, dir, appfolder.Options{RepoRoot: testenv.RepoRoot(), HandlerBinary: bin, NamePrefix: prefix}); err != nil {
 		t.Fatal(err)
+	}
+	// Only the functions this test drives: the jobs queue, its poison queue and the HTTP
+	// API (other functions, such as timers, need settings of their own).
+	keep := map[string]bool{nightshift.FunctionRunJob: true, nightshift.FunctionRunDeadLetter: true,
+		httpapi.FunctionEnqueue: true, httpapi.FunctionStatus: true, httpapi.FunctionCancel: true}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, de := range entries {
+		if de.IsDir() && !keep[de.Name()] {
+			if err := os.RemoveAll(filepath.Join(dir, de.Name())); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	hj, err := os.ReadFile(filepath.Join(dir, "host.json"))
 	if err != nil {

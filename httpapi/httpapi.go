@@ -480,8 +480,23 @@ func (a *API) Enqueue(ctx context.Context, inv *nightshift.Invocation) (*hostpro
 			fp := FieldProblem{Field: field, Problem: fe.Problem}
 			return a.fail(r, problem(http.StatusBadRequest, "invalid-request", "Invalid job request", field+" "+fe.Problem, fp)), nil
 		case errors.As(err, &se):
+			field := "args"
+			if se.ArgsSize*2 < se.Size {
+				field = "meta"
+			}
 			return a.fail(r, problem(http.StatusRequestEntityTooLarge, "too-large", "Job too large", se.Error(),
-				FieldProblem{Field: "args", Problem: fmt.Sprintf("make the job message %d bytes; at most %d fit in a queue message", se.Size, se.Limit)})), nil
+				FieldProblem{Field: field, Problem: fmt.Sprintf("make the job message %d bytes; at most %d fit in a queue message", se.Size, se.Limit)})), nil
+		case errors.Is(err, nightshift.ErrPayloadTooLarge):
+			return a.fail(r, problem(http.StatusRequestEntityTooLarge, "too-large", "Job too large", err.Error(),
+				FieldProblem{Field: "args", Problem: "are larger than the app's maximum payload"})), nil
+		case errors.Is(err, nightshift.ErrDuplicate):
+			var de *nightshift.DuplicateJobError
+			holder := ""
+			if errors.As(err, &de) {
+				holder = de.JobID
+			}
+			return a.fail(r, problem(http.StatusConflict, "duplicate", "Duplicate job", err.Error(),
+				FieldProblem{Field: "dedupe_key", Problem: fmt.Sprintf("is held by job %s, which has not ended", holder)})), nil
 		case errors.Is(err, nightshift.ErrJobExists):
 			return a.fail(r, problem(http.StatusConflict, "job-exists", "Job id already used", err.Error(),
 				FieldProblem{Field: "job_id", Problem: "is already used by another job"})), nil

@@ -314,6 +314,9 @@ func TestProblems(t *testing.T) {
 	if r := e.enqueue(`{"kind":"test.echo","job_id":"taken"}`); r.status != http.StatusAccepted {
 		t.Fatalf("setup: %d %s", r.status, r.body)
 	}
+	if r := e.enqueue(`{"kind":"test.echo","job_id":"first","dedupe_key":"held"}`); r.status != http.StatusAccepted {
+		t.Fatalf("setup: %d %s", r.status, r.body)
+	}
 	far := time.Now().Add(10 * 24 * time.Hour).UTC().Format(time.RFC3339)
 	cases := []struct {
 		name, body   string
@@ -340,7 +343,8 @@ func TestProblems(t *testing.T) {
 		{"callback field", `{"kind":"test.echo","callback":{"uri":"https://x"}}`, 400, "invalid-request", "callback.uri unknown field", []string{"callback.uri", "unknown field"}, ""},
 		{"callback empty", `{"kind":"test.echo","callback":{}}`, 400, "invalid-request", "needs url or queue", []string{"callback", "needs url or queue"}, ""},
 		{"callback url", `{"kind":"test.echo","callback":{"url":"not a url"}}`, 400, "invalid-request", "callback.url", []string{"callback.url", "not an absolute https URL"}, ""},
-		{"invalid args", `{"kind":"test.echo","args":` + `"` + strings.Repeat("x", 66000) + `"}`, 413, "too-large", "queue message holds at most", []string{"args", "at most 65536"}, ""},
+		{"message too large", `{"kind":"test.echo","meta":{"a":"` + strings.Repeat("x", 66000) + `"}}`, 413, "too-large", "queue message holds at most", []string{"meta", "at most 65536"}, ""},
+		{"dedupe key held", `{"kind":"test.echo","dedupe_key":"held"}`, 409, "duplicate", "is held by job first", []string{"dedupe_key", "held by job first"}, ""},
 		{"huge body", `{"kind":"test.echo","args":"` + strings.Repeat("x", httpapi.MaxRequestBytes) + `"}`, 413, "too-large", "at most", nil, ""},
 		{"job id taken", `{"kind":"test.echo","job_id":"taken"}`, 409, "job-exists", "already used", []string{"job_id", "already used"}, ""},
 		{"text body", `kind=test.echo`, 415, "unsupported-media-type", "application/json", nil, "text/plain"},
@@ -381,5 +385,32 @@ func TestMalformedInvocationFails(t *testing.T) {
 		if rec.Code != http.StatusBadRequest {
 			t.Errorf("%s: %d %s, want 400 (a failed invocation)", body, rec.Code, rec.Body.String())
 		}
+	}
+}
+
+func TestLargeArgsAreAccepted(t *testing.T) {
+	e := newEnv(t)
+	text := strings.Repeat("y", 60000)
+	r := e.enqueue(`{"kind":"test.echo","args":{"text":"` + text + `"}}`)
+	if r.status != http.StatusAccepted {
+		t.Fatalf("POST with 60 KB args = %d %s", r.status, r.body)
+	}
+	id := r.json(t)["job_id"].(string)
+	e.runJobs()
+	s := e.status(id, "")
+	res, _ := s.json(t)["result"].(map[string]any)
+	link, _ := res["url"].(string)
+	if s.json(t)["state"] != "succeeded" || link == "" {
+		t.Fatalf("status = %.300s", s.body)
+	}
+	// The 60 KB result is over the inline limit: it comes through the link.
+	resp, err := http.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct{ Echo string }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Echo != text {
+		t.Fatalf("result through the link: %d bytes, %v", len(out.Echo), err)
 	}
 }

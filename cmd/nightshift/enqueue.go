@@ -57,8 +57,11 @@ func newEnqueueCmd() *cobra.Command {
 The args are JSON: --args '{"url":"…"}', --args-file args.json, or --args - (or
 --args-file -) to read them from standard input. Without args the job gets null.
 
-Exit codes: 0 enqueued, 1 storage failure or the job id is already used, 2 invalid
-arguments or options (nothing is sent).`,
+Args larger than 48 KiB are stored in Blob and the message carries a reference. With
+--dedupe-key, the job is refused while another job holding the key has not ended.
+
+Exit codes: 0 enqueued, 1 storage failure, job id already used or dedupe key held,
+2 invalid arguments or options (nothing is sent).`,
 		Example: `  nightshift enqueue http_fetch --args '{"url":"https://example.com"}'
   echo '{"blob":"in/data.csv"}' | nightshift enqueue csv_stats --args - --run-in 10m --json`,
 		Args: cobra.ExactArgs(1),
@@ -96,7 +99,7 @@ arguments or options (nothing is sent).`,
 			if err != nil {
 				var fe *envelope.FieldError
 				var se *envelope.SizeError
-				if errors.As(err, &fe) || errors.As(err, &se) {
+				if errors.As(err, &fe) || errors.As(err, &se) || errors.Is(err, nightshift.ErrPayloadTooLarge) {
 					return usageError{err}
 				}
 				return err
@@ -122,7 +125,7 @@ arguments or options (nothing is sent).`,
 	f.StringArrayVar(&runAt, "run-at", nil, "run the job at this RFC 3339 time (at most 7 days ahead)")
 	f.DurationVar(&timeout, "timeout", 0, "per-attempt timeout (default: the kind's)")
 	f.IntVar(&maxAttempts, "max-attempts", 0, "maximum attempts (default: the kind's)")
-	f.StringVar(&dedupe, "dedupe-key", "", "dedupe key stored with the job (not enforced yet)")
+	f.StringVar(&dedupe, "dedupe-key", "", "refuse the job while another job with this key is pending or running")
 	f.StringVar(&cbURL, "callback-url", "", "HTTPS webhook to call when the job succeeds or is dead")
 	f.StringVar(&cbQueue, "callback-queue", "", "queue to send a message to when the job succeeds or is dead")
 	f.StringArrayVar(&metaKV, "meta", nil, "metadata key=value (repeatable)")

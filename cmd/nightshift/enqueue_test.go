@@ -195,14 +195,24 @@ func TestEnqueueCommand(t *testing.T) {
 		{[]string{"enqueue", "cli.ok", "--meta", "novalue"}, "key=value"},
 		{[]string{"enqueue", "cli.ok", "--callback-url", "ftp://x"}, "callback.url"},
 		{[]string{"enqueue"}, "accepts 1 arg"},
-		{[]string{"enqueue", "cli.ok", "--args", strings.Repeat(" ", 10) + `"` + strings.Repeat("x", 70000) + `"`}, "at most 65536 bytes"},
+		{[]string{"enqueue", "cli.ok", "--meta", "big=" + strings.Repeat("x", 70000)}, "at most 65536 bytes"},
 	} {
 		_, stderr, code := e.run("", tc.args...)
 		if code != exitUsage || !strings.Contains(stderr, tc.want) {
 			t.Errorf("%v: code %d, stderr %q; want 2 and %q", tc.args[:min(len(tc.args), 3)], code, stderr, tc.want)
 		}
 	}
-	// A used id is a failure (1), not a usage error.
+	// Large args are claim-checked, not refused.
+	if out, stderr, code := e.run("", "enqueue", "cli.ok", "--args", `"`+strings.Repeat("x", 70000)+`"`); code != 0 {
+		t.Errorf("70 KB args: %d %q %q", code, out, stderr)
+	}
+	// A held dedupe key and a used id are failures (1), not usage errors.
+	if _, _, code := e.run("", "enqueue", "cli.ok", "--dedupe-key", "k1"); code != 0 {
+		t.Fatalf("dedupe key: %d", code)
+	}
+	if _, stderr, code := e.run("", "enqueue", "cli.ok", "--dedupe-key", "k1"); code != exitFailure || !strings.Contains(stderr, `dedupe key "k1" is held by job`) {
+		t.Errorf("held dedupe key: code %d, %q", code, stderr)
+	}
 	if _, stderr, code := e.run("", "enqueue", "cli.ok", "--job-id", "from-stdin"); code != exitFailure || !strings.Contains(stderr, "already used") {
 		t.Errorf("reused id: code %d, %q", code, stderr)
 	}
