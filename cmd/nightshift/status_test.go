@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/storage"
@@ -145,5 +147,39 @@ func TestJobsAndQueues(t *testing.T) {
 	out, _, code = e.run("", "queues", "--json")
 	if code != 0 || json.Unmarshal([]byte(out), &depths) != nil || depths[0].Messages != 0 {
 		t.Fatalf("queues after the run: %d %q", code, out)
+	}
+}
+
+func TestWaitProgressRendering(t *testing.T) {
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	st := &storage.Status{JobID: "j1", State: storage.StateRetrying, Attempt: 2, MaxAttempts: 5, NextRunAt: start.Add(time.Minute)}
+
+	var tty bytes.Buffer
+	p := &progress{w: &tty, tty: true, id: "j1", start: start, plainEvery: 10 * time.Second}
+	p.update(nil, start.Add(time.Second))
+	p.update(st, start.Add(3*time.Second))
+	p.done()
+	want := "\r\033[K/ job j1: no status yet (1s)" +
+		"\r\033[K- job j1: retrying, attempt 2 of 5, next run 2026-01-02T03:05:05Z (3s)" +
+		"\r\033[K"
+	if tty.String() != want {
+		t.Errorf("terminal progress = %q\nwant %q", tty.String(), want)
+	}
+
+	var plain bytes.Buffer
+	p = &progress{w: &plain, id: "j1", start: start, plainEvery: 10 * time.Second}
+	p.update(st, start.Add(time.Second))
+	p.update(st, start.Add(2*time.Second))  // unchanged, too soon: nothing
+	p.update(st, start.Add(12*time.Second)) // unchanged, but 10 s passed: a line
+	st2 := *st
+	st2.State, st2.NextRunAt = storage.StateRunning, time.Time{}
+	p.update(&st2, start.Add(13*time.Second)) // changed: a line
+	p.done()
+	lines := strings.Split(strings.TrimSuffix(plain.String(), "\n"), "\n")
+	if len(lines) != 3 || lines[2] != "job j1: running, attempt 2 of 5 (13s elapsed)" || strings.Contains(plain.String(), "\r") {
+		t.Errorf("plain progress = %q", plain.String())
+	}
+	if isTerminal(&plain) {
+		t.Error("a buffer is not a terminal")
 	}
 }
