@@ -224,8 +224,11 @@ func benchHost(b *testing.B, cs string, depth, jobs int) benchResult {
 	if depth > 0 {
 		parallel(jobs, enqueue)
 	}
+	settings := localTemplateSettings(b)
+	settings[storage.SettingStorage] = cs
+	settings[storage.SettingNamePrefix] = prefix
 	h, err := New(dir, Options{
-		Settings: map[string]string{storage.SettingStorage: cs, storage.SettingNamePrefix: prefix},
+		Settings: settings,
 		Getenv:   func(string) string { return "" },
 		HTTPAddr: "127.0.0.1:0", Storage: &storage.Options{Transport: benchTransport()},
 		Logger: discardLogger(),

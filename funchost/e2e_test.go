@@ -52,11 +52,10 @@ func newE2EApp(t *testing.T, withTick string) *e2eApp {
 		must(t, os.WriteFile(filepath.Join(dir, "Tick", "function.json"), []byte(timerFn(withTick, false, true)), 0o644))
 	}
 	a := &e2eApp{app: &app{t: t, dir: dir, records: t.TempDir(), prefix: prefix, logs: &logBuffer{}}, runs: t.TempDir()}
-	a.settings = map[string]string{
-		storage.SettingStorage:    cs,
-		storage.SettingNamePrefix: prefix,
-		"E2E_DIR":                 a.runs,
-	}
+	a.settings = localTemplateSettings(t)
+	a.settings[storage.SettingStorage] = cs
+	a.settings[storage.SettingNamePrefix] = prefix
+	a.settings["E2E_DIR"] = a.runs
 	c, err := storage.FromEnv(func(k string) string { return a.settings[k] }, nil)
 	must(t, err)
 	must(t, c.Ensure(ctx))
@@ -68,6 +67,15 @@ func newE2EApp(t *testing.T, withTick string) *e2eApp {
 		}
 	})
 	return a
+}
+
+// localTemplateSettings are the app settings of local/local.settings.template.json (the
+// repository's functions reference some, e.g. %NIGHTSHIFT_SCHEDULE_MAINTENANCE%).
+func localTemplateSettings(t testing.TB) map[string]string {
+	t.Helper()
+	vals, err := LoadLocalSettings(filepath.Join(testenv.RepoRoot(), "local", "local.settings.template.json"))
+	must(t, err)
+	return vals
 }
 
 func tail(s string, n int) string {

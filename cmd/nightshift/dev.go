@@ -40,6 +40,9 @@ type devConfig struct {
 	NoAzurite bool
 	// StateDir holds the app folder and Azurite's data; default <Repo>/.nightshift.
 	StateDir string
+	// SettingsFile is a local.settings.json whose Values are app settings (the environment
+	// wins); default local/local.settings.json, else local/local.settings.template.json.
+	SettingsFile string
 	// Out receives the summary; Log the host's log.
 	Out io.Writer
 	Log *slog.Logger
@@ -56,7 +59,7 @@ type devInfo struct {
 }
 
 func newDevCmd() *cobra.Command {
-	var repo, httpAddr, tz, handlerBinary string
+	var repo, httpAddr, tz, handlerBinary, settingsFile string
 	var noAzurite bool
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -89,7 +92,7 @@ See docs/local-host.md.`,
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 			return runDev(cmd.Context(), devConfig{
 				Repo: repo, Getenv: os.Getenv, HTTPAddr: httpAddr, TimeZone: loc,
-				HandlerBinary: handlerBinary, NoAzurite: noAzurite, Out: cmd.OutOrStdout(), Log: log,
+				HandlerBinary: handlerBinary, NoAzurite: noAzurite, SettingsFile: settingsFile, Out: cmd.OutOrStdout(), Log: log,
 			})
 		},
 	}
@@ -98,6 +101,7 @@ See docs/local-host.md.`,
 	cmd.Flags().StringVar(&tz, "tz", "UTC", "IANA time zone for timer schedules")
 	cmd.Flags().StringVar(&handlerBinary, "handler-binary", "", "use this handler binary instead of building ./handler")
 	cmd.Flags().BoolVar(&noAzurite, "no-azurite", false, "fail instead of starting Azurite when storage is unreachable")
+	cmd.Flags().StringVar(&settingsFile, "settings", "", "local.settings.json whose Values are app settings; the environment wins (default local/local.settings.json, else local/local.settings.template.json)")
 	return cmd
 }
 
@@ -106,6 +110,23 @@ const devStorageDefault = "UseDevelopmentStorage=true"
 
 func runDev(ctx context.Context, cfg devConfig) error {
 	settings := map[string]string{"FUNCTIONS_WORKER_RUNTIME": "custom"}
+	file := cfg.SettingsFile
+	if file == "" {
+		file = filepath.Join(cfg.Repo, "local", "local.settings.json")
+		if _, err := os.Stat(file); err != nil {
+			file = filepath.Join(cfg.Repo, "local", "local.settings.template.json")
+		}
+	}
+	if vals, err := funchost.LoadLocalSettings(file); err == nil {
+		for k, v := range vals {
+			if env := cfg.Getenv(k); env != "" {
+				v = env
+			}
+			settings[k] = v
+		}
+	} else if cfg.SettingsFile != "" || !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("settings: %w", err)
+	}
 	getenv := func(k string) string {
 		if v, ok := settings[k]; ok {
 			return v
