@@ -229,7 +229,7 @@ func printDevSummary(cfg devConfig, info *devInfo, h *funchost.Host) {
 	if p := c.Layout.Prefix(); p != "" {
 		env += " " + storage.SettingNamePrefix + "=" + p
 	}
-	fmt.Fprintf(w, "  %s go run ./cmd/nightshift enqueue http_fetch --args '{\"url\":\"https://example.com\"}' --wait\n", env)
+	fmt.Fprintf(w, "  export %s\n  go run ./cmd/nightshift enqueue http_fetch --args '{\"url\":\"https://example.com\"}'\n  go run ./cmd/nightshift wait <job id>\n", env)
 	if len(https) > 0 {
 		fmt.Fprintf(w, "  curl -s -X POST -H 'x-functions-key: %s' -H 'Content-Type: application/json' \\\n    -d '{\"kind\":\"http_fetch\",\"args\":{\"url\":\"https://example.com\"}}' http://%s/api/jobs\n", h.FunctionKey(), cfg.HTTPAddr)
 	}
