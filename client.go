@@ -540,9 +540,10 @@ func (c *Client) Logs(ctx context.Context, jobID string) ([]storage.LogLine, int
 	return st.Logs, st.LogsDropped, nil
 }
 
-// Cancel marks the job cancelled. A queued or retrying job is then skipped when its
-// message arrives; a running job has its context cancelled when the handler next checks
-// its status (every few seconds). A job that already ended cannot be cancelled: the error
+// Cancel marks the job cancelled, for the attempt that is running or runs next. A queued
+// or retrying job is then skipped when its message arrives (also when the handler has
+// just picked it up); a running job has its context cancelled when the handler next
+// checks its status (every few seconds). A job that already ended cannot be cancelled: the error
 // wraps ErrTerminal. Cancelling an id with no status records the cancellation, so a job
 // enqueued later with that id will not run.
 func (c *Client) Cancel(ctx context.Context, jobID string) (*storage.Status, error) {
@@ -556,10 +557,19 @@ func (c *Client) Cancel(ctx context.Context, jobID string) (*storage.Status, err
 			ended = cur
 			return nil
 		}
-		next := &storage.Status{JobID: jobID, State: storage.StateCancelled, FinishedAt: c.opts.Now().UTC()}
+		// The cancelled status names the attempt that is running or runs next: a
+		// cancellation of attempt 0 (queued) or of a failed attempt n (retrying) would
+		// otherwise be superseded by the "running" status of the attempt already picked
+		// up (storage.Status.Supersedes orders by attempt first), and the job would go on.
+		next := &storage.Status{JobID: jobID, State: storage.StateCancelled, Attempt: 1, FinishedAt: c.opts.Now().UTC()}
 		if cur != nil {
 			keep := *cur
-			next.Kind, next.Replay, next.Attempt, next.MaxAttempts, next.Queue = keep.Kind, keep.Replay, keep.Attempt, keep.MaxAttempts, keep.Queue
+			next.Kind, next.Replay, next.MaxAttempts, next.Queue = keep.Kind, keep.Replay, keep.MaxAttempts, keep.Queue
+			next.Attempt = keep.Attempt
+			if keep.State != storage.StateRunning {
+				next.Attempt++
+			}
+			next.Attempt = max(next.Attempt, 1)
 			next.EnqueuedAt, next.StartedAt, next.Errors, next.LastError = keep.EnqueuedAt, keep.StartedAt, keep.Errors, keep.LastError
 			next.Logs, next.LogsDropped, next.Meta = keep.Logs, keep.LogsDropped, keep.Meta
 		}

@@ -145,12 +145,16 @@ type fixture struct {
 	client  *nightshift.Client
 	pump    *pump
 	started chan string
+	ended   chan string
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureWith(t, 20*time.Millisecond) }
+
+// newFixtureWith sets how long an attempt runs before the handler marks it running.
+func newFixtureWith(t *testing.T, runningAfter time.Duration) *fixture {
 	t.Helper()
 	store := testenv.Clients(t)
-	f := &fixture{store: store, client: nightshift.NewClient(store, nil), started: make(chan string, 16)}
+	f := &fixture{store: store, client: nightshift.NewClient(store, nil), started: make(chan string, 16), ended: make(chan string, 16)}
 	reg := nightshift.NewRegistry()
 	fast := &nightshift.WorkerOptions{Backoff: nightshift.ConstantBackoff(0), MaxAttempts: 2}
 	nightshift.AddWorkerFunc(reg, func(ctx context.Context, job *nightshift.Job[greetArgs]) (any, error) {
@@ -166,6 +170,7 @@ func newFixture(t *testing.T) *fixture {
 	nightshift.AddWorkerFunc(reg, func(ctx context.Context, job *nightshift.Job[blockArgs]) (any, error) {
 		f.started <- job.ID
 		<-ctx.Done()
+		f.ended <- job.ID
 		return nil, ctx.Err()
 	}, fast)
 	nightshift.AddWorkerFunc(reg, func(ctx context.Context, job *nightshift.Job[bigArgs]) (any, error) {
@@ -173,7 +178,7 @@ func newFixture(t *testing.T) *fixture {
 	}, fast)
 	h := nightshift.NewHandler(reg, store, &nightshift.HandlerOptions{
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
-		RunningAfter: 20 * time.Millisecond, CancelCheck: 50 * time.Millisecond,
+		RunningAfter: runningAfter, CancelCheck: 50 * time.Millisecond,
 	})
 	f.pump = &pump{t: t, store: store, h: h}
 	return f
@@ -400,6 +405,42 @@ func TestCancel(t *testing.T) {
 	final, err := f.client.Wait(wctx, r.JobID, nil)
 	if err != nil || final.State != storage.StateCancelled || final.Attempt != 1 {
 		t.Fatalf("final = %+v, %v", final, err)
+	}
+
+	// Cancelled after the handler picked the job up but before it was marked running:
+	// the running status must not overwrite the cancellation.
+	slow := newFixtureWith(t, 300*time.Millisecond)
+	r2, err := slow.client.Enqueue(ctx, blockArgs{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for pctx.Err() == nil {
+			if slow.pump.deliverOnce(pctx, nightshift.FunctionRunJob, slow.store.Layout.JobsQueue()) == 0 {
+				time.Sleep(30 * time.Millisecond)
+			}
+		}
+	}()
+	select {
+	case <-slow.started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("blocking job did not start")
+	}
+	if st, err := slow.client.Cancel(ctx, r2.JobID); err != nil || st.Attempt != 1 {
+		t.Fatalf("cancel of a picked-up job: %+v, %v", st, err)
+	}
+	final, err = slow.client.Wait(wctx, r2.JobID, nil)
+	if err != nil || final.State != storage.StateCancelled {
+		t.Fatalf("picked-up job after cancel = %+v, %v", final, err)
+	}
+	// The worker's context is cancelled: the run ends.
+	select {
+	case <-slow.ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the picked-up job kept running after it was cancelled")
+	}
+	if st, _ := slow.client.Status(ctx, r2.JobID); st.State != storage.StateCancelled {
+		t.Fatalf("status after the run ended = %+v", st)
 	}
 
 	// Already succeeded: cannot cancel.
