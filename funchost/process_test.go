@@ -206,3 +206,47 @@ func TestBackoff_2_2(t *testing.T) {
 		t.Errorf("exponent not reset: %s", d)
 	}
 }
+
+func TestTimer_3_1_ScheduleForms(t *testing.T) {
+	cases := []struct {
+		expr     string
+		interval time.Duration
+		monitor  bool // whether the monitor stays on (§3.3)
+		err      bool
+	}{
+		{"0 */5 * * * *", 0, true, false},
+		{"*/5 * * * *", 0, true, false},
+		{"* * * * * *", 0, false, false}, // fires every second: monitor off
+		{"00:00:30", 30 * time.Second, false, false},
+		{"01:00:00", time.Hour, true, false},
+		{"1.00:00:00", 24 * time.Hour, true, false},
+		{"24:00:00", 0, false, true}, // ambiguous in .NET (§3.1): rejected, use 1.00:00:00
+		{"every minute", 0, false, true},
+	}
+	for _, c := range cases {
+		s, err := parseSchedule(c.expr)
+		if (err != nil) != c.err {
+			t.Errorf("%q: err %v", c.expr, err)
+			continue
+		}
+		if c.err {
+			continue
+		}
+		if s.interval != c.interval || (s.cron == nil) != (c.interval > 0) {
+			t.Errorf("%q: %+v", c.expr, s)
+		}
+		if s.disablesMonitor() == c.monitor {
+			t.Errorf("%q: disablesMonitor = %v", c.expr, s.disablesMonitor())
+		}
+	}
+	// %AppSetting% schedules resolve from the settings.
+	dir := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(dir, "host.json"), []byte(`{"version":"2.0","customHandler":{"description":{"defaultExecutablePath":"h"}}}`), 0o644))
+	must(t, os.MkdirAll(filepath.Join(dir, "T"), 0o755))
+	must(t, os.WriteFile(filepath.Join(dir, "T", "function.json"), []byte(timerFn("%SCHED%", false, true)), 0o644))
+	h, err := New(dir, Options{Settings: map[string]string{"AzureWebJobsStorage": "UseDevelopmentStorage=true", "SCHED": "0 0 9 * * Mon-Fri"}, Getenv: func(string) string { return "" }})
+	must(t, err)
+	if got := h.Functions()[0].schedule.expr; got != "0 0 9 * * Mon-Fri" {
+		t.Errorf("schedule %q", got)
+	}
+}
