@@ -110,7 +110,8 @@ type EnqueueOptions struct {
 	// JobID names the job (1–128 letters, digits, '_', '.', ':' or '-'); default a new
 	// time-sortable id. An id that already has a status is refused (ErrJobExists).
 	JobID string
-	// Queue is the queue to put the job on (full name); default the client's queue.
+	// Queue is the queue to put the job on (full name); default the client's queue. See
+	// Client.PriorityQueue for the high- and low-priority queues.
 	Queue string
 	// RunIn delays the job by this long (at most MaxEnqueueDelay).
 	RunIn time.Duration
@@ -800,10 +801,12 @@ type QueueDepth struct {
 }
 
 // QueueDepths returns the approximate message counts (visible and invisible, as the
-// service reports them) of the jobs queue, ClientOptions.ExtraQueues, and their poison
-// queues. A queue that does not exist counts 0 and is marked missing.
+// service reports them) of the client's queue, the priority queues (jobs-high, jobs-low),
+// ClientOptions.ExtraQueues, and their poison queues, in that order. A queue that does not
+// exist counts 0 and is marked missing.
 func (c *Client) QueueDepths(ctx context.Context) ([]QueueDepth, error) {
-	queues := append([]string{c.opts.Queue}, c.opts.ExtraQueues...)
+	queues := append([]string{c.opts.Queue}, c.store.Layout.JobQueues()...)
+	queues = append(queues, c.opts.ExtraQueues...)
 	var out []QueueDepth
 	seen := map[string]bool{}
 	for _, q := range queues {

@@ -345,7 +345,8 @@ func TestEnqueueIDDelayAndMany(t *testing.T) {
 		t.Fatalf("EnqueueMany = %+v", out)
 	}
 	d, err := c.QueueDepths(ctx)
-	if err != nil || len(d) != 1 || d[0].Messages != 3 || d[0].PoisonMsgs != 0 || d[0].PoisonQueue != store.Layout.PoisonQueue(store.Layout.JobsQueue()) {
+	if err != nil || len(d) != 3 || d[0].Messages != 3 || d[0].PoisonMsgs != 0 || d[0].PoisonQueue != store.Layout.PoisonQueue(store.Layout.JobsQueue()) ||
+		d[1].Queue != store.Layout.HighQueue() || d[2].Queue != store.Layout.LowQueue() || d[1].Messages != 0 {
 		t.Fatalf("depths = %+v, %v; want 3 messages (1 delayed + 2)", d, err)
 	}
 }
@@ -365,7 +366,7 @@ func TestCancel(t *testing.T) {
 	}
 	f.pump.runUntil(ctx, 20*time.Second, func() bool {
 		d, _ := f.client.QueueDepths(ctx)
-		return len(d) == 1 && d[0].Messages == 0
+		return len(d) == 3 && d[0].Messages == 0
 	})
 	if st, _ := f.client.Status(ctx, q.JobID); st.State != storage.StateCancelled || st.Result != nil {
 		t.Fatalf("after delivery: %+v, want still cancelled without result", st)

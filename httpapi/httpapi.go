@@ -284,6 +284,7 @@ type EnqueueRequest struct {
 	Args           json.RawMessage    `json:"args,omitempty"`
 	JobID          string             `json:"job_id,omitempty"`
 	Queue          string             `json:"queue,omitempty"`
+	Priority       string             `json:"priority,omitempty"`
 	RunAt          time.Time          `json:"run_at,omitzero"`
 	RunInSeconds   float64            `json:"run_in_seconds,omitempty"`
 	TimeoutSeconds float64            `json:"timeout_seconds,omitempty"`
@@ -336,6 +337,8 @@ func parseEnqueue(body []byte) (*EnqueueRequest, []FieldProblem) {
 			target = &req.JobID
 		case "queue":
 			target = &req.Queue
+		case "priority":
+			target = &req.Priority
 		case "run_at":
 			target = &req.RunAt
 		case "run_in_seconds":
@@ -372,7 +375,7 @@ func parseEnqueue(body []byte) (*EnqueueRequest, []FieldProblem) {
 		case "meta":
 			target = &req.Meta
 		default:
-			add(name, "unknown field (fields: kind, args, job_id, queue, run_at, run_in_seconds, timeout_seconds, max_attempts, dedupe_key, callback, meta)")
+			add(name, "unknown field (fields: kind, args, job_id, queue, priority, run_at, run_in_seconds, timeout_seconds, max_attempts, dedupe_key, callback, meta)")
 			continue
 		}
 		if err := json.Unmarshal(v, target); err != nil {
@@ -381,6 +384,13 @@ func parseEnqueue(body []byte) (*EnqueueRequest, []FieldProblem) {
 	}
 	if _, ok := raw["kind"]; !ok {
 		add("kind", "is required")
+	}
+	if req.Priority != "" {
+		if req.Queue != "" {
+			add("priority", "give queue or priority, not both")
+		} else if _, err := nightshift.ParsePriority(req.Priority); err != nil {
+			add("priority", fmt.Sprintf("%q is not high, normal or low", req.Priority))
+		}
 	}
 	if req.RunInSeconds < 0 {
 		add("run_in_seconds", "must be 0 or more")
@@ -459,6 +469,12 @@ func (a *API) Enqueue(ctx context.Context, inv *nightshift.Invocation) (*hostpro
 		JobID: req.JobID, Queue: req.Queue, RunAt: req.RunAt, MaxAttempts: req.MaxAttempts, DedupeKey: req.DedupeKey, Meta: req.Meta,
 		RunIn:   time.Duration(req.RunInSeconds * float64(time.Second)),
 		Timeout: time.Duration(req.TimeoutSeconds * float64(time.Second)),
+	}
+	if req.Priority != "" {
+		p, _ := nightshift.ParsePriority(req.Priority) // checked in parseEnqueue
+		if opts.Queue, err = a.client.PriorityQueue(p); err != nil {
+			return nil, err
+		}
 	}
 	if req.Callback != nil {
 		opts.CallbackURL, opts.CallbackQueue = req.Callback.URL, req.Callback.Queue

@@ -265,8 +265,8 @@ func TestResultLinkDownloads(t *testing.T) {
 
 func TestCancelQueuedJob(t *testing.T) {
 	e := newEnv(t)
-	r := e.enqueue(`{"kind":"test.echo","args":{"text":"later"},"run_in_seconds":3600,"job_id":"cancel-me"}`)
-	if r.status != http.StatusAccepted || r.json(t)["run_at"] == nil {
+	r := e.enqueue(`{"kind":"test.echo","args":{"text":"later"},"run_in_seconds":3600,"job_id":"cancel-me","priority":"low"}`)
+	if r.status != http.StatusAccepted || r.json(t)["run_at"] == nil || r.json(t)["queue"] != e.store.Layout.LowQueue() {
 		t.Fatalf("POST = %d %s", r.status, r.body)
 	}
 	c := e.call(httpapi.FunctionCancel, "POST", base+"/cancel-me/cancel", "", map[string]string{"id": "cancel-me"}, nil)
@@ -328,7 +328,7 @@ func TestProblems(t *testing.T) {
 		{"not json", `{"kind":`, 400, "invalid-request", "not a JSON object", nil, ""},
 		{"empty", ``, 400, "invalid-request", "body is empty", []string{"kind", "is required"}, ""},
 		{"missing kind", `{"args":{}}`, 400, "invalid-request", "kind is required", []string{"kind", "is required"}, ""},
-		{"unknown field", `{"kind":"test.echo","priority":1}`, 400, "invalid-request", "priority unknown field", []string{"priority", "unknown field"}, ""},
+		{"unknown field", `{"kind":"test.echo","colour":1}`, 400, "invalid-request", "colour unknown field", []string{"colour", "unknown field"}, ""},
 		{"wrong types", `{"kind":"test.echo","max_attempts":"3","meta":{"a":1}}`, 400, "invalid-request", "max_attempts expected a number",
 			[]string{"max_attempts", "expected a number, got string", "meta", "expected"}, ""},
 		{"bad time", `{"kind":"test.echo","run_at":"tomorrow"}`, 400, "invalid-request", "RFC 3339", []string{"run_at", "not an RFC 3339 time"}, ""},
@@ -340,6 +340,8 @@ func TestProblems(t *testing.T) {
 			[]string{"run_in_seconds", "0 or more", "timeout_seconds", "more than 0"}, ""},
 		{"bad job id", `{"kind":"test.echo","job_id":"a b"}`, 400, "invalid-request", "job_id", []string{"job_id", "letters, digits"}, ""},
 		{"bad queue", `{"kind":"test.echo","queue":"UPPER"}`, 400, "invalid-request", "queue", []string{"queue", "lowercase"}, ""},
+		{"bad priority", `{"kind":"test.echo","priority":"urgent"}`, 400, "invalid-request", "priority", []string{"priority", "not high, normal or low"}, ""},
+		{"priority and queue", `{"kind":"test.echo","priority":"low","queue":"abc"}`, 400, "invalid-request", "priority", []string{"priority", "not both"}, ""},
 		{"callback field", `{"kind":"test.echo","callback":{"uri":"https://x"}}`, 400, "invalid-request", "callback.uri unknown field", []string{"callback.uri", "unknown field"}, ""},
 		{"callback empty", `{"kind":"test.echo","callback":{}}`, 400, "invalid-request", "needs url or queue", []string{"callback", "needs url or queue"}, ""},
 		{"callback url", `{"kind":"test.echo","callback":{"url":"not a url"}}`, 400, "invalid-request", "callback.url", []string{"callback.url", "not an absolute https URL"}, ""},

@@ -43,11 +43,11 @@ func fmtTime(t time.Time) string {
 
 func newEnqueueCmd() *cobra.Command {
 	var (
-		argsText, argsFile, runAt, metaKV    []string
-		jobID, queue, dedupe, cbURL, cbQueue string
-		runIn, timeout                       time.Duration
-		maxAttempts                          int
-		asJSON                               bool
+		argsText, argsFile, runAt, metaKV              []string
+		jobID, queue, dedupe, cbURL, cbQueue, priority string
+		runIn, timeout                                 time.Duration
+		maxAttempts                                    int
+		asJSON                                         bool
 	)
 	cmd := &cobra.Command{
 		Use:   "enqueue KIND",
@@ -95,6 +95,18 @@ Exit codes: 0 enqueued, 1 storage failure, job id already used or dedupe key hel
 			if err != nil {
 				return err
 			}
+			if priority != "" {
+				if queue != "" {
+					return usageError{errors.New("give --queue or --priority, not both")}
+				}
+				p, err := nightshift.ParsePriority(priority)
+				if err != nil {
+					return usageError{err}
+				}
+				if opts.Queue, err = c.PriorityQueue(p); err != nil {
+					return usageError{err}
+				}
+			}
 			res, err := c.EnqueueRaw(cmd.Context(), pos[0], raw, opts)
 			if err != nil {
 				var fe *envelope.FieldError
@@ -121,6 +133,7 @@ Exit codes: 0 enqueued, 1 storage failure, job id already used or dedupe key hel
 	f.StringArrayVar(&argsFile, "args-file", nil, "file holding the job args as JSON (- for standard input)")
 	f.StringVar(&jobID, "job-id", "", "job id (default: a new time-sortable id)")
 	f.StringVar(&queue, "queue", "", "queue to put the job on (default: the jobs queue)")
+	f.StringVar(&priority, "priority", "", "high, normal or low: the queue of that priority (instead of --queue)")
 	f.DurationVar(&runIn, "run-in", 0, "run the job after this delay (at most 7 days), e.g. 10m")
 	f.StringArrayVar(&runAt, "run-at", nil, "run the job at this RFC 3339 time (at most 7 days ahead)")
 	f.DurationVar(&timeout, "timeout", 0, "per-attempt timeout (default: the kind's)")

@@ -195,12 +195,19 @@ func TestEnqueueCommand(t *testing.T) {
 		{[]string{"enqueue", "cli.ok", "--meta", "novalue"}, "key=value"},
 		{[]string{"enqueue", "cli.ok", "--callback-url", "ftp://x"}, "callback.url"},
 		{[]string{"enqueue"}, "accepts 1 arg"},
+		{[]string{"enqueue", "cli.ok", "--priority", "urgent"}, "want high, normal or low"},
+		{[]string{"enqueue", "cli.ok", "--priority", "high", "--queue", "other"}, "not both"},
 		{[]string{"enqueue", "cli.ok", "--meta", "big=" + strings.Repeat("x", 70000)}, "at most 65536 bytes"},
 	} {
 		_, stderr, code := e.run("", tc.args...)
 		if code != exitUsage || !strings.Contains(stderr, tc.want) {
 			t.Errorf("%v: code %d, stderr %q; want 2 and %q", tc.args[:min(len(tc.args), 3)], code, stderr, tc.want)
 		}
+	}
+	// --priority picks the priority's queue.
+	out, _, code = e.run("", "enqueue", "cli.ok", "--priority", "high", "--json")
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.Queue != e.store.Layout.HighQueue() {
+		t.Fatalf("--priority high: %d %q", code, out)
 	}
 	// Large args are claim-checked, not refused.
 	if out, stderr, code := e.run("", "enqueue", "cli.ok", "--args", `"`+strings.Repeat("x", 70000)+`"`); code != 0 {

@@ -13,9 +13,10 @@ func newQueuesCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "queues",
-		Short: "Show the approximate depth of the jobs queue and its poison queue",
-		Long: `queues prints the approximate message count of the jobs queue and of its poison queue
-(delayed and in-flight messages included, as the storage service counts them).`,
+		Short: "Show the approximate depth of the job queues and their poison queues",
+		Long: `queues prints the approximate message count of the jobs queue, the high- and
+low-priority queues, and each one's poison queue (delayed and in-flight messages included,
+as the storage service counts them).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := newClient()

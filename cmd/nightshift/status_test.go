@@ -120,7 +120,7 @@ func TestJobsAndQueues(t *testing.T) {
 	}
 	out, _, code = e.run("", "queues", "--json")
 	var depths []nightshift.QueueDepth
-	if code != 0 || json.Unmarshal([]byte(out), &depths) != nil || len(depths) != 1 || depths[0].Messages != 3 || depths[0].PoisonMsgs != 0 {
+	if code != 0 || json.Unmarshal([]byte(out), &depths) != nil || len(depths) != 3 || depths[0].Messages != 3 || depths[0].PoisonMsgs != 0 {
 		t.Fatalf("queues --json: %d %q", code, out)
 	}
 	e.runJobs()
