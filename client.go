@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"sort"
 	"strings"
@@ -62,6 +63,9 @@ type ClientOptions struct {
 	Concurrency int
 	// Now returns the current time; default time.Now.
 	Now func() time.Time
+	// Logger receives warnings (a queued status that could not be written); default
+	// slog.Default().
+	Logger *slog.Logger
 }
 
 // Client enqueues jobs and follows them: status, waiting, results, logs, cancellation,
@@ -86,6 +90,9 @@ func NewClient(store *storage.Clients, opts *ClientOptions) *Client {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
 	}
 	return &Client{store: store, opts: o}
 }
@@ -351,9 +358,12 @@ func (c *Client) send(ctx context.Context, env *envelope.Envelope, queue string,
 		Queue: queue, EnqueuedAt: env.EnqueuedAt, NextRunAt: env.RunAt, Meta: env.Meta,
 	}
 	// The queued status lets Status and Wait answer at once. If the job already ran (or
-	// the id was used meanwhile), the existing status wins: If-None-Match.
+	// the id was used meanwhile), the existing status wins: If-None-Match. It is a
+	// convenience: the job is on the queue, so failing here would invite a duplicate
+	// enqueue; without it the status appears when the handler picks the job up.
 	if _, err := c.store.PutStatus(ctx, st, ""); err != nil && !storage.IsConflict(err) {
-		return nil, fmt.Errorf("nightshift: job %s is enqueued (message %s) but its queued status could not be written: %w", env.JobID, msgID, err)
+		c.opts.Logger.Warn("job enqueued, but its queued status could not be written", "job_id", env.JobID,
+			"message_id", msgID, "error", err.Error())
 	}
 	return &EnqueueResult{
 		JobID: env.JobID, Kind: env.Kind, Queue: queue, MessageID: msgID, EnqueuedAt: env.EnqueuedAt,

@@ -680,3 +680,23 @@ func TestClaimCheckAndDedupe(t *testing.T) {
 		t.Fatalf("the key after its job ended: %v", err)
 	}
 }
+
+func TestEnqueueSucceedsWithoutStatusContainer(t *testing.T) {
+	store := testenv.Clients(t)
+	ctx := context.Background()
+	if _, err := store.Blob.DeleteContainer(ctx, store.Layout.StatusContainer(), nil); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	c := nightshift.NewClient(store, &nightshift.ClientOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	res, err := c.Enqueue(ctx, greetArgs{"G"}, nil)
+	if err != nil {
+		t.Fatalf("enqueue with the status container missing: %v (the message is on the queue; the status is best effort)", err)
+	}
+	if d, _ := c.QueueDepths(ctx); d[0].Messages != 1 {
+		t.Fatalf("depths = %+v", d)
+	}
+	if !strings.Contains(logs.String(), "queued status could not be written") || !strings.Contains(logs.String(), res.JobID) {
+		t.Fatalf("log = %q", logs.String())
+	}
+}
