@@ -144,8 +144,8 @@ func (a *app) run(hostID string) {
 	a.t.Helper()
 	h, err := funchost.New(a.dir, funchost.Options{
 		Settings: a.settings, Getenv: func(string) string { return "" },
-		Logger:   slog.New(slog.NewTextHandler(a.logs, nil)),
-		HostID:   hostID, ListenerLockPeriod: 15 * time.Second, ListenerLockRecoveryPollingInterval: time.Second,
+		Logger: slog.New(slog.NewTextHandler(a.logs, nil)),
+		HostID: hostID, ListenerLockPeriod: 15 * time.Second, ListenerLockRecoveryPollingInterval: time.Second,
 		DrainTimeout: 5 * time.Second,
 	})
 	must(a.t, err)
