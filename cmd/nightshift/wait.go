@@ -165,11 +165,11 @@ Exit codes:
 			}
 			if res.err != nil {
 				if errors.Is(res.err, context.DeadlineExceeded) && cmd.Context().Err() == nil {
-					state := "no status yet"
+					state := "it has no status yet"
 					if latest != nil {
-						state = string(latest.State)
+						state = "it is " + string(latest.State)
 					}
-					return exitError{exitWaitTimedOut, fmt.Errorf("job %s did not end within %s (it is %s)", id, timeout, state)}
+					return exitError{exitWaitTimedOut, fmt.Errorf("job %s did not end within %s (%s)", id, timeout, state)}
 				}
 				return res.err
 			}
