@@ -17,6 +17,7 @@ import (
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/funchost"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/maintenance"
 	"github.com/nightshift-jobs/nightshift/schedule"
 	"github.com/nightshift-jobs/nightshift/schedule/internal/schedtest"
 	"github.com/nightshift-jobs/nightshift/storage"
@@ -111,7 +112,7 @@ func newApp(t *testing.T, names []string, sweep string, settings map[string]stri
 	write("RunJob/function.json", `{"bindings":[{"name":"message","type":"queueTrigger","direction":"in","queueName":"`+jobs+`","connection":"AzureWebJobsStorage"}]}`)
 	write("RunDeadLetter/function.json", `{"bindings":[{"name":"message","type":"queueTrigger","direction":"in","queueName":"`+jobs+`-poison","connection":"AzureWebJobsStorage"}]}`)
 	var decls []schedule.Recurring
-	for _, d := range schedtest.Declarations() {
+	for _, d := range append(schedtest.Declarations(), schedule.Maintenance()) {
 		for _, n := range names {
 			if d.Name == n {
 				decls = append(decls, d)
@@ -219,8 +220,10 @@ func succeeded(sts []*storage.Status) int {
 
 func TestE2E_RecurringJobRunsOnItsSchedule(t *testing.T) {
 	t.Parallel()
-	// The app setting moves Tick from hourly to every 2 seconds.
-	a := newApp(t, []string{"Tick"}, "", map[string]string{"NIGHTSHIFT_SCHEDULE_TICK": "*/2 * * * * *"})
+	// The app settings move Tick from hourly to every 2 seconds, and the built-in
+	// maintenance job from nightly to every 5 seconds.
+	a := newApp(t, []string{"Tick", "Maintenance"}, "", map[string]string{
+		"NIGHTSHIFT_SCHEDULE_TICK": "*/2 * * * * *", schedule.SettingMaintenanceSchedule: "*/5 * * * * *"})
 	a.run(a.prefix)
 	var jobs []*storage.Status
 	waitFor(t, 40*time.Second, "three Tick occurrences to succeed", func() bool {
@@ -238,6 +241,14 @@ func TestE2E_RecurringJobRunsOnItsSchedule(t *testing.T) {
 		if st.Meta[schedule.MetaRecurring] != "Tick" {
 			t.Errorf("job %s meta %v", st.JobID, st.Meta)
 		}
+	}
+	// The maintenance job ran as a job and wrote its report.
+	waitFor(t, 30*time.Second, "a maintenance job to succeed", func() bool { return succeeded(a.occurrenceJobs("Maintenance")) >= 1 })
+	dates, err := maintenance.ReportDates(context.Background(), a.store)
+	must(t, err)
+	yesterday := time.Now().UTC().AddDate(0, 0, -1).Format(maintenance.DateLayout)
+	if len(dates) == 0 || dates[len(dates)-1] > yesterday {
+		t.Errorf("report dates %v, want yesterday's (%s)", dates, yesterday)
 	}
 	// `nightshift schedules` sees the setting and the last outcome.
 	decls := schedtest.Declarations()[:1]
