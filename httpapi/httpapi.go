@@ -60,6 +60,11 @@ const (
 // request's own field names.
 const MaxRequestBytes = envelope.MaxMessageBytes + 8*1024
 
+// ReservedKindPrefix starts the kinds of nightshift's internal jobs (such as callback
+// delivery); the HTTP API does not enqueue them, so an API caller cannot, for example,
+// make the app send signed webhooks to a URL of its choice.
+const ReservedKindPrefix = "nightshift."
+
 // ProblemTypeBase prefixes the "type" URI of every problem document.
 const ProblemTypeBase = "urn:nightshift:problem:"
 
@@ -453,6 +458,10 @@ func (a *API) Enqueue(ctx context.Context, inv *nightshift.Invocation) (*hostpro
 	req, errs := parseEnqueue(body)
 	if len(errs) > 0 {
 		return a.fail(r, problem(http.StatusBadRequest, "invalid-request", "Invalid job request", summarize(errs), errs...)), nil
+	}
+	if strings.HasPrefix(req.Kind, ReservedKindPrefix) {
+		fp := FieldProblem{Field: "kind", Problem: fmt.Sprintf("%q is reserved: kinds starting with %q are nightshift's internal jobs (such as callback delivery)", req.Kind, ReservedKindPrefix)}
+		return a.fail(r, problem(http.StatusBadRequest, "invalid-request", "Invalid job request", fp.Field+" "+fp.Problem, fp)), nil
 	}
 	if a.opts.Kinds != nil && envelope.ValidKind(req.Kind) == "" {
 		kinds := a.opts.Kinds()

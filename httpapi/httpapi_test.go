@@ -333,6 +333,7 @@ func TestProblems(t *testing.T) {
 			[]string{"max_attempts", "expected a number, got string", "meta", "expected"}, ""},
 		{"bad time", `{"kind":"test.echo","run_at":"tomorrow"}`, 400, "invalid-request", "RFC 3339", []string{"run_at", "not an RFC 3339 time"}, ""},
 		{"bad kind", `{"kind":"has space"}`, 400, "invalid-request", "kind", []string{"kind", "must be 1–128 characters"}, ""},
+		{"internal kind", `{"kind":"nightshift.callback","args":{"job_id":"taken","event":"job.succeeded","url":"https://x"}}`, 400, "invalid-request", "reserved", []string{"kind", "internal jobs"}, ""},
 		{"unregistered kind", `{"kind":"nope"}`, 400, "invalid-request", "not a kind this app runs", []string{"kind", "test.echo"}, ""},
 		{"too far", `{"kind":"test.echo","run_at":"` + far + `"}`, 400, "invalid-request", "recurring jobs", []string{"run_at", "at most 7 days"}, ""},
 		{"too far in seconds", `{"kind":"test.echo","run_in_seconds":900000}`, 400, "invalid-request", "recurring jobs", []string{"run_in_seconds", "at most 7 days"}, ""},
