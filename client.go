@@ -30,6 +30,10 @@ var ErrJobExists = errors.New("job id already used")
 // ErrNotFinished is returned (wrapped) by Result when the job has not succeeded (yet).
 var ErrNotFinished = errors.New("job has not succeeded")
 
+// ErrNotDead is returned (wrapped) by Replay when the job's status says it is no longer
+// dead: a replay is already pending, running or succeeded, or the job was cancelled.
+var ErrNotDead = errors.New("job is not dead")
+
 // ErrTerminal is returned (wrapped) by Cancel when the job already ended.
 var ErrTerminal = errors.New("job already ended")
 
@@ -727,7 +731,9 @@ func (c *Client) DeadLetter(ctx context.Context, deadID string) (*storage.DeadLe
 // Replay starts a new life of a dead job from its dead-letter record: the same job id and
 // args, attempt 1, no error history, replay number one higher than any before. The record
 // counts the replay; the job's status becomes queued for the new life. Records of
-// messages that never decoded cannot be replayed (fix and enqueue them yourself).
+// messages that never decoded cannot be replayed (fix and enqueue them yourself), and a
+// job whose status is no longer dead (an earlier replay is pending, running or succeeded)
+// is not replayed again: the error wraps ErrNotDead.
 func (c *Client) Replay(ctx context.Context, deadID string) (*EnqueueResult, error) {
 	rec, etag, err := c.store.GetDeadLetter(ctx, deadID)
 	if err != nil {
@@ -738,9 +744,15 @@ func (c *Client) Replay(ctx context.Context, deadID string) (*EnqueueResult, err
 	}
 	env := *rec.Envelope
 	life := max(rec.Replays+1, env.Replay+1)
-	if cur, _, err := c.store.GetStatus(ctx, env.JobID); err == nil && cur.Replay >= life {
+	cur, _, err := c.store.GetStatus(ctx, env.JobID)
+	switch {
+	case err == nil && cur.State != storage.StateDead:
+		// A replay is pending, running or done (or the job was cancelled): another one
+		// would run the job again, or cut the current life short.
+		return nil, fmt.Errorf("nightshift: replay %s: job %s is %s (life %d): %w", deadID, env.JobID, cur.State, cur.Replay, ErrNotDead)
+	case err == nil && cur.Replay >= life:
 		life = cur.Replay + 1
-	} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
+	case err != nil && !errors.Is(err, storage.ErrNotFound):
 		return nil, fmt.Errorf("nightshift: replay %s: %w", deadID, err)
 	}
 	env.Replay = life

@@ -509,10 +509,30 @@ func TestDeadLetterReplay(t *testing.T) {
 	if err := f.client.Result(ctx, res.JobID, &out); err != nil || out.Life != 1 {
 		t.Fatalf("result after replay = %+v, %v", out, err)
 	}
-	// A second replay is another life.
-	rep2, err := f.client.Replay(ctx, res.JobID)
-	if err != nil || rep2.Replay != 2 {
-		t.Fatalf("second replay = %+v, %v", rep2, err)
+	// The job is no longer dead: replaying the record again would run it again.
+	if _, err := f.client.Replay(ctx, res.JobID); !errors.Is(err, nightshift.ErrNotDead) || !strings.Contains(err.Error(), "is succeeded (life 1)") {
+		t.Fatalf("replay of a job that succeeded after its replay: %v", err)
+	}
+	// A job that dies again in its new life can be replayed again, to a later life.
+	twice, err := f.client.Enqueue(ctx, flakyArgs{FailLives: 2}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := func() bool { st, err := f.client.Status(ctx, twice.JobID); return err == nil && st.State == storage.StateDead }
+	f.pump.runUntil(ctx, 30*time.Second, dead)
+	if _, err := f.client.Replay(ctx, twice.JobID); err != nil {
+		t.Fatal(err)
+	}
+	f.pump.runUntil(ctx, 30*time.Second, func() bool {
+		d, err := f.client.DeadLetter(ctx, twice.JobID)
+		return dead() && err == nil && d.Envelope.Replay == 1
+	})
+	if rep, err := f.client.Replay(ctx, twice.JobID); err != nil || rep.Replay != 2 {
+		t.Fatalf("replay after the second death = %+v, %v", rep, err)
+	}
+	f.pump.runUntil(ctx, 30*time.Second, f.state(t, twice.JobID))
+	if st, _ := f.client.Status(ctx, twice.JobID); st.State != storage.StateSucceeded || st.Replay != 2 {
+		t.Fatalf("after the second replay: %+v", st)
 	}
 	if _, err := f.client.Replay(ctx, "no-such-job"); !errors.Is(err, nightshift.ErrNotFound) {
 		t.Fatalf("replay of a missing record: %v", err)

@@ -166,7 +166,10 @@ type replayOutcome struct {
 	Kind   string `json:"kind,omitempty"`
 	Replay int    `json:"replay,omitempty"`
 	DryRun bool   `json:"dry_run,omitempty"`
-	Error  string `json:"error,omitempty"`
+	// Skipped says why a record selected by filters was left alone (not replayable, or
+	// its job is no longer dead); Error is a failed replay of a record asked for by id.
+	Skipped string `json:"skipped,omitempty"`
+	Error   string `json:"error,omitempty"`
 }
 
 // pacer spaces calls at most rate per second: call i waits until start + i/rate. The
@@ -216,8 +219,12 @@ func newDeadReplayCmd() *cobra.Command {
 second (like SQS redrive's MaxNumberOfMessagesPerSecond); --dry-run lists what would be
 replayed. Records of messages that were not valid envelopes cannot be replayed.
 
-Exit codes: 0 every selected job replayed, 1 some replays failed (the others went ahead),
-2 usage error.`,
+Records selected by filters are skipped when they cannot be replayed (not a valid envelope)
+or need not be (the job is no longer dead: an earlier replay is pending, running or
+succeeded), so running the same command twice does not run jobs twice.
+
+Exit codes: 0 every selected job replayed or skipped, 1 some replays failed, or a record
+given by id cannot be replayed (the others went ahead), 2 usage error.`,
 		Example: `  nightshift dead replay 01938f4e-…
   nightshift dead replay --kind http_fetch --reason attempts_exhausted --since 24h --rate 5 --dry-run`,
 		RunE: func(cmd *cobra.Command, ids []string) error {
@@ -262,26 +269,46 @@ Exit codes: 0 every selected job replayed, 1 some replays failed (the others wen
 			}
 			out := cmd.OutOrStdout()
 			var results []replayOutcome
-			failed := 0
+			failed, replayed := 0, 0
+			byID := len(ids) > 0
+			// A problem with a record asked for by id is an error; a record that filters
+			// selected but that cannot (or need not) be replayed is skipped.
+			problem := func(o *replayOutcome, msg string) {
+				if byID {
+					o.Error = msg
+					failed++
+				} else {
+					o.Skipped = msg
+				}
+			}
 			p := &pacer{rate: rate}
 			for _, d := range targets {
 				o := replayOutcome{DeadID: d.DeadID, JobID: d.JobID, Kind: d.Kind, DryRun: dryRun}
-				switch {
-				case d.Envelope == nil:
-					o.Error = fmt.Sprintf("not replayable: the message was not a valid job envelope (%s)", d.Reason)
-					failed++
-				case dryRun:
+				if d.Envelope == nil {
+					problem(&o, fmt.Sprintf("not replayable: the message was not a valid job envelope (%s)", d.Reason))
+				} else if st, err := c.Status(ctx, d.JobID); err == nil && st.State != storage.StateDead {
+					problem(&o, fmt.Sprintf("job is %s (life %d), not dead: already replayed or cancelled", st.State, st.Replay))
+				} else if err != nil && !errors.Is(err, nightshift.ErrNotFound) {
+					return err
+				} else if dryRun {
 					o.Replay = max(d.Replays+1, d.Envelope.Replay+1)
-				default:
+					if err == nil {
+						o.Replay = max(o.Replay, st.Replay+1)
+					}
+				} else {
 					if err := p.wait(ctx); err != nil {
 						return err
 					}
 					res, err := c.Replay(ctx, d.DeadID)
-					if err != nil {
+					switch {
+					case err == nil:
+						o.Replay = res.Replay
+						replayed++
+					case errors.Is(err, nightshift.ErrNotDead):
+						problem(&o, err.Error())
+					default:
 						o.Error = err.Error()
 						failed++
-					} else {
-						o.Replay = res.Replay
 					}
 				}
 				results = append(results, o)
@@ -302,6 +329,9 @@ Exit codes: 0 every selected job replayed, 1 some replays failed (the others wen
 			if failed > 0 {
 				return fmt.Errorf("%d of %d replay(s) failed", failed, len(targets))
 			}
+			if !asJSON && !dryRun && len(targets) > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "%d replayed, %d skipped\n", replayed, len(targets)-replayed)
+			}
 			return nil
 		},
 	}
@@ -317,6 +347,8 @@ func printReplay(w io.Writer, o replayOutcome) {
 	switch {
 	case o.Error != "":
 		fmt.Fprintf(w, "%s: %s\n", o.DeadID, o.Error)
+	case o.Skipped != "":
+		fmt.Fprintf(w, "skipped %s: %s\n", o.DeadID, o.Skipped)
 	case o.DryRun:
 		fmt.Fprintf(w, "would replay %s (kind %s) as life %d\n", o.DeadID, o.Kind, o.Replay)
 	default:

@@ -94,7 +94,17 @@ func TestDeadListShowReplay(t *testing.T) {
 		t.Fatalf("result after replay: %d %q", code, out)
 	}
 
-	// By id; the undecodable record cannot be replayed (exit 1, the others go ahead).
+	// The same filters again: the jobs are no longer dead, so nothing runs twice; the
+	// undecodable record is skipped too.
+	out, stderr, code := e.run("", "dead", "replay", "--all")
+	if code != 0 || strings.Count(out, "skipped ") != n+1 || !strings.Contains(out, "job is succeeded (life 1), not dead") ||
+		!strings.Contains(out, "not a valid job envelope") || !strings.Contains(stderr, "0 replayed, 4 skipped") {
+		t.Fatalf("replay --all after the replays: %d %q %q", code, out, stderr)
+	}
+	if d, _ := e.client.QueueDepths(ctx); d[0].Messages != 0 {
+		t.Fatalf("a skipped replay enqueued %d messages", d[0].Messages)
+	}
+	// By id, the same records are errors (exit 1).
 	var garbage string
 	all, _ := e.client.DeadLetters(ctx)
 	for _, d := range all {
@@ -102,8 +112,9 @@ func TestDeadListShowReplay(t *testing.T) {
 			garbage = d.DeadID
 		}
 	}
-	out, stderr, code := e.run("", "dead", "replay", one, garbage)
-	if code != exitFailure || !strings.Contains(out, "replayed "+one+" (kind cli.flaky) as life 2") || !strings.Contains(out, garbage+": not replayable") || !strings.Contains(stderr, "1 of 2 replay(s) failed") {
+	out, stderr, code = e.run("", "dead", "replay", one, garbage)
+	if code != exitFailure || !strings.Contains(out, one+": job is succeeded (life 1), not dead") ||
+		!strings.Contains(out, garbage+": not replayable") || !strings.Contains(stderr, "2 of 2 replay(s) failed") {
 		t.Fatalf("replay by id: %d %q %q", code, out, stderr)
 	}
 	for _, args := range [][]string{{"dead", "replay"}, {"dead", "replay", one, "--kind", "x"}, {"dead", "replay", "--all", "--rate", "-1"}} {
