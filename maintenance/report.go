@@ -38,6 +38,9 @@ type Report struct {
 	Retention Retention `json:"retention"`
 }
 
+// clockSlack allows for the difference between a writer's clock and the storage's.
+const clockSlack = 5 * time.Minute
+
 // MaxFailures bounds the failure groups in a report.
 const MaxFailures = 20
 
@@ -83,14 +86,16 @@ func (w *Worker) report(ctx context.Context, day, now time.Time) (*Report, error
 	rep := &Report{Date: from.Format(DateLayout), From: from, To: to, GeneratedAt: now,
 		ByState: map[storage.State]int{}, DeadLetters: map[storage.DeadReason]int{}}
 
-	// A record written during the day has LastModified at or after the day's start.
+	// Every write of a status sets UpdatedAt just before the upload, so a record last
+	// written during the day was last modified during it (give the writer's clock a few
+	// minutes): only those are read.
 	statuses, err := w.list(ctx, l.StatusContainer(), "")
 	if err != nil {
 		return nil, err
 	}
 	var cand []item
 	for _, it := range statuses {
-		if !it.mod.Before(from) {
+		if !it.mod.Before(from) && it.mod.Before(to.Add(clockSlack)) {
 			cand = append(cand, it)
 		}
 	}

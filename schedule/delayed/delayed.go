@@ -21,7 +21,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -124,9 +126,12 @@ func parseName(name string) (time.Time, string, bool) {
 
 func (s *Store) container() string { return s.c.Layout.ScheduleContainer() }
 
-// Put schedules env (whose RunAt is its due time) for queue. It refuses a job id that
-// already has a status or an entry (ErrJobExists), writes the entry, then the job's
-// "queued" status with next_run_at = the due time, so Status and Wait see the job at once.
+// Put schedules env (whose RunAt is its due time) for queue. It writes the entry, then
+// the job's "queued" status with next_run_at = the due time (create-only), so Status and
+// Wait see the job at once. The status is the job id's claim: when it exists already — the
+// id was used, or another Put of the same id won a race — Put removes its entry again and
+// returns ErrJobExists. A crash between the two writes leaves an entry without a status,
+// which still runs.
 func (s *Store) Put(ctx context.Context, env *envelope.Envelope, queue string) (*Entry, error) {
 	if env.RunAt.IsZero() {
 		return nil, fmt.Errorf("schedule job %s: the envelope has no run_at; the durable schedule holds jobs with a due time", env.JobID)
@@ -148,11 +153,6 @@ func (s *Store) Put(ctx context.Context, env *envelope.Envelope, queue string) (
 	case !errors.Is(err, storage.ErrNotFound):
 		return nil, fmt.Errorf("schedule job %s: %w", env.JobID, err)
 	}
-	if e, err := s.Find(ctx, env.JobID); err != nil {
-		return nil, err
-	} else if e != nil {
-		return nil, fmt.Errorf("schedule job %s: already scheduled for %s: %w", env.JobID, e.Due.Format(time.RFC3339), ErrJobExists)
-	}
 	e := &Entry{JobID: env.JobID, Kind: env.Kind, Queue: queue, Due: env.RunAt.UTC(), ScheduledAt: s.now().UTC(), Envelope: body}
 	e.Blob = BlobName(e.Due, e.JobID)
 	data, err := json.Marshal(e)
@@ -165,7 +165,7 @@ func (s *Store) Put(ctx context.Context, env *envelope.Envelope, queue string) (
 	})
 	if err != nil {
 		if storage.IsConflict(err) {
-			return nil, fmt.Errorf("schedule job %s: already scheduled: %w", env.JobID, ErrJobExists)
+			return nil, fmt.Errorf("schedule job %s: already scheduled for %s: %w", env.JobID, e.Due.Format(time.RFC3339), ErrJobExists)
 		}
 		return nil, fmt.Errorf("schedule job %s: write %s/%s: %w", env.JobID, s.container(), e.Blob, err)
 	}
@@ -173,7 +173,15 @@ func (s *Store) Put(ctx context.Context, env *envelope.Envelope, queue string) (
 		JobID: env.JobID, Kind: env.Kind, State: storage.StateQueued, Replay: env.Replay, MaxAttempts: env.MaxAttempts,
 		Queue: queue, EnqueuedAt: env.EnqueuedAt, NextRunAt: e.Due, Meta: env.Meta,
 	}
-	if _, err := s.c.PutStatus(ctx, st, ""); err != nil && !storage.IsConflict(err) {
+	if _, err := s.c.PutStatus(ctx, st, ""); err != nil {
+		if storage.IsConflict(err) {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if _, derr := s.c.Blob.DeleteBlob(dctx, s.container(), e.Blob, nil); derr != nil && !storage.IsNotFound(derr) {
+				return nil, fmt.Errorf("schedule job %s: the id was taken meanwhile, and removing the entry %s failed: %w", env.JobID, e.Blob, derr)
+			}
+			return nil, fmt.Errorf("schedule job %s: the id was taken meanwhile: %w", env.JobID, ErrJobExists)
+		}
 		return e, fmt.Errorf("job %s is scheduled (%s) but its queued status could not be written: %w", env.JobID, e.Blob, err)
 	}
 	return e, nil
@@ -310,24 +318,47 @@ func (s *Store) Sweep(ctx context.Context, lookahead time.Duration) (SweepResult
 	if err != nil {
 		return res, err
 	}
-	var errs []error
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, sweepConcurrency)
+	)
 	for _, n := range names {
-		outcome, id, err := s.move(ctx, n)
-		switch outcome {
-		case moved:
-			res.Moved++
-			res.JobIDs = append(res.JobIDs, id)
-		case dropped:
-			res.Dropped++
-		case busy:
-			res.Busy++
-		case failed:
-			res.Failed++
-			errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
 		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			outcome, id, err := s.move(ctx, n)
+			mu.Lock()
+			defer mu.Unlock()
+			switch outcome {
+			case moved:
+				res.Moved++
+				res.JobIDs = append(res.JobIDs, id)
+			case dropped:
+				res.Dropped++
+			case busy:
+				res.Busy++
+			case failed:
+				res.Failed++
+				errs = append(errs, err)
+			}
+		}()
+	}
+	wg.Wait()
+	sort.Strings(res.JobIDs)
+	if len(errs) > 5 {
+		errs = append(errs[:5], fmt.Errorf("and %d more entries failed", len(errs)-5))
 	}
 	return res, errors.Join(errs...)
 }
+
+// sweepConcurrency bounds the entries one sweep moves at once.
+const sweepConcurrency = 8
 
 type moveOutcome int
 

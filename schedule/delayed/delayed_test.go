@@ -254,3 +254,37 @@ func TestConcurrentSweepersMoveEachJobOnce(t *testing.T) {
 		t.Errorf("%d entries left in the schedule", len(left))
 	}
 }
+
+func TestRacingPutsOfOneJobIDLeaveOneEntry(t *testing.T) {
+	t.Parallel()
+	c := testenv.Clients(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	s := delayed.New(c, nil)
+	var wg sync.WaitGroup
+	errs := make([]error, 6)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = s.Put(ctx, newEnv("contested", now.Add(time.Duration(10+i)*24*time.Hour)), c.Layout.JobsQueue())
+		}()
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, delayed.ErrJobExists):
+			t.Errorf("Put: %v", err)
+		}
+	}
+	list, err := s.List(ctx, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok != 1 || len(list) != 1 {
+		t.Errorf("%d Puts succeeded and %d entries remain, want 1 and 1", ok, len(list))
+	}
+}
