@@ -518,7 +518,10 @@ func TestDeadLetterReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dead := func() bool { st, err := f.client.Status(ctx, twice.JobID); return err == nil && st.State == storage.StateDead }
+	dead := func() bool {
+		st, err := f.client.Status(ctx, twice.JobID)
+		return err == nil && st.State == storage.StateDead
+	}
 	f.pump.runUntil(ctx, 30*time.Second, dead)
 	if _, err := f.client.Replay(ctx, twice.JobID); err != nil {
 		t.Fatal(err)
