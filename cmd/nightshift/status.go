@@ -53,6 +53,9 @@ func printStatus(w io.Writer, st *storage.Status) {
 	if !st.NextRunAt.IsZero() {
 		row("next run", fmtTime(st.NextRunAt))
 	}
+	if p := st.Progress; p != nil {
+		row("progress", fmtProgress(p)+" at "+fmtTime(p.At))
+	}
 	row("updated", fmtTime(st.UpdatedAt))
 	if st.LastError != "" {
 		row("last error", firstLine(st.LastError))
@@ -198,4 +201,13 @@ func newLogsCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the lines as JSON")
 	return cmd
+}
+
+// fmtProgress renders reported progress: "40%" or "40% (40 of 100 files)".
+func fmtProgress(p *storage.Progress) string {
+	s := fmt.Sprintf("%.0f%%", p.Fraction*100)
+	if p.Message != "" {
+		s += " (" + p.Message + ")"
+	}
+	return s
 }

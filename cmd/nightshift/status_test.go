@@ -174,9 +174,12 @@ func TestWaitProgressRendering(t *testing.T) {
 	st2 := *st
 	st2.State, st2.NextRunAt = storage.StateRunning, time.Time{}
 	p.update(&st2, start.Add(13*time.Second)) // changed: a line
+	st2.Progress = &storage.Progress{Fraction: 0.4, Message: "40 of 100 files"}
+	p.update(&st2, start.Add(14*time.Second)) // progress changed: a line
 	p.done()
 	lines := strings.Split(strings.TrimSuffix(plain.String(), "\n"), "\n")
-	if len(lines) != 3 || lines[2] != "job j1: running, attempt 2 of 5 (13s elapsed)" || strings.Contains(plain.String(), "\r") {
+	if len(lines) != 4 || lines[2] != "job j1: running, attempt 2 of 5 (13s elapsed)" ||
+		lines[3] != "job j1: running, attempt 2 of 5, 40% (40 of 100 files) (14s elapsed)" || strings.Contains(plain.String(), "\r") {
 		t.Errorf("plain progress = %q", plain.String())
 	}
 	if isTerminal(&plain) {

@@ -62,6 +62,9 @@ func (p *progress) describe(st *storage.Status) string {
 			s += fmt.Sprintf(" of %d", st.MaxAttempts)
 		}
 	}
+	if st.State == storage.StateRunning && st.Progress != nil {
+		s += ", " + fmtProgress(st.Progress)
+	}
 	if st.State == storage.StateRetrying && !st.NextRunAt.IsZero() {
 		s += ", next run " + fmtTime(st.NextRunAt)
 	}
