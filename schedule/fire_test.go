@@ -260,3 +260,42 @@ func TestSetupRegistersMaintenanceAndSweep(t *testing.T) {
 		t.Errorf("Setup with a bad retention setting = %v", err)
 	}
 }
+
+func TestSetupWarnsAboutMissingTimerFunctions(t *testing.T) {
+	t.Parallel()
+	store := testenv.Clients(t)
+	root := t.TempDir()
+	if _, err := WriteFunctions(root, []Recurring{tick}, GenerateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return logs.Write(p) }), nil))
+	reg := nightshift.NewRegistry()
+	h := nightshift.NewHandler(reg, store, &nightshift.HandlerOptions{Logger: log})
+	other := Recurring{Name: "Other", Schedule: "0 0 * * * *", Kind: "test.tick"}
+	err := Setup(reg, &Options{Recurring: []Recurring{tick, other}, Logger: log, Getenv: func(k string) string {
+		if k == envAppRoot {
+			return root
+		}
+		return ""
+	}})(h, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	for _, fn := range []string{"RecurringMaintenance", "RecurringOther"} {
+		if !strings.Contains(out, "function="+fn) {
+			t.Errorf("no warning for %s:\n%s", fn, out)
+		}
+	}
+	for _, fn := range []string{"RecurringTick", "ScheduleSweep"} {
+		if strings.Contains(out, "function="+fn+" ") {
+			t.Errorf("unexpected warning for %s:\n%s", fn, out)
+		}
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nightshift-jobs/nightshift"
@@ -91,6 +93,7 @@ func Setup(reg *nightshift.Registry, opts *Options) func(h *nightshift.Handler, 
 			h.Handle(d.FunctionName(), r.fireFunc(d))
 		}
 		h.Handle(SweepFunction, r.sweep)
+		r.checkAppFolder()
 		return nil
 	}
 }
@@ -146,6 +149,34 @@ func newRunner(store *storage.Clients, o Options) (*runner, error) {
 	r.client = nightshift.NewClient(store, &nightshift.ClientOptions{Now: r.now})
 	r.sched = delayed.New(store, &delayed.Options{Now: r.now, Logger: r.log})
 	return r, nil
+}
+
+// envAppRoot is set by the Functions host for the handler process: the app root, where
+// the function folders are (functions-host-contract.md §1.2). Not an app setting.
+const envAppRoot = "FUNCTIONS_APP_ROOT_PATH"
+
+// checkAppFolder warns about declarations whose timer function is missing from the app
+// (not generated, or generated from other declarations): such a job never fires.
+func (r *runner) checkAppFolder() {
+	root := r.getenv(envAppRoot)
+	if root == "" {
+		return
+	}
+	want := map[string]string{SweepFunction: ""}
+	for _, d := range r.decls {
+		want[d.FunctionName()] = "%" + d.Setting() + "%"
+	}
+	for fn, sched := range want {
+		b, err := os.ReadFile(filepath.Join(root, fn, "function.json"))
+		if err != nil {
+			r.log.Warn("timer function missing from the app: it will never fire; run `nightshift generate` (or schedule.WriteFunctions) and redeploy",
+				"function", fn, "app_root", root)
+			continue
+		}
+		if sched != "" && !strings.Contains(string(b), `"`+sched+`"`) {
+			r.log.Warn("timer function does not take its schedule from its app setting; regenerate it", "function", fn, "setting", sched)
+		}
+	}
 }
 
 // Meta keys set on occurrence jobs.
