@@ -49,6 +49,11 @@ func TestDeadListShowReplay(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "reason:      permanent_error") || !strings.Contains(out, "attempt 1 at") || !strings.Contains(out, "[permanent]: permanent: first life fails") {
 		t.Fatalf("dead show: %d %q", code, out)
 	}
+	out, _, code = e.run("", "dead", "show", one, "--json")
+	var rec storage.DeadLetter
+	if code != 0 || json.Unmarshal([]byte(out), &rec) != nil || rec.JobID != one || rec.Envelope == nil || rec.Envelope.Kind != "cli.flaky" || len(rec.Errors) != 1 {
+		t.Fatalf("dead show --json: %d %q", code, out)
+	}
 	if _, stderr, code := e.run("", "dead", "show", "nope"); code != exitFailure || !strings.Contains(stderr, "no dead letter nope") {
 		t.Fatalf("dead show nope: %d %q", code, stderr)
 	}
