@@ -131,8 +131,9 @@ type Payload struct {
 	DeliveryID string `json:"delivery_id"`
 	// SentAt is when this attempt was sent.
 	SentAt time.Time `json:"sent_at"`
-	// Status is the job's status record, without its log lines (and without an inline
-	// result when the body would be too large: then ResultOmitted is true).
+	// Status is the job's status record as read when this attempt was sent, without its
+	// log lines (and without an inline result when the body would be too large: then
+	// ResultOmitted is true).
 	Status        *storage.Status `json:"status"`
 	ResultOmitted bool            `json:"result_omitted,omitempty"`
 }
