@@ -203,11 +203,12 @@ func batchInfo(b *storage.Batch, resumed bool) *BatchInfo {
 	return bi
 }
 
-// batchShards is how many shard records count a batch's children: about 64 children per
-// shard, at most 256 shards. Consecutive children land in different shards, so children
-// finishing together rarely contend for one record.
+// batchShards is how many shard records count a batch's children: about 16 children per
+// shard, at most 1024 shards. Consecutive children land in different shards, so children
+// finishing together (up to batchSize + newBatchThreshold per instance) rarely contend for
+// one record; the batch record itself is updated once per shard.
 func batchShards(total int) int {
-	return min(max((total+63)/64, 1), 256)
+	return min(max((total+15)/16, 1), 1024)
 }
 
 // buildBatch validates the params and builds the record and the children's envelopes.
@@ -455,7 +456,7 @@ func (x *executor) batchChildEnded(ctx context.Context, env *envelope.Envelope, 
 	if !ok {
 		return nil
 	}
-	b, _, err := x.ext.GetBatch(ctx, env.BatchID)
+	b, err := x.batchShape(ctx, env.BatchID)
 	if errors.Is(err, storage.ErrNotFound) {
 		x.log.Warn("batch child ended but its batch record is missing", "job_id", env.JobID, "batch_id", env.BatchID)
 		return nil
@@ -463,10 +464,7 @@ func (x *executor) batchChildEnded(ctx context.Context, env *envelope.Envelope, 
 	if err != nil {
 		return err
 	}
-	if b.State.Terminal() && b.FinalizerEnqueued {
-		return nil
-	}
-	shard, err := x.ext.MarkBatchChild(ctx, b, idx, state != storage.StateSucceeded)
+	shard, err := x.markChild(ctx, b, idx, state != storage.StateSucceeded)
 	if err != nil {
 		return err
 	}
@@ -510,6 +508,65 @@ func (x *executor) batchChildEnded(ctx context.Context, env *envelope.Envelope, 
 	}
 	return finishBatch(ctx, x.ext, nb)
 }
+
+// batchShape returns a batch's immutable shape (id, total, shards) from the executor's
+// cache, reading the record on a miss: one read per batch and process instead of one per
+// child.
+func (x *executor) batchShape(ctx context.Context, batchID string) (*storage.Batch, error) {
+	if v, ok := x.shapes.Load(batchID); ok {
+		return v.(*storage.Batch), nil
+	}
+	b, _, err := x.ext.GetBatch(ctx, batchID)
+	if err != nil {
+		return nil, err
+	}
+	shape := &storage.Batch{BatchID: b.BatchID, Total: b.Total, Shards: b.Shards}
+	if x.shapeCount.Add(1) > maxCachedBatches {
+		x.shapes.Clear()
+		x.shapeCount.Store(1)
+	}
+	x.shapes.Store(batchID, shape)
+	return shape, nil
+}
+
+// shardEntry is the executor's last known version of one shard record. Its mutex
+// serialises the children of the shard ending in this process, so they do not race each
+// other for the record; other instances are handled by the ETag.
+type shardEntry struct {
+	mu    sync.Mutex
+	shard *storage.BatchShard
+	etag  storage.ETag
+}
+
+// markChild records a child's end through the shard cache: usually one conditional write
+// and no read.
+func (x *executor) markChild(ctx context.Context, b *storage.Batch, idx int, failed bool) (*storage.BatchShard, error) {
+	key := b.BatchID + "/" + strconv.Itoa(idx%b.Shards)
+	v, ok := x.shards.Load(key)
+	if !ok {
+		if x.shardCount.Add(1) > maxCachedShards {
+			x.shards.Clear()
+			x.shardCount.Store(1)
+		}
+		v, _ = x.shards.LoadOrStore(key, &shardEntry{})
+	}
+	e := v.(*shardEntry)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	sh, etag, err := x.ext.MarkBatchChild(ctx, b, idx, failed, e.shard, e.etag)
+	if err != nil {
+		e.shard, e.etag = nil, ""
+		return nil, err
+	}
+	e.shard, e.etag = sh, etag
+	return sh, nil
+}
+
+// maxCachedShards bounds the executor's cache of shard records.
+const maxCachedShards = 16384
+
+// maxCachedBatches bounds the executor's cache of batch shapes.
+const maxCachedBatches = 1024
 
 // isFinalizer reports whether env is a batch's finalizer job.
 func isFinalizer(env *envelope.Envelope) bool {

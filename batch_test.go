@@ -395,7 +395,7 @@ func TestBatchShardBits(t *testing.T) {
 	if total != 100 {
 		t.Fatalf("shard sizes sum to %d", total)
 	}
-	if n := batchShards(10000); n != 157 {
+	if n := batchShards(10000); n != 625 {
 		t.Fatalf("shards for 10000: %d", n)
 	}
 }

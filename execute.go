@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -39,6 +41,12 @@ type executor struct {
 	client *Client
 	// progressInterval throttles progress writes (ProgressInterval).
 	progressInterval time.Duration
+	// shapes caches batch shapes (id, total, shards) by batch id; shapeCount bounds it.
+	shapes     sync.Map
+	shapeCount atomic.Int64
+	// shards caches shard records by "<batch id>/<shard>"; shardCount bounds it.
+	shards     sync.Map
+	shardCount atomic.Int64
 }
 
 // recordStore is the part of *storage.Clients the executor uses.

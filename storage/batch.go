@@ -209,32 +209,49 @@ func (c *Clients) GetBatchShard(ctx context.Context, batchID string, shard int) 
 }
 
 // MarkBatchChild records the end of a child in its shard (idempotently: a child already
-// recorded keeps its first outcome) and returns the shard as stored afterwards.
-func (c *Clients) MarkBatchChild(ctx context.Context, b *Batch, index int, failed bool) (*BatchShard, error) {
+// recorded keeps its first outcome) and returns the shard as stored afterwards with its
+// ETag. hint and hintETag, when hint is not nil, are a version of the shard read or written
+// before: the write is tried against it without reading first (If-Match), and only a lost
+// race costs a read. Bits are only ever set, so a stale hint can only lack bits.
+func (c *Clients) MarkBatchChild(ctx context.Context, b *Batch, index int, failed bool, hint *BatchShard, hintETag ETag) (*BatchShard, ETag, error) {
 	if index < 0 || index >= b.Total {
-		return nil, fmt.Errorf("batch %s: child index %d is outside 0…%d", b.BatchID, index, b.Total-1)
+		return nil, "", fmt.Errorf("batch %s: child index %d is outside 0…%d", b.BatchID, index, b.Total-1)
 	}
 	shard, pos := index%b.Shards, index/b.Shards
 	name := BatchShardBlob(b.BatchID, shard)
+	var cur *BatchShard
+	etag := hintETag
+	if hint != nil {
+		cp := *hint
+		cp.Done, cp.Failed = append([]byte(nil), hint.Done...), append([]byte(nil), hint.Failed...)
+		cur = &cp
+	}
 	for try := 0; ; try++ {
-		cur, etag, err := c.GetBatchShard(ctx, b.BatchID, shard)
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return nil, err
-		}
 		if cur == nil {
-			cur = &BatchShard{BatchID: b.BatchID, Shard: shard, Size: ShardSize(b.Total, b.Shards, shard)}
+			var err error
+			cur, etag, err = c.GetBatchShard(ctx, b.BatchID, shard)
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				return nil, "", err
+			}
+			if cur == nil {
+				cur = &BatchShard{BatchID: b.BatchID, Shard: shard, Size: ShardSize(b.Total, b.Shards, shard)}
+			}
 		}
 		if !cur.Set(pos, failed) {
-			return cur, nil
+			return cur, etag, nil
 		}
-		if _, err := c.putJSON(ctx, c.Layout.BatchesContainer(), name, cur, etag); err != nil {
+		newETag, err := c.putJSON(ctx, c.Layout.BatchesContainer(), name, cur, etag)
+		if err != nil {
 			if IsConflict(err) && try < 100 {
-				backoff(ctx, try)
+				cur = nil
+				if try > 0 {
+					backoff(ctx, try)
+				}
 				continue
 			}
-			return nil, fmt.Errorf("record end of child %d of batch %s: %w", index, b.BatchID, err)
+			return nil, "", fmt.Errorf("record end of child %d of batch %s: %w", index, b.BatchID, err)
 		}
-		return cur, nil
+		return cur, newETag, nil
 	}
 }
 

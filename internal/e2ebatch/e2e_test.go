@@ -138,12 +138,15 @@ func must(t testing.TB, err error) {
 }
 
 // run starts the local host; it is stopped at cleanup.
-func (a *app) run() {
+func (a *app) run() { a.runWith(nil) }
+
+// runWith starts the local host with storage options for its own clients.
+func (a *app) runWith(so *storage.Options) {
 	a.t.Helper()
 	h, err := funchost.New(a.dir, funchost.Options{
 		Settings: a.settings, Getenv: func(string) string { return "" },
 		Logger:            slog.New(slog.NewTextHandler(a.logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
-		ReceiveVisibility: 5 * time.Second, DrainTimeout: 5 * time.Second,
+		ReceiveVisibility: 5 * time.Second, DrainTimeout: 5 * time.Second, Storage: so,
 	})
 	must(a.t, err)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -12,11 +12,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/storage"
@@ -129,8 +134,55 @@ func main() {
 		}
 		return map[string]int{"succeeded": bs.Succeeded, "failed": bs.Failed}, nil
 	}, nil)
-	if err := nightshift.Serve(ctx, reg, &nightshift.ServeOptions{Logger: log}); err != nil {
+	opts := &nightshift.ServeOptions{Logger: log}
+	if os.Getenv(EnvCountCalls) != "" {
+		store, err := countingStore(ctx)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "e2ebatch:", err)
+			os.Exit(1)
+		}
+		opts.Store = store
+	}
+	if err := nightshift.Serve(ctx, reg, opts); err != nil {
 		fmt.Fprintln(os.Stderr, "e2ebatch:", err)
 		os.Exit(1)
 	}
+}
+
+// EnvCountCalls makes the handler count its storage calls and write the count to
+// $E2E_DIR/calls-<pid> every 200 ms (the benchmark's storage calls per job).
+const EnvCountCalls = "E2E_COUNT_CALLS"
+
+// CountingTransport counts the storage requests it sends.
+type CountingTransport struct {
+	Next  policy.Transporter
+	Calls atomic.Int64
+}
+
+// Do implements policy.Transporter.
+func (c *CountingTransport) Do(req *http.Request) (*http.Response, error) {
+	c.Calls.Add(1)
+	return c.Next.Do(req)
+}
+
+func countingStore(ctx context.Context) (*storage.Clients, error) {
+	ct := &CountingTransport{Next: http.DefaultClient}
+	store, err := storage.FromEnv(os.Getenv, &storage.Options{Transport: ct})
+	if err != nil {
+		return nil, err
+	}
+	file := filepath.Join(os.Getenv("E2E_DIR"), fmt.Sprintf("calls-%d", os.Getpid()))
+	go func() {
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			_ = os.WriteFile(file, []byte(strconv.FormatInt(ct.Calls.Load(), 10)), 0o644)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return store, nil
 }
