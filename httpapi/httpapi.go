@@ -619,7 +619,11 @@ func (a *API) Status(ctx context.Context, inv *nightshift.Invocation) (*hostprot
 		out.Result = rv
 		st.Result = nil
 	}
-	return respond(http.StatusOK, nil, out, fmt.Sprintf("status of job %s: %s", id, st.State)), nil
+	var hdr map[string]string
+	if !st.State.Terminal() {
+		hdr = map[string]string{"Retry-After": "2"} // a polling hint while the job is not done
+	}
+	return respond(http.StatusOK, hdr, out, fmt.Sprintf("status of job %s: %s", id, st.State)), nil
 }
 
 func (a *API) statusError(r *Request, id string, err error) *hostproto.InvokeResponse {

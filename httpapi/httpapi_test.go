@@ -183,11 +183,14 @@ func TestEnqueueStatusResultFlow(t *testing.T) {
 		t.Errorf("Content-Type = %q", r.headers["Content-Type"])
 	}
 	s := e.status(id, "")
-	if s.status != http.StatusOK || s.json(t)["state"] != "queued" || s.json(t)["status_url"] != want {
-		t.Fatalf("GET status = %d %s", s.status, s.body)
+	if s.status != http.StatusOK || s.json(t)["state"] != "queued" || s.json(t)["status_url"] != want || s.headers["Retry-After"] != "2" {
+		t.Fatalf("GET status = %d %v %s", s.status, s.headers, s.body)
 	}
 	e.runJobs()
 	s = e.status(id, "")
+	if _, has := s.headers["Retry-After"]; has {
+		t.Errorf("Retry-After on a finished job: %v", s.headers)
+	}
 	m := s.json(t)
 	res, _ := m["result"].(map[string]any)
 	if m["state"] != "succeeded" || res == nil || fmt.Sprint(res["json"]) != "map[echo:hi]" || res["url"] != nil {
