@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -140,8 +141,9 @@ func newApp(t *testing.T, names []string, sweep string, settings map[string]stri
 	return a
 }
 
-// run starts a local host on the app until the test ends.
-func (a *app) run(hostID string) {
+// run starts a local host on the app until the test ends; the returned func stops it
+// earlier (and waits for it).
+func (a *app) run(hostID string) (stop func()) {
 	a.t.Helper()
 	h, err := funchost.New(a.dir, funchost.Options{
 		Settings: a.settings, Getenv: func(string) string { return "" },
@@ -153,14 +155,19 @@ func (a *app) run(hostID string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = h.Run(ctx) }()
-	a.t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			a.t.Error("host did not stop within 30 s")
-		}
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				a.t.Error("host did not stop within 30 s")
+			}
+		})
+	}
+	a.t.Cleanup(stop)
+	return stop
 }
 
 func must(t testing.TB, err error) {
@@ -310,7 +317,8 @@ func TestE2E_PastDueAfterDowntime(t *testing.T) {
 
 func TestE2E_TwoHostsOneRunPerOccurrence(t *testing.T) {
 	t.Parallel()
-	a := newApp(t, []string{"Tick"}, "", map[string]string{"NIGHTSHIFT_SCHEDULE_TICK": "*/2 * * * * *"})
+	// "0-59" keeps the host's schedule monitor on (§3.3), so fires carry ScheduleStatus.Next.
+	a := newApp(t, []string{"Tick"}, "", map[string]string{"NIGHTSHIFT_SCHEDULE_TICK": "*/2 0-59 * * * *"})
 	// Two hosts share the storage. With different host ids each holds its own singleton
 	// lease, so BOTH fire every occurrence: the occurrence claim must keep it to one job.
 	a.run(a.prefix + "a")
@@ -407,5 +415,50 @@ func TestE2E_DelayedJobs(t *testing.T) {
 	}
 	if entries, _ := schedule.Scheduled(ctx, a.store); len(entries) != 0 {
 		t.Errorf("schedule still holds %+v", entries)
+	}
+}
+
+func TestE2E_RealDowntimeCatchesUpOnce(t *testing.T) {
+	t.Parallel()
+	// Every 2 seconds with the schedule monitor on ("0-59" is not "*", §3.3).
+	a := newApp(t, []string{"Tick"}, "", map[string]string{"NIGHTSHIFT_SCHEDULE_TICK": "*/2 0-59 * * * *"})
+	stop := a.run(a.prefix)
+	waitFor(t, 30*time.Second, "a first Tick occurrence to succeed", func() bool { return succeeded(a.occurrenceJobs("Tick")) >= 1 })
+	stop()
+	down := time.Now()
+	before := map[string]bool{}
+	for _, st := range a.occurrenceJobs("Tick") {
+		before[st.JobID] = true
+	}
+	time.Sleep(5 * time.Second) // the host is down across two or more occurrences
+	a.run(a.prefix)
+	// The host logs the handler's invocation logs: find the catch-up fire. Its job is new,
+	// or (when the host stopped in the middle of a fire, before recording it) the job of
+	// that interrupted occurrence, which the claim turns into a duplicate.
+	pastDueRE := regexp.MustCompile(`occurrence (\S+) \(past_due\) → job (\S+): (\w+)`)
+	var m []string
+	waitFor(t, 30*time.Second, "the past-due catch-up fire", func() bool {
+		m = pastDueRE.FindStringSubmatch(a.logs.String())
+		return m != nil
+	})
+	id := m[2]
+	waitFor(t, 30*time.Second, "the catch-up occurrence's job to succeed", func() bool {
+		st, _, err := a.store.GetStatus(context.Background(), id)
+		return err == nil && st.State == storage.StateSucceeded
+	})
+	occ, _ := schedule.OccurrenceOf("Tick", id)
+	if occ.Before(down.Add(-3*time.Second)) || occ.After(down.Add(2*time.Second)) {
+		t.Errorf("catch-up occurrence %s, want the first one missed after the host stopped at %s", occ, down)
+	}
+	t.Logf("catch-up fire: occurrence %s, job %s, %s", m[1], id, m[3])
+	// One catch-up for the whole downtime: the other missed occurrences have no job.
+	for _, st := range a.occurrenceJobs("Tick") {
+		o, _ := schedule.OccurrenceOf("Tick", st.JobID)
+		if !before[st.JobID] && o.After(occ) && o.Before(down.Add(4*time.Second)) {
+			t.Errorf("job %s for an occurrence during the downtime (trigger %s)", st.JobID, st.Meta[schedule.MetaTrigger])
+		}
+		if n := a.runsOf(st.JobID); st.State == storage.StateSucceeded && n != 1 {
+			t.Errorf("job %s ran %d times", st.JobID, n)
+		}
 	}
 }
