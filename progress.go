@@ -34,10 +34,11 @@ type progressReporter struct {
 	closed    bool
 	wg        sync.WaitGroup
 	writes    int
+	done      chan struct{} // closed by stop: a scheduled write is dropped
 }
 
 func newProgressReporter(ctx context.Context, interval time.Duration, log *slog.Logger, write func(context.Context, *storage.Progress) error) *progressReporter {
-	return &progressReporter{ctx: ctx, interval: interval, log: log, write: write}
+	return &progressReporter{ctx: ctx, interval: interval, log: log, write: write, done: make(chan struct{})}
 }
 
 func (r *progressReporter) report(_ context.Context, fraction float64, message string) {
@@ -68,7 +69,7 @@ func (r *progressReporter) flushAfter(wait time.Duration) {
 		defer t.Stop()
 		select {
 		case <-t.C:
-		case <-r.ctx.Done():
+		case <-r.done:
 		}
 	}
 	r.mu.Lock()
@@ -96,7 +97,10 @@ func (r *progressReporter) stop() *storage.Progress {
 		return nil
 	}
 	r.mu.Lock()
-	r.closed = true
+	if !r.closed {
+		r.closed = true
+		close(r.done)
+	}
 	r.mu.Unlock()
 	r.wg.Wait()
 	r.mu.Lock()
