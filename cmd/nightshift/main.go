@@ -67,7 +67,11 @@ func run(ctx context.Context, args []string) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(os.Stderr, "nightshift:", err)
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "nightshift:") {
+		msg = "nightshift: " + msg
+	}
+	fmt.Fprintln(os.Stderr, msg)
 	var ue usageError
 	var ee exitError
 	switch {
