@@ -1,0 +1,95 @@
+package storage_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/storage"
+)
+
+// Two writers with their own (soon stale) versions of one shard, as two instances would
+// have: a stale hint costs a re-read, never a lost bit; marking a child twice keeps its
+// first outcome.
+func TestMarkBatchChildStaleHints(t *testing.T) {
+	t.Parallel()
+	c := testenv.Clients(t)
+	ctx := context.Background()
+	b := &storage.Batch{BatchID: "b1", Total: 40, Shards: 2}
+	type hint struct {
+		s    *storage.BatchShard
+		etag storage.ETag
+	}
+	var hints [2]hint
+	var wg sync.WaitGroup
+	for w := 0; w < 2; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w * 2; i < 40; i += 4 { // children of shard 0, split between writers
+				s, etag, err := c.MarkBatchChild(ctx, b, i, i == 6, hints[w].s, hints[w].etag)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				hints[w] = hint{s, etag}
+			}
+		}()
+	}
+	wg.Wait()
+	s, _, err := c.GetBatchShard(ctx, "b1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, f := s.Counts(); d != 20 || f != 1 || !s.Full() {
+		t.Fatalf("shard 0: %d ended, %d failed, full %v", d, f, s.Full())
+	}
+	s2, _, err := c.MarkBatchChild(ctx, b, 6, false, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, f := s2.Counts(); f != 1 {
+		t.Fatal("marking a child again changed its outcome")
+	}
+	if _, _, err := c.MarkBatchChild(ctx, b, 40, false, nil, ""); err == nil {
+		t.Fatal("index out of range accepted")
+	}
+	if _, _, err := c.GetBatchShard(ctx, "b1", 1); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("untouched shard: %v", err)
+	}
+}
+
+// A dedupe lock is created once, replaced only over its version and deleted only at its
+// version.
+func TestUniqueLockConditions(t *testing.T) {
+	t.Parallel()
+	c := testenv.Clients(t)
+	ctx := context.Background()
+	l := &storage.UniqueLock{Key: "k", JobID: "j1"}
+	etag, err := c.PutUniqueLock(ctx, l, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PutUniqueLock(ctx, &storage.UniqueLock{Key: "k", JobID: "j2"}, ""); !storage.IsConflict(err) {
+		t.Fatalf("second create: %v", err)
+	}
+	etag2, err := c.PutUniqueLock(ctx, &storage.UniqueLock{Key: "k", JobID: "j3"}, etag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := c.DeleteUniqueLock(ctx, "k", etag); ok || err != nil {
+		t.Fatalf("delete at a stale version: %v %v", ok, err)
+	}
+	cur, _, err := c.GetUniqueLock(ctx, "k")
+	if err != nil || cur.JobID != "j3" {
+		t.Fatalf("lock %+v %v", cur, err)
+	}
+	if ok, err := c.DeleteUniqueLock(ctx, "k", etag2); !ok || err != nil {
+		t.Fatalf("delete: %v %v", ok, err)
+	}
+	if ok, err := c.DeleteUniqueLock(ctx, "k", etag2); ok || err != nil {
+		t.Fatalf("delete of a missing lock: %v %v", ok, err)
+	}
+}
