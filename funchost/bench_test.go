@@ -52,6 +52,11 @@ func BenchmarkLocalHost(b *testing.B) {
 				r.report(b)
 			}
 		})
+		b.Run(fmt.Sprintf("depth=%d/localhost-bare", depth), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				benchBare(b, cs, depth, jobs).report(b)
+			}
+		})
 		b.Run(fmt.Sprintf("depth=%d/localhost", depth), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				r := benchHost(b, cs, depth, jobs)
@@ -269,6 +274,56 @@ func benchHost(b *testing.B, cs string, depth, jobs int) benchResult {
 	cancel()
 	<-stopped
 	return benchResult{rate: float64(jobs) / end.Sub(start).Seconds(), p50: percentile(lat, 0.5), p99: percentile(lat, 0.99)}
+}
+
+// benchBare drives the local host with the test handler answering {} at once: the local
+// host's own cost (receive, invoke, delete) without the nightshift handler's storage work.
+// Only throughput is measured.
+func benchBare(b *testing.B, cs string, depth, jobs int) benchResult {
+	b.StopTimer()
+	ctx := context.Background()
+	prefix := testenv.Prefix(b)
+	c := benchClients(b, cs, prefix)
+	q := c.Queue.NewQueueClient(c.Layout.JobsQueue())
+	bin := buildBinary(b, "./funchost/internal/testhandler", "testhandler")
+	dir := b.TempDir()
+	must(b, os.WriteFile(filepath.Join(dir, "host.json"), []byte(testHostJSON{BatchSize: 16, NewBatchThreshold: 8}.render()), 0o644))
+	must(b, os.Symlink(bin, filepath.Join(dir, "handler")))
+	must(b, os.MkdirAll(filepath.Join(dir, "RunJob"), 0o755))
+	must(b, os.WriteFile(filepath.Join(dir, "RunJob", "function.json"), []byte(queueFn(c.Layout.JobsQueue())), 0o644))
+	enqueue := func(int) {
+		if _, err := q.EnqueueMessage(ctx, `{"do":"ok"}`, nil); err != nil {
+			b.Error(err)
+		}
+	}
+	if depth > 0 {
+		parallel(jobs, enqueue)
+	}
+	h, err := New(dir, Options{
+		Settings: map[string]string{storage.SettingStorage: cs}, Getenv: func(string) string { return "" },
+		Storage: &storage.Options{Transport: benchTransport()}, Logger: discardLogger(),
+	})
+	must(b, err)
+	runCtx, cancel := context.WithCancel(ctx)
+	stopped := make(chan struct{})
+	start := time.Now()
+	b.StartTimer()
+	go func() { _ = h.Run(runCtx); close(stopped) }()
+	if depth == 0 {
+		parallel(jobs, enqueue)
+	}
+	for {
+		p, err := q.GetProperties(ctx, nil)
+		if err == nil && *p.ApproximateMessagesCount == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	cancel()
+	<-stopped
+	return benchResult{rate: float64(jobs) / elapsed.Seconds()}
 }
 
 // startDiskAzurite starts the pinned Azurite with a disk location on free ports and stops
