@@ -261,7 +261,7 @@ func (c *Client) buildBatch(ctx context.Context, p BatchParams, parentID string)
 		if ep.Opts != nil {
 			o = *ep.Opts
 		}
-		if o.JobID != "" || o.Queue != "" || o.RunIn != 0 || !o.RunAt.IsZero() || o.DedupeKey != "" || o.CallbackURL != "" || o.CallbackQueue != "" {
+		if o.JobID != "" || o.Queue != "" || o.Priority != PriorityNormal || o.DedupeReturnExisting || o.RunIn != 0 || !o.RunAt.IsZero() || o.DedupeKey != "" || o.CallbackURL != "" || o.CallbackQueue != "" {
 			return nil, errors.New("options may set MaxAttempts, Timeout and Meta only (job id, queue, delay, dedupe key and callback belong to the batch)")
 		}
 		env, _, _, err := c.build(kind, raw, &o)
@@ -296,7 +296,12 @@ func (c *Client) buildBatch(ctx context.Context, p BatchParams, parentID string)
 }
 
 // maxPayload is the client's bound on a job's args.
-func (c *Client) maxPayload() int64 { return DefaultMaxPayloadBytes }
+func (c *Client) maxPayload() int64 {
+	if c.opts.MaxPayloadBytes > 0 {
+		return c.opts.MaxPayloadBytes
+	}
+	return DefaultMaxPayloadBytes
+}
 
 // enqueueChildren puts children Enqueued … Total-1 on the queue, chunk by chunk, recording
 // progress after each chunk; then marks the batch running (or finishes an empty batch).

@@ -65,6 +65,10 @@ type ClientOptions struct {
 	// Concurrency bounds the storage calls EnqueueMany, ListJobs and DeadLetters make at
 	// once; default 16.
 	Concurrency int
+	// MaxPayloadBytes bounds a job's args (claim check, docs/payloads.md); default
+	// DefaultMaxPayloadBytes, or the NIGHTSHIFT_MAX_PAYLOAD_BYTES setting with
+	// NewClientFromEnv.
+	MaxPayloadBytes int64
 	// Now returns the current time; default time.Now.
 	Now func() time.Time
 	// Logger receives warnings (a queued status that could not be written); default
@@ -109,7 +113,11 @@ func NewClientFromEnv(getenv func(string) string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewClient(store, nil), nil
+	maxPayload, err := MaxPayloadBytesFromEnv(getenv)
+	if err != nil {
+		return nil, err
+	}
+	return NewClient(store, &ClientOptions{MaxPayloadBytes: maxPayload}), nil
 }
 
 // Store returns the storage clients the client uses.
@@ -137,6 +145,12 @@ type EnqueueOptions struct {
 	// the key has not ended, enqueueing another with the same key fails with an error
 	// wrapping ErrDuplicate (a *DuplicateJobError names the holder).
 	DedupeKey string
+	// DedupeReturnExisting makes a duplicate enqueue succeed with the holder's job id
+	// (EnqueueResult.Existing) instead of failing.
+	DedupeReturnExisting bool
+	// Priority chooses the queue when Queue is empty: jobs-high, jobs (default) or
+	// jobs-low (docs/priorities.md).
+	Priority Priority
 	// CallbackURL asks for an HTTPS webhook when the job succeeds or is dead (package
 	// callback; the handler must register it).
 	CallbackURL string
@@ -164,6 +178,9 @@ type EnqueueResult struct {
 	Replay int `json:"replay,omitempty"`
 	// Bytes is the size of the message text.
 	Bytes int `json:"bytes"`
+	// Existing is true when DedupeReturnExisting found the key held: JobID is the
+	// holder's and nothing was enqueued.
+	Existing bool `json:"existing,omitempty"`
 }
 
 // Enqueue puts a typed job on the queue. The args are encoded as JSON; the kind is
@@ -190,7 +207,8 @@ func (c *Client) EnqueueRaw(ctx context.Context, kind string, args json.RawMessa
 	if err != nil {
 		return nil, fmt.Errorf("nightshift: enqueue %s: %w", kind, err)
 	}
-	return c.send(ctx, env, queue, delay, opts != nil && opts.JobID != "")
+	res, err := c.send(ctx, env, queue, delay, opts != nil && opts.JobID != "")
+	return dedupeOutcome(env, queue, opts, res, err)
 }
 
 // Envelope returns the envelope Enqueue would send, validated, with its queue and delay,
@@ -229,6 +247,12 @@ func (c *Client) build(kind string, args json.RawMessage, opts *EnqueueOptions) 
 		}
 		queue = o.Queue
 		env.Queue = o.Queue
+	} else if o.Priority != PriorityNormal {
+		q, err := QueueFor(c.store.Layout, o.Priority)
+		if err != nil {
+			return nil, "", 0, &envelope.FieldError{Field: "queue", Problem: err.Error()}
+		}
+		queue, env.Queue = q, q
 	}
 	if o.MaxAttempts < 0 {
 		return nil, "", 0, &envelope.FieldError{Field: "max_attempts", Problem: fmt.Sprintf("%d must be 1 or more", o.MaxAttempts)}

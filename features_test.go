@@ -288,3 +288,42 @@ func TestPriorityQueues(t *testing.T) {
 		}
 	}
 }
+
+// Enqueue options of this change: Priority picks the queue, DedupeReturnExisting returns
+// the holder, MaxPayloadBytes (or NIGHTSHIFT_MAX_PAYLOAD_BYTES) refuses large args clearly.
+func TestEnqueueOptionsPriorityDedupePayload(t *testing.T) {
+	t.Parallel()
+	fe := newFeatEnv(t, featureRegistry(), nil)
+	ctx := context.Background()
+	res, err := fe.client.Enqueue(ctx, sqArgs{I: 1}, &EnqueueOptions{Priority: PriorityHigh})
+	if err != nil || res.Queue != fe.store.Layout.HighQueue() {
+		t.Fatalf("high: %+v %v", res, err)
+	}
+	if _, err := fe.client.Enqueue(ctx, sqArgs{I: 1}, &EnqueueOptions{Priority: Priority(9)}); err == nil {
+		t.Fatal("priority 9 accepted")
+	}
+	first, err := fe.client.Enqueue(ctx, sqArgs{I: 2}, &EnqueueOptions{DedupeKey: "once"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := fe.client.Enqueue(ctx, sqArgs{I: 3}, &EnqueueOptions{DedupeKey: "once", DedupeReturnExisting: true})
+	if err != nil || !again.Existing || again.JobID != first.JobID {
+		t.Fatalf("return existing: %+v %v", again, err)
+	}
+	small := NewClient(fe.store, &ClientOptions{MaxPayloadBytes: 1024})
+	_, err = small.Enqueue(ctx, blobArgs{Data: strings.Repeat("z", 2048)}, nil)
+	if !errors.Is(err, ErrPayloadTooLarge) || !strings.Contains(err.Error(), "2059 bytes; the maximum is 1024") {
+		t.Fatalf("over the maximum: %v", err)
+	}
+	getenv := testenv.Env(t, SettingMaxPayloadBytes, "100")
+	c, err := NewClientFromEnv(getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.maxPayload() != 100 {
+		t.Fatalf("max payload from the setting: %d", c.maxPayload())
+	}
+	if _, err := NewClientFromEnv(testenv.Env(t, SettingMaxPayloadBytes, "-1")); !storage.IsSettingError(err) {
+		t.Fatalf("bad setting: %v", err)
+	}
+}

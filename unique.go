@@ -81,6 +81,16 @@ func acquireUnique(ctx context.Context, store *storage.Clients, env *envelope.En
 	return fmt.Errorf("dedupe key %q: too many concurrent enqueues; try again", env.DedupeKey)
 }
 
+// dedupeOutcome turns a duplicate enqueue into the holder's job id when the caller asked
+// for that (EnqueueOptions.DedupeReturnExisting); other outcomes pass through.
+func dedupeOutcome(env *envelope.Envelope, queue string, opts *EnqueueOptions, res *EnqueueResult, err error) (*EnqueueResult, error) {
+	var dup *DuplicateJobError
+	if err == nil || opts == nil || !opts.DedupeReturnExisting || !errors.As(err, &dup) {
+		return res, err
+	}
+	return &EnqueueResult{JobID: dup.JobID, Kind: env.Kind, Queue: queue, Existing: true}, nil
+}
+
 // releaseUnique frees a dedupe key if jobID still holds it.
 func releaseUnique(ctx context.Context, store *storage.Clients, key, jobID string) error {
 	cur, etag, err := store.GetUniqueLock(ctx, key)
