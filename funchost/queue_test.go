@@ -264,3 +264,38 @@ func TestQueue_2_6_InvalidBase64ToPoisonUntouched(t *testing.T) {
 		t.Error("missing the decoding warning")
 	}
 }
+
+func TestQueue_2_3_VisibilityRenewedWhileRunning(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, testHostJSON{}.render(), map[string]string{"Work": queueFn("{{p}}-renew")})
+	q := a.createQueue("{{p}}-renew")
+	// Receive visibility 2 s, renewed every 1 s; the job runs 3.5 s. Without renewals the
+	// message would reappear and be delivered a second time while the first run is going.
+	a.run(Options{ReceiveVisibility: 2 * time.Second})
+	a.enqueue(q, `{"key":"renew","do":"sleep","ms":3500}`)
+	waitFor(t, 30*time.Second, "the message to be deleted", func() bool {
+		return len(a.records_("renew")) >= 1 && approxCount(t, q) == 0
+	})
+	if n := len(a.records_("renew")); n != 1 {
+		t.Errorf("delivered %d times, want 1", n)
+	}
+}
+
+func TestQueue_2_2_BatchSizeAndNewBatchThreshold(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, testHostJSON{BatchSize: 4, NewBatchThreshold: 2}.render(), map[string]string{"Work": queueFn("{{p}}-batch")})
+	q := a.createQueue("{{p}}-batch")
+	for i := 0; i < 12; i++ {
+		a.enqueue(q, `{"key":"batch","do":"sleep","ms":400}`)
+	}
+	a.run(Options{})
+	waitFor(t, 30*time.Second, "all messages", func() bool { return len(a.records_("batch")) == 12 && approxCount(t, q) == 0 })
+	var most int64
+	for _, r := range a.records_("batch") {
+		most = max(most, r.Concurrent)
+	}
+	// At most batchSize + newBatchThreshold in flight; more than one at a time.
+	if most > 6 || most < 2 {
+		t.Errorf("max concurrent invocations %d, want 2..6", most)
+	}
+}
