@@ -399,3 +399,21 @@ func TestBatchShardBits(t *testing.T) {
 		t.Fatalf("shards for 10000: %d", n)
 	}
 }
+
+// An empty batch ends at once and runs its finalizer.
+func TestBatchEmpty(t *testing.T) {
+	t.Parallel()
+	k := &batchKinds{}
+	fe := newFeatEnv(t, k.registry(), nil)
+	bi, err := fe.client.StartBatch(context.Background(), BatchParams{Finalizer: &EnqueueParams{Args: sumArgs{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bi.State != storage.BatchSucceeded || bi.Total != 0 {
+		t.Fatalf("empty batch %+v", bi)
+	}
+	fe.runUntil(30*time.Second, "the finalizer", func() bool { return fe.ended(bi.FinalizerJobID) })
+	if r := fe.finalResult(bi.BatchID); r.Sum != 0 || r.Succeeded != 0 || k.finalRuns.Load() != 1 {
+		t.Fatalf("result %+v, runs %d", r, k.finalRuns.Load())
+	}
+}
