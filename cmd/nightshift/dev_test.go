@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -117,6 +118,29 @@ func TestDev_PipelineOnReachableStorage(t *testing.T) {
 			t.Fatalf("no dead letter for job %s: %v\n%s", res.JobID, err, out.String())
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	// The HTTP API (JSON-wrapped httpTrigger functions, §1.7) through the local host.
+	body := `{"kind":"http_fetch","args":{"url":"https://example.com"}}`
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/api/jobs", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("x-functions-key", info.Host.FunctionKey())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var accepted struct {
+		JobID string `json:"job_id"`
+	}
+	if resp.StatusCode != http.StatusAccepted || json.Unmarshal(raw, &accepted) != nil || accepted.JobID == "" ||
+		!strings.Contains(resp.Header.Get("Location"), "/api/jobs/"+accepted.JobID) {
+		t.Fatalf("POST /api/jobs: %d %v %s", resp.StatusCode, resp.Header, raw)
+	}
+	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, resp.Header.Get("Location"), nil)
+	req.Header.Set("x-functions-key", info.Host.FunctionKey())
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("GET %s: %v %v", req.URL, resp, err)
 	}
 	cancel()
 	if err := <-errc; err != nil {
