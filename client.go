@@ -16,6 +16,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
 
 	"github.com/nightshift-jobs/nightshift/envelope"
+	"github.com/nightshift-jobs/nightshift/schedule/delayed"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -37,10 +38,11 @@ var ErrNotDead = errors.New("job is not dead")
 // ErrTerminal is returned (wrapped) by Cancel when the job already ended.
 var ErrTerminal = errors.New("job already ended")
 
-// MaxEnqueueDelay is the longest run-in / run-at delay Enqueue accepts: the longest a
-// queue message can stay invisible (7 days). Later runs need the durable schedule, which
-// arrives with recurring jobs.
-const MaxEnqueueDelay = 7 * 24 * time.Hour
+// MaxEnqueueDelay is the longest a queue message can stay invisible (7 days). Enqueue puts
+// a job due within it on the queue as an invisible message; a job due later waits in the
+// durable schedule (package schedule/delayed) until the ScheduleSweep timer moves it to
+// its queue (docs/scheduling.md).
+const MaxEnqueueDelay = delayed.QueueLimit
 
 // JobExistsError reports an Enqueue with a job id that already has a status record.
 type JobExistsError struct {
@@ -132,9 +134,10 @@ type EnqueueOptions struct {
 	// Queue is the queue to put the job on (full name); default the client's queue. See
 	// Client.PriorityQueue for the high- and low-priority queues.
 	Queue string
-	// RunIn delays the job by this long (at most MaxEnqueueDelay).
+	// RunIn delays the job by this long (beyond MaxEnqueueDelay: durable schedule).
 	RunIn time.Duration
-	// RunAt asks the job not to run before this time (at most MaxEnqueueDelay away).
+	// RunAt asks the job not to run before this time (beyond MaxEnqueueDelay away: the
+	// durable schedule).
 	// RunIn and RunAt cannot both be set.
 	RunAt time.Time
 	// Timeout overrides the kind's per-attempt timeout.
@@ -168,7 +171,7 @@ type EnqueueResult struct {
 	Kind string `json:"kind"`
 	// Queue is the queue the message went to.
 	Queue string `json:"queue"`
-	// MessageID is the queue message id.
+	// MessageID is the queue message id (empty for a job waiting in the durable schedule).
 	MessageID string `json:"message_id"`
 	// EnqueuedAt is when the client enqueued it.
 	EnqueuedAt time.Time `json:"enqueued_at"`
@@ -277,11 +280,6 @@ func (c *Client) build(kind string, args json.RawMessage, opts *EnqueueOptions) 
 	case !o.RunAt.IsZero():
 		delay = o.RunAt.Sub(now)
 	}
-	if delay > MaxEnqueueDelay {
-		return nil, "", 0, &envelope.FieldError{Field: "run_at", Problem: fmt.Sprintf(
-			"is %s away; a queue message can be delayed at most 7 days — runs further out need the durable schedule, which arrives with recurring jobs",
-			delay.Round(time.Second))}
-	}
 	if delay > 0 {
 		env.RunAt = now.Add(delay)
 	} else {
@@ -369,6 +367,9 @@ func (c *Client) send(ctx context.Context, env *envelope.Envelope, queue string,
 			return nil, fmt.Errorf("nightshift: enqueue %s: %w", env.Kind, err)
 		}
 	}
+	if delay > MaxEnqueueDelay {
+		return c.sendDelayed(ctx, env, queue, len(body))
+	}
 	var ttl time.Duration
 	if delay > 0 {
 		// The message must outlive its invisibility: it lives 7 days after it is due.
@@ -397,6 +398,25 @@ func (c *Client) send(ctx context.Context, env *envelope.Envelope, queue string,
 		JobID: env.JobID, Kind: env.Kind, Queue: queue, MessageID: msgID, EnqueuedAt: env.EnqueuedAt,
 		RunAt: env.RunAt, Replay: env.Replay, Bytes: len(body),
 	}, nil
+}
+
+// sendDelayed puts a job due beyond MaxEnqueueDelay in the durable schedule, which also
+// writes its queued status (create-only: a job id names one job).
+func (c *Client) sendDelayed(ctx context.Context, env *envelope.Envelope, queue string, size int) (*EnqueueResult, error) {
+	e, err := delayed.New(c.store, &delayed.Options{Now: c.opts.Now}).Put(ctx, env, queue)
+	if err != nil && e == nil {
+		if env.DedupeKey != "" {
+			_ = releaseUnique(context.WithoutCancel(ctx), c.store, env.DedupeKey, env.JobID)
+		}
+		if errors.Is(err, delayed.ErrJobExists) {
+			err = &JobExistsError{JobID: env.JobID, State: storage.StateQueued}
+		}
+		return nil, fmt.Errorf("nightshift: enqueue %s: %w", env.Kind, err)
+	}
+	if err != nil {
+		c.opts.Logger.Warn("job scheduled, but its queued status could not be written", "job_id", env.JobID, "error", err.Error())
+	}
+	return &EnqueueResult{JobID: env.JobID, Kind: env.Kind, Queue: queue, EnqueuedAt: env.EnqueuedAt, RunAt: e.Due, Replay: env.Replay, Bytes: size}, nil
 }
 
 // EnqueueParams is one job for EnqueueMany: typed Args, or Kind with RawArgs.
