@@ -26,10 +26,11 @@ type EnqueueOptions struct {
 	Now func() time.Time
 }
 
-// Enqueue enqueues a job like Client.EnqueueRaw, with no limit on RunIn / RunAt: a job due
-// within the horizon (7 days) becomes an invisible queue message; one due later waits in
-// the durable schedule until the sweeper moves it to its queue. Either way the job has a
-// "queued" status at once. EnqueueResult.MessageID is empty for a scheduled job.
+// Enqueue enqueues a job like Client.EnqueueRaw — a job due within the horizon becomes an
+// invisible queue message, one due later waits in the durable schedule until the sweeper
+// moves it to its queue — with a configurable horizon (Client.EnqueueRaw uses 7 days, the
+// queue's limit). Either way the job has a "queued" status at once.
+// EnqueueResult.MessageID is empty for a scheduled job.
 func Enqueue(ctx context.Context, c *nightshift.Client, kind string, args json.RawMessage, opts *nightshift.EnqueueOptions, sopts *EnqueueOptions) (*nightshift.EnqueueResult, error) {
 	so := EnqueueOptions{}
 	if sopts != nil {
