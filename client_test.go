@@ -277,7 +277,6 @@ func TestEnqueueValidation(t *testing.T) {
 		{"bad args", "k", json.RawMessage(`{"a":`), nil, "args", "not valid JSON"},
 		{"bad id", "k", nil, &nightshift.EnqueueOptions{JobID: "a/b"}, "job_id", "must be 1–128"},
 		{"bad queue", "k", nil, &nightshift.EnqueueOptions{Queue: "Jobs"}, "queue", "lowercase"},
-		{"too far", "k", nil, &nightshift.EnqueueOptions{RunIn: 8 * 24 * time.Hour}, "run_at", "recurring jobs"},
 		{"both delays", "k", nil, &nightshift.EnqueueOptions{RunIn: time.Hour, RunAt: time.Now().Add(time.Hour)}, "run_at", "not both"},
 		{"negative delay", "k", nil, &nightshift.EnqueueOptions{RunIn: -time.Second}, "run_at", "negative"},
 		{"bad attempts", "k", nil, &nightshift.EnqueueOptions{MaxAttempts: -1}, "max_attempts", "1 or more"},

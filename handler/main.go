@@ -15,6 +15,7 @@ import (
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/callback"
 	"github.com/nightshift-jobs/nightshift/httpapi"
+	"github.com/nightshift-jobs/nightshift/schedule"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -41,13 +42,16 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger) erro
 	if err := callback.Register(reg, store, callback.FromEnv(getenv)); err != nil {
 		return err
 	}
+	// Recurring jobs (the built-in maintenance job) and the sweeper of far-future delayed
+	// jobs: timer functions (functions/Recurring*, functions/ScheduleSweep).
+	scheduling := schedule.Setup(reg, &schedule.Options{Getenv: getenv, Logger: log})
 	return nightshift.Serve(ctx, reg, &nightshift.ServeOptions{
 		Getenv: getenv, Logger: log, Store: store,
 		Handler: nightshift.HandlerOptions{OnJobEnd: callback.OnJobEnd(store)},
 		// The HTTP API functions (functions/JobsAPI*): enqueue, status, cancel.
 		Setup: func(h *nightshift.Handler, store *storage.Clients) error {
 			httpapi.New(nightshift.NewClient(store, nil), &httpapi.Options{Kinds: reg.Kinds, Logger: log}).Register(h)
-			return nil
+			return scheduling(h, store)
 		},
 	})
 }
