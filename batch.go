@@ -203,12 +203,14 @@ func batchInfo(b *storage.Batch, resumed bool) *BatchInfo {
 	return bi
 }
 
-// batchShards is how many shard records count a batch's children: about 16 children per
-// shard, at most 1024 shards. Consecutive children land in different shards, so children
-// finishing together (up to batchSize + newBatchThreshold per instance) rarely contend for
-// one record; the batch record itself is updated once per shard.
-func batchShards(total int) int {
-	return min(max((total+15)/16, 1), 1024)
+// batchShards splits a batch's children into contiguous shards of perShard children: 16
+// per shard, more when that would make more than 1024 shards. Shards fill up one after
+// another, so the batch record is updated about once per 16 children, spread over the
+// run; children of one shard ending together in one process are serialised by the
+// executor's shard cache instead of racing for the record.
+func batchShards(total int) (shards, perShard int) {
+	perShard = max(16, (total+1023)/1024)
+	return max(1, (total+perShard-1)/perShard), perShard
 }
 
 // buildBatch validates the params and builds the record and the children's envelopes.
@@ -241,10 +243,11 @@ func (c *Client) buildBatch(ctx context.Context, p BatchParams, parentID string)
 	}
 	now := c.opts.Now().UTC()
 	b := &storage.Batch{
-		BatchID: p.BatchID, ParentID: parentID, Total: len(p.Children), Shards: batchShards(len(p.Children)),
+		BatchID: p.BatchID, ParentID: parentID, Total: len(p.Children),
 		Queue: queue, FailurePolicy: string(p.FailurePolicy), AllowedFailures: p.AllowedFailures,
 		State: storage.BatchEnqueuing, Meta: p.Meta, CreatedAt: now,
 	}
+	b.Shards, b.PerShard = batchShards(b.Total)
 	b.ShardDone = make([]bool, b.Shards)
 	b.ShardSucceeded = make([]int, b.Shards)
 	b.ShardFailed = make([]int, b.Shards)
@@ -477,8 +480,99 @@ func (x *executor) batchChildEnded(ctx context.Context, env *envelope.Envelope, 
 		return nil
 	}
 	done, failed := shard.Counts()
-	nb, _, err := x.ext.UpdateBatch(ctx, b.BatchID, func(cur *storage.Batch) *storage.Batch {
-		s := shard.Shard
+	nb, wrote, err := x.markShardDone(ctx, b.BatchID, shard.Shard, done, failed)
+	if err != nil {
+		return err
+	}
+	if !wrote {
+		// The shard was marked done before (this child ended twice, or a crash came
+		// between marking and finishing). This process's cached record may be behind:
+		// read it, so a batch that ended without its finalizer gets it now.
+		if nb, _, err = x.ext.GetBatch(ctx, b.BatchID); err != nil {
+			return err
+		}
+	}
+	if nb.State.Terminal() {
+		x.log.Info("batch ended", "batch_id", nb.BatchID, "state", nb.State, "succeeded", nb.Succeeded, "failed", nb.Failed)
+	}
+	return finishBatch(ctx, x.ext, nb)
+}
+
+// batchShape returns a batch's immutable shape (id, total, shards) from the executor's
+// cache, reading the record on a miss: one read per batch and process instead of one per
+// child.
+func (x *executor) batchShape(ctx context.Context, batchID string) (*storage.Batch, error) {
+	if v, ok := x.shapes.Load(batchID); ok {
+		return v.(*storage.Batch), nil
+	}
+	b, _, err := x.ext.GetBatch(ctx, batchID)
+	if err != nil {
+		return nil, err
+	}
+	shape := &storage.Batch{BatchID: b.BatchID, Total: b.Total, Shards: b.Shards, PerShard: b.PerShard}
+	if x.shapeCount.Add(1) > maxCachedBatches {
+		x.shapes.Clear()
+		x.records.Clear()
+		x.shapeCount.Store(1)
+	}
+	x.shapes.Store(batchID, shape)
+	return shape, nil
+}
+
+// shardEntry is the executor's last known version of one shard record. Its mutex
+// serialises the children of the shard ending in this process, so they do not race each
+// other for the record; other instances are handled by the ETag.
+type shardEntry struct {
+	mu    sync.Mutex
+	shard *storage.BatchShard
+	etag  storage.ETag
+}
+
+// markChild records a child's end through the shard cache: usually one conditional write
+// and no read.
+func (x *executor) markChild(ctx context.Context, b *storage.Batch, idx int, failed bool) (*storage.BatchShard, error) {
+	shard, _ := b.ShardOf(idx)
+	key := b.BatchID + "/" + strconv.Itoa(shard)
+	v, ok := x.shards.Load(key)
+	if !ok {
+		if x.shardCount.Add(1) > maxCachedShards {
+			x.shards.Clear()
+			x.shardCount.Store(1)
+		}
+		v, _ = x.shards.LoadOrStore(key, &shardEntry{})
+	}
+	e := v.(*shardEntry)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	sh, etag, err := x.ext.MarkBatchChild(ctx, b, idx, failed, e.shard, e.etag)
+	if err != nil {
+		e.shard, e.etag = nil, ""
+		return nil, err
+	}
+	e.shard, e.etag = sh, etag
+	return sh, nil
+}
+
+// recordEntry is the executor's last known version of a batch record (see shardEntry).
+type recordEntry struct {
+	mu   sync.Mutex
+	b    *storage.Batch
+	etag storage.ETag
+}
+
+// markShardDone marks a full shard done in the batch record, through a per-process cache
+// of the record (usually one conditional write, no read); the update that marks the last
+// shard done decides the outcome. It returns the record as stored afterwards and whether
+// this call wrote it.
+func (x *executor) markShardDone(ctx context.Context, batchID string, s, done, failed int) (*storage.Batch, bool, error) {
+	v, ok := x.records.Load(batchID)
+	if !ok {
+		v, _ = x.records.LoadOrStore(batchID, &recordEntry{})
+	}
+	e := v.(*recordEntry)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	nb, etag, wrote, err := x.ext.UpdateBatchFrom(ctx, batchID, e.b, e.etag, func(cur *storage.Batch) *storage.Batch {
 		if s >= len(cur.ShardDone) || cur.ShardDone[s] {
 			return nil
 		}
@@ -506,65 +600,11 @@ func (x *executor) batchChildEnded(ctx context.Context, env *envelope.Envelope, 
 		return &next
 	})
 	if err != nil {
-		return err
+		e.b, e.etag = nil, ""
+		return nil, false, err
 	}
-	if nb.State.Terminal() {
-		x.log.Info("batch ended", "batch_id", nb.BatchID, "state", nb.State, "succeeded", nb.Succeeded, "failed", nb.Failed)
-	}
-	return finishBatch(ctx, x.ext, nb)
-}
-
-// batchShape returns a batch's immutable shape (id, total, shards) from the executor's
-// cache, reading the record on a miss: one read per batch and process instead of one per
-// child.
-func (x *executor) batchShape(ctx context.Context, batchID string) (*storage.Batch, error) {
-	if v, ok := x.shapes.Load(batchID); ok {
-		return v.(*storage.Batch), nil
-	}
-	b, _, err := x.ext.GetBatch(ctx, batchID)
-	if err != nil {
-		return nil, err
-	}
-	shape := &storage.Batch{BatchID: b.BatchID, Total: b.Total, Shards: b.Shards}
-	if x.shapeCount.Add(1) > maxCachedBatches {
-		x.shapes.Clear()
-		x.shapeCount.Store(1)
-	}
-	x.shapes.Store(batchID, shape)
-	return shape, nil
-}
-
-// shardEntry is the executor's last known version of one shard record. Its mutex
-// serialises the children of the shard ending in this process, so they do not race each
-// other for the record; other instances are handled by the ETag.
-type shardEntry struct {
-	mu    sync.Mutex
-	shard *storage.BatchShard
-	etag  storage.ETag
-}
-
-// markChild records a child's end through the shard cache: usually one conditional write
-// and no read.
-func (x *executor) markChild(ctx context.Context, b *storage.Batch, idx int, failed bool) (*storage.BatchShard, error) {
-	key := b.BatchID + "/" + strconv.Itoa(idx%b.Shards)
-	v, ok := x.shards.Load(key)
-	if !ok {
-		if x.shardCount.Add(1) > maxCachedShards {
-			x.shards.Clear()
-			x.shardCount.Store(1)
-		}
-		v, _ = x.shards.LoadOrStore(key, &shardEntry{})
-	}
-	e := v.(*shardEntry)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	sh, etag, err := x.ext.MarkBatchChild(ctx, b, idx, failed, e.shard, e.etag)
-	if err != nil {
-		e.shard, e.etag = nil, ""
-		return nil, err
-	}
-	e.shard, e.etag = sh, etag
-	return sh, nil
+	e.b, e.etag = nb, etag
+	return nb, wrote, nil
 }
 
 // maxCachedShards bounds the executor's cache of shard records.
@@ -666,7 +706,7 @@ func (c *Client) Batch(ctx context.Context, batchID string, opts *BatchStatusOpt
 	err = c.each(ctx, b.Shards, func(ctx context.Context, s int) error {
 		sh, _, err := c.store.GetBatchShard(ctx, batchID, s)
 		if errors.Is(err, storage.ErrNotFound) {
-			sh, err = &storage.BatchShard{BatchID: batchID, Shard: s, Size: storage.ShardSize(b.Total, b.Shards, s)}, nil
+			sh, err = &storage.BatchShard{BatchID: batchID, Shard: s, Size: b.ShardLen(s)}, nil
 		}
 		bs.shards[s] = sh
 		return err
@@ -690,7 +730,7 @@ func (c *Client) Batch(ctx context.Context, batchID string, opts *BatchStatusOpt
 		var mu sync.Mutex
 		running := 0
 		err := c.each(ctx, b.Total, func(ctx context.Context, i int) error {
-			if bs.shards[i%b.Shards].Has(i / b.Shards) {
+			if s, pos := b.ShardOf(i); bs.shards[s].Has(pos) {
 				return nil
 			}
 			st, _, err := c.store.GetStatus(ctx, storage.ChildJobID(batchID, i))

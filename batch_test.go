@@ -388,15 +388,24 @@ func TestBatchShardBits(t *testing.T) {
 	if d, f := s.Counts(); d != 2 || f != 1 || s.Full() || !s.Has(9) || s.Has(4) {
 		t.Fatalf("counts %d %d", d, f)
 	}
-	total := 0
-	for sh := 0; sh < 7; sh++ {
-		total += storage.ShardSize(100, 7, sh)
-	}
-	if total != 100 {
-		t.Fatalf("shard sizes sum to %d", total)
-	}
-	if n := batchShards(10000); n != 625 {
-		t.Fatalf("shards for 10000: %d", n)
+	for _, n := range []int{0, 1, 15, 16, 17, 33, 1000, 10000, 16384, 20000, 123457} {
+		shards, per := batchShards(n)
+		b := &storage.Batch{Total: n, Shards: shards, PerShard: per}
+		sum := 0
+		for sh := 0; sh < shards; sh++ {
+			if b.ShardLen(sh) < 1 && n > 0 {
+				t.Fatalf("total %d: shard %d is empty", n, sh)
+			}
+			sum += b.ShardLen(sh)
+		}
+		if sum != n || shards > 1024 || (n > 0 && b.ShardLen(shards) != 0) {
+			t.Fatalf("total %d: %d shards of %d hold %d", n, shards, per, sum)
+		}
+		if n > 0 {
+			if s, pos := b.ShardOf(n - 1); s != shards-1 || pos != b.ShardLen(s)-1 {
+				t.Fatalf("total %d: last child in shard %d at %d", n, s, pos)
+			}
+		}
 	}
 }
 

@@ -47,6 +47,8 @@ type executor struct {
 	// shards caches shard records by "<batch id>/<shard>"; shardCount bounds it.
 	shards     sync.Map
 	shardCount atomic.Int64
+	// records caches batch records by batch id (bounded with shapes).
+	records sync.Map
 }
 
 // recordStore is the part of *storage.Clients the executor uses.

@@ -31,16 +31,20 @@ func (s BatchState) Terminal() bool { return s == BatchSucceeded || s == BatchFa
 
 // Batch is the record of one fan-out/fan-in batch: <batches container>/<batch id>.json.
 // Children are the jobs <batch id>-<index> (index 0 … Total-1); each child's end is
-// recorded exactly once in one of Shards shard records (child i belongs to shard i % Shards),
+// recorded exactly once in one of Shards shard records,
 // and the shard whose last child ends marks itself done here. The update that marks the
 // last shard done decides the batch's outcome; the finalizer job <batch id>-finalizer is
-// enqueued from that point on until FinalizerEnqueued says it is on the queue.
+// enqueued from that point on until FinalizerEnqueued says it is on the queue. Shards are
+// contiguous (child i is in shard i / PerShard), so they fill up one after another and the
+// batch record is updated about once per PerShard children, spread over the batch's run.
 type Batch struct {
 	BatchID string `json:"batch_id"`
 	// ParentID is the job that started the batch ("" when a client started it).
 	ParentID string `json:"parent_id,omitempty"`
 	Total    int    `json:"total"`
 	Shards   int    `json:"shards"`
+	// PerShard is the number of children per shard (the last one may have fewer).
+	PerShard int `json:"per_shard"`
 	// Queue is the queue the children go on.
 	Queue string `json:"queue"`
 	// FailurePolicy is "finalize" (the finalizer runs whatever happened) or "fail"
@@ -79,13 +83,11 @@ func ChildJobID(batchID string, index int) string { return batchID + "-" + strco
 // FinalizerJobID is the job id of a batch's finalizer.
 func FinalizerJobID(batchID string) string { return batchID + "-finalizer" }
 
-// ShardSize is the number of children in shard s of a batch of total children split in n.
-func ShardSize(total, n, s int) int {
-	if s >= total%n {
-		return total / n
-	}
-	return total/n + 1
-}
+// ShardOf returns the shard of child index and its position in the shard.
+func (b *Batch) ShardOf(index int) (shard, pos int) { return index / b.PerShard, index % b.PerShard }
+
+// ShardLen is the number of children in shard s.
+func (b *Batch) ShardLen(s int) int { return max(0, min(b.PerShard, b.Total-s*b.PerShard)) }
 
 // BatchShard records which children of one shard have ended and which of them failed,
 // one bit each: <batches container>/<batch id>/shard-<n>.json. Bits are only ever set, so
@@ -178,23 +180,38 @@ func (c *Clients) PutBatch(ctx context.Context, b *Batch, etag ETag) (ETag, erro
 // and retrying when another writer got there first. change returns nil to write nothing.
 // It returns the record as stored afterwards and whether this call wrote it.
 func (c *Clients) UpdateBatch(ctx context.Context, batchID string, change func(cur *Batch) *Batch) (*Batch, bool, error) {
+	b, _, wrote, err := c.UpdateBatchFrom(ctx, batchID, nil, "", change)
+	return b, wrote, err
+}
+
+// UpdateBatchFrom is UpdateBatch starting from hint (a version read or written before,
+// with its ETag) instead of a read; a stale hint costs a re-read. It also returns the ETag
+// of the version it returns. change must not modify its argument.
+func (c *Clients) UpdateBatchFrom(ctx context.Context, batchID string, hint *Batch, hintETag ETag, change func(cur *Batch) *Batch) (*Batch, ETag, bool, error) {
+	cur, etag := hint, hintETag
 	for try := 0; ; try++ {
-		cur, etag, err := c.GetBatch(ctx, batchID)
-		if err != nil {
-			return nil, false, err
+		if cur == nil {
+			var err error
+			if cur, etag, err = c.GetBatch(ctx, batchID); err != nil {
+				return nil, "", false, err
+			}
 		}
 		next := change(cur)
 		if next == nil {
-			return cur, false, nil
+			return cur, etag, false, nil
 		}
-		if _, err := c.PutBatch(ctx, next, etag); err != nil {
+		newETag, err := c.PutBatch(ctx, next, etag)
+		if err != nil {
 			if IsConflict(err) && try < 100 {
-				backoff(ctx, try)
+				cur = nil
+				if try > 0 {
+					backoff(ctx, try)
+				}
 				continue
 			}
-			return nil, false, fmt.Errorf("update batch %s: %w", batchID, err)
+			return nil, "", false, fmt.Errorf("update batch %s: %w", batchID, err)
 		}
-		return next, true, nil
+		return next, newETag, true, nil
 	}
 }
 
@@ -217,7 +234,7 @@ func (c *Clients) MarkBatchChild(ctx context.Context, b *Batch, index int, faile
 	if index < 0 || index >= b.Total {
 		return nil, "", fmt.Errorf("batch %s: child index %d is outside 0…%d", b.BatchID, index, b.Total-1)
 	}
-	shard, pos := index%b.Shards, index/b.Shards
+	shard, pos := b.ShardOf(index)
 	name := BatchShardBlob(b.BatchID, shard)
 	var cur *BatchShard
 	etag := hintETag
@@ -234,7 +251,7 @@ func (c *Clients) MarkBatchChild(ctx context.Context, b *Batch, index int, faile
 				return nil, "", err
 			}
 			if cur == nil {
-				cur = &BatchShard{BatchID: b.BatchID, Shard: shard, Size: ShardSize(b.Total, b.Shards, shard)}
+				cur = &BatchShard{BatchID: b.BatchID, Shard: shard, Size: b.ShardLen(shard)}
 			}
 		}
 		if !cur.Set(pos, failed) {

@@ -17,7 +17,7 @@ func TestMarkBatchChildStaleHints(t *testing.T) {
 	t.Parallel()
 	c := testenv.Clients(t)
 	ctx := context.Background()
-	b := &storage.Batch{BatchID: "b1", Total: 40, Shards: 2}
+	b := &storage.Batch{BatchID: "b1", Total: 40, Shards: 2, PerShard: 20}
 	type hint struct {
 		s    *storage.BatchShard
 		etag storage.ETag
@@ -28,7 +28,7 @@ func TestMarkBatchChildStaleHints(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := w * 2; i < 40; i += 4 { // children of shard 0, split between writers
+			for i := w; i < 20; i += 2 { // children of shard 0, split between writers
 				s, etag, err := c.MarkBatchChild(ctx, b, i, i == 6, hints[w].s, hints[w].etag)
 				if err != nil {
 					t.Error(err)
