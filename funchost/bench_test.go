@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -341,7 +340,6 @@ func startDiskAzurite(b *testing.B) string {
 	cmd := exec.Command(bin, "--location", b.TempDir(), "--blobHost", "127.0.0.1", "--blobPort", bp,
 		"--queueHost", "127.0.0.1", "--queuePort", qp, "--tableHost", "127.0.0.1", "--tablePort", port(),
 		"--skipApiVersionCheck", "--disableTelemetry", "--silent")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)

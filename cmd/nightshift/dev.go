@@ -297,7 +297,6 @@ func startAzurite(ctx context.Context, cfg devConfig, location string, ports azu
 		"--tableHost", "127.0.0.1", "--tablePort", "0",
 		"--skipApiVersionCheck", "--disableTelemetry", "--silent")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, 0, fmt.Errorf("start Azurite: %w", err)
@@ -306,12 +305,14 @@ func startAzurite(ctx context.Context, cfg devConfig, location string, ports azu
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); logFile.Close(); close(exited) }()
 	stop := func() {
-		// Stop exactly the process group we started.
-		_ = syscall.Kill(-pid, syscall.SIGTERM)
+		// Stop exactly the process we started (the azurite bin is node itself, no shell).
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			_ = cmd.Process.Kill() // Windows has no SIGTERM
+		}
 		select {
 		case <-exited:
 		case <-time.After(5 * time.Second):
-			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			_ = cmd.Process.Kill()
 			<-exited
 		}
 	}
