@@ -226,3 +226,19 @@ func TestExpressions_5(t *testing.T) {
 		t.Errorf("rand-guid: %s", got)
 	}
 }
+
+func TestResponse_1_8_ReturnValueRules(t *testing.T) {
+	plain := &Function{Bindings: []Binding{{Name: "msg", Type: "queueTrigger"}, {Name: "out", Type: "blob"}}}
+	withReturn := &Function{Bindings: []Binding{{Name: "msg", Type: "queueTrigger"}, {Name: "$return", Type: "blob"}}}
+	res := &invokeResult{Outputs: map[string]json.RawMessage{"out": json.RawMessage(`"a"`)}, ReturnValue: json.RawMessage(`{"out":"b","other":1}`)}
+	if got := outputValues(plain, res); string(got["out"]) != `"b"` || string(got["other"]) != `1` {
+		t.Errorf("object ReturnValue without $return: %v", got)
+	}
+	if got := outputValues(withReturn, res); string(got["$return"]) != `{"out":"b","other":1}` || string(got["out"]) != `"a"` {
+		t.Errorf("ReturnValue with $return: %v", got)
+	}
+	res = &invokeResult{ReturnValue: json.RawMessage(`"just a string"`)}
+	if got := outputValues(plain, res); len(got) != 0 {
+		t.Errorf("a non-object ReturnValue without $return binds nothing: %v", got)
+	}
+}

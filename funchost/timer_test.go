@@ -171,3 +171,20 @@ func TestTimer_3_5_TwoHostsShareOneTimer(t *testing.T) {
 		return false
 	})
 }
+
+func TestTimer_3_2_EvaluatedInTimeZone(t *testing.T) {
+	t.Parallel()
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Skip("no tz database")
+	}
+	a := newApp(t, testHostJSON{}.render(), map[string]string{"Yearly": timerFn("0 0 0 1 1 *", true, true)})
+	a.run(Options{HostID: a.prefix, TimeZone: ny})
+	waitFor(t, 20*time.Second, "the start-up invocation", func() bool { return len(a.records_("Yearly")) == 1 })
+	var body timerBody
+	must(t, json.Unmarshal(a.records_("Yearly")[0].Body, &body))
+	want := time.Date(time.Now().In(ny).Year()+1, 1, 1, 0, 0, 0, 0, ny).Format("2006-01-02T15:04:05-07:00")
+	if st := body.Data.MyTimer.ScheduleStatus; st == nil || st.Next != want || body.Data.MyTimer.IsPastDue {
+		t.Errorf("ScheduleStatus %+v, want Next %s (midnight in New York)", st, want)
+	}
+}
