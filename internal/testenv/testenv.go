@@ -20,7 +20,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -129,7 +128,7 @@ func startAzurite() (string, error) {
 		"--queueHost", "127.0.0.1", "--queuePort", fmt.Sprint(ports[1]),
 		"--tableHost", "127.0.0.1", "--tablePort", fmt.Sprint(ports[2]),
 		"--skipApiVersionCheck", "--disableTelemetry", "--silent")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	dieWithParent(cmd)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return "", err
