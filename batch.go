@@ -519,17 +519,29 @@ func (x *executor) batchShape(ctx context.Context, batchID string) (*storage.Bat
 	return shape, nil
 }
 
-// shardEntry is the executor's last known version of one shard record. Its mutex
-// serialises the children of the shard ending in this process, so they do not race each
-// other for the record; other instances are handled by the ETag.
+// shardEntry is the executor's last known version of one shard record, and the children
+// of the shard waiting to be recorded. Children of a shard ending together in this process
+// do not race each other for the record: one of them writes, in one conditional write,
+// every end that arrived meanwhile (group commit); other instances are handled by the
+// ETag.
 type shardEntry struct {
-	mu    sync.Mutex
+	mu      sync.Mutex
+	shard   *storage.BatchShard
+	etag    storage.ETag
+	pending []storage.ChildEnd
+	next    *shardRound // the round the pending ends will be written in
+	writing bool
+}
+
+// shardRound is one write of a shard's pending ends; done is closed when it is over.
+type shardRound struct {
+	done  chan struct{}
 	shard *storage.BatchShard
-	etag  storage.ETag
+	err   error
 }
 
 // markChild records a child's end through the shard cache: usually one conditional write
-// and no read.
+// shared with the other children of the shard ending at the same time, and no read.
 func (x *executor) markChild(ctx context.Context, b *storage.Batch, idx int, failed bool) (*storage.BatchShard, error) {
 	shard, _ := b.ShardOf(idx)
 	key := b.BatchID + "/" + strconv.Itoa(shard)
@@ -543,14 +555,39 @@ func (x *executor) markChild(ctx context.Context, b *storage.Batch, idx int, fai
 	}
 	e := v.(*shardEntry)
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	sh, etag, err := x.ext.MarkBatchChild(ctx, b, idx, failed, e.shard, e.etag)
-	if err != nil {
-		e.shard, e.etag = nil, ""
-		return nil, err
+	e.pending = append(e.pending, storage.ChildEnd{Index: idx, Failed: failed})
+	if e.next == nil {
+		e.next = &shardRound{done: make(chan struct{})}
 	}
-	e.shard, e.etag = sh, etag
-	return sh, nil
+	mine := e.next
+	if e.writing {
+		e.mu.Unlock()
+		select {
+		case <-mine.done:
+			return mine.shard, mine.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	e.writing = true
+	for len(e.pending) > 0 {
+		ends, round := e.pending, e.next
+		e.pending, e.next = nil, nil
+		hint, etag := e.shard, e.etag
+		e.mu.Unlock()
+		sh, newETag, err := x.ext.MarkBatchChildren(context.WithoutCancel(ctx), b, ends, hint, etag)
+		e.mu.Lock()
+		if err != nil {
+			e.shard, e.etag = nil, ""
+		} else {
+			e.shard, e.etag = sh, newETag
+		}
+		round.shard, round.err = sh, err
+		close(round.done)
+	}
+	e.writing = false
+	e.mu.Unlock()
+	return mine.shard, mine.err
 }
 
 // recordEntry is the executor's last known version of a batch record (see shardEntry).

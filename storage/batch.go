@@ -225,16 +225,36 @@ func (c *Clients) GetBatchShard(ctx context.Context, batchID string, shard int) 
 	return &s, etag, nil
 }
 
-// MarkBatchChild records the end of a child in its shard (idempotently: a child already
-// recorded keeps its first outcome) and returns the shard as stored afterwards with its
-// ETag. hint and hintETag, when hint is not nil, are a version of the shard read or written
-// before: the write is tried against it without reading first (If-Match), and only a lost
-// race costs a read. Bits are only ever set, so a stale hint can only lack bits.
+// ChildEnd is the end of one batch child: its index and whether it failed.
+type ChildEnd struct {
+	Index  int
+	Failed bool
+}
+
+// MarkBatchChild records the end of a child in its shard; see MarkBatchChildren.
 func (c *Clients) MarkBatchChild(ctx context.Context, b *Batch, index int, failed bool, hint *BatchShard, hintETag ETag) (*BatchShard, ETag, error) {
-	if index < 0 || index >= b.Total {
-		return nil, "", fmt.Errorf("batch %s: child index %d is outside 0…%d", b.BatchID, index, b.Total-1)
+	return c.MarkBatchChildren(ctx, b, []ChildEnd{{index, failed}}, hint, hintETag)
+}
+
+// MarkBatchChildren records the ends of children of one shard in one write (idempotently:
+// a child already recorded keeps its first outcome) and returns the shard as stored
+// afterwards with its ETag. hint and hintETag, when hint is not nil, are a version of the
+// shard read or written before: the write is tried against it without reading first
+// (If-Match), and only a lost race costs a read. Bits are only ever set, so a stale hint
+// can only lack bits.
+func (c *Clients) MarkBatchChildren(ctx context.Context, b *Batch, ends []ChildEnd, hint *BatchShard, hintETag ETag) (*BatchShard, ETag, error) {
+	if len(ends) == 0 {
+		return nil, "", errors.New("no child ends to record")
 	}
-	shard, pos := b.ShardOf(index)
+	shard, _ := b.ShardOf(ends[0].Index)
+	for _, e := range ends {
+		if e.Index < 0 || e.Index >= b.Total {
+			return nil, "", fmt.Errorf("batch %s: child index %d is outside 0…%d", b.BatchID, e.Index, b.Total-1)
+		}
+		if s, _ := b.ShardOf(e.Index); s != shard {
+			return nil, "", fmt.Errorf("batch %s: children %d and %d are in different shards", b.BatchID, ends[0].Index, e.Index)
+		}
+	}
 	name := BatchShardBlob(b.BatchID, shard)
 	var cur *BatchShard
 	etag := hintETag
@@ -254,7 +274,14 @@ func (c *Clients) MarkBatchChild(ctx context.Context, b *Batch, index int, faile
 				cur = &BatchShard{BatchID: b.BatchID, Shard: shard, Size: b.ShardLen(shard)}
 			}
 		}
-		if !cur.Set(pos, failed) {
+		changed := false
+		for _, e := range ends {
+			_, pos := b.ShardOf(e.Index)
+			if cur.Set(pos, e.Failed) {
+				changed = true
+			}
+		}
+		if !changed {
 			return cur, etag, nil
 		}
 		newETag, err := c.putJSON(ctx, c.Layout.BatchesContainer(), name, cur, etag)
@@ -266,7 +293,7 @@ func (c *Clients) MarkBatchChild(ctx context.Context, b *Batch, index int, faile
 				}
 				continue
 			}
-			return nil, "", fmt.Errorf("record end of child %d of batch %s: %w", index, b.BatchID, err)
+			return nil, "", fmt.Errorf("record end of %d children of batch %s: %w", len(ends), b.BatchID, err)
 		}
 		return cur, newETag, nil
 	}

@@ -93,3 +93,21 @@ func TestUniqueLockConditions(t *testing.T) {
 		t.Fatalf("delete of a missing lock: %v %v", ok, err)
 	}
 }
+
+// Several ends of one shard go in one write; ends of different shards are refused.
+func TestMarkBatchChildrenGroup(t *testing.T) {
+	t.Parallel()
+	c := testenv.Clients(t)
+	ctx := context.Background()
+	b := &storage.Batch{BatchID: "g1", Total: 20, Shards: 2, PerShard: 16}
+	s, _, err := c.MarkBatchChildren(ctx, b, []storage.ChildEnd{{16, false}, {17, true}, {18, false}, {19, false}}, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, f := s.Counts(); d != 4 || f != 1 || !s.Full() || s.Shard != 1 || s.Size != 4 {
+		t.Fatalf("shard %+v", s)
+	}
+	if _, _, err := c.MarkBatchChildren(ctx, b, []storage.ChildEnd{{1, false}, {17, false}}, nil, ""); err == nil {
+		t.Fatal("ends of two shards accepted")
+	}
+}
