@@ -162,7 +162,7 @@ func ExampleClient_EnqueueRaw_validation() {
 	_, err = client.EnqueueRaw(ctx, "resize", json.RawMessage(`{"blob":`), nil)
 	fmt.Println(err)
 
-	_, err = client.Enqueue(ctx, ResizeArgs{}, &nightshift.EnqueueOptions{RunIn: 30 * 24 * time.Hour})
+	_, err = client.Enqueue(ctx, ResizeArgs{}, &nightshift.EnqueueOptions{RunIn: -time.Minute})
 	var fe *envelope.FieldError
 	if errors.As(err, &fe) {
 		fmt.Println(fe.Field)

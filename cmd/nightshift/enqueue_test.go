@@ -190,7 +190,7 @@ func TestEnqueueCommand(t *testing.T) {
 		{[]string{"enqueue", "cli.ok", "--args", `{"name":`}, "not valid JSON"},
 		{[]string{"enqueue", "cli.ok", "--args", `{}`, "--args-file", file}, "give the args once"},
 		{[]string{"enqueue", "no spaces allowed"}, `envelope field "kind"`},
-		{[]string{"enqueue", "cli.ok", "--run-in", "200h"}, "recurring jobs"},
+		{[]string{"enqueue", "cli.ok", "--run-in=-5m"}, "negative"},
 		{[]string{"enqueue", "cli.ok", "--run-at", "tomorrow"}, "RFC 3339"},
 		{[]string{"enqueue", "cli.ok", "--meta", "novalue"}, "key=value"},
 		{[]string{"enqueue", "cli.ok", "--callback-url", "ftp://x"}, "callback.url"},
