@@ -120,6 +120,14 @@ func (x *executor) runJob(ctx context.Context, d delivery) outcome {
 				return infraFailure(err)
 			}
 		}
+		if env.Callback != nil && cur.Replay == env.Replay && (cur.State == storage.StateSucceeded || cur.State == storage.StateDead) {
+			// The end was recorded but its callback may not have gone out (a crash or a
+			// failed hook after the status write): ask again; the delivery id is fixed,
+			// so a callback already enqueued is not sent twice.
+			if err := x.notify(ctx, env, cur); err != nil {
+				return infraFailure(err)
+			}
+		}
 		log.Info("delivery skipped", "outcome", "skipped", "reason", why)
 		return outcome{Outcome: "skipped", Logs: []string{"job " + env.JobID + ": " + why}}
 	}

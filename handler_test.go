@@ -3,6 +3,7 @@ package nightshift
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -349,5 +350,32 @@ func TestCancelledBeforeStartDoesNotRun(t *testing.T) {
 	code, out, _ := te.invoke(FunctionRunJob, hostRequest(t, FunctionRunJob, []byte(`{"job_id":"job-cancel-1","kind":"test.count"}`), hostMeta{}))
 	if code != 200 || te.runs.Load() != 0 || !strings.Contains(strings.Join(out.Logs, ""), "already cancelled") {
 		t.Fatalf("%d %q runs=%d", code, out.Logs, te.runs.Load())
+	}
+}
+
+// A callback whose hook failed after the success was recorded is asked for again when the
+// host redelivers the message, although the job itself does not run again.
+func TestCallbackRetriedOnRedelivery(t *testing.T) {
+	te := newTestEnv(t)
+	calls := 0
+	te.h.exec.onJobEnd = func(ctx context.Context, env *envelope.Envelope, st *storage.Status) error {
+		calls++
+		if calls == 1 {
+			return fmt.Errorf("callback queue unreachable")
+		}
+		if st.State != storage.StateSucceeded {
+			t.Errorf("notified with state %s", st.State)
+		}
+		return nil
+	}
+	msg := []byte(`{"job_id":"job-cb-1","kind":"test.count","callback":{"queue":"hooks"}}`)
+	if code, _, _ := te.invoke(FunctionRunJob, hostRequest(t, FunctionRunJob, msg, hostMeta{ID: "m-cb"})); code != 500 {
+		t.Fatalf("a failed hook must fail the invocation, got %d", code)
+	}
+	if code, _, raw := te.invoke(FunctionRunJob, hostRequest(t, FunctionRunJob, msg, hostMeta{ID: "m-cb", DequeueCount: 2})); code != 200 {
+		t.Fatalf("%d %s", code, raw)
+	}
+	if calls != 2 || te.runs.Load() != 1 {
+		t.Fatalf("hook calls %d, runs %d", calls, te.runs.Load())
 	}
 }
