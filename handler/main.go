@@ -1,7 +1,8 @@
 // Command handler is nightshift's Azure Functions custom handler: the web server the
 // Functions host starts (host.json customHandler.description.defaultExecutablePath). It
-// serves the RunJob and RunDeadLetter functions with the example job kinds below; your own
-// handler is the same few lines with your kinds registered (see README.md).
+// serves RunJobHigh, RunJob and RunJobLow with their dead-letter functions, the HTTP API,
+// the recurring-job and delayed-job timers, and callbacks, with the example job kinds
+// below; your own handler is the same few lines with your kinds registered (README.md).
 package main
 
 import (

@@ -56,6 +56,9 @@ func printStatus(w io.Writer, st *storage.Status) {
 	if p := st.Progress; p != nil {
 		row("progress", fmtProgress(p)+" at "+fmtTime(p.At))
 	}
+	if b := st.Batch; b != nil {
+		row("batch", fmt.Sprintf("%s: %s, %d of %d succeeded, %d failed (nightshift batch %s)", b.BatchID, b.State, b.Succeeded, b.Total, b.Failed, b.BatchID))
+	}
 	row("updated", fmtTime(st.UpdatedAt))
 	if st.LastError != "" {
 		row("last error", firstLine(st.LastError))
