@@ -264,6 +264,8 @@ func (x *executor) runJob(ctx context.Context, d delivery) outcome {
 	next := *env
 	next.Attempt++
 	next.DeadReason = ""
+	// Encode may shrink the history to fit the message; the status keeps all of it.
+	next.Errors = append([]envelope.AttemptError(nil), env.Errors...)
 	// The retry goes on the queue before the status says "retrying": a crash in between
 	// leaves a status that lets the redelivered original run again, never a lost job.
 	if err := x.enqueue(ctx, d.Queue, &next, delay); err != nil {
