@@ -570,6 +570,26 @@ type ResultView struct {
 	ExpiresAt   time.Time       `json:"url_expires_at,omitzero"`
 }
 
+// jobRequest is the common start of the per-job endpoints: decode the invocation, check
+// the method and the job id, and work out the jobs base URL. A non-nil fail is the problem
+// answer to send as it is; a non-nil err fails the invocation.
+func (a *API) jobRequest(inv *nightshift.Invocation, method string) (r *Request, id, base string, fail *hostproto.InvokeResponse, err error) {
+	if r, err = decodeRequest(inv); err != nil {
+		return nil, "", "", nil, err
+	}
+	if p := checkMethod(r, method); p != nil {
+		return r, "", "", a.fail(r, p), nil
+	}
+	id, p := a.jobID(inv, r)
+	if p != nil {
+		return r, "", "", a.fail(r, p), nil
+	}
+	if base, err = jobsURL(r); err != nil {
+		return r, "", "", nil, &hostproto.RequestError{Problem: err.Error()}
+	}
+	return r, id, base, nil, nil
+}
+
 func (a *API) jobID(inv *nightshift.Invocation, r *Request) (string, *Problem) {
 	id := param(inv, r, "id")
 	if p := envelope.ValidJobID(id); p != "" {
@@ -580,20 +600,9 @@ func (a *API) jobID(inv *nightshift.Invocation, r *Request) (string, *Problem) {
 
 // Status serves GET /api/jobs/{id}.
 func (a *API) Status(ctx context.Context, inv *nightshift.Invocation) (*hostproto.InvokeResponse, error) {
-	r, err := decodeRequest(inv)
-	if err != nil {
-		return nil, err
-	}
-	if p := checkMethod(r, http.MethodGet); p != nil {
-		return a.fail(r, p), nil
-	}
-	id, p := a.jobID(inv, r)
-	if p != nil {
-		return a.fail(r, p), nil
-	}
-	base, err := jobsURL(r)
-	if err != nil {
-		return nil, &hostproto.RequestError{Problem: err.Error()}
+	r, id, base, fail, err := a.jobRequest(inv, http.MethodGet)
+	if fail != nil || err != nil {
+		return fail, err
 	}
 	st, err := a.client.Status(ctx, id)
 	if err != nil {
@@ -637,20 +646,9 @@ func (a *API) statusError(r *Request, id string, err error) *hostproto.InvokeRes
 
 // Cancel serves POST /api/jobs/{id}/cancel.
 func (a *API) Cancel(ctx context.Context, inv *nightshift.Invocation) (*hostproto.InvokeResponse, error) {
-	r, err := decodeRequest(inv)
-	if err != nil {
-		return nil, err
-	}
-	if p := checkMethod(r, http.MethodPost); p != nil {
-		return a.fail(r, p), nil
-	}
-	id, p := a.jobID(inv, r)
-	if p != nil {
-		return a.fail(r, p), nil
-	}
-	base, err := jobsURL(r)
-	if err != nil {
-		return nil, &hostproto.RequestError{Problem: err.Error()}
+	r, id, base, fail, err := a.jobRequest(inv, http.MethodPost)
+	if fail != nil || err != nil {
+		return fail, err
 	}
 	st, err := a.client.Cancel(ctx, id)
 	if err != nil {
