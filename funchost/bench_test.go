@@ -1,18 +1,14 @@
 package funchost
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -327,36 +323,4 @@ func benchBare(b *testing.B, cs string, depth, jobs int) benchResult {
 
 // startDiskAzurite starts the pinned Azurite with a disk location on free ports and stops
 // it (by PID) when the benchmark ends.
-func startDiskAzurite(b *testing.B) string {
-	bin := testenv.AzuriteBinary()
-	if _, err := os.Stat(bin); err != nil {
-		b.Skip("no Azurite in local/node_modules (npm ci --prefix local)")
-	}
-	port := func() string {
-		l := freeAddrTB(b)
-		return l[strings.LastIndex(l, ":")+1:]
-	}
-	qp, bp := port(), port()
-	cmd := exec.Command(bin, "--location", b.TempDir(), "--blobHost", "127.0.0.1", "--blobPort", bp,
-		"--queueHost", "127.0.0.1", "--queuePort", qp, "--tableHost", "127.0.0.1", "--tablePort", port(),
-		"--skipApiVersionCheck", "--disableTelemetry", "--silent")
-	out, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	sc := bufio.NewScanner(out)
-	n := 0
-	for n < 3 && sc.Scan() {
-		if strings.Contains(sc.Text(), "successfully listening") {
-			n++
-		}
-	}
-	go func() {
-		for sc.Scan() {
-		}
-	}()
-	q, _ := strconv.Atoi(qp)
-	bl, _ := strconv.Atoi(bp)
-	return testenv.AzuriteConnectionString(q, bl)
-}
+func startDiskAzurite(b *testing.B) string { return testenv.DiskAzurite(b) }

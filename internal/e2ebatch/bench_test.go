@@ -1,17 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,48 +24,7 @@ const EnvBenchIndependentFirst = "E2E_BENCH_INDEPENDENT_FIRST"
 
 // diskAzurite starts an Azurite that keeps its data on disk (--location), as a deployed
 // account would, instead of the tests' in-memory one. It dies with the test process.
-func diskAzurite(b *testing.B) string {
-	b.Helper()
-	bin := testenv.AzuriteBinary()
-	if _, err := os.Stat(bin); err != nil {
-		b.Skipf("no Azurite at %s", bin)
-	}
-	var ports [3]int
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		must(b, err)
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-		l.Close()
-	}
-	cmd := exec.Command(bin, "--location", b.TempDir(),
-		"--blobHost", "127.0.0.1", "--blobPort", fmt.Sprint(ports[0]),
-		"--queueHost", "127.0.0.1", "--queuePort", fmt.Sprint(ports[1]),
-		"--tableHost", "127.0.0.1", "--tablePort", fmt.Sprint(ports[2]),
-		"--skipApiVersionCheck", "--disableTelemetry", "--silent")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.StdoutPipe()
-	must(b, err)
-	must(b, cmd.Start())
-	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(out)
-		n := 0
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "successfully listening") {
-				if n++; n == 3 {
-					close(ready)
-				}
-			}
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		b.Fatal("disk Azurite did not start within 30s")
-	}
-	return testenv.AzuriteConnectionString(ports[1], ports[0])
-}
+func diskAzurite(b *testing.B) string { return testenv.DiskAzurite(b) }
 
 // countingTransport counts storage requests (client and host side).
 type countingTransport = CountingTransport

@@ -111,37 +111,51 @@ func AzuriteBinary() string {
 }
 
 func startAzurite() (string, error) {
+	cs, _, err := StartAzurite("")
+	return cs, err
+}
+
+// StartAzurite starts the pinned Azurite on free loopback ports and waits until it
+// listens: in memory when dir is "", else keeping its data in dir (the in-memory store
+// stalls under sustained churn, so benchmarks want a disk store). It dies with the test
+// process; stop ends it sooner.
+func StartAzurite(dir string) (connStr string, stop func(), err error) {
 	bin := AzuriteBinary()
 	if _, err := os.Stat(bin); err != nil {
-		return "", fmt.Errorf("%s not found", bin)
+		return "", nil, fmt.Errorf("%s not found", bin)
 	}
 	var ports [3]int
 	for i := range ports {
 		p, err := freePort()
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		ports[i] = p
 	}
-	cmd := exec.Command(bin, "--inMemoryPersistence", "--extentMemoryLimit", "256",
+	store := []string{"--inMemoryPersistence", "--extentMemoryLimit", "256"}
+	if dir != "" {
+		store = []string{"--location", dir}
+	}
+	cmd := exec.Command(bin, append(store,
 		"--blobHost", "127.0.0.1", "--blobPort", fmt.Sprint(ports[0]),
 		"--queueHost", "127.0.0.1", "--queuePort", fmt.Sprint(ports[1]),
 		"--tableHost", "127.0.0.1", "--tablePort", fmt.Sprint(ports[2]),
-		"--skipApiVersionCheck", "--disableTelemetry", "--silent")
+		"--skipApiVersionCheck", "--disableTelemetry", "--silent")...)
 	dieWithParent(cmd)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return "", err
+		return "", nil, err
 	}
+	stop = func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(out)
 		n := 0
-		for sc.Scan() {
+		for sc.Scan() { // keeps draining after ready, so Azurite never blocks on stdout
 			if strings.Contains(sc.Text(), "successfully listening") {
 				if n++; n == 3 {
 					close(ready)
@@ -152,10 +166,26 @@ func startAzurite() (string, error) {
 	select {
 	case <-ready:
 	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		return "", fmt.Errorf("azurite did not start within 30s")
+		stop()
+		return "", nil, fmt.Errorf("azurite did not start within 30s")
 	}
-	return AzuriteConnectionString(ports[1], ports[0]), nil
+	return AzuriteConnectionString(ports[1], ports[0]), stop, nil
+}
+
+// DiskAzurite starts an Azurite of its own with a disk store in a temporary directory, for
+// a benchmark or a test that needs one, and stops it (by PID) at cleanup. It skips without
+// Azurite, except under CI=true, where it fails.
+func DiskAzurite(tb testing.TB) string {
+	tb.Helper()
+	cs, stop, err := StartAzurite(tb.TempDir())
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			tb.Fatalf("disk Azurite: %v", err)
+		}
+		tb.Skipf("no disk Azurite: %v (run `npm ci --prefix local`)", err)
+	}
+	tb.Cleanup(stop)
+	return cs
 }
 
 // AzuriteConnectionString is the well-known Azurite account on the given loopback ports.
