@@ -84,7 +84,12 @@ func (fe *featEnv) pump(ctx context.Context, conc int) {
 	for ctx.Err() == nil {
 		found := false
 		for queue, fn := range fns {
-			resp, err := fe.store.Queue.NewQueueClient(queue).DequeueMessages(ctx, &azqueue.DequeueMessagesOptions{
+			if ctx.Err() != nil {
+				break
+			}
+			// The receive is never cancelled half-way: a cancelled request that Azurite
+			// has already served would hide its messages for the whole visibility timeout.
+			resp, err := fe.store.Queue.NewQueueClient(queue).DequeueMessages(context.WithoutCancel(ctx), &azqueue.DequeueMessagesOptions{
 				NumberOfMessages: to.Ptr(int32(conc)), VisibilityTimeout: to.Ptr(int32(60))})
 			if err != nil {
 				continue

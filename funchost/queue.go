@@ -133,10 +133,15 @@ func (h *Host) runQueueListener(ctx, invCtx context.Context, inflight *sync.Wait
 			}
 			continue
 		}
-		resp, err := l.q.DequeueMessages(ctx, &azqueue.DequeueMessagesOptions{
+		// A receive is not cancelled half-way by a stop: Azurite or Azure may already have
+		// hidden the messages, which would then stay invisible for the whole receive
+		// visibility. What arrives is processed under invCtx, like any in-flight work.
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		resp, err := l.q.DequeueMessages(rctx, &azqueue.DequeueMessagesOptions{
 			NumberOfMessages:  to.Ptr(int32(l.opts.BatchSize)),
 			VisibilityTimeout: to.Ptr(int32(h.opts.ReceiveVisibility / time.Second)),
 		})
+		rcancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return
