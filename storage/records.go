@@ -148,10 +148,14 @@ type LogLine struct {
 
 // Supersedes reports whether writing next over cur moves the job forward. A status never
 // goes backwards: (replay, attempt, state order) must grow, except that a non-terminal
-// state may be rewritten in place (progress, logs). A terminal state is final for its life.
+// state may be rewritten in place (progress, logs). A terminal state (cancelled included)
+// is final for its life: only a replay, which starts a new life, moves past it.
 func (next *Status) Supersedes(cur *Status) bool {
 	if cur == nil {
 		return true
+	}
+	if cur.State.Terminal() && next.Replay <= cur.Replay {
+		return false
 	}
 	a := [3]int{next.Replay, next.Attempt, next.State.order()}
 	b := [3]int{cur.Replay, cur.Attempt, cur.State.order()}

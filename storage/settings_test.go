@@ -134,6 +134,10 @@ func TestSupersedesNeverGoesBackwards(t *testing.T) {
 		{st(0, 0, StateCancelled), st(0, 0, StateQueued), true},
 		{st(1, 1, StateQueued), st(0, 3, StateDead), true},
 		{st(0, 3, StateDead), st(1, 1, StateQueued), false},
+		// A terminal state is final for its life, whatever attempt comes later.
+		{st(0, 2, StateRunning), st(0, 1, StateCancelled), false},
+		{st(0, 4, StateRetrying), st(0, 3, StateDead), false},
+		{st(1, 1, StateRunning), st(0, 1, StateCancelled), true},
 	}
 	for i, c := range cases {
 		if got := c.next.Supersedes(c.cur); got != c.want {
