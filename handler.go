@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -164,7 +165,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fn, ok := h.funcs[name]
 	h.mu.RUnlock()
 	if !ok {
-		hostproto.WriteFailure(w, http.StatusNotFound, fmt.Sprintf("no function %q in this handler (functions: %s)", name, strings.Join(h.names(), ", ")))
+		hostproto.WriteFailure(w, http.StatusNotFound, fmt.Sprintf("no function %q in this handler (functions: %s)", name, strings.Join(h.Functions(), ", ")))
 		return
 	}
 	if r.Method != http.MethodPost {
@@ -196,13 +197,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (h *Handler) names() []string {
+// Functions returns the names of the functions the handler serves, sorted.
+func (h *Handler) Functions() []string {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	out := make([]string, 0, len(h.funcs))
 	for n := range h.funcs {
 		out = append(out, n)
 	}
+	slices.Sort(out)
 	return out
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nightshift-jobs/nightshift/appfolder"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
@@ -51,6 +52,23 @@ func TestRunServesHostRequests(t *testing.T) {
 			t.Fatalf("handler never became ready: %v", err)
 		}
 		time.Sleep(25 * time.Millisecond) // the host's probe interval (§1.3)
+	}
+	// Every function in functions/ is served: a host invocation of each reaches its code
+	// (an empty invocation is refused by it as malformed, not as an unknown function).
+	fns, err := appfolder.Functions(testenv.RepoRoot())
+	if err != nil || len(fns) == 0 {
+		t.Fatalf("functions/: %v %v", fns, err)
+	}
+	for _, fn := range fns {
+		resp, err := http.Post(base+"/"+fn, "application/json", strings.NewReader(`{"Data":{},"Metadata":{}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusNotFound {
+			t.Errorf("functions/%s is not served by the handler: %d %s", fn, resp.StatusCode, raw)
+		}
 	}
 	msg := fmt.Sprintf(`{"job_id":"main-1","kind":"csv_stats","args":{"container":%q,"blob":"x.csv"}}`, container)
 	inner, _ := json.Marshal(msg)

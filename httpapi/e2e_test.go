@@ -72,7 +72,8 @@ func TestE2EThroughLocalHost(t *testing.T) {
 	// Only the functions this test drives: the jobs queue, its poison queue and the HTTP
 	// API (other functions, such as timers, need settings of their own).
 	keep := map[string]bool{nightshift.FunctionRunJob: true, nightshift.FunctionRunDeadLetter: true,
-		httpapi.FunctionEnqueue: true, httpapi.FunctionStatus: true, httpapi.FunctionCancel: true}
+		httpapi.FunctionEnqueue: true, httpapi.FunctionStatus: true, httpapi.FunctionCancel: true,
+		httpapi.FunctionBatchStart: true, httpapi.FunctionBatchStatus: true}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -259,6 +260,36 @@ func TestE2EThroughLocalHost(t *testing.T) {
 	if resp, body = do("POST", acc.StatusURL+"/cancel", "", withKey); resp.StatusCode != http.StatusConflict || resp.Header.Get("Content-Type") != "application/problem+json" {
 		t.Fatalf("second cancel = %d %q %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
+	// A batch over HTTP: three fetches and a finalizer, followed on the batch's status URL.
+	ping := fmt.Sprintf(`{"kind":"http_fetch","args":{"url":%q}}`, srv.URL+"/ping")
+	resp, body = do("POST", "http://"+addr+"/api/batches", `{"children":[`+ping+","+ping+","+ping+`],"finalizer":`+ping+`}`, withKey)
+	var bacc struct {
+		StatusURL string `json:"status_url"`
+	}
+	if err := json.Unmarshal(body, &bacc); err != nil || resp.StatusCode != http.StatusAccepted || resp.Header.Get("Location") != bacc.StatusURL {
+		t.Fatalf("POST /api/batches = %d %s", resp.StatusCode, body)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		resp, body = do("GET", bacc.StatusURL, "", withKey)
+		var bs struct {
+			State     string `json:"state"`
+			Succeeded int    `json:"succeeded"`
+			Finalizer struct {
+				State string `json:"state"`
+			} `json:"finalizer"`
+		}
+		if err := json.Unmarshal(body, &bs); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET batch = %d %s", resp.StatusCode, body)
+		}
+		if bs.State == "succeeded" && bs.Succeeded == 3 && bs.Finalizer.State == "succeeded" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("batch did not finish within 60s: %s", body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
 	// A bad request comes back as a problem document through the host.
 	resp, body = do("POST", base, `{"kind":"no_such_kind","colour":"red"}`, withKey)
 	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Content-Type") != "application/problem+json" || !strings.Contains(string(body), `"field":"colour"`) {

@@ -6,6 +6,8 @@
 //	POST /api/jobs               → 202, Location: …/api/jobs/{id}, {"job_id", "status_url", …}
 //	GET  /api/jobs/{id}          → 200, the job's status (result inline, or a short-lived link)
 //	POST /api/jobs/{id}/cancel   → 200, the cancelled status; 409 when the job already ended
+//	POST /api/batches            → 202, Location: …/api/batches/{id} (fan-out with a finalizer)
+//	GET  /api/batches/{id}       → 200, the batch's live counts and its finalizer's state
 //
 // Errors are application/problem+json (RFC 9457) with an "errors" array naming each bad
 // field. The functions use authLevel "function": callers send the x-functions-key header.
@@ -48,6 +50,10 @@ const (
 	FunctionStatus = "JobsAPIStatus"
 	// FunctionCancel serves POST /api/jobs/{id}/cancel.
 	FunctionCancel = "JobsAPICancel"
+	// FunctionBatchStart serves POST /api/batches.
+	FunctionBatchStart = "BatchesAPIStart"
+	// FunctionBatchStatus serves GET /api/batches/{id}.
+	FunctionBatchStatus = "BatchesAPIStatus"
 )
 
 // Binding names in the functions' function.json.
@@ -110,11 +116,13 @@ func New(client *nightshift.Client, opts *Options) *API {
 	return &API{client: client, store: client.Store(), opts: o}
 }
 
-// Register adds the three functions to the handler.
+// Register adds the API's functions to the handler.
 func (a *API) Register(h *nightshift.Handler) {
 	h.Handle(FunctionEnqueue, a.Enqueue)
 	h.Handle(FunctionStatus, a.Status)
 	h.Handle(FunctionCancel, a.Cancel)
+	h.Handle(FunctionBatchStart, a.StartBatch)
+	h.Handle(FunctionBatchStatus, a.BatchStatus)
 }
 
 // Request is the JSON-wrapped HTTP request the host puts in Data.req (§1.7).
@@ -251,9 +259,9 @@ func (a *API) fail(r *Request, p *Problem) *hostproto.InvokeResponse {
 	return respond(p.Status, nil, p, fmt.Sprintf("%s: %d %s: %s", method, p.Status, p.Title, p.Detail))
 }
 
-// jobsURL returns the absolute URL of the jobs collection, from the request URL (its
-// path up to and including the "jobs" segment).
-func jobsURL(r *Request) (string, error) {
+// collectionURL returns the absolute URL of a collection ("jobs", "batches") from the
+// request URL: its path up to and including the last segment named seg.
+func collectionURL(r *Request, seg string) (string, error) {
 	u, err := url.Parse(r.URL)
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		return "", fmt.Errorf("request Url %q is not absolute", r.URL)
@@ -261,15 +269,24 @@ func jobsURL(r *Request) (string, error) {
 	segs := strings.Split(strings.Trim(u.Path, "/"), "/")
 	idx := -1
 	for i, s := range segs {
-		if strings.EqualFold(s, "jobs") {
+		if strings.EqualFold(s, seg) {
 			idx = i
 		}
 	}
 	if idx < 0 {
-		return "", fmt.Errorf("request Url %q has no /jobs segment", r.URL)
+		return "", fmt.Errorf("request Url %q has no /%s segment", r.URL, seg)
 	}
 	base := url.URL{Scheme: u.Scheme, Host: u.Host, Path: "/" + strings.Join(segs[:idx+1], "/")}
 	return base.String(), nil
+}
+
+// siblingURL replaces the last path segment of a collection URL: …/api/batches → …/api/jobs.
+func siblingURL(base, seg string) (string, error) {
+	i := strings.LastIndex(base, "/")
+	if i < 0 {
+		return "", fmt.Errorf("collection URL %q has no path", base)
+	}
+	return base[:i+1] + seg, nil
 }
 
 func statusURL(base, id string) string { return base + "/" + url.PathEscape(id) }
@@ -279,6 +296,18 @@ func statusURL(base, id string) string { return base + "/" + url.PathEscape(id) 
 func checkMethod(r *Request, want string) *Problem {
 	if !strings.EqualFold(r.Method, want) {
 		return problem(http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed", fmt.Sprintf("use %s, not %s", want, r.Method))
+	}
+	return nil
+}
+
+// checkJSON refuses a body declared as anything but JSON.
+func checkJSON(r *Request) *Problem {
+	if ct := r.Header("Content-Type"); ct != "" {
+		mt, _, _ := mime.ParseMediaType(ct)
+		if mt != "application/json" && !strings.HasSuffix(mt, "+json") {
+			return problem(http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type",
+				fmt.Sprintf("the body must be application/json, not %s", ct))
+		}
 	}
 	return nil
 }
@@ -321,12 +350,7 @@ func parseEnqueue(body []byte) (*EnqueueRequest, []FieldProblem) {
 	var req EnqueueRequest
 	var errs []FieldProblem
 	add := func(f, p string) { errs = append(errs, FieldProblem{Field: f, Problem: p}) }
-	names := make([]string, 0, len(raw))
-	for k := range raw {
-		names = append(names, k)
-	}
-	slices.Sort(names)
-	for _, name := range names {
+	for _, name := range sortedKeys(raw) {
 		v := raw[name]
 		if string(v) == "null" {
 			continue
@@ -439,12 +463,8 @@ func (a *API) Enqueue(ctx context.Context, inv *nightshift.Invocation) (*hostpro
 	if p := checkMethod(r, http.MethodPost); p != nil {
 		return a.fail(r, p), nil
 	}
-	if ct := r.Header("Content-Type"); ct != "" {
-		mt, _, _ := mime.ParseMediaType(ct)
-		if mt != "application/json" && !strings.HasSuffix(mt, "+json") {
-			return a.fail(r, problem(http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type",
-				fmt.Sprintf("the body must be application/json, not %s", ct))), nil
-		}
+	if p := checkJSON(r); p != nil {
+		return a.fail(r, p), nil
 	}
 	body := r.BodyBytes()
 	if len(body) > MaxRequestBytes {
@@ -470,7 +490,7 @@ func (a *API) Enqueue(ctx context.Context, inv *nightshift.Invocation) (*hostpro
 			return a.fail(r, problem(http.StatusBadRequest, "invalid-request", "Invalid job request", fp.Field+" "+fp.Problem, fp)), nil
 		}
 	}
-	base, err := jobsURL(r)
+	base, err := collectionURL(r, "jobs")
 	if err != nil {
 		return nil, &hostproto.RequestError{Problem: err.Error()}
 	}
@@ -558,6 +578,10 @@ type StatusResponse struct {
 	StatusURL string      `json:"status_url"`
 	CancelURL string      `json:"cancel_url,omitempty"`
 	Result    *ResultView `json:"result,omitempty"`
+	// BatchURL is the status URL of the batch the job belongs to (a child or finalizer).
+	BatchURL string `json:"batch_url,omitempty"`
+	// StartedBatchURL is the status URL of the batch the job started (Status.Batch).
+	StartedBatchURL string `json:"started_batch_url,omitempty"`
 }
 
 // ResultView is a result: inline JSON or bytes, or a short-lived read-only URL.
@@ -584,7 +608,7 @@ func (a *API) jobRequest(inv *nightshift.Invocation, method string) (r *Request,
 	if p != nil {
 		return r, "", "", a.fail(r, p), nil
 	}
-	if base, err = jobsURL(r); err != nil {
+	if base, err = collectionURL(r, "jobs"); err != nil {
 		return r, "", "", nil, &hostproto.RequestError{Problem: err.Error()}
 	}
 	return r, id, base, nil, nil
@@ -614,6 +638,14 @@ func (a *API) Status(ctx context.Context, inv *nightshift.Invocation) (*hostprot
 	out := StatusResponse{Status: st, StatusURL: statusURL(base, id)}
 	if !st.State.Terminal() {
 		out.CancelURL = out.StatusURL + "/cancel"
+	}
+	if batches, err := siblingURL(base, "batches"); err == nil {
+		if st.BatchID != "" {
+			out.BatchURL = statusURL(batches, st.BatchID)
+		}
+		if st.Batch != nil {
+			out.StartedBatchURL = statusURL(batches, st.Batch.BatchID)
+		}
 	}
 	if res := st.Result; res != nil {
 		rv := &ResultView{ContentType: res.ContentType, Size: res.Size, JSON: res.JSON, Bytes: res.Bytes}

@@ -32,6 +32,10 @@ type echoArgs struct {
 
 func (echoArgs) Kind() string { return "test.echo" }
 
+type joinArgs struct{}
+
+func (joinArgs) Kind() string { return "test.join" }
+
 type env struct {
 	t      *testing.T
 	store  *storage.Clients
@@ -48,6 +52,20 @@ func newEnv(t *testing.T) *env {
 			return nightshift.Bytes{ContentType: "text/plain", Data: []byte(strings.Repeat(job.Args.Text, job.Args.Repeat))}, nil
 		}
 		return map[string]string{"echo": job.Args.Text}, nil
+	}, nil)
+	// test.join, a batch finalizer, joins its children's echoes in index order.
+	nightshift.AddWorkerFunc(reg, func(ctx context.Context, job *nightshift.Job[joinArgs]) (any, error) {
+		children, err := nightshift.BatchChildren(ctx, job.BatchID)
+		if err != nil {
+			return nil, err
+		}
+		var parts []string
+		for _, c := range children {
+			var r map[string]string
+			_ = json.Unmarshal(c.Result, &r)
+			parts = append(parts, string(c.State)+":"+r["echo"])
+		}
+		return map[string]string{"joined": strings.Join(parts, ",")}, nil
 	}, nil)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	h := nightshift.NewHandler(reg, store, &nightshift.HandlerOptions{Logger: quiet})
