@@ -472,11 +472,13 @@ func (x *executor) batchChildEnded(ctx context.Context, env *envelope.Envelope, 
 	if err != nil {
 		return err
 	}
-	shard, err := x.markChild(ctx, b, idx, state != storage.StateSucceeded)
+	shard, lead, err := x.markChild(ctx, b, idx, state != storage.StateSucceeded)
 	if err != nil {
 		return err
 	}
-	if !shard.Full() {
+	if !shard.Full() || !lead {
+		// Not the last end of the shard, or another child of the same write finishes it
+		// (were it to fail, its redelivery does it).
 		return nil
 	}
 	done, failed := shard.Counts()
@@ -534,15 +536,19 @@ type shardEntry struct {
 }
 
 // shardRound is one write of a shard's pending ends; done is closed when it is over.
+// leader is the child whose end opened the round: when the round fills the shard, only it
+// goes on to finish the shard, so the children ending together do not all do it.
 type shardRound struct {
-	done  chan struct{}
-	shard *storage.BatchShard
-	err   error
+	done   chan struct{}
+	leader int
+	shard  *storage.BatchShard
+	err    error
 }
 
 // markChild records a child's end through the shard cache: usually one conditional write
-// shared with the other children of the shard ending at the same time, and no read.
-func (x *executor) markChild(ctx context.Context, b *storage.Batch, idx int, failed bool) (*storage.BatchShard, error) {
+// shared with the other children of the shard ending at the same time, and no read. lead
+// reports whether this child leads its round (see shardRound).
+func (x *executor) markChild(ctx context.Context, b *storage.Batch, idx int, failed bool) (_ *storage.BatchShard, lead bool, _ error) {
 	shard, _ := b.ShardOf(idx)
 	key := b.BatchID + "/" + strconv.Itoa(shard)
 	v, ok := x.shards.Load(key)
@@ -557,16 +563,17 @@ func (x *executor) markChild(ctx context.Context, b *storage.Batch, idx int, fai
 	e.mu.Lock()
 	e.pending = append(e.pending, storage.ChildEnd{Index: idx, Failed: failed})
 	if e.next == nil {
-		e.next = &shardRound{done: make(chan struct{})}
+		e.next = &shardRound{done: make(chan struct{}), leader: idx}
 	}
 	mine := e.next
+	lead = mine.leader == idx
 	if e.writing {
 		e.mu.Unlock()
 		select {
 		case <-mine.done:
-			return mine.shard, mine.err
+			return mine.shard, lead, mine.err
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, false, ctx.Err()
 		}
 	}
 	e.writing = true
@@ -587,7 +594,7 @@ func (x *executor) markChild(ctx context.Context, b *storage.Batch, idx int, fai
 	}
 	e.writing = false
 	e.mu.Unlock()
-	return mine.shard, mine.err
+	return mine.shard, lead, mine.err
 }
 
 // recordEntry is the executor's last known version of a batch record (see shardEntry).
@@ -655,6 +662,10 @@ func isFinalizer(env *envelope.Envelope) bool {
 	return env.BatchID != "" && env.JobID == storage.FinalizerJobID(env.BatchID)
 }
 
+// finalizerRecheck bounds how long a duplicate finalizer message waits before it looks
+// again at a finalizer that another delivery is running.
+const finalizerRecheck = time.Minute
+
 // claimFinalizer makes a finalizer run once even when its message is on the queue twice:
 // before running, the delivery claims the attempt by writing the "running" status over
 // the version it read (If-Match / If-None-Match). A delivery that loses while the winner is
@@ -666,7 +677,7 @@ func (x *executor) claimFinalizer(ctx context.Context, env *envelope.Envelope, m
 	for try := 0; try < 10; try++ {
 		if cur != nil && cur.Replay == env.Replay && cur.Attempt == env.Attempt && cur.State == storage.StateRunning &&
 			now.Sub(cur.StartedAt) < timeout+time.Minute {
-			if err := x.enqueue(ctx, queue, env, min(timeout, MaxDelay)); err != nil {
+			if err := x.enqueue(ctx, queue, env, min(timeout, finalizerRecheck)); err != nil {
 				return "", err
 			}
 			return "finalizer is running in another delivery; this duplicate checks back later", nil

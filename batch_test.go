@@ -151,6 +151,29 @@ func TestBatchChildrenTwiceFinalizerOnce(t *testing.T) {
 	}
 }
 
+// Children of the last shard ending together (one group-committed shard write) finish the
+// batch once: one finalizer message, so nothing is left on the queue when it has run.
+func TestBatchChildrenEndingTogetherEnqueueOneFinalizer(t *testing.T) {
+	t.Parallel()
+	k := &batchKinds{}
+	fe := newFeatEnv(t, k.registry(), nil)
+	ctx := context.Background()
+	params, want := squares(64)
+	bi, err := fe.client.StartBatch(ctx, BatchParams{Children: params, Finalizer: &EnqueueParams{Args: sumArgs{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fe.runUntil(60*time.Second, "the finalizer", func() bool { return fe.ended(bi.FinalizerJobID) })
+	if r := fe.finalResult(bi.BatchID); r.Sum != want || k.finalRuns.Load() != 1 {
+		t.Fatalf("finalizer result %+v after %d runs", r, k.finalRuns.Load())
+	}
+	// runUntil has waited for every delivery to finish and delete its message; a second
+	// finalizer message would still be there (invisible, checking back later).
+	if n := fe.queueCount(fe.store.Layout.JobsQueue()); n != 0 {
+		t.Fatalf("%d messages left on the queue after the batch ended, want 0 (a duplicate finalizer message?)", n)
+	}
+}
+
 // Two copies of the finalizer's message delivered at the same instant: one runs, the
 // other finds the claim and steps aside.
 func TestBatchFinalizerDuplicateMessageRunsOnce(t *testing.T) {
