@@ -59,71 +59,41 @@ type BatchStatusResponse struct {
 	FinalizerStatusURL string `json:"finalizer_status_url,omitempty"`
 }
 
-// childFields are the fields a child request may set.
-var childFields = []string{"kind", "args", "timeout_seconds", "max_attempts", "meta"}
+// batchOwned is why a child may not set the job request fields a batch decides.
+const batchOwned = "belongs to the batch, not to one of its jobs (job fields: args, kind, max_attempts, meta, timeout_seconds)"
 
 // parseBatch decodes the body field by field, so that every problem names its field
 // ("children[3].kind"). Unknown fields are refused.
 func parseBatch(body []byte) (*BatchRequest, []FieldProblem) {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(body, &raw); err != nil {
-		return nil, []FieldProblem{{Problem: "body is not a JSON object: " + err.Error()}}
-	}
 	req := &BatchRequest{}
-	var errs []FieldProblem
-	add := func(f, p string) { errs = append(errs, FieldProblem{Field: f, Problem: p}) }
-	for _, name := range sortedKeys(raw) {
-		v := raw[name]
-		if string(v) == "null" {
-			continue
+	children := func(v json.RawMessage) []FieldProblem {
+		var items []json.RawMessage
+		if err := json.Unmarshal(v, &items); err != nil {
+			return []FieldProblem{{Field: "children", Problem: `expected an array of jobs {"kind": …, "args": …}`}}
 		}
-		var target any
-		switch name {
-		case "batch_id":
-			target = &req.BatchID
-		case "priority":
-			target = &req.Priority
-		case "queue":
-			target = &req.Queue
-		case "failure_policy":
-			target = &req.FailurePolicy
-		case "allowed_failures":
-			target = &req.AllowedFailures
-		case "meta":
-			target = &req.Meta
-		case "children":
-			var items []json.RawMessage
-			if err := json.Unmarshal(v, &items); err != nil {
-				add("children", "expected an array of jobs {\"kind\": …, \"args\": …}")
-				continue
-			}
-			req.Children = make([]ChildRequest, len(items))
-			for i, item := range items {
-				errs = append(errs, parseChild(fmt.Sprintf("children[%d]", i), item, &req.Children[i])...)
-			}
-			continue
-		case "finalizer":
-			req.Finalizer = &ChildRequest{}
-			errs = append(errs, parseChild("finalizer", v, req.Finalizer)...)
-			continue
-		default:
-			add(name, "unknown field (fields: batch_id, children, finalizer, priority, queue, failure_policy, allowed_failures, meta)")
-			continue
+		req.Children = make([]ChildRequest, len(items))
+		var errs []FieldProblem
+		for i, item := range items {
+			errs = append(errs, parseChild(fmt.Sprintf("children[%d]", i), item, &req.Children[i])...)
 		}
-		if err := json.Unmarshal(v, target); err != nil {
-			add(name, describe(err, v))
-		}
+		return errs
 	}
-	if _, ok := raw["children"]; !ok {
+	finalizer := func(v json.RawMessage) []FieldProblem {
+		req.Finalizer = &ChildRequest{}
+		return parseChild("finalizer", v, req.Finalizer)
+	}
+	present, errs := decodeObject("", body, `{"children": […], "finalizer": …}`, fields{
+		"batch_id": &req.BatchID, "children": children, "finalizer": finalizer, "priority": &req.Priority,
+		"queue": &req.Queue, "failure_policy": &req.FailurePolicy, "allowed_failures": &req.AllowedFailures, "meta": &req.Meta,
+	}, nil)
+	if present == nil {
+		return nil, errs
+	}
+	add := func(f, p string) { errs = append(errs, FieldProblem{Field: f, Problem: p}) }
+	if !present["children"] {
 		add("children", "is required (an empty array starts a batch that is done at once)")
 	}
-	if req.Priority != "" {
-		if req.Queue != "" {
-			add("priority", "give queue or priority, not both")
-		} else if _, err := nightshift.ParsePriority(req.Priority); err != nil {
-			add("priority", fmt.Sprintf("%q is not high, normal or low", req.Priority))
-		}
-	}
+	errs = append(errs, checkQueueChoice(req.Priority, req.Queue)...)
 	switch nightshift.FailurePolicy(req.FailurePolicy) {
 	case "", nightshift.FinalizeAlways, nightshift.FailBatch:
 	default:
@@ -137,46 +107,22 @@ func parseBatch(body []byte) (*BatchRequest, []FieldProblem) {
 
 // parseChild decodes one child object; field names in problems start with path.
 func parseChild(path string, v json.RawMessage, c *ChildRequest) []FieldProblem {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(v, &raw); err != nil {
-		return []FieldProblem{{Field: path, Problem: "expected an object {\"kind\": …, \"args\": …}"}}
+	present, errs := decodeObject(path, v, `{"kind": …, "args": …}`, fields{
+		"kind": &c.Kind, "args": &c.Args, "timeout_seconds": &c.TimeoutSeconds, "max_attempts": &c.MaxAttempts, "meta": &c.Meta,
+	}, map[string]string{
+		"job_id": batchOwned, "queue": batchOwned, "priority": batchOwned, "run_at": batchOwned,
+		"run_in_seconds": batchOwned, "dedupe_key": batchOwned, "callback": batchOwned,
+	})
+	if present == nil {
+		return errs
 	}
-	var errs []FieldProblem
 	add := func(f, p string) { errs = append(errs, FieldProblem{Field: path + "." + f, Problem: p}) }
-	for _, name := range sortedKeys(raw) {
-		fv := raw[name]
-		if string(fv) == "null" {
-			continue
-		}
-		var target any
-		switch name {
-		case "kind":
-			target = &c.Kind
-		case "args":
-			c.Args = fv
-			continue
-		case "timeout_seconds":
-			target = &c.TimeoutSeconds
-		case "max_attempts":
-			target = &c.MaxAttempts
-		case "meta":
-			target = &c.Meta
-		case "job_id", "queue", "priority", "run_at", "run_in_seconds", "dedupe_key", "callback":
-			add(name, "belongs to the batch, not to one of its jobs (job fields: "+strings.Join(childFields, ", ")+")")
-			continue
-		default:
-			add(name, "unknown field (job fields: "+strings.Join(childFields, ", ")+")")
-			continue
-		}
-		if err := json.Unmarshal(fv, target); err != nil {
-			add(name, describe(err, fv))
-		}
-	}
-	if c.Kind == "" {
+	switch {
+	case c.Kind == "":
 		add("kind", "is required")
-	} else if p := envelope.ValidKind(c.Kind); p != "" {
-		add("kind", p)
-	} else if strings.HasPrefix(c.Kind, ReservedKindPrefix) {
+	case envelope.ValidKind(c.Kind) != "":
+		add("kind", envelope.ValidKind(c.Kind))
+	case strings.HasPrefix(c.Kind, ReservedKindPrefix):
 		add("kind", fmt.Sprintf("%q is reserved for nightshift's internal jobs", c.Kind))
 	}
 	if c.TimeoutSeconds < 0 {
@@ -186,15 +132,6 @@ func parseChild(path string, v json.RawMessage, c *ChildRequest) []FieldProblem 
 		add("max_attempts", "must be 1 or more")
 	}
 	return errs
-}
-
-func sortedKeys(m map[string]json.RawMessage) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 func (c *ChildRequest) params() nightshift.EnqueueParams {

@@ -343,84 +343,25 @@ type EnqueueResponse struct {
 // parseEnqueue decodes the body field by field, so that every problem names its field.
 // Unknown fields are refused.
 func parseEnqueue(body []byte) (*EnqueueRequest, []FieldProblem) {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(body, &raw); err != nil {
-		return nil, []FieldProblem{{Field: "", Problem: "body is not a JSON object: " + err.Error()}}
-	}
 	var req EnqueueRequest
-	var errs []FieldProblem
-	add := func(f, p string) { errs = append(errs, FieldProblem{Field: f, Problem: p}) }
-	for _, name := range sortedKeys(raw) {
-		v := raw[name]
-		if string(v) == "null" {
-			continue
-		}
-		var target any
-		switch name {
-		case "kind":
-			target = &req.Kind
-		case "args":
-			req.Args = v
-			continue
-		case "job_id":
-			target = &req.JobID
-		case "queue":
-			target = &req.Queue
-		case "priority":
-			target = &req.Priority
-		case "run_at":
-			target = &req.RunAt
-		case "run_in_seconds":
-			target = &req.RunInSeconds
-		case "timeout_seconds":
-			target = &req.TimeoutSeconds
-		case "max_attempts":
-			target = &req.MaxAttempts
-		case "dedupe_key":
-			target = &req.DedupeKey
-		case "callback":
-			var cb map[string]json.RawMessage
-			if err := json.Unmarshal(v, &cb); err != nil {
-				add("callback", "expected an object {\"url\": …} or {\"queue\": …}")
-				continue
-			}
-			req.Callback = &envelope.Callback{}
-			for k, cv := range cb {
-				var dst *string
-				switch k {
-				case "url":
-					dst = &req.Callback.URL
-				case "queue":
-					dst = &req.Callback.Queue
-				default:
-					add("callback."+k, "unknown field (callback fields: url, queue)")
-					continue
-				}
-				if err := json.Unmarshal(cv, dst); err != nil {
-					add("callback."+k, "expected a string")
-				}
-			}
-			continue
-		case "meta":
-			target = &req.Meta
-		default:
-			add(name, "unknown field (fields: kind, args, job_id, queue, priority, run_at, run_in_seconds, timeout_seconds, max_attempts, dedupe_key, callback, meta)")
-			continue
-		}
-		if err := json.Unmarshal(v, target); err != nil {
-			add(name, describe(err, v))
-		}
+	callback := func(v json.RawMessage) []FieldProblem {
+		req.Callback = &envelope.Callback{}
+		_, errs := decodeObject("callback", v, `{"url": …} or {"queue": …}`, fields{"url": &req.Callback.URL, "queue": &req.Callback.Queue}, nil)
+		return errs
 	}
-	if _, ok := raw["kind"]; !ok {
+	present, errs := decodeObject("", body, `{"kind": …, "args": …}`, fields{
+		"kind": &req.Kind, "args": &req.Args, "job_id": &req.JobID, "queue": &req.Queue, "priority": &req.Priority,
+		"run_at": &req.RunAt, "run_in_seconds": &req.RunInSeconds, "timeout_seconds": &req.TimeoutSeconds,
+		"max_attempts": &req.MaxAttempts, "dedupe_key": &req.DedupeKey, "callback": callback, "meta": &req.Meta,
+	}, nil)
+	if present == nil {
+		return nil, errs
+	}
+	add := func(f, p string) { errs = append(errs, FieldProblem{Field: f, Problem: p}) }
+	if !present["kind"] {
 		add("kind", "is required")
 	}
-	if req.Priority != "" {
-		if req.Queue != "" {
-			add("priority", "give queue or priority, not both")
-		} else if _, err := nightshift.ParsePriority(req.Priority); err != nil {
-			add("priority", fmt.Sprintf("%q is not high, normal or low", req.Priority))
-		}
-	}
+	errs = append(errs, checkQueueChoice(req.Priority, req.Queue)...)
 	if req.RunInSeconds < 0 {
 		add("run_in_seconds", "must be 0 or more")
 	}

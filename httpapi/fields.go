@@ -1,0 +1,86 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/nightshift-jobs/nightshift"
+)
+
+// fields maps the names of a request object's fields to where they decode: a pointer
+// (json.Unmarshal), or a func(json.RawMessage) []FieldProblem for a field that needs more.
+type fields map[string]any
+
+// decodeObject decodes a JSON object field by field, so that every problem names its
+// field, prefixed with path ("children[3].kind"). Fields named in refused are refused with
+// their reason; other unknown fields are refused too, listing the known ones. null values
+// are skipped. It returns the names present and the problems.
+func decodeObject(path string, v json.RawMessage, want string, fs fields, refused map[string]string) (map[string]bool, []FieldProblem) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(v, &raw); err != nil || raw == nil {
+		p := "expected an object " + want
+		if path == "" {
+			p = "body is not a JSON object " + want
+			if err != nil {
+				p += ": " + err.Error()
+			}
+		}
+		return nil, []FieldProblem{{Field: path, Problem: p}}
+	}
+	var errs []FieldProblem
+	present := map[string]bool{}
+	for _, name := range sortedKeys(raw) {
+		fv := raw[name]
+		present[name] = true
+		if string(fv) == "null" {
+			continue
+		}
+		switch target := fs[name].(type) {
+		case nil:
+			p, ok := refused[name]
+			if !ok {
+				p = "unknown field (fields: " + strings.Join(sortedKeys(fs), ", ") + ")"
+			}
+			errs = append(errs, FieldProblem{Field: fieldPath(path, name), Problem: p})
+		case func(json.RawMessage) []FieldProblem:
+			errs = append(errs, target(fv)...)
+		default:
+			if err := json.Unmarshal(fv, target); err != nil {
+				errs = append(errs, FieldProblem{Field: fieldPath(path, name), Problem: describe(err, fv)})
+			}
+		}
+	}
+	return present, errs
+}
+
+func fieldPath(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// checkQueueChoice checks the priority field against the queue field of a request.
+func checkQueueChoice(priority, queue string) []FieldProblem {
+	if priority == "" {
+		return nil
+	}
+	if queue != "" {
+		return []FieldProblem{{Field: "priority", Problem: "give queue or priority, not both"}}
+	}
+	if _, err := nightshift.ParsePriority(priority); err != nil {
+		return []FieldProblem{{Field: "priority", Problem: fmt.Sprintf("%q is not high, normal or low", priority)}}
+	}
+	return nil
+}
