@@ -144,20 +144,9 @@ func (c *ChildRequest) params() nightshift.EnqueueParams {
 // finalizer (fan-in). Posting the same batch_id again resumes an interrupted start and
 // enqueues nothing twice.
 func (a *API) StartBatch(ctx context.Context, inv *nightshift.Invocation) (*hostproto.InvokeResponse, error) {
-	r, err := decodeRequest(inv)
-	if err != nil {
-		return nil, err
-	}
-	if p := checkMethod(r, http.MethodPost); p != nil {
-		return a.fail(r, p), nil
-	}
-	if p := checkJSON(r); p != nil {
-		return a.fail(r, p), nil
-	}
-	body := r.BodyBytes()
-	if len(body) > MaxBatchRequestBytes {
-		return a.fail(r, problem(http.StatusRequestEntityTooLarge, "too-large", "Request too large",
-			fmt.Sprintf("the body is %d bytes; at most %d (start larger fan-outs from Go: Client.StartBatch, or a job calling StartBatch)", len(body), MaxBatchRequestBytes))), nil
+	r, body, fail, err := a.postRequest(inv, MaxBatchRequestBytes, "start larger fan-outs from Go: Client.StartBatch, or a job calling StartBatch")
+	if fail != nil || err != nil {
+		return fail, err
 	}
 	req, errs := parseBatch(body)
 	if len(errs) == 0 && a.opts.Kinds != nil {

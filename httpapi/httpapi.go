@@ -300,16 +300,30 @@ func checkMethod(r *Request, want string) *Problem {
 	return nil
 }
 
-// checkJSON refuses a body declared as anything but JSON.
-func checkJSON(r *Request) *Problem {
+// postRequest is the common start of the POST endpoints with a JSON body: decode the
+// invocation, check the method and content type, and bound the body (hint says what to do
+// instead of sending more than limit bytes). A non-nil fail is the problem answer to send
+// as it is; a non-nil err fails the invocation.
+func (a *API) postRequest(inv *nightshift.Invocation, limit int, hint string) (r *Request, body []byte, fail *hostproto.InvokeResponse, err error) {
+	if r, err = decodeRequest(inv); err != nil {
+		return nil, nil, nil, err
+	}
+	if p := checkMethod(r, http.MethodPost); p != nil {
+		return r, nil, a.fail(r, p), nil
+	}
 	if ct := r.Header("Content-Type"); ct != "" {
 		mt, _, _ := mime.ParseMediaType(ct)
 		if mt != "application/json" && !strings.HasSuffix(mt, "+json") {
-			return problem(http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type",
-				fmt.Sprintf("the body must be application/json, not %s", ct))
+			return r, nil, a.fail(r, problem(http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type",
+				fmt.Sprintf("the body must be application/json, not %s", ct))), nil
 		}
 	}
-	return nil
+	body = r.BodyBytes()
+	if len(body) > limit {
+		return r, nil, a.fail(r, problem(http.StatusRequestEntityTooLarge, "too-large", "Request too large",
+			fmt.Sprintf("the body is %d bytes; at most %d (%s)", len(body), limit, hint))), nil
+	}
+	return r, body, nil, nil
 }
 
 // EnqueueRequest is the body of POST /api/jobs.
@@ -397,20 +411,10 @@ func describe(err error, v json.RawMessage) string {
 
 // Enqueue serves POST /api/jobs.
 func (a *API) Enqueue(ctx context.Context, inv *nightshift.Invocation) (*hostproto.InvokeResponse, error) {
-	r, err := decodeRequest(inv)
-	if err != nil {
-		return nil, err
-	}
-	if p := checkMethod(r, http.MethodPost); p != nil {
-		return a.fail(r, p), nil
-	}
-	if p := checkJSON(r); p != nil {
-		return a.fail(r, p), nil
-	}
-	body := r.BodyBytes()
-	if len(body) > MaxRequestBytes {
-		return a.fail(r, problem(http.StatusRequestEntityTooLarge, "too-large", "Request too large",
-			fmt.Sprintf("the body is %d bytes; at most %d (a job message holds at most %d bytes — put large inputs in Blob storage and pass a reference)", len(body), MaxRequestBytes, envelope.MaxMessageBytes))), nil
+	r, body, fail, err := a.postRequest(inv, MaxRequestBytes,
+		fmt.Sprintf("a job message holds at most %d bytes — put large inputs in Blob storage and pass a reference", envelope.MaxMessageBytes))
+	if fail != nil || err != nil {
+		return fail, err
 	}
 	if len(strings.TrimSpace(string(body))) == 0 {
 		return a.fail(r, problem(http.StatusBadRequest, "invalid-request", "Invalid job request", "the body is empty; expected {\"kind\": …, \"args\": …}",
