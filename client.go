@@ -616,10 +616,8 @@ func (c *Client) Cancel(ctx context.Context, jobID string) (*storage.Status, err
 			ended = cur
 			return nil
 		}
-		// The cancelled status names the attempt that is running or runs next: a
-		// cancellation of attempt 0 (queued) or of a failed attempt n (retrying) would
-		// otherwise be superseded by the "running" status of the attempt already picked
-		// up (storage.Status.Supersedes orders by attempt first), and the job would go on.
+		// The cancelled status names the attempt that is running or runs next; being
+		// terminal, no later status of this life supersedes it (storage.Status.Supersedes).
 		next := &storage.Status{JobID: jobID, State: storage.StateCancelled, Attempt: 1, FinishedAt: c.opts.Now().UTC()}
 		if cur != nil {
 			keep := *cur
