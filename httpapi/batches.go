@@ -188,9 +188,11 @@ func (a *API) StartBatch(ctx context.Context, inv *nightshift.Invocation) (*host
 	if err != nil {
 		var fe *envelope.FieldError
 		var se *envelope.SizeError
+		// The messages say which child ("child 3: …") and what is wrong.
 		switch {
-		case errors.As(err, &fe), errors.As(err, &se), errors.Is(err, nightshift.ErrPayloadTooLarge):
-			// The message says which child ("child 3: …") and what is wrong.
+		case errors.As(err, &se), errors.Is(err, nightshift.ErrPayloadTooLarge):
+			return a.fail(r, problem(http.StatusRequestEntityTooLarge, "too-large", "Job too large", err.Error())), nil
+		case errors.As(err, &fe):
 			return a.fail(r, problem(http.StatusBadRequest, "invalid-request", "Invalid batch request", err.Error())), nil
 		}
 		a.opts.Logger.Error("batch start failed", "batch_id", req.BatchID, "error", err.Error())
