@@ -393,7 +393,7 @@ func TestCancel(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("blocking job did not start")
 	}
-	waitFor(t, 10*time.Second, func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the job to end", func() bool {
 		st, err := f.client.Status(ctx, r.JobID)
 		return err == nil && st.State == storage.StateRunning
 	})
@@ -448,20 +448,9 @@ func TestCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, f.state(t, s.JobID))
+	testenv.WaitFor(t, 20*time.Second, "the job to end", f.state(t, s.JobID))
 	if _, err := f.client.Cancel(ctx, s.JobID); !errors.Is(err, nightshift.ErrTerminal) || !strings.Contains(err.Error(), "already succeeded") {
 		t.Fatalf("cancel of a succeeded job: %v", err)
-	}
-}
-
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", timeout)
-		}
-		time.Sleep(30 * time.Millisecond)
 	}
 }
 

@@ -32,7 +32,7 @@ var fastQueues = regexp.MustCompile(`"maxPollingInterval": "[^"]*"|"visibilityTi
 func newE2EApp(t *testing.T, withTick string) *e2eApp {
 	t.Helper()
 	cs := testenv.ConnectionString(t)
-	bin := buildBinary(t, "./funchost/internal/e2ehandler", "e2ehandler")
+	bin := testenv.BuildBinary(t, "./funchost/internal/e2ehandler")
 	prefix := testenv.Prefix(t)
 	dir := t.TempDir()
 	ctx := context.Background()
@@ -148,7 +148,7 @@ func TestE2E_FailingJobRetriedThenDeadLettered(t *testing.T) {
 	}
 	// RunDeadLetter writes the record when the poisoned envelope arrives on jobs-poison.
 	var dl *storage.DeadLetter
-	waitFor(t, 30*time.Second, "the dead-letter record", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "the dead-letter record", func() bool {
 		var err error
 		dl, err = a.client.DeadLetter(context.Background(), id)
 		return err == nil
@@ -169,7 +169,7 @@ func TestE2E_GarbageMessageDeadLettered(t *testing.T) {
 	_, err := a.clients.Queue.NewQueueClient(a.clients.Layout.JobsQueue()).EnqueueMessage(context.Background(), garbage, nil)
 	must(t, err)
 	var found *storage.DeadLetter
-	waitFor(t, 60*time.Second, "a dead-letter record for the garbage message", func() bool {
+	testenv.WaitFor(t, 60*time.Second, "a dead-letter record for the garbage message", func() bool {
 		dls, err := a.client.DeadLetters(context.Background())
 		if err != nil {
 			return false
@@ -197,7 +197,7 @@ func TestE2E_HandlerKilledMidBatchLosesNothing(t *testing.T) {
 		ids = append(ids, a.enqueue("e2e.sleep", `{"ms":1500}`))
 	}
 	// Kill the handler (SIGKILL, the process we started) while jobs are running.
-	waitFor(t, 30*time.Second, "jobs to be running", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "jobs to be running", func() bool {
 		running := 0
 		for _, id := range ids {
 			if a.runsOf(id) > 0 {
@@ -226,7 +226,7 @@ func TestE2E_HandlerKilledMidBatchLosesNothing(t *testing.T) {
 	for e := range errs {
 		t.Error(e)
 	}
-	if !a.logs.contains("Handler process exited unexpectedly") {
+	if !a.logs.Contains("Handler process exited unexpectedly") {
 		t.Error("the kill was not noticed")
 	}
 }
@@ -262,7 +262,7 @@ func TestE2E_TimerEnqueuesOnSchedule(t *testing.T) {
 	a := newE2EApp(t, "*/2 * * * * *")
 	a.run(Options{HostID: a.prefix})
 	var jobs []*storage.Status
-	waitFor(t, 30*time.Second, "two timer-enqueued jobs to succeed", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "two timer-enqueued jobs to succeed", func() bool {
 		var err error
 		jobs, err = a.client.ListJobs(context.Background(), nightshift.JobFilter{})
 		if err != nil {

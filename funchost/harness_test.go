@@ -2,7 +2,6 @@ package funchost
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,10 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,44 +21,7 @@ import (
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
-)
-
-// buildBinary builds a main package of this module once per test process.
-func buildBinary(t testing.TB, pkg, name string) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "funchost-bin-")
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	out := filepath.Join(buildDir, name)
-	binMu.Lock()
-	defer binMu.Unlock()
-	if _, err := os.Stat(out); err == nil {
-		return out
-	}
-	cmd := exec.Command("go", "build", "-o", out, pkg)
-	cmd.Dir = testenv.RepoRoot()
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
-	}
-	return out
-}
-
-var binMu sync.Mutex
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 // testHostJSON is a fast host.json for tests; fields can be overridden per test.
 type testHostJSON struct {
@@ -121,7 +81,7 @@ type app struct {
 func newApp(t *testing.T, hostJSON string, functions map[string]string) *app {
 	t.Helper()
 	cs := testenv.ConnectionString(t)
-	bin := buildBinary(t, "./funchost/internal/testhandler", "testhandler")
+	bin := testenv.BuildBinary(t, "./funchost/internal/testhandler")
 	a := &app{t: t, dir: t.TempDir(), records: t.TempDir(), prefix: testenv.Prefix(t), logs: &logBuffer{}}
 	a.settings = map[string]string{
 		storage.SettingStorage:    cs,
@@ -273,37 +233,8 @@ func (a *app) records_(key string) []record {
 	return out
 }
 
-// waitFor polls cond until it holds or the timeout passes (then the test fails with msg).
-func waitFor(t testing.TB, timeout time.Duration, msg string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, msg)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // logBuffer collects the host's log output.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *logBuffer) contains(s string) bool { return strings.Contains(l.String(), s) }
+type logBuffer = testenv.LogBuffer
 
 // queueFn is a function.json for a queue trigger on queue q.
 func queueFn(q string, extra ...string) string {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nightshift-jobs/nightshift/internal/testenv"
 )
 
 func freeAddr(t *testing.T) string {
@@ -30,7 +32,7 @@ func TestHTTP_1_7_ForwardedAndJSONWrapped(t *testing.T) {
 	h, _, _ := a.run(Options{HTTPAddr: addr})
 	base := "http://" + addr + "/api/"
 	var resp *http.Response
-	waitFor(t, 20*time.Second, "the HTTP listener and the handler", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "the HTTP listener and the handler", func() bool {
 		var err error
 		resp, err = http.Get(base + "hello/7?x=1")
 		return err == nil

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nightshift-jobs/nightshift/internal/testenv"
 )
 
 func TestProcess_1_3_ThreeErrorsStopHost(t *testing.T) {
@@ -51,8 +53,8 @@ func TestProcess_1_3_CrashedHandlerRestartedAndMessageRetried(t *testing.T) {
 	q := a.createQueue("{{p}}-crash1")
 	a.run(Options{})
 	a.enqueue(q, `{"key":"c","do":"crash","n":2}`)
-	waitFor(t, 30*time.Second, "the retried delivery", func() bool { return len(a.records_("c")) == 2 })
-	waitFor(t, 10*time.Second, "the message to be deleted", func() bool { return approxCount(t, q) == 0 })
+	testenv.WaitFor(t, 30*time.Second, "the retried delivery", func() bool { return len(a.records_("c")) == 2 })
+	testenv.WaitFor(t, 10*time.Second, "the message to be deleted", func() bool { return approxCount(t, q) == 0 })
 	recs := a.records_("c")
 	if recs[0].PID == recs[1].PID {
 		t.Error("the second delivery ran in the crashed process")
@@ -65,7 +67,7 @@ func TestProcess_1_2_ConsoleRelay(t *testing.T) {
 	q := a.createQueue("{{p}}-console")
 	a.run(Options{})
 	a.enqueue(q, `{"key":"p","do":"print","line":"marker-line-42"}`)
-	waitFor(t, 20*time.Second, "the printed line", func() bool { return strings.Count(a.logs.String(), "marker-line-42") == 2 })
+	testenv.WaitFor(t, 20*time.Second, "the printed line", func() bool { return strings.Count(a.logs.String(), "marker-line-42") == 2 })
 	log := a.logs.String()
 	for _, want := range []string{
 		`level=INFO msg="testhandler: listening on port`,                // stdout → Information
@@ -86,12 +88,12 @@ func TestTimeout_1_10_TimedOutInvocationFailsAndHandlerRestarts(t *testing.T) {
 	q := a.createQueue("{{p}}-slow")
 	a.run(Options{})
 	a.enqueue(q, `{"key":"slow","do":"sleep","ms":20000}`)
-	waitFor(t, 20*time.Second, "the timed-out message in the poison queue", func() bool { return len(peekAll(t, a.queue("{{p}}-slow-poison"))) == 1 })
-	if !a.logs.contains("A function timeout has occurred. Restarting worker process executing invocationId") {
+	testenv.WaitFor(t, 20*time.Second, "the timed-out message in the poison queue", func() bool { return len(peekAll(t, a.queue("{{p}}-slow-poison"))) == 1 })
+	if !a.logs.Contains("A function timeout has occurred. Restarting worker process executing invocationId") {
 		t.Error("missing the timeout log line")
 	}
 	a.enqueue(q, `{"key":"after","do":"ok"}`)
-	waitFor(t, 20*time.Second, "the next message", func() bool { return len(a.records_("after")) == 1 })
+	testenv.WaitFor(t, 20*time.Second, "the next message", func() bool { return len(a.records_("after")) == 1 })
 	if a.records_("after")[0].PID == a.records_("slow")[0].PID {
 		t.Error("the handler was not restarted after the timeout")
 	}

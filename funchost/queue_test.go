@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
+	"github.com/nightshift-jobs/nightshift/internal/testenv"
 )
 
 func unmarshalString(t *testing.T, raw json.RawMessage) string {
@@ -35,8 +36,8 @@ func TestQueue_1_5_PayloadShape(t *testing.T) {
 	msg := `{"key":"shape","do":"ok","id":"custom-id","qty":2,"price":1.5,"flag":true,"when":"2024-05-01T10:00:00Z",` +
 		`"customer":{"name":"Ann"},"tags":["x"],"nothing":null,"myTrigger":"dropped","html":"<a&b>"}`
 	realID := a.enqueue(q, msg)
-	waitFor(t, 20*time.Second, "the invocation", func() bool { return len(a.records_("shape")) == 1 })
-	waitFor(t, 10*time.Second, "the message to be deleted", func() bool { return approxCount(t, q) == 0 })
+	testenv.WaitFor(t, 20*time.Second, "the invocation", func() bool { return len(a.records_("shape")) == 1 })
+	testenv.WaitFor(t, 10*time.Second, "the message to be deleted", func() bool { return approxCount(t, q) == 0 })
 	rec := a.records_("shape")[0]
 
 	// §1.4: POST /{FunctionName} with the host's headers.
@@ -132,7 +133,7 @@ func TestQueue_1_5_BinaryDataTypeSingleBase64(t *testing.T) {
 	a.run(Options{})
 	msg := `{"key":"bin","do":"ok","extra":"x"}`
 	a.enqueue(q, msg)
-	waitFor(t, 20*time.Second, "the invocation", func() bool { return len(a.records_("bin")) == 1 })
+	testenv.WaitFor(t, 20*time.Second, "the invocation", func() bool { return len(a.records_("bin")) == 1 })
 	var body struct {
 		Data     map[string]json.RawMessage
 		Metadata map[string]json.RawMessage
@@ -154,11 +155,11 @@ func TestQueue_2_3_FifthFailurePoisons(t *testing.T) {
 	msg := `{"key":"five","do":"fail"}`
 	a.enqueue(q, msg)
 	poison := a.queue("{{p}}-work-poison")
-	waitFor(t, 30*time.Second, "the poison message", func() bool { return len(peekAll(t, poison)) == 1 })
+	testenv.WaitFor(t, 30*time.Second, "the poison message", func() bool { return len(peekAll(t, poison)) == 1 })
 	if got := peekAll(t, poison)[0]; got != msg {
 		t.Errorf("poison body %q, want the original %q", got, msg)
 	}
-	waitFor(t, 10*time.Second, "the original to be deleted", func() bool { return approxCount(t, q) == 0 })
+	testenv.WaitFor(t, 10*time.Second, "the original to be deleted", func() bool { return approxCount(t, q) == 0 })
 	recs := a.records_("five")
 	if len(recs) != 5 {
 		t.Fatalf("handler ran %d times, want 5", len(recs))
@@ -170,7 +171,7 @@ func TestQueue_2_3_FifthFailurePoisons(t *testing.T) {
 			t.Errorf("attempt %d had DequeueCount %s", i+1, dc)
 		}
 	}
-	if !a.logs.contains("Message has reached MaxDequeueCount of 5. Moving message to queue '" + a.prefix + "-work-poison'.") {
+	if !a.logs.Contains("Message has reached MaxDequeueCount of 5. Moving message to queue '" + a.prefix + "-work-poison'.") {
 		t.Error("missing the host's poison warning")
 	}
 }
@@ -181,8 +182,8 @@ func TestQueue_2_3_FailureRetriedUntilSuccess(t *testing.T) {
 	q := a.createQueue("{{p}}-retry")
 	a.run(Options{})
 	a.enqueue(q, `{"key":"retry","do":"failuntil","n":3}`)
-	waitFor(t, 30*time.Second, "three attempts", func() bool { return len(a.records_("retry")) == 3 })
-	waitFor(t, 10*time.Second, "the message to be deleted", func() bool { return approxCount(t, q) == 0 })
+	testenv.WaitFor(t, 30*time.Second, "three attempts", func() bool { return len(a.records_("retry")) == 3 })
+	testenv.WaitFor(t, 10*time.Second, "the message to be deleted", func() bool { return approxCount(t, q) == 0 })
 	if n := approxCount(t, a.queue("{{p}}-retry-poison")); n > 0 {
 		t.Errorf("poison queue has %d messages", n)
 	}
@@ -208,8 +209,8 @@ func TestQueue_2_3_DequeueCountSixPoisonedWithoutInvocation(t *testing.T) {
 	}
 	a.run(Options{})
 	poison := a.queue("{{p}}-six-poison")
-	waitFor(t, 20*time.Second, "the poison message", func() bool { return len(peekAll(t, poison)) == 1 })
-	waitFor(t, 10*time.Second, "the original to be deleted", func() bool { return approxCount(t, q) == 0 })
+	testenv.WaitFor(t, 20*time.Second, "the poison message", func() bool { return len(peekAll(t, poison)) == 1 })
+	testenv.WaitFor(t, 10*time.Second, "the original to be deleted", func() bool { return approxCount(t, q) == 0 })
 	if n := len(a.records_("six")); n != 0 {
 		t.Errorf("handler was invoked %d times for a message with DequeueCount 6", n)
 	}
@@ -223,8 +224,8 @@ func TestQueue_2_4_NoPoisonQueueForPoisonQueue(t *testing.T) {
 	a.enqueue(q, `{"key":"pp","do":"fail"}`)
 	// Without a poison queue a failed message is left alone and comes back when its
 	// receive visibility expires; once DequeueCount > max it is skipped, never moved.
-	waitFor(t, 30*time.Second, "two attempts", func() bool { return len(a.records_("pp")) == 2 })
-	waitFor(t, 30*time.Second, "the third delivery to be skipped", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "two attempts", func() bool { return len(a.records_("pp")) == 2 })
+	testenv.WaitFor(t, 30*time.Second, "the third delivery to be skipped", func() bool {
 		resp, err := q.PeekMessage(context.Background(), nil)
 		return err == nil && len(resp.Messages) == 1 && *resp.Messages[0].DequeueCount >= 3
 	})
@@ -246,12 +247,12 @@ func TestQueue_2_6_InvalidBase64ToPoisonUntouched(t *testing.T) {
 	good := `{"key":"good","do":"ok"}`
 	a.enqueue(q, base64.StdEncoding.EncodeToString([]byte(good)))
 	poison := a.queue("{{p}}-b64-poison")
-	waitFor(t, 20*time.Second, "the poison message", func() bool { return len(peekAll(t, poison)) == 1 })
+	testenv.WaitFor(t, 20*time.Second, "the poison message", func() bool { return len(peekAll(t, poison)) == 1 })
 	if got := peekAll(t, poison)[0]; got != raw {
 		t.Errorf("poison body %q, want the raw text %q", got, raw)
 	}
-	waitFor(t, 20*time.Second, "the good message", func() bool { return len(a.records_("good")) == 1 })
-	waitFor(t, 10*time.Second, "both originals deleted", func() bool { return approxCount(t, q) == 0 })
+	testenv.WaitFor(t, 20*time.Second, "the good message", func() bool { return len(a.records_("good")) == 1 })
+	testenv.WaitFor(t, 10*time.Second, "both originals deleted", func() bool { return approxCount(t, q) == 0 })
 	if n := len(a.records_("raw")); n != 0 {
 		t.Errorf("handler invoked %d times for undecodable base64", n)
 	}
@@ -260,7 +261,7 @@ func TestQueue_2_6_InvalidBase64ToPoisonUntouched(t *testing.T) {
 	if got := unmarshalString(t, body.Data["msg"]); got != string(marshalJSON(good)) {
 		t.Errorf("base64 message not decoded: %s", got)
 	}
-	if !a.logs.contains("Message decoding has failed! Check MessageEncoding settings.") {
+	if !a.logs.Contains("Message decoding has failed! Check MessageEncoding settings.") {
 		t.Error("missing the decoding warning")
 	}
 }
@@ -273,7 +274,7 @@ func TestQueue_2_3_VisibilityRenewedWhileRunning(t *testing.T) {
 	// message would reappear and be delivered a second time while the first run is going.
 	a.run(Options{ReceiveVisibility: 2 * time.Second})
 	a.enqueue(q, `{"key":"renew","do":"sleep","ms":3500}`)
-	waitFor(t, 30*time.Second, "the message to be deleted", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "the message to be deleted", func() bool {
 		return len(a.records_("renew")) >= 1 && approxCount(t, q) == 0
 	})
 	if n := len(a.records_("renew")); n != 1 {
@@ -289,7 +290,7 @@ func TestQueue_2_2_BatchSizeAndNewBatchThreshold(t *testing.T) {
 		a.enqueue(q, `{"key":"batch","do":"sleep","ms":400}`)
 	}
 	a.run(Options{})
-	waitFor(t, 30*time.Second, "all messages", func() bool { return len(a.records_("batch")) == 12 && approxCount(t, q) == 0 })
+	testenv.WaitFor(t, 30*time.Second, "all messages", func() bool { return len(a.records_("batch")) == 12 && approxCount(t, q) == 0 })
 	var most int64
 	for _, r := range a.records_("batch") {
 		most = max(most, r.Concurrent)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nightshift-jobs/nightshift/internal/testenv"
 )
 
 // responseCase enqueues one message whose command makes the handler answer badly, with
@@ -20,14 +22,14 @@ func responseFails(t *testing.T, do, wantLog string) *app {
 	msg := `{"key":"r","do":"` + do + `"}`
 	a.enqueue(q, msg)
 	poison := a.queue("{{p}}-resp-poison")
-	waitFor(t, 20*time.Second, "the failed message in the poison queue", func() bool { return len(peekAll(t, poison)) == 1 })
+	testenv.WaitFor(t, 20*time.Second, "the failed message in the poison queue", func() bool { return len(peekAll(t, poison)) == 1 })
 	if n := len(a.records_("r")); n != 1 {
 		t.Errorf("handler invoked %d times, want 1", n)
 	}
-	if !a.logs.contains(wantLog) {
+	if !a.logs.Contains(wantLog) {
 		t.Errorf("log lacks %q", wantLog)
 	}
-	if !a.logs.contains("(Failed, Id=") {
+	if !a.logs.Contains("(Failed, Id=") {
 		t.Error("no failed end-of-invocation line")
 	}
 	return a
@@ -36,7 +38,7 @@ func responseFails(t *testing.T, do, wantLog string) *app {
 func TestResponse_1_8_Non2xxFailsAndLogsIgnored(t *testing.T) {
 	t.Parallel()
 	a := responseFails(t, "fail", "Response status code does not indicate success: 500")
-	if a.logs.contains("this log must be ignored") {
+	if a.logs.Contains("this log must be ignored") {
 		t.Error("Logs of a non-2xx response were logged")
 	}
 }
@@ -67,9 +69,9 @@ func TestResponse_1_8_LogsOn2xx(t *testing.T) {
 	q := a.createQueue("{{p}}-logs")
 	a.run(Options{})
 	a.enqueue(q, `{"key":"l","do":"ok","logs":["first user log","second user log"]}`)
-	waitFor(t, 20*time.Second, "the logs", func() bool { return a.logs.contains("second user log") })
-	waitFor(t, 10*time.Second, "the message to be deleted", func() bool { return approxCount(t, q) == 0 })
-	if !a.logs.contains("first user log") || !a.logs.contains("(Succeeded, Id=") || !a.logs.contains("Executing 'Functions.Work' (Reason='New queue message detected on") {
+	testenv.WaitFor(t, 20*time.Second, "the logs", func() bool { return a.logs.Contains("second user log") })
+	testenv.WaitFor(t, 10*time.Second, "the message to be deleted", func() bool { return approxCount(t, q) == 0 })
+	if !a.logs.Contains("first user log") || !a.logs.Contains("(Succeeded, Id=") || !a.logs.Contains("Executing 'Functions.Work' (Reason='New queue message detected on") {
 		t.Errorf("log:\n%s", a.logs.String())
 	}
 }
@@ -91,7 +93,7 @@ func TestBlob_1_9_OutputConversionsAndWrite(t *testing.T) {
 	a.run(Options{})
 	a.enqueue(q, `{"key":"k1","do":"ok","outputs":{"b64":"aGVsbG8=","word":"test","hello":"Hello World","num":42,`+
 		`"obj":{ "a" : [1, 2] },"bin":"aGVsbG8=","lower":"not written: names are case-sensitive","unknown":"ignored"},"returnValue":"cmV0"}`)
-	waitFor(t, 20*time.Second, "the message to be deleted", func() bool { return approxCount(t, q) == 0 && len(a.records_("k1")) == 1 })
+	testenv.WaitFor(t, 20*time.Second, "the message to be deleted", func() bool { return approxCount(t, q) == 0 && len(a.records_("k1")) == 1 })
 	cc := a.clients.Blob.ServiceClient().NewContainerClient(a.prefix + "-out")
 	get := func(name string) ([]byte, map[string]*string) {
 		t.Helper()
@@ -161,8 +163,8 @@ func TestBlob_5_UnresolvableExpressionFails(t *testing.T) {
 	q := a.createQueue("{{p}}-unres")
 	a.run(Options{})
 	a.enqueue(q, `{"key":"u","do":"ok","outputs":{"out":"eA=="}}`)
-	waitFor(t, 20*time.Second, "the poison message", func() bool { return len(peekAll(t, a.queue("{{p}}-unres-poison"))) == 1 })
-	if !a.logs.contains("Unable to resolve binding parameter 'missing'") {
+	testenv.WaitFor(t, 20*time.Second, "the poison message", func() bool { return len(peekAll(t, a.queue("{{p}}-unres-poison"))) == 1 })
+	if !a.logs.Contains("Unable to resolve binding parameter 'missing'") {
 		t.Error("missing the host's error")
 	}
 }

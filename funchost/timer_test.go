@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -60,9 +61,9 @@ func TestTimer_3_4_PastDueFiresOnce(t *testing.T) {
 	// Missed 2021 … 2026: still exactly one catch-up.
 	a.putHostBlob(statusBlob, `{"Last":"2020-01-01T00:00:00+00:00","Next":"2021-01-01T00:00:00+00:00","LastUpdated":"2020-01-01T00:00:00+00:00"}`)
 	a.run(Options{HostID: hostID})
-	waitFor(t, 20*time.Second, "the past-due invocation", func() bool { return len(a.records_("Yearly")) == 1 })
+	testenv.WaitFor(t, 20*time.Second, "the past-due invocation", func() bool { return len(a.records_("Yearly")) == 1 })
 	want := time.Date(time.Now().UTC().Year()+1, 1, 1, 0, 0, 0, 0, time.UTC).Format("2006-01-02T15:04:05+00:00")
-	waitFor(t, 10*time.Second, "the status update", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the status update", func() bool {
 		s, _ := a.hostBlobText(statusBlob)
 		return strings.Contains(s, `"Next":"`+want+`"`)
 	})
@@ -88,7 +89,7 @@ func TestTimer_3_4_FirstStartWritesStatusAndWaits(t *testing.T) {
 	a := newApp(t, testHostJSON{}.render(), map[string]string{"Yearly": timerFn("0 0 0 1 1 *", false, true)})
 	a.run(Options{HostID: a.prefix})
 	var s string
-	waitFor(t, 20*time.Second, "the initial status blob", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "the initial status blob", func() bool {
 		var ok bool
 		s, ok = a.hostBlobText(TimerStatusBlob(a.prefix, "Yearly"))
 		return ok
@@ -105,7 +106,7 @@ func TestTimer_1_6_RunOnStartupMonitorOff(t *testing.T) {
 	t.Parallel()
 	a := newApp(t, testHostJSON{}.render(), map[string]string{"Boot": timerFn("0 0 0 1 1 *", true, false)})
 	a.run(Options{HostID: a.prefix})
-	waitFor(t, 20*time.Second, "the start-up invocation", func() bool { return len(a.records_("Boot")) == 1 })
+	testenv.WaitFor(t, 20*time.Second, "the start-up invocation", func() bool { return len(a.records_("Boot")) == 1 })
 	var raw struct{ Data map[string]json.RawMessage }
 	must(t, json.Unmarshal(a.records_("Boot")[0].Body, &raw))
 	if got := string(raw.Data["myTimer"]); got != `{"Schedule":{"AdjustForDST":true},"ScheduleStatus":null,"IsPastDue":false}` {
@@ -122,7 +123,7 @@ func TestTimer_3_6_NoOverlappingRuns(t *testing.T) {
 	a.settings["TESTHANDLER_DEFAULT"] = "sleep"
 	a.settings["TESTHANDLER_SLEEP_MS"] = "1500"
 	a.run(Options{HostID: a.prefix})
-	waitFor(t, 30*time.Second, "three runs", func() bool { return len(a.records_("Tick")) >= 3 })
+	testenv.WaitFor(t, 30*time.Second, "three runs", func() bool { return len(a.records_("Tick")) >= 3 })
 	for i, r := range a.records_("Tick") {
 		if r.Concurrent != 1 {
 			t.Errorf("run %d overlapped another (%d in flight)", i, r.Concurrent)
@@ -150,7 +151,7 @@ func TestTimer_3_5_TwoHostsShareOneTimer(t *testing.T) {
 	for _, tag := range []string{"A", "B"} {
 		_, cancels[tag], dones[tag] = a.run(hostOpts(tag))
 	}
-	waitFor(t, 30*time.Second, "four runs", func() bool { return len(a.records_("Tick")) >= 4 })
+	testenv.WaitFor(t, 30*time.Second, "four runs", func() bool { return len(a.records_("Tick")) >= 4 })
 	recs := a.records_("Tick")
 	owner := recs[0].Tag
 	for _, r := range recs {
@@ -162,7 +163,7 @@ func TestTimer_3_5_TwoHostsShareOneTimer(t *testing.T) {
 	other := map[string]string{"A": "B", "B": "A"}[owner]
 	cancels[owner]()
 	<-dones[owner]
-	waitFor(t, 30*time.Second, "the other host to take over", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "the other host to take over", func() bool {
 		for _, r := range a.records_("Tick") {
 			if r.Tag == other {
 				return true
@@ -180,7 +181,7 @@ func TestTimer_3_2_EvaluatedInTimeZone(t *testing.T) {
 	}
 	a := newApp(t, testHostJSON{}.render(), map[string]string{"Yearly": timerFn("0 0 0 1 1 *", true, true)})
 	a.run(Options{HostID: a.prefix, TimeZone: ny})
-	waitFor(t, 20*time.Second, "the start-up invocation", func() bool { return len(a.records_("Yearly")) == 1 })
+	testenv.WaitFor(t, 20*time.Second, "the start-up invocation", func() bool { return len(a.records_("Yearly")) == 1 })
 	var body timerBody
 	must(t, json.Unmarshal(a.records_("Yearly")[0].Body, &body))
 	want := time.Date(time.Now().In(ny).Year()+1, 1, 1, 0, 0, 0, 0, ny).Format("2006-01-02T15:04:05-07:00")

@@ -1,7 +1,6 @@
 package httpapi_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -28,23 +26,7 @@ import (
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
-// syncBuffer collects the local host's log for failure reports.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 var fastPolling = regexp.MustCompile(`"maxPollingInterval": "[^"]*"`)
 
@@ -59,12 +41,7 @@ func TestE2EThroughLocalHost(t *testing.T) {
 	cs := testenv.ConnectionString(t)
 	ctx := context.Background()
 	dir := t.TempDir()
-	bin := filepath.Join(t.TempDir(), "handler")
-	build := exec.Command("go", "build", "-o", bin, "./handler")
-	build.Dir = testenv.RepoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./handler: %v\n%s", err, out)
-	}
+	bin := testenv.BuildBinary(t, "./handler")
 	prefix := testenv.Prefix(t)
 	if err := appfolder.Assemble(ctx, dir, appfolder.Options{RepoRoot: testenv.RepoRoot(), HandlerBinary: bin, NamePrefix: prefix}); err != nil {
 		t.Fatal(err)
@@ -135,7 +112,7 @@ func TestE2EThroughLocalHost(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	host, err := funchost.New(dir, funchost.Options{
 		Settings: settings, Getenv: func(string) string { return "" }, HTTPAddr: addr,
 		Logger: slog.New(slog.NewTextHandler(logs, nil)), DrainTimeout: 5 * time.Second,

@@ -1,13 +1,11 @@
 package schedule_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -28,40 +26,11 @@ import (
 // Functions host (funchost) against Azurite: timer triggers, singleton leases, past-due
 // catch-ups and queue triggers as the real host does them.
 
-var (
-	buildOnce sync.Once
-	buildBin  string
-	buildErr  error
-)
-
 func handlerBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "schedtest-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		buildBin = filepath.Join(dir, "handler")
-		cmd := exec.Command("go", "build", "-o", buildBin, "./schedule/internal/testhandler")
-		cmd.Dir = testenv.RepoRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return buildBin
+	return testenv.BuildBinary(t, "./schedule/internal/testhandler")
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if buildBin != "" {
-		os.RemoveAll(filepath.Dir(buildBin))
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 const testHostJSON = `{
   "version": "2.0",
@@ -70,15 +39,6 @@ const testHostJSON = `{
   "extensions": {"queues": {"messageEncoding": "none", "batchSize": 16, "newBatchThreshold": 8,
     "maxPollingInterval": "00:00:00.300", "visibilityTimeout": "00:00:01", "maxDequeueCount": 5}}
 }`
-
-// logBuf collects host logs.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
-func (l *logBuf) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 // app is an app folder with the test handler, the RunJob/RunDeadLetter queue functions
 // on a fresh prefix and the generated timer functions of the chosen declarations.
@@ -90,14 +50,14 @@ type app struct {
 	settings map[string]string
 	store    *storage.Clients
 	client   *nightshift.Client
-	logs     *logBuf
+	logs     *testenv.LogBuffer
 }
 
 func newApp(t *testing.T, names []string, sweep string, settings map[string]string) *app {
 	t.Helper()
 	cs := testenv.ConnectionString(t)
 	bin := handlerBinary(t)
-	a := &app{t: t, dir: t.TempDir(), prefix: testenv.Prefix(t), runs: t.TempDir(), logs: &logBuf{}}
+	a := &app{t: t, dir: t.TempDir(), prefix: testenv.Prefix(t), runs: t.TempDir(), logs: &testenv.LogBuffer{}}
 	a.settings = map[string]string{storage.SettingStorage: cs, storage.SettingNamePrefix: a.prefix, "E2E_DIR": a.runs}
 	for k, v := range settings {
 		a.settings[k] = v
@@ -177,17 +137,6 @@ func must(t testing.TB, err error) {
 	}
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // runsOf counts the runs of a job.
 func (a *app) runsOf(id string) int {
 	b, err := os.ReadFile(filepath.Join(a.runs, id))
@@ -233,7 +182,7 @@ func TestE2E_RecurringJobRunsOnItsSchedule(t *testing.T) {
 		"NIGHTSHIFT_SCHEDULE_TICK": "*/2 * * * * *", schedule.SettingMaintenanceSchedule: "*/5 * * * * *"})
 	a.run(a.prefix)
 	var jobs []*storage.Status
-	waitFor(t, 40*time.Second, "three Tick occurrences to succeed", func() bool {
+	testenv.WaitFor(t, 40*time.Second, "three Tick occurrences to succeed", func() bool {
 		jobs = a.occurrenceJobs("Tick")
 		return succeeded(jobs) >= 3
 	})
@@ -250,7 +199,7 @@ func TestE2E_RecurringJobRunsOnItsSchedule(t *testing.T) {
 		}
 	}
 	// The maintenance job ran as a job and wrote its report.
-	waitFor(t, 30*time.Second, "a maintenance job to succeed", func() bool { return succeeded(a.occurrenceJobs("Maintenance")) >= 1 })
+	testenv.WaitFor(t, 30*time.Second, "a maintenance job to succeed", func() bool { return succeeded(a.occurrenceJobs("Maintenance")) >= 1 })
 	dates, err := maintenance.ReportDates(context.Background(), a.store)
 	must(t, err)
 	yesterday := time.Now().UTC().AddDate(0, 0, -1).Format(maintenance.DateLayout)
@@ -288,14 +237,14 @@ func TestE2E_PastDueAfterDowntime(t *testing.T) {
 	}
 	a.run(hostID)
 	// Run once: exactly one job, for the first missed occurrence.
-	waitFor(t, 30*time.Second, "the past-due Tick job to succeed", func() bool { return succeeded(a.occurrenceJobs("Tick")) == 1 })
+	testenv.WaitFor(t, 30*time.Second, "the past-due Tick job to succeed", func() bool { return succeeded(a.occurrenceJobs("Tick")) == 1 })
 	jobs := a.occurrenceJobs("Tick")
 	want := schedtest.Declarations()[0].JobID(missed)
 	if len(jobs) != 1 || jobs[0].JobID != want || jobs[0].Meta[schedule.MetaTrigger] != schedule.TriggerPastDue {
 		t.Errorf("Tick jobs %+v, want one past-due job %s", jobs, want)
 	}
 	// Skip: the catch-up fired (the host recorded a new Last) and made no job.
-	waitFor(t, 30*time.Second, "the TickSkip catch-up to fire", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "the TickSkip catch-up to fire", func() bool {
 		resp, err := a.store.Blob.DownloadStream(ctx, storage.HostContainer, funchost.TimerStatusBlob(hostID, "RecurringTickSkip"), nil)
 		if err != nil {
 			return false
@@ -324,7 +273,7 @@ func TestE2E_TwoHostsOneRunPerOccurrence(t *testing.T) {
 	a.run(a.prefix + "a")
 	a.run(a.prefix + "b")
 	var jobs []*storage.Status
-	waitFor(t, 40*time.Second, "four Tick occurrences to succeed", func() bool {
+	testenv.WaitFor(t, 40*time.Second, "four Tick occurrences to succeed", func() bool {
 		jobs = a.occurrenceJobs("Tick")
 		return succeeded(jobs) >= 4
 	})
@@ -345,7 +294,7 @@ func TestE2E_FailedScheduledRunIsRetriedWithBackoff(t *testing.T) {
 	a := newApp(t, []string{"Flaky"}, "", map[string]string{"NIGHTSHIFT_SCHEDULE_FLAKY": "*/2 * * * * *"})
 	a.run(a.prefix)
 	var st *storage.Status
-	waitFor(t, 40*time.Second, "a Flaky occurrence to succeed", func() bool {
+	testenv.WaitFor(t, 40*time.Second, "a Flaky occurrence to succeed", func() bool {
 		for _, j := range a.occurrenceJobs("Flaky") {
 			if j.State == storage.StateSucceeded {
 				st = j
@@ -423,7 +372,7 @@ func TestE2E_RealDowntimeCatchesUpOnce(t *testing.T) {
 	// Every 2 seconds with the schedule monitor on ("0-59" is not "*", §3.3).
 	a := newApp(t, []string{"Tick"}, "", map[string]string{"NIGHTSHIFT_SCHEDULE_TICK": "*/2 0-59 * * * *"})
 	stop := a.run(a.prefix)
-	waitFor(t, 30*time.Second, "a first Tick occurrence to succeed", func() bool { return succeeded(a.occurrenceJobs("Tick")) >= 1 })
+	testenv.WaitFor(t, 30*time.Second, "a first Tick occurrence to succeed", func() bool { return succeeded(a.occurrenceJobs("Tick")) >= 1 })
 	stop()
 	down := time.Now()
 	before := map[string]bool{}
@@ -437,12 +386,12 @@ func TestE2E_RealDowntimeCatchesUpOnce(t *testing.T) {
 	// that interrupted occurrence, which the claim turns into a duplicate.
 	pastDueRE := regexp.MustCompile(`occurrence (\S+) \(past_due\) → job (\S+): (\w+)`)
 	var m []string
-	waitFor(t, 30*time.Second, "the past-due catch-up fire", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "the past-due catch-up fire", func() bool {
 		m = pastDueRE.FindStringSubmatch(a.logs.String())
 		return m != nil
 	})
 	id := m[2]
-	waitFor(t, 30*time.Second, "the catch-up occurrence's job to succeed", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "the catch-up occurrence's job to succeed", func() bool {
 		st, _, err := a.store.GetStatus(context.Background(), id)
 		return err == nil && st.State == storage.StateSucceeded
 	})

@@ -71,7 +71,7 @@ func BenchmarkFanOut(b *testing.B) {
 		a.runWith(&storage.Options{Transport: hostCT})
 		ctx := context.Background()
 		jobsQ := a.store.Queue.NewQueueClient(a.store.Layout.JobsQueue())
-		waitFor(b, time.Minute, "the handler", func() bool { return len(a.pids()) > 0 && a.handlerCalls() >= 0 })
+		testenv.WaitFor(b, time.Minute, "the handler", func() bool { return len(a.pids()) > 0 && a.handlerCalls() >= 0 })
 		time.Sleep(time.Second)
 
 		type phase struct {
@@ -82,7 +82,7 @@ func BenchmarkFanOut(b *testing.B) {
 			c0, h0, s0 := clientCT.Calls.Load(), a.handlerCalls(), hostCT.Calls.Load()
 			t0 := time.Now()
 			run()
-			waitFor(b, 30*time.Minute, "the phase's end", done)
+			testenv.WaitFor(b, 30*time.Minute, "the phase's end", done)
 			wall := time.Since(t0)
 			time.Sleep(500 * time.Millisecond) // let the handler's counter file catch up
 			return phase{wall, clientCT.Calls.Load() - c0, a.handlerCalls() - h0, hostCT.Calls.Load() - s0}

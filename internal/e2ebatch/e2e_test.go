@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,50 +24,12 @@ import (
 // 1000).
 const EnvBatchN = "E2E_BATCH_N"
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-func handlerBinary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "e2ebatch-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "e2ebatch")
-		cmd := exec.Command("go", "build", "-o", binPath, "./internal/e2ebatch")
-		cmd.Dir = testenv.RepoRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+func handlerBinary(t testing.TB) string { return testenv.BuildBinary(t, "./internal/e2ebatch") }
 
 // logBuffer collects the host's log.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
+type logBuffer = testenv.LogBuffer
 
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 // app is an app folder (the repository's host.json and job functions, the e2ebatch
 // handler) on a fresh name prefix, run by the local Functions host.
@@ -123,8 +83,7 @@ func newApp(t testing.TB, connStr string) *app {
 	a.client = nightshift.NewClient(a.store, &nightshift.ClientOptions{Concurrency: 32})
 	t.Cleanup(func() {
 		if t.Failed() {
-			s := a.logs.String()
-			t.Logf("host log (tail):\n%s", s[max(0, len(s)-8000):])
+			t.Logf("host log (tail):\n%s", a.logs.Tail(8000))
 		}
 	})
 	return a
@@ -190,18 +149,6 @@ func (a *app) status(id string) *storage.Status {
 	return st
 }
 
-// waitFor polls cond every 100 ms until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 func batchN(t testing.TB) int {
 	if v := os.Getenv(EnvBatchN); v != "" {
 		n, err := strconv.Atoi(v)
@@ -226,7 +173,7 @@ func squares(n, ms int) (params []nightshift.EnqueueParams, sum int) {
 func (a *app) checkBatch(bi *nightshift.BatchInfo, n, want int, timeout time.Duration) *nightshift.BatchStatus {
 	a.t.Helper()
 	ctx := context.Background()
-	waitFor(a.t, timeout, "the finalizer", func() bool {
+	testenv.WaitFor(a.t, timeout, "the finalizer", func() bool {
 		st := a.status(bi.FinalizerJobID)
 		return st != nil && st.State.Terminal()
 	})
@@ -314,7 +261,7 @@ func TestE2E_BatchHandlerKilled(t *testing.T) {
 	must(t, err)
 	killed := map[int]bool{}
 	for _, frac := range []float64{0.25, 0.6} {
-		waitFor(t, 3*time.Minute, fmt.Sprintf("%.0f%% of the children", frac*100), func() bool {
+		testenv.WaitFor(t, 3*time.Minute, fmt.Sprintf("%.0f%% of the children", frac*100), func() bool {
 			bs, err := a.client.Batch(ctx, bi.BatchID, nil)
 			return err == nil && float64(bs.Succeeded) >= frac*float64(n)
 		})
@@ -344,7 +291,7 @@ func TestE2E_BatchDeadChild(t *testing.T) {
 		return bi
 	}
 	always, fail := start(nightshift.FinalizeAlways), start(nightshift.FailBatch)
-	waitFor(t, 2*time.Minute, "both batches", func() bool {
+	testenv.WaitFor(t, 2*time.Minute, "both batches", func() bool {
 		st := a.status(always.FinalizerJobID)
 		b, _, err := a.store.GetBatch(ctx, fail.BatchID)
 		return st != nil && st.State.Terminal() && err == nil && b.FinalizerEnqueued
@@ -383,13 +330,13 @@ func TestE2E_PriorityHighOvertakesLowBacklog(t *testing.T) {
 		must(t, r.Err)
 	}
 	a.run()
-	waitFor(t, time.Minute, "the low backlog to start", func() bool { return len(a.runsDir()) > 0 })
+	testenv.WaitFor(t, time.Minute, "the low backlog to start", func() bool { return len(a.runsDir()) > 0 })
 	t0 := time.Now()
 	hres, err := a.client.Enqueue(ctx, SqArgs{I: 3}, &nightshift.EnqueueOptions{Queue: high})
 	must(t, err)
 	var highDone time.Duration
 	var lowLeft int
-	waitFor(t, time.Minute, "the high job", func() bool {
+	testenv.WaitFor(t, time.Minute, "the high job", func() bool {
 		st := a.status(hres.JobID)
 		if st != nil && st.State == storage.StateSucceeded {
 			highDone = time.Since(t0)
@@ -403,7 +350,7 @@ func TestE2E_PriorityHighOvertakesLowBacklog(t *testing.T) {
 	if lowLeft <= 0 || *p.ApproximateMessagesCount == 0 {
 		t.Fatalf("the low backlog had drained before the high job finished (%d left, %d queued)", lowLeft, *p.ApproximateMessagesCount)
 	}
-	waitFor(t, 5*time.Minute, "the low backlog", func() bool { return len(a.runsDir()) >= backlog })
+	testenv.WaitFor(t, 5*time.Minute, "the low backlog", func() bool { return len(a.runsDir()) >= backlog })
 	t.Logf("high job done %s after enqueue, with %d of %d low jobs not yet started; low backlog drained %s after the high enqueue",
 		highDone.Round(time.Millisecond), lowLeft, backlog, time.Since(t0).Round(time.Millisecond))
 }
