@@ -50,7 +50,7 @@ func (p *pump) deliverOnce(ctx context.Context, function, queue string) int {
 		return 0
 	}
 	for _, m := range resp.Messages {
-		body := invocationBody(p.t, m)
+		body := testenv.QueueInvocation(function, m)
 		req := httptest.NewRequest(http.MethodPost, "/"+function, bytes.NewReader(body)).WithContext(ctx)
 		req.Header.Set("Content-Type", "application/json; charset=utf-8")
 		req.Header.Set(hostproto.HeaderInvocationID, fmt.Sprintf("inv-%s-%d", *m.MessageID, *m.DequeueCount))
@@ -63,38 +63,6 @@ func (p *pump) deliverOnce(ctx context.Context, function, queue string) int {
 		}
 	}
 	return len(resp.Messages)
-}
-
-func invocationBody(t testing.TB, m *azqueue.DequeuedMessage) []byte {
-	t.Helper()
-	enc := func(v any) json.RawMessage {
-		b, _ := json.Marshal(v)
-		return b
-	}
-	twice := func(s string) json.RawMessage { return enc(string(enc(s))) }
-	iso := func(tm *time.Time) json.RawMessage {
-		if tm == nil {
-			return enc(time.Now().UTC().Format("2006-01-02T15:04:05+00:00"))
-		}
-		return enc(tm.UTC().Format("2006-01-02T15:04:05+00:00"))
-	}
-	req := map[string]map[string]json.RawMessage{
-		"Data": {"message": twice(*m.MessageText)},
-		"Metadata": {
-			"Id":              twice(*m.MessageID),
-			"DequeueCount":    enc(fmt.Sprint(*m.DequeueCount)),
-			"InsertionTime":   iso(m.InsertionTime),
-			"ExpirationTime":  iso(m.ExpirationTime),
-			"NextVisibleTime": iso(m.TimeNextVisible),
-			"PopReceipt":      twice(*m.PopReceipt),
-			"sys":             enc(map[string]string{"MethodName": "RunJob", "UtcNow": time.Now().UTC().Format(time.RFC3339Nano)}),
-		},
-	}
-	b, err := json.Marshal(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // runUntil delivers jobs and poison messages until cond holds or the timeout passes.

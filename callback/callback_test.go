@@ -1,10 +1,8 @@
 package callback_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -108,40 +106,7 @@ func newFixture(t *testing.T, opts callback.Options) *fixture {
 // deleting it after a 2xx.
 func (f *fixture) runJobs() {
 	f.t.Helper()
-	jobs := f.store.Layout.JobsQueue()
-	for range 100 {
-		if f.deliver(nightshift.FunctionRunJob, jobs)+f.deliver(nightshift.FunctionRunDeadLetter, f.store.Layout.PoisonQueue(jobs)) == 0 {
-			return
-		}
-	}
-	f.t.Fatal("queues did not drain")
-}
-
-func (f *fixture) deliver(function, queue string) int {
-	ctx := context.Background()
-	q := f.store.Queue.NewQueueClient(queue)
-	resp, err := q.DequeueMessages(ctx, &azqueue.DequeueMessagesOptions{NumberOfMessages: to.Ptr[int32](32)})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	for _, m := range resp.Messages {
-		enc := func(v any) json.RawMessage { b, _ := json.Marshal(v); return b }
-		twice := func(s string) json.RawMessage { return enc(string(enc(s))) }
-		body, _ := json.Marshal(map[string]any{
-			"Data": map[string]any{"message": twice(*m.MessageText)},
-			"Metadata": map[string]any{"Id": twice(*m.MessageID), "DequeueCount": enc(fmt.Sprint(*m.DequeueCount)),
-				"InsertionTime": enc(m.InsertionTime.UTC().Format("2006-01-02T15:04:05+00:00"))},
-		})
-		rec := httptest.NewRecorder()
-		f.h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/"+function, bytes.NewReader(body)))
-		if rec.Code != http.StatusOK {
-			f.t.Fatalf("%s: %d %s", function, rec.Code, rec.Body.String())
-		}
-		if _, err := q.DeleteMessage(ctx, *m.MessageID, *m.PopReceipt, nil); err != nil {
-			f.t.Fatal(err)
-		}
-	}
-	return len(resp.Messages)
+	testenv.Drain(f.t, f.store, f.h, f.store.Layout.JobsQueue(), nightshift.FunctionRunJob, nightshift.FunctionRunDeadLetter)
 }
 
 // receiver is a webhook endpoint that answers with the given statuses in turn (then 200)

@@ -15,9 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
-
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/hostproto"
 	"github.com/nightshift-jobs/nightshift/httpapi"
@@ -155,32 +152,9 @@ func (e *env) status(id string, query string) response {
 // runJobs plays the queue trigger: it delivers every visible job message to RunJob.
 func (e *env) runJobs() {
 	e.t.Helper()
-	ctx := context.Background()
-	q := e.store.Queue.NewQueueClient(e.store.Layout.JobsQueue())
 	for range 50 {
-		resp, err := q.DequeueMessages(ctx, &azqueue.DequeueMessagesOptions{NumberOfMessages: to.Ptr[int32](32)})
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		if len(resp.Messages) == 0 {
+		if testenv.DeliverOnce(e.t, e.store, e.h, nightshift.FunctionRunJob, e.store.Layout.JobsQueue()) == 0 {
 			return
-		}
-		for _, m := range resp.Messages {
-			enc := func(v any) json.RawMessage { b, _ := json.Marshal(v); return b }
-			twice := func(s string) json.RawMessage { return enc(string(enc(s))) }
-			body, _ := json.Marshal(map[string]any{
-				"Data": map[string]any{"message": twice(*m.MessageText)},
-				"Metadata": map[string]any{"Id": twice(*m.MessageID), "DequeueCount": enc(fmt.Sprint(*m.DequeueCount)),
-					"InsertionTime": enc(m.InsertionTime.UTC().Format("2006-01-02T15:04:05+00:00"))},
-			})
-			rec := httptest.NewRecorder()
-			e.h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/"+nightshift.FunctionRunJob, bytes.NewReader(body)))
-			if rec.Code != http.StatusOK {
-				e.t.Fatalf("RunJob: %d %s", rec.Code, rec.Body.String())
-			}
-			if _, err := q.DeleteMessage(ctx, *m.MessageID, *m.PopReceipt, nil); err != nil {
-				e.t.Fatal(err)
-			}
 		}
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -103,41 +102,7 @@ func (e *cliEnv) run(stdin string, args ...string) (string, string, int) {
 // empty (functions-host-contract.md §1.5 request shape).
 func (e *cliEnv) runJobs() {
 	e.t.Helper()
-	ctx := context.Background()
-	jobs := e.store.Layout.JobsQueue()
-	for range 100 {
-		n := e.deliver(ctx, nightshift.FunctionRunJob, jobs) + e.deliver(ctx, nightshift.FunctionRunDeadLetter, e.store.Layout.PoisonQueue(jobs))
-		if n == 0 {
-			return
-		}
-	}
-	e.t.Fatal("queues did not drain")
-}
-
-func (e *cliEnv) deliver(ctx context.Context, function, queue string) int {
-	q := e.store.Queue.NewQueueClient(queue)
-	resp, err := q.DequeueMessages(ctx, &azqueue.DequeueMessagesOptions{NumberOfMessages: to.Ptr[int32](32)})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for _, m := range resp.Messages {
-		enc := func(v any) json.RawMessage { b, _ := json.Marshal(v); return b }
-		twice := func(s string) json.RawMessage { return enc(string(enc(s))) }
-		body, _ := json.Marshal(map[string]any{
-			"Data": map[string]any{"message": twice(*m.MessageText)},
-			"Metadata": map[string]any{"Id": twice(*m.MessageID), "DequeueCount": enc(fmt.Sprint(*m.DequeueCount)),
-				"InsertionTime": enc(m.InsertionTime.UTC().Format("2006-01-02T15:04:05+00:00"))},
-		})
-		rec := httptest.NewRecorder()
-		e.h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/"+function, bytes.NewReader(body)))
-		if rec.Code != http.StatusOK {
-			e.t.Fatalf("%s: %d %s", function, rec.Code, rec.Body.String())
-		}
-		if _, err := q.DeleteMessage(ctx, *m.MessageID, *m.PopReceipt, nil); err != nil {
-			e.t.Fatal(err)
-		}
-	}
-	return len(resp.Messages)
+	testenv.Drain(e.t, e.store, e.h, e.store.Layout.JobsQueue(), nightshift.FunctionRunJob, nightshift.FunctionRunDeadLetter)
 }
 
 func TestEnqueueCommand(t *testing.T) {
