@@ -113,13 +113,7 @@ func (a *e2eApp) wait(id string, timeout time.Duration) *storage.Status {
 	return st
 }
 
-func (a *e2eApp) runsOf(id string) int {
-	b, err := os.ReadFile(filepath.Join(a.runs, id))
-	if err != nil {
-		return 0
-	}
-	return strings.Count(string(b), "\n")
-}
+func (a *e2eApp) runsOf(id string) int { return testenv.Runs(a.runs, id) }
 
 func TestE2E_JobSucceedsWithResult(t *testing.T) {
 	t.Parallel()

@@ -138,13 +138,7 @@ func must(t testing.TB, err error) {
 }
 
 // runsOf counts the runs of a job.
-func (a *app) runsOf(id string) int {
-	b, err := os.ReadFile(filepath.Join(a.runs, id))
-	if err != nil {
-		return 0
-	}
-	return strings.Count(string(b), "\n")
-}
+func (a *app) runsOf(id string) int { return testenv.Runs(a.runs, id) }
 
 // occurrenceJobs returns the statuses of a declaration's occurrence jobs.
 func (a *app) occurrenceJobs(name string) []*storage.Status {

@@ -121,13 +121,7 @@ func (a *app) runWith(so *storage.Options) {
 	})
 }
 
-func (a *app) runsOf(id string) int {
-	b, err := os.ReadFile(filepath.Join(a.runs, "runs", id))
-	if err != nil {
-		return 0
-	}
-	return strings.Count(string(b), "\n")
-}
+func (a *app) runsOf(id string) int { return testenv.Runs(filepath.Join(a.runs, "runs"), id) }
 
 func (a *app) pids() []int {
 	entries, _ := os.ReadDir(a.runs)

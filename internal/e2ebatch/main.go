@@ -24,6 +24,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
 	"github.com/nightshift-jobs/nightshift"
+	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -64,16 +65,9 @@ type CountArgs struct{}
 func (CountArgs) Kind() string { return "e2e.count" }
 
 func mark(id string) {
-	dir := os.Getenv("E2E_DIR")
-	if dir == "" {
-		return
+	if dir := os.Getenv(testenv.EnvRunsDir); dir != "" {
+		testenv.RecordRun(filepath.Join(dir, "runs"), id)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, "runs", id), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		panic(err)
-	}
-	fmt.Fprintf(f, "%d\n", os.Getpid())
-	f.Close()
 }
 
 func main() {

@@ -13,13 +13,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/hostproto"
+	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -45,18 +45,7 @@ type SleepArgs struct {
 // Kind implements nightshift.JobArgs.
 func (SleepArgs) Kind() string { return "e2e.sleep" }
 
-func mark(id string) {
-	dir := os.Getenv("E2E_DIR")
-	if dir == "" {
-		return
-	}
-	f, err := os.OpenFile(filepath.Join(dir, id), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		panic(err)
-	}
-	fmt.Fprintf(f, "%d\n", os.Getpid())
-	f.Close()
-}
+func mark(id string) { testenv.RecordRun(os.Getenv(testenv.EnvRunsDir), id) }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)

@@ -11,11 +11,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/nightshift-jobs/nightshift"
+	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/schedule"
 	"github.com/nightshift-jobs/nightshift/schedule/internal/schedtest"
 )
@@ -23,18 +23,7 @@ import (
 // envLookahead names the variable holding the sweeper look-ahead (test only).
 const envLookahead = "SCHEDTEST_LOOKAHEAD"
 
-func mark(id string) {
-	dir := os.Getenv("E2E_DIR")
-	if dir == "" {
-		return
-	}
-	f, err := os.OpenFile(filepath.Join(dir, id), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		panic(err)
-	}
-	fmt.Fprintf(f, "%d %s\n", os.Getpid(), time.Now().UTC().Format(time.RFC3339Nano))
-	f.Close()
-}
+func mark(id string) { testenv.RecordRun(os.Getenv(testenv.EnvRunsDir), id) }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
