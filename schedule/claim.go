@@ -2,16 +2,13 @@ package schedule
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 
 	"github.com/nightshift-jobs/nightshift"
@@ -53,11 +50,11 @@ func (r *runner) enqueueOnce(ctx context.Context, d Recurring, occ time.Time, id
 	cont := r.store.Layout.ScheduleContainer()
 	name := ClaimBlob(d.Name, occ)
 	c := claim{JobID: id, Occurrence: occ.UTC(), Trigger: trigger, State: "claimed", At: r.now().UTC(), InvocationID: invID}
-	etag, err := r.putClaim(ctx, cont, name, c, "")
+	etag, err := r.store.PutJSON(ctx, cont, name, c, "")
 	if storage.IsConflict(err) {
 		cur, curTag, gerr := r.getClaim(ctx, cont, name)
 		switch {
-		case storage.IsNotFound(gerr):
+		case errors.Is(gerr, storage.ErrNotFound):
 			return "duplicate", nil // the other fire gave up and removed it; its host will fire again
 		case gerr != nil:
 			return "", gerr
@@ -66,7 +63,7 @@ func (r *runner) enqueueOnce(ctx context.Context, d Recurring, occ time.Time, id
 		case r.now().Sub(cur.At) < claimTimeout:
 			return "duplicate", nil // another fire is enqueueing it right now
 		}
-		etag, err = r.putClaim(ctx, cont, name, c, curTag)
+		etag, err = r.store.PutJSON(ctx, cont, name, c, curTag)
 		if storage.IsConflict(err) {
 			return "duplicate", nil
 		}
@@ -94,57 +91,17 @@ func (r *runner) enqueueOnce(ctx context.Context, d Recurring, occ time.Time, id
 		return "", err
 	}
 	c.State = "enqueued"
-	if _, err := r.putClaim(ctx, cont, name, c, etag); err != nil {
+	if _, err := r.store.PutJSON(ctx, cont, name, c, etag); err != nil {
 		r.log.Warn("occurrence enqueued but its claim could not be marked", "job_id", id, "error", err.Error())
 	}
 	return outcome, nil
 }
 
-// putClaim writes a claim: create-only with etag "", else only over that version.
-func (r *runner) putClaim(ctx context.Context, cont, name string, c claim, etag azcore.ETag) (azcore.ETag, error) {
-	data, err := json.Marshal(c)
-	if err != nil {
-		return "", err
-	}
-	mac := &blob.ModifiedAccessConditions{}
-	if etag == "" {
-		mac.IfNoneMatch = to.Ptr(azcore.ETagAny)
-	} else {
-		mac.IfMatch = to.Ptr(etag)
-	}
-	resp, err := r.store.Blob.UploadBuffer(ctx, cont, name, data, &azblob.UploadBufferOptions{
-		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: to.Ptr("application/json")},
-		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: mac},
-	})
-	if err != nil {
-		if storage.IsConflict(err) {
-			return "", err
-		}
-		return "", fmt.Errorf("write claim %s/%s: %w", cont, name, err)
-	}
-	if resp.ETag == nil {
-		return "", nil
-	}
-	return *resp.ETag, nil
-}
-
 func (r *runner) getClaim(ctx context.Context, cont, name string) (*claim, azcore.ETag, error) {
-	resp, err := r.store.Blob.DownloadStream(ctx, cont, name, nil)
-	if err != nil {
-		return nil, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, "", err
-	}
 	var c claim
-	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, "", fmt.Errorf("claim %s/%s is not valid JSON: %w", cont, name, err)
-	}
-	var etag azcore.ETag
-	if resp.ETag != nil {
-		etag = *resp.ETag
+	etag, err := r.store.GetJSON(ctx, cont, name, &c)
+	if err != nil {
+		return nil, "", err
 	}
 	return &c, etag, nil
 }

@@ -225,7 +225,7 @@ func TestStaleClaimIsTakenOver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.putClaim(context.Background(), f.store.Layout.ScheduleContainer(), ClaimBlob("Tick", occ),
+	if _, err := r.store.PutJSON(context.Background(), f.store.Layout.ScheduleContainer(), ClaimBlob("Tick", occ),
 		claim{JobID: tick.JobID(occ), Occurrence: occ, State: "claimed", At: f.clock()}, ""); err != nil {
 		t.Fatal(err)
 	}

@@ -163,7 +163,7 @@ type BatchManifest struct {
 // GetBatch reads a batch record and its ETag (ErrNotFound wrapped when there is none).
 func (c *Clients) GetBatch(ctx context.Context, batchID string) (*Batch, ETag, error) {
 	var b Batch
-	etag, err := c.getJSON(ctx, c.Layout.BatchesContainer(), BatchBlob(batchID), &b)
+	etag, err := c.GetJSON(ctx, c.Layout.BatchesContainer(), BatchBlob(batchID), &b)
 	if err != nil {
 		return nil, "", fmt.Errorf("batch %s: %w", batchID, err)
 	}
@@ -173,7 +173,7 @@ func (c *Clients) GetBatch(ctx context.Context, batchID string) (*Batch, ETag, e
 // PutBatch writes a batch record conditionally (etag "" = only if none exists).
 func (c *Clients) PutBatch(ctx context.Context, b *Batch, etag ETag) (ETag, error) {
 	b.UpdatedAt = time.Now().UTC()
-	return c.putJSON(ctx, c.Layout.BatchesContainer(), BatchBlob(b.BatchID), b, etag)
+	return c.PutJSON(ctx, c.Layout.BatchesContainer(), BatchBlob(b.BatchID), b, etag)
 }
 
 // UpdateBatch applies change to the batch record and writes it with If-Match, re-reading
@@ -218,7 +218,7 @@ func (c *Clients) UpdateBatchFrom(ctx context.Context, batchID string, hint *Bat
 // GetBatchShard reads a shard record (ErrNotFound wrapped when no child of it ended yet).
 func (c *Clients) GetBatchShard(ctx context.Context, batchID string, shard int) (*BatchShard, ETag, error) {
 	var s BatchShard
-	etag, err := c.getJSON(ctx, c.Layout.BatchesContainer(), BatchShardBlob(batchID, shard), &s)
+	etag, err := c.GetJSON(ctx, c.Layout.BatchesContainer(), BatchShardBlob(batchID, shard), &s)
 	if err != nil {
 		return nil, "", fmt.Errorf("batch %s shard %d: %w", batchID, shard, err)
 	}
@@ -284,7 +284,7 @@ func (c *Clients) MarkBatchChildren(ctx context.Context, b *Batch, ends []ChildE
 		if !changed {
 			return cur, etag, nil
 		}
-		newETag, err := c.putJSON(ctx, c.Layout.BatchesContainer(), name, cur, etag)
+		newETag, err := c.PutJSON(ctx, c.Layout.BatchesContainer(), name, cur, etag)
 		if err != nil {
 			if IsConflict(err) && try < 100 {
 				cur = nil
@@ -301,7 +301,7 @@ func (c *Clients) MarkBatchChildren(ctx context.Context, b *Batch, ends []ChildE
 
 // PutBatchManifest writes a batch's manifest once; an existing manifest is kept.
 func (c *Clients) PutBatchManifest(ctx context.Context, m *BatchManifest) error {
-	_, err := c.putJSON(ctx, c.Layout.BatchesContainer(), BatchManifestBlob(m.BatchID), m, "")
+	_, err := c.PutJSON(ctx, c.Layout.BatchesContainer(), BatchManifestBlob(m.BatchID), m, "")
 	if err != nil && !IsConflict(err) {
 		return fmt.Errorf("write manifest of batch %s: %w", m.BatchID, err)
 	}
@@ -311,7 +311,7 @@ func (c *Clients) PutBatchManifest(ctx context.Context, m *BatchManifest) error 
 // GetBatchManifest reads a batch's manifest.
 func (c *Clients) GetBatchManifest(ctx context.Context, batchID string) (*BatchManifest, error) {
 	var m BatchManifest
-	if _, err := c.getJSON(ctx, c.Layout.BatchesContainer(), BatchManifestBlob(batchID), &m); err != nil {
+	if _, err := c.GetJSON(ctx, c.Layout.BatchesContainer(), BatchManifestBlob(batchID), &m); err != nil {
 		return nil, fmt.Errorf("manifest of batch %s: %w", batchID, err)
 	}
 	return &m, nil

@@ -28,7 +28,7 @@ type ETag = azcore.ETag
 // there is none.
 func (c *Clients) GetStatus(ctx context.Context, jobID string) (*Status, ETag, error) {
 	var st Status
-	etag, err := c.getJSON(ctx, c.Layout.StatusContainer(), StatusBlob(jobID), &st)
+	etag, err := c.GetJSON(ctx, c.Layout.StatusContainer(), StatusBlob(jobID), &st)
 	if err != nil {
 		return nil, "", fmt.Errorf("status of job %s: %w", jobID, err)
 	}
@@ -42,7 +42,7 @@ func (c *Clients) PutStatus(ctx context.Context, st *Status, etag ETag) (ETag, e
 	if st.UpdatedAt.IsZero() {
 		st.UpdatedAt = time.Now().UTC()
 	}
-	return c.putJSON(ctx, c.Layout.StatusContainer(), StatusBlob(st.JobID), st, etag)
+	return c.PutJSON(ctx, c.Layout.StatusContainer(), StatusBlob(st.JobID), st, etag)
 }
 
 // UpdateStatus applies change to the job's current status (nil when there is none) and
@@ -109,7 +109,7 @@ func (c *Clients) GetResult(ctx context.Context, st *Status) (contentType string
 // GetDeadLetter reads a dead-letter record and its ETag.
 func (c *Clients) GetDeadLetter(ctx context.Context, deadID string) (*DeadLetter, ETag, error) {
 	var d DeadLetter
-	etag, err := c.getJSON(ctx, c.Layout.DeadLettersContainer(), DeadLetterBlob(deadID), &d)
+	etag, err := c.GetJSON(ctx, c.Layout.DeadLettersContainer(), DeadLetterBlob(deadID), &d)
 	if err != nil {
 		return nil, "", fmt.Errorf("dead letter %s: %w", deadID, err)
 	}
@@ -118,7 +118,7 @@ func (c *Clients) GetDeadLetter(ctx context.Context, deadID string) (*DeadLetter
 
 // PutDeadLetter writes a dead-letter record conditionally (see PutStatus for etag).
 func (c *Clients) PutDeadLetter(ctx context.Context, d *DeadLetter, etag ETag) (ETag, error) {
-	return c.putJSON(ctx, c.Layout.DeadLettersContainer(), DeadLetterBlob(d.DeadID), d, etag)
+	return c.PutJSON(ctx, c.Layout.DeadLettersContainer(), DeadLetterBlob(d.DeadID), d, etag)
 }
 
 // ListDeadLetters returns the ids of all dead-letter records, in name order.
@@ -169,7 +169,9 @@ func (c *Clients) Enqueue(ctx context.Context, queue string, text []byte, delay,
 	return *resp.Messages[0].MessageID, nil
 }
 
-func (c *Clients) getJSON(ctx context.Context, container, name string, v any) (ETag, error) {
+// GetJSON reads the JSON blob container/name into v and returns its ETag. A missing blob
+// gives an error wrapping ErrNotFound.
+func (c *Clients) GetJSON(ctx context.Context, container, name string, v any) (ETag, error) {
 	data, etag, err := c.download(ctx, container, name)
 	if err != nil {
 		return "", err
@@ -200,7 +202,10 @@ func (c *Clients) download(ctx context.Context, container, name string) ([]byte,
 	return buf.Bytes(), etag, nil
 }
 
-func (c *Clients) putJSON(ctx context.Context, container, name string, v any, etag ETag) (ETag, error) {
+// PutJSON writes v as the JSON blob container/name, conditionally: with etag "" only if
+// the blob does not exist (If-None-Match: *), else only over that version (If-Match). A
+// lost race gives an error for which IsConflict is true. It returns the new ETag.
+func (c *Clients) PutJSON(ctx context.Context, container, name string, v any, etag ETag) (ETag, error) {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return "", err

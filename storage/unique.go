@@ -30,7 +30,7 @@ func UniqueLockBlob(key string) string {
 // GetUniqueLock reads a dedupe key's lock and its ETag (ErrNotFound wrapped when free).
 func (c *Clients) GetUniqueLock(ctx context.Context, key string) (*UniqueLock, ETag, error) {
 	var l UniqueLock
-	etag, err := c.getJSON(ctx, c.Layout.UniqueContainer(), UniqueLockBlob(key), &l)
+	etag, err := c.GetJSON(ctx, c.Layout.UniqueContainer(), UniqueLockBlob(key), &l)
 	if err != nil {
 		return nil, "", fmt.Errorf("lock of dedupe key %q: %w", key, err)
 	}
@@ -40,7 +40,7 @@ func (c *Clients) GetUniqueLock(ctx context.Context, key string) (*UniqueLock, E
 // PutUniqueLock writes a dedupe key's lock: with etag "" only when the key is free (a lost
 // race gives an error for which IsConflict is true), else only over that version.
 func (c *Clients) PutUniqueLock(ctx context.Context, l *UniqueLock, etag ETag) (ETag, error) {
-	return c.putJSON(ctx, c.Layout.UniqueContainer(), UniqueLockBlob(l.Key), l, etag)
+	return c.PutJSON(ctx, c.Layout.UniqueContainer(), UniqueLockBlob(l.Key), l, etag)
 }
 
 // DeleteUniqueLock frees a dedupe key if its lock is still at etag. It reports whether it
