@@ -39,6 +39,8 @@ type executor struct {
 	ext *storage.Clients
 	// client is handed to running jobs (JobClient, StartBatch).
 	client *Client
+	// maxPayload bounds claim-checked args (HandlerOptions.MaxPayloadBytes).
+	maxPayload int64
 	// progressInterval throttles progress writes (ProgressInterval).
 	progressInterval time.Duration
 	// shapes caches batch shapes (id, total, shards) by batch id; shapeCount bounds it.
@@ -163,7 +165,7 @@ func (x *executor) runJob(ctx context.Context, d delivery) outcome {
 	args := env.Args
 	var argsErr error
 	if env.ArgsRef != nil {
-		if args, argsErr = x.loadArgs(ctx, env.ArgsRef); argsErr != nil && !IsPermanent(argsErr) {
+		if args, argsErr = x.loadArgs(ctx, env); argsErr != nil && !IsPermanent(argsErr) {
 			return infraFailure(argsErr)
 		}
 	}
@@ -673,7 +675,8 @@ func (x *executor) jobEnded(ctx context.Context, env *envelope.Envelope, state s
 	}
 	x.releaseUnique(ctx, env)
 	if env.ArgsRef != nil && state == storage.StateSucceeded {
-		if err := x.ext.DeletePayload(ctx, env.ArgsRef.Container, env.ArgsRef.Blob); err != nil {
+		// Only the job's own payload: loadArgs refused to run on any other reference.
+		if err := x.ext.DeletePayload(ctx, storage.ArgsPayloadBlob(env.JobID)); err != nil {
 			x.log.Warn("could not delete claim-checked args", "job_id", env.JobID, "error", err.Error())
 		}
 	}

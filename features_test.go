@@ -59,7 +59,7 @@ func TestClaimCheckRoundTrip(t *testing.T) {
 		t.Fatalf("message is %d bytes; the args should be in Blob", res.Bytes)
 	}
 	name := storage.ArgsPayloadBlob(res.JobID)
-	if _, err := fe.store.GetPayload(ctx, fe.store.Layout.PayloadsContainer(), name); err != nil {
+	if _, err := fe.store.GetPayload(ctx, name, 1<<30); err != nil {
 		t.Fatalf("payload blob: %v", err)
 	}
 	fe.runUntil(30*time.Second, "the job", func() bool { return fe.ended(res.JobID) })
@@ -74,7 +74,7 @@ func TestClaimCheckRoundTrip(t *testing.T) {
 	if out.Len != len(data) || out.Sha != hex.EncodeToString(sum[:]) {
 		t.Fatalf("job saw %d bytes sha %s", out.Len, out.Sha)
 	}
-	if _, err := fe.store.GetPayload(ctx, fe.store.Layout.PayloadsContainer(), name); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := fe.store.GetPayload(ctx, name, 1<<30); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("payload of a succeeded job still there: %v", err)
 	}
 }

@@ -71,6 +71,10 @@ type HandlerOptions struct {
 	// ProgressInterval is the least time between two progress writes of a job; default
 	// ProgressInterval (2 s).
 	ProgressInterval time.Duration
+	// MaxPayloadBytes bounds a job's args, inline or claim-checked (the claim check is
+	// never read past it), and the args of jobs enqueued by running jobs; default
+	// DefaultMaxPayloadBytes. Serve reads it from NIGHTSHIFT_MAX_PAYLOAD_BYTES.
+	MaxPayloadBytes int64
 }
 
 // Handler is the custom handler's HTTP server logic: GET / answers the host's readiness
@@ -105,10 +109,15 @@ func NewHandler(reg *Registry, store *storage.Clients, opts *HandlerOptions) *Ha
 	if progressInterval <= 0 {
 		progressInterval = ProgressInterval
 	}
+	maxPayload := opts.MaxPayloadBytes
+	if maxPayload <= 0 {
+		maxPayload = DefaultMaxPayloadBytes
+	}
 	h := &Handler{
 		exec: &executor{reg: reg, store: store, log: log, runningAfter: runningAfter,
 			cancelCheck: cancelCheck, onJobEnd: opts.OnJobEnd, ext: store,
-			client: NewClient(store, nil), progressInterval: progressInterval},
+			client: NewClient(store, &ClientOptions{MaxPayloadBytes: maxPayload}), progressInterval: progressInterval,
+			maxPayload: maxPayload},
 		log:   log,
 		funcs: map[string]FunctionFunc{},
 	}
@@ -256,6 +265,11 @@ func Serve(ctx context.Context, reg *Registry, opts *ServeOptions) error {
 	hopts := opts.Handler
 	if hopts.Logger == nil {
 		hopts.Logger = log
+	}
+	if hopts.MaxPayloadBytes <= 0 {
+		if hopts.MaxPayloadBytes, err = MaxPayloadBytesFromEnv(getenv); err != nil {
+			return err
+		}
 	}
 	h := NewHandler(reg, store, &hopts)
 	if opts.Setup != nil {

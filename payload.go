@@ -83,24 +83,50 @@ func claimCheck(ctx context.Context, store *storage.Clients, env *envelope.Envel
 	return nil
 }
 
-// loadArgs fetches claim-checked args and checks their size and sha256. A missing or
-// altered payload is a permanent error: retrying cannot bring it back.
-func (x *executor) loadArgs(ctx context.Context, ref *envelope.BlobRef) (json.RawMessage, error) {
-	data, err := x.ext.GetPayload(ctx, ref.Container, ref.Blob)
+// loadArgs fetches claim-checked args. The reference is confined: it must name exactly
+// the job's own payload blob in the layout's payloads container, with the size and sha256
+// of its bytes, and the size must be within the payload maximum; the download reads at
+// most that much. Anything else is a permanent error (nothing is read, nothing deleted):
+// a queue sender must not make a job read another blob. A missing or altered payload is
+// permanent too: retrying cannot bring it back.
+func (x *executor) loadArgs(ctx context.Context, env *envelope.Envelope) (json.RawMessage, error) {
+	ref := env.ArgsRef
+	if why := x.argsRefProblem(env); why != "" {
+		return nil, Permanentf("args_ref refused: %s", why)
+	}
+	data, err := x.ext.GetPayload(ctx, ref.Blob, ref.Size)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil, Permanentf("claim-checked args %s/%s are missing", ref.Container, ref.Blob)
 		}
+		if errors.Is(err, storage.ErrTooLarge) {
+			return nil, Permanentf("claim-checked args %s/%s are larger than args_ref's size %d: %v", ref.Container, ref.Blob, ref.Size, err)
+		}
 		return nil, err
 	}
-	if ref.Size > 0 && int64(len(data)) != ref.Size {
+	if int64(len(data)) != ref.Size {
 		return nil, Permanentf("claim-checked args %s/%s are %d bytes; args_ref says %d", ref.Container, ref.Blob, len(data), ref.Size)
 	}
-	if ref.SHA256 != "" {
-		sum := sha256.Sum256(data)
-		if got := hex.EncodeToString(sum[:]); !strings.EqualFold(got, ref.SHA256) {
-			return nil, Permanentf("claim-checked args %s/%s have sha256 %s; args_ref says %s", ref.Container, ref.Blob, got, ref.SHA256)
-		}
+	sum := sha256.Sum256(data)
+	if got := hex.EncodeToString(sum[:]); !strings.EqualFold(got, ref.SHA256) {
+		return nil, Permanentf("claim-checked args %s/%s have sha256 %s; args_ref says %s", ref.Container, ref.Blob, got, ref.SHA256)
 	}
 	return data, nil
+}
+
+// argsRefProblem says why a job's args_ref may not be followed ("" when it may).
+func (x *executor) argsRefProblem(env *envelope.Envelope) string {
+	ref := env.ArgsRef
+	container, name := x.ext.Layout.PayloadsContainer(), storage.ArgsPayloadBlob(env.JobID)
+	switch {
+	case ref.Container != container || ref.Blob != name:
+		return fmt.Sprintf("it must name this job's own payload, %s/%s (the claim check writes it there)", container, name)
+	case ref.Size <= 0:
+		return "it needs the size of the payload in bytes"
+	case ref.Size > x.maxPayload:
+		return fmt.Sprintf("size %d is over the maximum payload of %d bytes (setting %s)", ref.Size, x.maxPayload, SettingMaxPayloadBytes)
+	case len(ref.SHA256) != sha256.Size*2:
+		return "it needs the sha256 of the payload, as 64 hex digits"
+	}
+	return ""
 }

@@ -2,7 +2,9 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
@@ -24,14 +26,39 @@ func (c *Clients) PutPayload(ctx context.Context, name, contentType string, data
 	return nil
 }
 
-// GetPayload reads a payload blob from container (ErrNotFound wrapped when missing).
-func (c *Clients) GetPayload(ctx context.Context, container, name string) ([]byte, error) {
-	data, _, err := c.download(ctx, container, name)
-	return data, err
+// ErrTooLarge is returned (wrapped) when a blob is larger than the caller allows.
+var ErrTooLarge = errors.New("too large")
+
+// GetPayload reads a payload blob of at most limit bytes from the payloads container
+// (ErrNotFound wrapped when missing, ErrTooLarge when it holds more): the size is checked
+// before the body is read, and the read stops at limit+1 bytes.
+func (c *Clients) GetPayload(ctx context.Context, name string, limit int64) ([]byte, error) {
+	container := c.Layout.PayloadsContainer()
+	resp, err := c.Blob.DownloadStream(ctx, container, name, nil)
+	if err != nil {
+		if IsNotFound(err) {
+			return nil, fmt.Errorf("%s/%s: %w", container, name, ErrNotFound)
+		}
+		return nil, fmt.Errorf("read %s/%s: %w", container, name, err)
+	}
+	defer resp.Body.Close()
+	if resp.ContentLength != nil && *resp.ContentLength > limit {
+		return nil, fmt.Errorf("%s/%s holds %d bytes, over %d: %w", container, name, *resp.ContentLength, limit, ErrTooLarge)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s/%s: %w", container, name, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s/%s holds more than %d bytes: %w", container, name, limit, ErrTooLarge)
+	}
+	return data, nil
 }
 
-// DeletePayload removes a payload blob; a missing one is not an error.
-func (c *Clients) DeletePayload(ctx context.Context, container, name string) error {
+// DeletePayload removes a payload blob from the payloads container, by its exact name; a
+// missing one is not an error.
+func (c *Clients) DeletePayload(ctx context.Context, name string) error {
+	container := c.Layout.PayloadsContainer()
 	_, err := c.Blob.DeleteBlob(ctx, container, name, nil)
 	if err != nil && !IsNotFound(err) {
 		return fmt.Errorf("delete payload %s/%s: %w", container, name, err)
