@@ -99,7 +99,7 @@ func TestArgsRefBoundedAndHashed(t *testing.T) {
 	small := []byte(`{"A":1,"B":2}`)
 	cases := []struct {
 		id, ref, want string
-		data      []byte
+		data          []byte
 	}{
 		{"big-claims-small", fmt.Sprintf(`"size":10,"sha256":%q`, sha(big)), "larger than args_ref's size 10", big},
 		{"big-honest", fmt.Sprintf(`"size":%d,"sha256":%q`, len(big), sha(big)), "maximum", big},
