@@ -238,8 +238,8 @@ func (c *Client) buildBatch(ctx context.Context, p BatchParams, parentID string)
 			return nil, nil, err
 		}
 		queue = q
-	} else if pr := storage.ValidQueueName(queue); pr != "" {
-		return nil, nil, &envelope.FieldError{Field: "queue", Problem: fmt.Sprintf("%q %s", queue, pr)}
+	} else if pr := c.queueProblem(queue); pr != "" {
+		return nil, nil, &envelope.FieldError{Field: "queue", Problem: pr}
 	}
 	now := c.opts.Now().UTC()
 	b := &storage.Batch{

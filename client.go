@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -62,7 +63,9 @@ type ClientOptions struct {
 	// Queue is the queue jobs go to when EnqueueOptions.Queue is empty; default the
 	// layout's jobs queue ("jobs", or "<prefix>-jobs").
 	Queue string
-	// ExtraQueues are more job queues reported by QueueDepths (full names).
+	// ExtraQueues are more job queues (full names): EnqueueOptions.Queue, batches and
+	// replays may name them besides the layout's jobs, high and low queues and Queue, and
+	// QueueDepths reports them. No other queue is accepted, and never a poison queue.
 	ExtraQueues []string
 	// Concurrency bounds the storage calls EnqueueMany, ListJobs and DeadLetters make at
 	// once; default 16.
@@ -245,8 +248,8 @@ func (c *Client) build(kind string, args json.RawMessage, opts *EnqueueOptions) 
 	}
 	queue := c.opts.Queue
 	if o.Queue != "" {
-		if p := storage.ValidQueueName(o.Queue); p != "" {
-			return nil, "", 0, &envelope.FieldError{Field: "queue", Problem: fmt.Sprintf("%q %s", o.Queue, p)}
+		if p := c.queueProblem(o.Queue); p != "" {
+			return nil, "", 0, &envelope.FieldError{Field: "queue", Problem: p}
 		}
 		queue = o.Queue
 		env.Queue = o.Queue
@@ -812,6 +815,9 @@ func (c *Client) Replay(ctx context.Context, deadID string) (*EnqueueResult, err
 	if queue == "" {
 		queue = c.opts.Queue
 	}
+	if p := c.queueProblem(queue); p != "" {
+		return nil, fmt.Errorf("nightshift: replay %s: the dead letter's queue %s", deadID, p)
+	}
 	body, err := env.Encode()
 	if err != nil {
 		return nil, fmt.Errorf("nightshift: replay %s: %w", deadID, err)
@@ -904,4 +910,19 @@ func (c *Client) count(ctx context.Context, queue string) (int, bool, error) {
 		return 0, false, nil
 	}
 	return int(*resp.ApproximateMessagesCount), false, nil
+}
+
+// queueProblem says why jobs may not be put on queue ("" when they may): only the
+// layout's job queues, the client's default queue and ClientOptions.ExtraQueues are job
+// queues. The problem names the rule, not the app's queues (API callers see it).
+func (c *Client) queueProblem(queue string) string {
+	if p := storage.ValidQueueName(queue); p != "" {
+		return fmt.Sprintf("%q %s", queue, p)
+	}
+	if slices.Contains(c.store.Layout.JobQueues(), queue) || queue == c.opts.Queue || slices.Contains(c.opts.ExtraQueues, queue) {
+		if !strings.HasSuffix(queue, storage.PoisonSuffix) {
+			return ""
+		}
+	}
+	return fmt.Sprintf("%q is not one of this app's job queues (use priority, or a queue the app lists in ClientOptions.ExtraQueues; never a poison queue)", queue)
 }

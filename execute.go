@@ -103,7 +103,7 @@ func (x *executor) runJob(ctx context.Context, d delivery) outcome {
 	entry := x.reg.lookup(env.Kind)
 	if entry == nil {
 		return x.deadNow(ctx, log, d, env, storage.ReasonUnknownKind,
-			fmt.Sprintf("no worker is registered for kind %q (registered: %s)", env.Kind, strings.Join(x.reg.Kinds(), ", ")))
+			fmt.Sprintf("no worker is registered for kind %q (check the name and that this app registers it)", env.Kind))
 	}
 	maxAttempts := entry.opts.MaxAttempts
 	if env.MaxAttempts > 0 {

@@ -5,12 +5,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -138,5 +140,56 @@ func TestArgsRefBoundedAndHashed(t *testing.T) {
 	}
 	if blobExists(t, te.store, te.store.Layout.PayloadsContainer(), name) {
 		t.Fatal("the payload of a succeeded job is still there")
+	}
+}
+
+// TestClientQueuesConfined: the client puts jobs, batches and replays only on the app's
+// job queues; a dead letter whose queue was tampered with is not replayed elsewhere; an
+// unknown kind's dead detail does not list the kinds the app runs.
+func TestClientQueuesConfined(t *testing.T) {
+	t.Parallel()
+	te := newTestEnv(t)
+	ctx := context.Background()
+	l := te.store.Layout
+	client := NewClient(te.store, &ClientOptions{ExtraQueues: []string{l.Name("extra")}})
+	foreign := l.Name("foreign")
+	for _, q := range []string{l.PoisonQueue(l.JobsQueue()), foreign} {
+		_, err := client.Enqueue(ctx, addArgs{A: 1}, &EnqueueOptions{Queue: q})
+		var fe *envelope.FieldError
+		if !errors.As(err, &fe) || fe.Field != "queue" || !strings.Contains(fe.Problem, "not one of this app's job queues") {
+			t.Errorf("enqueue on %s: %v", q, err)
+		}
+		if _, err := client.StartBatch(ctx, BatchParams{Children: []EnqueueParams{{Args: addArgs{A: 1}}}, Queue: q}); err == nil || !strings.Contains(err.Error(), "not one of this app's job queues") {
+			t.Errorf("batch on %s: %v", q, err)
+		}
+	}
+	if _, err := te.store.Queue.CreateQueue(ctx, l.Name("extra"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Enqueue(ctx, addArgs{A: 1}, &EnqueueOptions{Queue: l.Name("extra")}); err != nil {
+		t.Errorf("enqueue on an extra queue: %v", err)
+	}
+	env := &envelope.Envelope{Version: envelope.Version, JobID: "tampered", Kind: "test.add", Args: json.RawMessage(`{"A":1}`), Attempt: 1}
+	if _, err := te.store.PutDeadLetter(ctx, &storage.DeadLetter{DeadID: "tampered", JobID: "tampered", Kind: "test.add", Reason: storage.ReasonAttemptsExhausted,
+		Envelope: env, Queue: foreign, DiedAt: time.Now().UTC()}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Replay(ctx, "tampered"); err == nil || !strings.Contains(err.Error(), "not one of this app's job queues") {
+		t.Errorf("replay onto a foreign queue: %v", err)
+	}
+	if _, err := te.store.Queue.NewQueueClient(foreign).GetProperties(ctx, nil); !storage.IsNotFound(err) {
+		t.Errorf("the foreign queue exists: %v", err)
+	}
+
+	te.enqueue(te.jobs(), `{"job_id":"unknown-kind","kind":"no.such.kind"}`)
+	if code, _, raw := te.deliver(FunctionRunJob, te.jobs(), 5*time.Second); code != 200 {
+		t.Fatalf("deliver: %d %s", code, raw)
+	}
+	if code, _, raw := te.deliver(FunctionRunDeadLetter, l.PoisonQueue(te.jobs()), 5*time.Second); code != 200 {
+		t.Fatalf("deliver dead letter: %d %s", code, raw)
+	}
+	st := te.status("unknown-kind")
+	if st.State != storage.StateDead || !strings.Contains(st.LastError, "no.such.kind") || strings.Contains(st.LastError, "test.add") {
+		t.Errorf("unknown kind: %s %q", st.State, st.LastError)
 	}
 }

@@ -240,6 +240,7 @@ func (a *API) BatchStatus(ctx context.Context, inv *nightshift.Invocation) (*hos
 		return a.fail(r, problem(http.StatusServiceUnavailable, "storage-unavailable", "Storage unavailable", "the batch's status could not be read; try again")), nil
 	}
 	if bs.Finalizer != nil {
+		bs.Finalizer = bs.Finalizer.WithoutStacks()
 		bs.Finalizer.Logs, bs.Finalizer.Result = nil, nil // follow finalizer_status_url for those
 	}
 	out := BatchStatusResponse{BatchStatus: bs, StatusURL: statusURL(base, id)}

@@ -431,7 +431,7 @@ func (a *API) Enqueue(ctx context.Context, inv *nightshift.Invocation) (*hostpro
 	if a.opts.Kinds != nil && envelope.ValidKind(req.Kind) == "" {
 		kinds := a.opts.Kinds()
 		if !slices.Contains(kinds, req.Kind) {
-			fp := FieldProblem{Field: "kind", Problem: fmt.Sprintf("%q is not a kind this app runs (kinds: %s)", req.Kind, strings.Join(kinds, ", "))}
+			fp := FieldProblem{Field: "kind", Problem: fmt.Sprintf("%q is not a kind this app runs (check the name and that the app registers it)", req.Kind)}
 			return a.fail(r, problem(http.StatusBadRequest, "invalid-request", "Invalid job request", fp.Field+" "+fp.Problem, fp)), nil
 		}
 	}
@@ -577,6 +577,7 @@ func (a *API) Status(ctx context.Context, inv *nightshift.Invocation) (*hostprot
 	if err != nil {
 		return a.statusError(r, id, err), nil
 	}
+	st = st.WithoutStacks()
 	if v := strings.ToLower(r.Query["logs"]); v != "true" && v != "1" {
 		st.Logs = nil
 	}
@@ -636,6 +637,7 @@ func (a *API) Cancel(ctx context.Context, inv *nightshift.Invocation) (*hostprot
 		a.opts.Logger.Error("cancel failed", "job_id", id, "error", err.Error())
 		return a.fail(r, problem(http.StatusServiceUnavailable, "storage-unavailable", "Storage unavailable", "the job could not be cancelled; try again")), nil
 	}
+	st = st.WithoutStacks()
 	st.Logs = nil
 	a.opts.Logger.Info("job cancelled over http", "job_id", id)
 	return respond(http.StatusOK, nil, StatusResponse{Status: st, StatusURL: statusURL(base, id)}, "cancelled job "+id), nil

@@ -328,7 +328,7 @@ func TestProblems(t *testing.T) {
 		{"bad time", `{"kind":"test.echo","run_at":"tomorrow"}`, 400, "invalid-request", "RFC 3339", []string{"run_at", "not an RFC 3339 time"}, ""},
 		{"bad kind", `{"kind":"has space"}`, 400, "invalid-request", "kind", []string{"kind", "must be 1–128 characters"}, ""},
 		{"internal kind", `{"kind":"nightshift.callback","args":{"job_id":"taken","event":"job.succeeded","url":"https://x"}}`, 400, "invalid-request", "reserved", []string{"kind", "internal jobs"}, ""},
-		{"unregistered kind", `{"kind":"nope"}`, 400, "invalid-request", "not a kind this app runs", []string{"kind", "test.echo"}, ""},
+		{"unregistered kind", `{"kind":"nope"}`, 400, "invalid-request", "not a kind this app runs", []string{"kind", "check the name"}, ""},
 		{"negative", `{"kind":"test.echo","run_in_seconds":-1,"timeout_seconds":-2}`, 400, "invalid-request", "run_in_seconds must be 0 or more",
 			[]string{"run_in_seconds", "0 or more", "timeout_seconds", "more than 0"}, ""},
 		{"bad job id", `{"kind":"test.echo","job_id":"a b"}`, 400, "invalid-request", "job_id", []string{"job_id", "letters, digits"}, ""},

@@ -228,3 +228,19 @@ type DeadLetter struct {
 	Replays    int       `json:"replays,omitempty"`
 	ReplayedAt time.Time `json:"replayed_at,omitzero"`
 }
+
+// WithoutStacks returns a copy of the status whose errors carry no panic stacks: the view
+// for API callers and webhook receivers (stacks hold file paths and code layout; operators
+// read them in the dead-letter record and the CLI). The receiver is not changed.
+func (s *Status) WithoutStacks() *Status {
+	c := *s
+	c.Errors = make([]envelope.AttemptError, len(s.Errors))
+	for i, e := range s.Errors {
+		e.Stack = ""
+		c.Errors[i] = e
+	}
+	if len(s.Errors) == 0 {
+		c.Errors = s.Errors
+	}
+	return &c
+}

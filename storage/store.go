@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -159,7 +160,16 @@ func (c *Clients) Enqueue(ctx context.Context, queue string, text []byte, delay,
 	if ttl > 0 {
 		opts.TimeToLive = to.Ptr(int32(ttl / time.Second))
 	}
-	resp, err := c.Queue.NewQueueClient(queue).EnqueueMessage(ctx, string(text), opts)
+	qc := c.Queue.NewQueueClient(queue)
+	resp, err := qc.EnqueueMessage(ctx, string(text), opts)
+	if err != nil && IsNotFound(err) && slices.Contains(c.Layout.Queues(), queue) {
+		// One of nightshift's own queues was deleted (or never made): make it and try
+		// again. Any other queue is never created here.
+		if _, cerr := qc.Create(ctx, nil); cerr != nil && !IsConflict(cerr) {
+			return "", fmt.Errorf("enqueue on %s: the queue is missing and could not be created: %w", queue, cerr)
+		}
+		resp, err = qc.EnqueueMessage(ctx, string(text), opts)
+	}
 	if err != nil {
 		return "", fmt.Errorf("enqueue on %s: %w", queue, err)
 	}

@@ -210,7 +210,7 @@ func printDevSummary(cfg devConfig, info *devInfo, h *funchost.Host) {
 	if info.AzuritePID != 0 {
 		fmt.Fprintf(w, "  Azurite:     pid %d, data in %s\n", info.AzuritePID, filepath.Join(filepath.Dir(info.AppDir), "azurite"))
 	}
-	fmt.Fprintf(w, "  Queue:       %s\n  Blob:        %s\n", c.Queue.URL(), c.Blob.URL())
+	fmt.Fprintf(w, "  Queue:       %s\n  Blob:        %s\n", displayURL(c.Queue.URL()), displayURL(c.Blob.URL()))
 	fmt.Fprintf(w, "  Queues:      %s\n  Containers:  %s\n", strings.Join(c.Layout.Queues(), ", "), strings.Join(c.Layout.Containers(), ", "))
 	fmt.Fprintf(w, "  App folder:  %s (host id %s)\n", info.AppDir, h.HostID())
 	var fns, https []string
@@ -335,4 +335,18 @@ func startAzurite(ctx context.Context, cfg devConfig, location string, ports azu
 			return nil, 0, errors.New("Azurite did not listen within 30 s; see " + logFile.Name())
 		}
 	}
+}
+
+// displayURL is a service URL fit to print: without its query, which holds the SAS
+// (sig=…) when the connection string has one.
+func displayURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(unprintable URL)"
+	}
+	if p.RawQuery != "" {
+		p.RawQuery = ""
+		return p.String() + " (SAS not shown)"
+	}
+	return p.String()
 }

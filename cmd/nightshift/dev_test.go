@@ -211,3 +211,26 @@ func TestDev_LoopbackPorts(t *testing.T) {
 		t.Error("a cloud endpoint counted as loopback")
 	}
 }
+
+// TestDev_SummaryHidesSAS: with a SAS connection string the service URLs carry sig=…;
+// the summary prints them without it.
+func TestDev_SummaryHidesSAS(t *testing.T) {
+	cs := "BlobEndpoint=http://127.0.0.1:1/devstoreaccount1;QueueEndpoint=http://127.0.0.1:2/devstoreaccount1;SharedAccessSignature=sv=2023-11-03&ss=bq&srt=sco&sp=rwdlacup&se=2030-01-01T00:00:00Z&sig=TOPSECRETSIG"
+	store, err := storage.FromEnv(func(k string) string {
+		if k == storage.SettingStorage {
+			return cs
+		}
+		return ""
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{store.Queue.URL(), store.Blob.URL()} {
+		if !strings.Contains(u, "TOPSECRETSIG") {
+			t.Fatalf("the client URL %q has no SAS: the test would prove nothing", u)
+		}
+		if got := displayURL(u); strings.Contains(got, "TOPSECRETSIG") || strings.Contains(got, "sig=") || !strings.HasPrefix(got, "http://127.0.0.1:") {
+			t.Errorf("displayURL(%q) = %q", u, got)
+		}
+	}
+}
