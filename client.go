@@ -800,6 +800,9 @@ func (c *Client) Replay(ctx context.Context, deadID string) (*EnqueueResult, err
 	case err != nil && !errors.Is(err, storage.ErrNotFound):
 		return nil, fmt.Errorf("nightshift: replay %s: %w", deadID, err)
 	}
+	if rec.ArgsRef != nil { // the record shows the args redacted; the originals are here
+		env.Args, env.ArgsRef = nil, rec.ArgsRef
+	}
 	env.Replay = life
 	env.Attempt = 1
 	env.Errors = nil

@@ -591,6 +591,9 @@ func (x *executor) recordDead(ctx context.Context, d delivery) outcome {
 			env.AddError(envelope.AttemptError{Attempt: max(env.Attempt, 1), At: now, Error: dl.Detail, Class: "host"})
 		}
 		dl.Errors = env.Errors
+		if err := x.redactDeadArgs(ctx, dl, env); err != nil {
+			return infraFailure(err)
+		}
 	}
 	log := x.log.With("dead_id", dl.DeadID, "kind", dl.Kind, "reason", dl.Reason, "invocation_id", d.InvocationID,
 		"dequeue_count", d.Meta.DequeueCount)

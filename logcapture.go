@@ -36,7 +36,15 @@ func (h *captureHandler) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= slog.LevelDebug
 }
 
+// Handle records a redacted copy of r (see redactAttr) in the capture and passes the
+// same copy on: sensitive values reach neither the status record nor the process log.
 func (h *captureHandler) Handle(ctx context.Context, r slog.Record) error {
+	red := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		red.AddAttrs(redactAttr(a))
+		return true
+	})
+	r = red
 	var b strings.Builder
 	b.WriteString(r.Message)
 	write := func(a slog.Attr) bool {
@@ -66,6 +74,10 @@ func (h *captureHandler) Handle(ctx context.Context, r slog.Record) error {
 }
 
 func (h *captureHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	as = append([]slog.Attr(nil), as...)
+	for i := range as {
+		as[i] = redactAttr(as[i])
+	}
 	c := *h
 	c.attrs = append(append([]slog.Attr(nil), h.attrs...), as...)
 	c.next = h.next.WithAttrs(as)

@@ -73,13 +73,48 @@ func claimCheck(ctx context.Context, store *storage.Clients, env *envelope.Envel
 	if size <= ClaimCheckThreshold {
 		return nil
 	}
-	sum := sha256.Sum256(env.Args)
-	name := storage.ArgsPayloadBlob(env.JobID)
-	if err := store.PutPayload(ctx, name, "application/json", env.Args); err != nil {
+	ref, err := putArgsPayload(ctx, store, env.JobID, env.Args)
+	if err != nil {
 		return fmt.Errorf("claim check for job %s: %w", env.JobID, err)
 	}
-	env.ArgsRef = &envelope.BlobRef{Container: store.Layout.PayloadsContainer(), Blob: name, Size: size, SHA256: hex.EncodeToString(sum[:])}
-	env.Args = nil
+	env.ArgsRef, env.Args = ref, nil
+	return nil
+}
+
+// putArgsPayload writes args to the job's own payload blob and returns the reference to
+// it (with size and sha256, as loadArgs requires).
+func putArgsPayload(ctx context.Context, store *storage.Clients, jobID string, args []byte) (*envelope.BlobRef, error) {
+	sum := sha256.Sum256(args)
+	name := storage.ArgsPayloadBlob(jobID)
+	if err := store.PutPayload(ctx, name, "application/json", args); err != nil {
+		return nil, err
+	}
+	return &envelope.BlobRef{Container: store.Layout.PayloadsContainer(), Blob: name, Size: int64(len(args)), SHA256: hex.EncodeToString(sum[:])}, nil
+}
+
+// redactDeadArgs keeps a dead job's sensitive args out of its dead-letter record: the
+// record's envelope shows them redacted, and the original args go to the job's own
+// payload blob, which the record references (ArgsRef) so that a replay runs with them.
+// Claim-checked args are in that blob already and shown nowhere.
+func (x *executor) redactDeadArgs(ctx context.Context, dl *storage.DeadLetter, env *envelope.Envelope) error {
+	e := x.reg.lookup(env.Kind)
+	if e == nil || len(e.sensitive) == 0 || len(env.Args) == 0 {
+		return nil
+	}
+	red, changed, err := redactJSON(env.Args, e.sensitive)
+	if err != nil { // args that are not JSON cannot be redacted in part: show none
+		red, changed = json.RawMessage(`"`+Redacted+`"`), true
+	}
+	if !changed {
+		return nil
+	}
+	ref, err := putArgsPayload(ctx, x.ext, env.JobID, env.Args)
+	if err != nil {
+		return fmt.Errorf("keep the sensitive args of dead job %s: %w", env.JobID, err)
+	}
+	shown := *env
+	shown.Args = red
+	dl.Envelope, dl.ArgsRef = &shown, ref
 	return nil
 }
 

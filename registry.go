@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sort"
 	"sync"
 	"time"
@@ -25,6 +26,8 @@ type kindEntry struct {
 	opts WorkerOptions
 	// run decodes the args into the kind's type and calls the worker.
 	run func(ctx context.Context, base jobBase, args json.RawMessage) (any, error)
+	// sensitive are the JSON paths of the args' sensitive fields (sensitive.go).
+	sensitive [][]string
 }
 
 // jobBase carries the type-independent fields of a Job.
@@ -69,7 +72,7 @@ func AddWorkerSafely[T JobArgs](r *Registry, w Worker[T], opts *WorkerOptions) e
 	if opts != nil {
 		o = *opts
 	}
-	e := &kindEntry{kind: kind, opts: o.withDefaults()}
+	e := &kindEntry{kind: kind, opts: o.withDefaults(), sensitive: pathsOf(reflect.TypeFor[T]())}
 	e.run = func(ctx context.Context, b jobBase, raw json.RawMessage) (any, error) {
 		var args T
 		if len(raw) > 0 && string(raw) != "null" {

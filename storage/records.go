@@ -215,6 +215,10 @@ type DeadLetter struct {
 	RawBase64 []byte `json:"raw_base64,omitempty"`
 	// Errors is every failed attempt known.
 	Errors []envelope.AttemptError `json:"errors,omitempty"`
+	// ArgsRef, when set, is the job's payload blob holding its original args: Envelope
+	// shows the args with the kind's sensitive fields redacted, and a replay runs with
+	// these.
+	ArgsRef *envelope.BlobRef `json:"args_ref,omitempty"`
 	// Queue is the queue the message died on (its poison sibling carried it here).
 	Queue string `json:"queue,omitempty"`
 
