@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -151,6 +152,9 @@ func newDeadShowCmd() *cobra.Command {
 			}
 			for _, e := range d.Errors {
 				fmt.Fprintf(w, "  attempt %d at %s [%s]: %s\n", e.Attempt, fmtTime(e.At), e.Class, firstLine(e.Error))
+				if e.Stack != "" { // operators see panic stacks here; API callers never do
+					fmt.Fprintf(w, "    %s\n", strings.ReplaceAll(strings.TrimRight(e.Stack, "\n"), "\n", "\n    "))
+				}
 			}
 			return nil
 		},

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -149,5 +150,21 @@ func TestPacer(t *testing.T) {
 	_ = slow.wait(ctx) // the first call goes at once
 	if err := slow.wait(ctx); err == nil {
 		t.Fatal("wait with a cancelled context returned nil")
+	}
+}
+
+// TestDeadShowPrintsStacks: operators see a panic's stack in `dead show` (API callers
+// never see it).
+func TestDeadShowPrintsStacks(t *testing.T) {
+	e := newCLIEnv(t)
+	stack := "goroutine 9 [running]:\nmain.work()\n\t/src/app/worker.go:17 +0x1d"
+	rec := &storage.DeadLetter{DeadID: "panicky", JobID: "panicky", Kind: "cli.flaky", Reason: storage.ReasonAttemptsExhausted, DiedAt: time.Now().UTC(),
+		Errors: []envelope.AttemptError{{Attempt: 1, At: time.Now().UTC(), Error: "panic: boom", Class: "panic", Stack: stack}}}
+	if _, err := e.store.PutDeadLetter(context.Background(), rec, ""); err != nil {
+		t.Fatal(err)
+	}
+	out, _, code := e.run("", "dead", "show", "panicky")
+	if code != 0 || !strings.Contains(out, "[panic]: panic: boom") || !strings.Contains(out, "    \t/src/app/worker.go:17") {
+		t.Fatalf("dead show: %d %q", code, out)
 	}
 }
