@@ -1149,6 +1149,55 @@ func TestParametersFile(t *testing.T) {
 	}
 }
 
+var azdVarRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(?:=([^}]*))?\}`)
+
+// azdSubstitute does what azd does to main.parameters.json before parsing it: every
+// ${NAME} or ${NAME=default} is replaced by the environment value, verbatim (no escaping).
+func azdSubstitute(raw []byte, env map[string]string) []byte {
+	return azdVarRE.ReplaceAllFunc(raw, func(ref []byte) []byte {
+		sm := azdVarRE.FindSubmatch(ref)
+		if v, ok := env[string(sm[1])]; ok {
+			return []byte(v)
+		}
+		return sm[2]
+	})
+}
+
+// TestParametersFileWebhookSecretsEscaping: azd pastes NIGHTSHIFT_WEBHOOK_SECRETS verbatim
+// into a JSON string, so the value documented in docs/deploy.md (quotes escaped as \")
+// yields a parameters file that parses and a webhookSecrets string that is the JSON object;
+// the unescaped JSON would break the file (which is why the docs escape it).
+func TestParametersFileWebhookSecretsEscaping(t *testing.T) {
+	raw := readFile(t, mainParamFile)
+	parse := func(env map[string]string) (string, error) {
+		var doc struct {
+			Parameters map[string]struct {
+				Value any `json:"value"`
+			} `json:"parameters"`
+		}
+		if err := json.Unmarshal(azdSubstitute(raw, env), &doc); err != nil {
+			return "", err
+		}
+		v, _ := doc.Parameters["webhookSecrets"].Value.(string)
+		return v, nil
+	}
+	escaped := `{\"https://hooks.example.com\": [\"new\", \"old\"]}`
+	got, err := parse(map[string]string{"NIGHTSHIFT_WEBHOOK_SECRETS": escaped})
+	if err != nil {
+		t.Fatalf("escaped value: parameters file does not parse: %v", err)
+	}
+	var secrets map[string][]string
+	if err := json.Unmarshal([]byte(got), &secrets); err != nil || len(secrets["https://hooks.example.com"]) != 2 {
+		t.Errorf("webhookSecrets = %q (%v), want the JSON object with two secrets", got, err)
+	}
+	if _, err := parse(map[string]string{"NIGHTSHIFT_WEBHOOK_SECRETS": `{"https://hooks.example.com": "s"}`}); err == nil {
+		t.Error("unescaped JSON value: the parameters file still parses; docs/deploy.md's escaping advice would be wrong")
+	}
+	if got, err := parse(nil); err != nil || got != "" {
+		t.Errorf("unset: webhookSecrets = %q, %v; want empty (the template then stores {})", got, err)
+	}
+}
+
 func checkParametersFile(m *bicepModel, raw []byte) []string {
 	var doc struct {
 		Parameters map[string]struct {
