@@ -303,29 +303,46 @@ func checkRoleAssignments(m *bicepModel, _ expectations) []string {
 	if slices.Contains(m.guidsIn(m.tree.RootNode()), roleStorageBlobDataOwner) {
 		out = append(out, "Storage Blob Data Owner ("+roleStorageBlobDataOwner+") appears in the template: it also manages ACLs and ownership; use Storage Blob Data Contributor scoped to containers")
 	}
-	toIdentity := func(guid string) []*bicepResource {
-		var rs []*bicepResource
-		for _, r := range assignments {
-			if slices.Contains(m.guidsIn(m.path(r.body, "properties", "roleDefinitionId")), guid) &&
-				m.text(m.path(r.body, "properties", "principalId")) == id+".properties.principalId" {
-				rs = append(rs, r)
-			}
+	out = append(out, checkBlobRoles(m, id)...)
+	return append(out, checkRequiredRoles(m, id)...)
+}
+
+// roleAssignmentsTo returns the role assignments of a role GUID to the identity id.
+func (m *bicepModel) roleAssignmentsTo(id, guid string) []*bicepResource {
+	var rs []*bicepResource
+	for _, r := range m.ofType(typeRoleAssignment) {
+		if slices.Contains(m.guidsIn(m.path(r.body, "properties", "roleDefinitionId")), guid) &&
+			m.text(m.path(r.body, "properties", "principalId")) == id+".properties.principalId" {
+			rs = append(rs, r)
 		}
-		return rs
 	}
+	return rs
+}
+
+// checkBlobRoles: every blob data role of the identity is scoped to a container, and Storage
+// Blob Data Contributor covers every container the template creates.
+func checkBlobRoles(m *bicepModel, id string) []string {
+	var out []string
 	for _, guid := range []string{roleStorageBlobDataOwner, roleStorageBlobDataContributor, roleStorageBlobDataReader} {
-		for _, r := range toIdentity(guid) {
+		for _, r := range m.roleAssignmentsTo(id, guid) {
 			if sc := m.scopeOf(r); sc == nil || !strings.EqualFold(sc.typ, typeContainer) {
 				out = append(out, fmt.Sprintf("%s grants a blob data role (%s) to the app on %q: scope it to a container", r.symbol, guid, m.text(m.prop(r.body, "scope"))))
 			}
 		}
 	}
-	contributor := toIdentity(roleStorageBlobDataContributor)
+	contributor := m.roleAssignmentsTo(id, roleStorageBlobDataContributor)
 	for _, c := range m.ofType(typeContainer) {
 		if !c.existing && !slices.ContainsFunc(contributor, func(r *bicepResource) bool { return m.coversEach(r, c) }) {
 			out = append(out, fmt.Sprintf("no role assignment of Storage Blob Data Contributor (%s) to %s.properties.principalId on each container of %s", roleStorageBlobDataContributor, id, c.symbol))
 		}
 	}
+	return out
+}
+
+// checkRequiredRoles: the identity's other roles, each unconditional (or conditional
+// exactly like the resource it is for), not a loop, at one of its allowed scope types.
+func checkRequiredRoles(m *bicepModel, id string) []string {
+	var out []string
 	required := []struct {
 		role, guid string
 		scopeTypes []string
@@ -339,7 +356,7 @@ func checkRoleAssignments(m *bicepModel, _ expectations) []string {
 	for _, req := range required {
 		found := false
 		var near []string
-		for _, r := range toIdentity(req.guid) {
+		for _, r := range m.roleAssignmentsTo(id, req.guid) {
 			scope := m.scopeOf(r)
 			switch {
 			case r.loop != nil:
@@ -663,13 +680,19 @@ func checkAppSettings(m *bicepModel, e expectations) []string {
 			out = append(out, fmt.Sprintf("app setting %s is %q in the template but %q in the code's Default constant", name, lit, def))
 		}
 	}
+	return append(out, checkSecretSettings(m, got)...)
+}
+
+// checkSecretSettings: no retired setting is set, and secrets reach the app only as Key
+// Vault references: no app setting carries the value of a @secure() parameter (it would be
+// readable by anyone who can read the app's configuration).
+func checkSecretSettings(m *bicepModel, got map[string]*sitter.Node) []string {
+	var out []string
 	for name, why := range retiredSettings {
 		if _, ok := got[name]; ok {
 			out = append(out, fmt.Sprintf("app setting %s is set, but it is retired: %s", name, why))
 		}
 	}
-	// Secrets reach the app only as Key Vault references: no app setting carries the value
-	// of a @secure() parameter (it would be readable by anyone who can read app settings).
 	names := make([]string, 0, len(got))
 	for name := range got {
 		names = append(names, name)

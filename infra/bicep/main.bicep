@@ -9,8 +9,9 @@
 // Storage has shared keys disabled: the host, the Go handler and the Flex deployment all use
 // one user-assigned identity, which holds blob data rights only on the containers it uses.
 // Secrets (the webhook signing secrets) and the key-encryption key live in Key Vault (RBAC
-// mode); storage, the app and the vault send their logs to the Log Analytics workspace. The queue and container names below must equal
-// storage.Layout (storage/layout.go, no NIGHTSHIFT_NAME_PREFIX); infra/policy_test.go checks it.
+// mode); storage, the app and the vault send their logs to the Log Analytics workspace.
+// The queue and container names below must equal storage.Layout (storage/layout.go, no
+// NIGHTSHIFT_NAME_PREFIX); infra/policy_test.go checks it.
 // docs/deploy.md describes deployment; the facts behind the settings are in
 // shared/reference/deploy-and-azurite.md, section A.
 targetScope = 'resourceGroup'
@@ -27,7 +28,7 @@ param environmentName string
 @description('Location of every resource; default: the resource group\'s. Flex Consumption is not offered everywhere: az functionapp list-flexconsumption-locations.')
 param location string = resourceGroup().location
 
-@description('Optional object id of a user, group or service principal that gets the same storage data roles as the app, e.g. for the nightshift CLI. Empty: no grant.')
+@description('Optional object id of a user, group or service principal for the nightshift CLI: it gets Storage Blob Data Contributor and Storage Queue Data Contributor on the account, and Key Vault Crypto User on the key-encryption key. Empty: no grant.')
 param principalId string = ''
 
 @description('Kind of principalId.')
@@ -55,7 +56,7 @@ param maximumInstanceCount int = 100
 param extraAppSettings object = {}
 
 @secure()
-@description('Webhook signing secrets as a JSON object: URL origin ("https://host[:port]") -> secret string, or array of secrets (the first signs, all are accepted). Stored as a Key Vault secret; the app setting NIGHTSHIFT_WEBHOOK_SECRETS is a Key Vault reference to it. Empty: "{}", webhook callbacks fail permanently; queue callbacks still work.')
+@description('Webhook signing secrets as a JSON object: URL origin ("https://host[:port]") -> secret string, or array of secrets (for rotation; see the webhook documentation). Stored as a Key Vault secret; the app setting NIGHTSHIFT_WEBHOOK_SECRETS is a Key Vault reference to it. Empty: "{}", webhook callbacks fail permanently; queue callbacks still work.')
 param webhookSecrets string = ''
 
 @description('Envelope encryption at rest of args, results and captured logs: creates an RSA key-encryption key in the vault, grants the app Key Vault Crypto User on it and sets NIGHTSHIFT_ENCRYPTION_KEY_URL.')
@@ -126,7 +127,7 @@ var hostContainerNames = [
   'azure-webjobs-secrets'
 ]
 
-// Operator containers csv_stats may read (read-only role on each, see csvContainerReader).
+// Operator containers csv_stats may read (read-only role on each, see appCsvContainerReader).
 var csvContainerNames = filter(map(split(csvContainers, ','), name => trim(name)), name => !empty(name))
 
 // Storage and vault firewall rules from the network parameters.
