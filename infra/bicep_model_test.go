@@ -31,6 +31,8 @@ type bicepParam struct {
 	name, typ  string
 	hasDefault bool
 	secure     bool
+	decorators string // source text of the decorators above the declaration
+	def        string // source text of the default value ("" when none)
 }
 
 // bicepResource is a `resource` declaration.
@@ -41,6 +43,7 @@ type bicepResource struct {
 	body       *sitter.Node // the resource's object
 	loop       *sitter.Node // the for_statement, nil when not a loop
 	condition  *sitter.Node // the if condition, nil when unconditional
+	existing   bool         // `existing`: a reference to a resource the template does not create
 }
 
 // syntaxProblems lists every ERROR and MISSING node of a tree with its position.
@@ -80,19 +83,23 @@ func parseBicep(t testing.TB, name string, src []byte) (*bicepModel, []string) {
 	t.Cleanup(tree.Close)
 	root := tree.RootNode()
 	m := &bicepModel{name: name, src: src, tree: tree, vars: map[string]*sitter.Node{}, outputs: map[string]*sitter.Node{}}
-	pendingSecure := false
+	pendingDecorators := ""
 	for i := uint(0); i < root.NamedChildCount(); i++ {
 		n := root.NamedChild(i)
 		switch n.Kind() {
 		case "decorators":
-			pendingSecure = strings.Contains(m.text(n), "@secure()")
+			pendingDecorators = m.text(n)
 			continue
 		case "parameter_declaration":
-			bp := bicepParam{name: m.text(n.NamedChild(0)), secure: pendingSecure}
+			bp := bicepParam{name: m.text(n.NamedChild(0)), decorators: pendingDecorators}
+			bp.secure = strings.Contains(pendingDecorators, "@secure()")
 			if ty := n.NamedChild(1); ty != nil {
 				bp.typ = m.text(ty)
 			}
 			bp.hasDefault = n.NamedChildCount() > 2
+			if bp.hasDefault {
+				bp.def = m.text(n.NamedChild(2))
+			}
 			m.params = append(m.params, bp)
 		case "variable_declaration":
 			m.vars[m.text(n.NamedChild(0))] = n.NamedChild(n.NamedChildCount() - 1)
@@ -102,7 +109,7 @@ func parseBicep(t testing.TB, name string, src []byte) (*bicepModel, []string) {
 			m.resources = append(m.resources, m.resource(n))
 		}
 		if n.Kind() != "comment" {
-			pendingSecure = false
+			pendingDecorators = ""
 		}
 	}
 	return m, syntaxProblems(src, root)
@@ -110,6 +117,11 @@ func parseBicep(t testing.TB, name string, src []byte) (*bicepModel, []string) {
 
 func (m *bicepModel) resource(n *sitter.Node) *bicepResource {
 	r := &bicepResource{symbol: m.text(n.NamedChild(0))}
+	for i := uint(0); i < n.ChildCount(); i++ {
+		if n.Child(i).Kind() == "existing" {
+			r.existing = true
+		}
+	}
 	typeRef, _ := m.literal(n.NamedChild(1))
 	r.typ, r.apiVersion, _ = strings.Cut(typeRef, "@")
 	body := n.NamedChild(2)
@@ -284,6 +296,39 @@ func (m *bicepModel) ofType(typ string) []*bicepResource {
 		}
 	}
 	return out
+}
+
+// param returns the parameter declaration of a name, nil if none.
+func (m *bicepModel) param(name string) *bicepParam {
+	for i := range m.params {
+		if m.params[i].name == name {
+			return &m.params[i]
+		}
+	}
+	return nil
+}
+
+// resolve follows an identifier naming a variable to the variable's value expression
+// (repeatedly); any other node is returned as is.
+func (m *bicepModel) resolve(n *sitter.Node) *sitter.Node {
+	for depth := 0; n != nil && n.Kind() == "identifier" && depth < 8; depth++ {
+		v, ok := m.vars[m.text(n)]
+		if !ok {
+			break
+		}
+		n = v
+	}
+	return n
+}
+
+// scopeOf returns the resource a `scope:` expression names: `sym` or, inside a loop,
+// `sym[i]` (nil when it names no resource of the template).
+func (m *bicepModel) scopeOf(r *bicepResource) *bicepResource {
+	n := m.prop(r.body, "scope")
+	if n != nil && n.Kind() == "subscript_expression" {
+		n = n.ChildByFieldName("object")
+	}
+	return m.bySymbol(m.text(n))
 }
 
 // bySymbol returns the resource with a symbolic name, nil if none.

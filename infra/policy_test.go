@@ -34,14 +34,28 @@ const (
 	mainParamFile = "bicep/main.parameters.json"
 )
 
-// Built-in role definition GUIDs (shared/reference/deploy-and-azurite.md, A.2 role table).
+// Built-in role definition GUIDs (shared/reference/deploy-and-azurite.md, A.2 role table;
+// the same in every tenant).
 const (
 	roleStorageBlobDataOwner         = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
+	roleStorageBlobDataContributor   = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+	roleStorageBlobDataReader        = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
+	roleStorageBlobDelegator         = "db58b8e5-c6ad-4a2a-8342-4190687cbf4a"
 	roleStorageQueueDataContributor  = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
 	roleMonitoringMetricsPublisher   = "3913510d-42f4-4e42-8a64-420c390055eb"
+	roleKeyVaultCryptoUser           = "12338af0-0e69-4776-bea7-57ae8d297424"
+	roleKeyVaultSecretsUser          = "4633458b-17de-408a-b874-0445c86b69e6"
 	typeStorageAccount               = "Microsoft.Storage/storageAccounts"
 	typeQueue                        = "Microsoft.Storage/storageAccounts/queueServices/queues"
 	typeContainer                    = "Microsoft.Storage/storageAccounts/blobServices/containers"
+	typeBlobService                  = "Microsoft.Storage/storageAccounts/blobServices"
+	typeQueueService                 = "Microsoft.Storage/storageAccounts/queueServices"
+	typeVault                        = "Microsoft.KeyVault/vaults"
+	typeVaultKey                     = "Microsoft.KeyVault/vaults/keys"
+	typeVaultSecret                  = "Microsoft.KeyVault/vaults/secrets"
+	typeDiagnosticSettings           = "Microsoft.Insights/diagnosticSettings"
+	typePublishingPolicy             = "Microsoft.Web/sites/basicPublishingCredentialsPolicies"
+	typePrivateEndpoint              = "Microsoft.Network/privateEndpoints"
 	typeIdentity                     = "Microsoft.ManagedIdentity/userAssignedIdentities"
 	typeRoleAssignment               = "Microsoft.Authorization/roleAssignments"
 	typeAppInsights                  = "Microsoft.Insights/components"
@@ -52,8 +66,25 @@ const (
 	settingAppInsightsConnection     = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 	settingAppInsightsAuthentication = "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"
 	settingAzureClientID             = "AZURE_CLIENT_ID"
-	settingWebhookSecret             = "NIGHTSHIFT_WEBHOOK_SECRET"
+	settingWebhookSecret             = "NIGHTSHIFT_WEBHOOK_SECRET" // retired: see retiredSettings
+	settingWebhookSecrets            = "NIGHTSHIFT_WEBHOOK_SECRETS"
+	settingEncryptionKeyURL          = "NIGHTSHIFT_ENCRYPTION_KEY_URL"
+	settingCSVContainers             = "NIGHTSHIFT_CSV_CONTAINERS"
+	settingCallbackQueues            = "NIGHTSHIFT_CALLBACK_QUEUES"
 )
+
+// functionsHostContainers are the Functions host's own blob containers with identity-based
+// AzureWebJobsStorage: azure-webjobs-hosts (host id and singleton/timer leases, timer
+// status) and azure-webjobs-secrets (function keys). The template creates them so that the
+// identity's blob role can be scoped to containers instead of the account.
+var functionsHostContainers = []string{"azure-webjobs-hosts", "azure-webjobs-secrets"}
+
+// retiredSettings must not be set by the deployment any more, whatever the Go code reads.
+// They are not required even while a Setting* constant still has the value (no staleness
+// check: the entry stays as a guard against the setting coming back).
+var retiredSettings = map[string]string{
+	settingWebhookSecret: "one app-wide plain-text webhook secret; replaced by NIGHTSHIFT_WEBHOOK_SECRETS, a Key Vault reference to per-origin secrets",
+}
 
 // flexDeprecatedSettings must not appear on a Flex Consumption app. Sources:
 // shared/reference/deploy-and-azurite.md A.1 ("Flex Consumption plan deprecations") and the
@@ -104,7 +135,9 @@ var alwaysRequiredSettings = []string{
 	settingAzureClientID,
 	settingAppInsightsConnection,
 	settingAppInsightsAuthentication,
-	settingWebhookSecret,
+	settingWebhookSecrets,
+	settingCSVContainers,
+	settingCallbackQueues,
 }
 
 // pinnedSettingValues are app settings whose value is a security decision the template must
@@ -141,7 +174,9 @@ func loadExpectations(t testing.TB) expectations {
 		if s.HasDefault {
 			e.defaults[s.Value] = s.Default
 		}
-		if _, skip := notAppSettings[s.Value]; !skip {
+		_, skip := notAppSettings[s.Value]
+		_, retired := retiredSettings[s.Value]
+		if !skip && !retired {
 			e.settings = append(e.settings, s.Value)
 		}
 	}
@@ -175,6 +210,10 @@ var policies = []policy{
 	{"no flex-deprecated settings", checkNoDeprecatedSettings},
 	{"monitoring", checkMonitoring},
 	{"outputs", checkOutputs},
+	{"key vault", checkKeyVault},
+	{"diagnostic settings", checkDiagnostics},
+	{"publishing credentials", checkPublishingCredentials},
+	{"network", checkNetwork},
 }
 
 // runPolicies runs every policy and returns "policy: violation" lines.
@@ -243,20 +282,17 @@ func (m *bicepModel) guidsIn(n *sitter.Node) []string {
 	return out
 }
 
-// checkRoleAssignments: the identity holds each required role, unconditionally, scoped to
-// the resource it is for (storage account for data roles, App Insights for metrics); no
-// role assignment at all is left at the (broader) deployment scope.
+// checkRoleAssignments: least privilege for the one identity. No role assignment is left at
+// the (broader) deployment scope; Storage Blob Data Owner appears nowhere; the identity's
+// blob data roles are scoped to containers, never to the account, and Storage Blob Data
+// Contributor covers every container the template creates; the other roles are assigned
+// unconditionally at their resource (queue data and the user delegation key on the storage
+// account, metrics on App Insights), the Key Vault roles on the vault or the key or secret
+// they are for.
 func checkRoleAssignments(m *bicepModel, _ expectations) []string {
 	id, out := theIdentity(m)
 	if id == "" {
 		return out
-	}
-	required := []struct {
-		role, guid, scopeType string
-	}{
-		{"Storage Blob Data Owner", roleStorageBlobDataOwner, typeStorageAccount},
-		{"Storage Queue Data Contributor", roleStorageQueueDataContributor, typeStorageAccount},
-		{"Monitoring Metrics Publisher", roleMonitoringMetricsPublisher, typeAppInsights},
 	}
 	assignments := m.ofType(typeRoleAssignment)
 	for _, r := range assignments {
@@ -264,22 +300,73 @@ func checkRoleAssignments(m *bicepModel, _ expectations) []string {
 			out = append(out, fmt.Sprintf("role assignment %s has no scope: it would apply to the whole resource group", r.symbol))
 		}
 	}
+	if slices.Contains(m.guidsIn(m.tree.RootNode()), roleStorageBlobDataOwner) {
+		out = append(out, "Storage Blob Data Owner ("+roleStorageBlobDataOwner+") appears in the template: it also manages ACLs and ownership; use Storage Blob Data Contributor scoped to containers")
+	}
+	out = append(out, checkBlobRoles(m, id)...)
+	return append(out, checkRequiredRoles(m, id)...)
+}
+
+// roleAssignmentsTo returns the role assignments of a role GUID to the identity id.
+func (m *bicepModel) roleAssignmentsTo(id, guid string) []*bicepResource {
+	var rs []*bicepResource
+	for _, r := range m.ofType(typeRoleAssignment) {
+		if slices.Contains(m.guidsIn(m.path(r.body, "properties", "roleDefinitionId")), guid) &&
+			m.text(m.path(r.body, "properties", "principalId")) == id+".properties.principalId" {
+			rs = append(rs, r)
+		}
+	}
+	return rs
+}
+
+// checkBlobRoles: every blob data role of the identity is scoped to a container, and Storage
+// Blob Data Contributor covers every container the template creates.
+func checkBlobRoles(m *bicepModel, id string) []string {
+	var out []string
+	for _, guid := range []string{roleStorageBlobDataOwner, roleStorageBlobDataContributor, roleStorageBlobDataReader} {
+		for _, r := range m.roleAssignmentsTo(id, guid) {
+			if sc := m.scopeOf(r); sc == nil || !strings.EqualFold(sc.typ, typeContainer) {
+				out = append(out, fmt.Sprintf("%s grants a blob data role (%s) to the app on %q: scope it to a container", r.symbol, guid, m.text(m.prop(r.body, "scope"))))
+			}
+		}
+	}
+	contributor := m.roleAssignmentsTo(id, roleStorageBlobDataContributor)
+	for _, c := range m.ofType(typeContainer) {
+		if !c.existing && !slices.ContainsFunc(contributor, func(r *bicepResource) bool { return m.coversEach(r, c) }) {
+			out = append(out, fmt.Sprintf("no role assignment of Storage Blob Data Contributor (%s) to %s.properties.principalId on each container of %s", roleStorageBlobDataContributor, id, c.symbol))
+		}
+	}
+	return out
+}
+
+// checkRequiredRoles: the identity's other roles, each unconditional (or conditional
+// exactly like the resource it is for), not a loop, at one of its allowed scope types.
+func checkRequiredRoles(m *bicepModel, id string) []string {
+	var out []string
+	required := []struct {
+		role, guid string
+		scopeTypes []string
+	}{
+		{"Storage Queue Data Contributor", roleStorageQueueDataContributor, []string{typeStorageAccount}},
+		{"Storage Blob Delegator", roleStorageBlobDelegator, []string{typeStorageAccount}},
+		{"Monitoring Metrics Publisher", roleMonitoringMetricsPublisher, []string{typeAppInsights}},
+		{"Key Vault Crypto User", roleKeyVaultCryptoUser, []string{typeVault, typeVaultKey}},
+		{"Key Vault Secrets User", roleKeyVaultSecretsUser, []string{typeVault, typeVaultSecret}},
+	}
 	for _, req := range required {
 		found := false
 		var near []string
-		for _, r := range assignments {
-			if !slices.Contains(m.guidsIn(m.path(r.body, "properties", "roleDefinitionId")), req.guid) {
-				continue
-			}
-			if m.text(m.path(r.body, "properties", "principalId")) != id+".properties.principalId" {
-				continue
-			}
-			scope := m.bySymbol(m.text(m.prop(r.body, "scope")))
+		for _, r := range m.roleAssignmentsTo(id, req.guid) {
+			scope := m.scopeOf(r)
 			switch {
-			case r.condition != nil || r.loop != nil:
-				near = append(near, r.symbol+" is conditional or a loop")
-			case scope == nil || !strings.EqualFold(scope.typ, req.scopeType):
-				near = append(near, fmt.Sprintf("%s is scoped to %q, want a %s", r.symbol, m.text(m.prop(r.body, "scope")), req.scopeType))
+			case r.loop != nil:
+				near = append(near, r.symbol+" is a loop")
+			case scope == nil || !slices.ContainsFunc(req.scopeTypes, func(t string) bool { return strings.EqualFold(scope.typ, t) }):
+				near = append(near, fmt.Sprintf("%s is scoped to %q, want a %s", r.symbol, m.text(m.prop(r.body, "scope")), strings.Join(req.scopeTypes, " or ")))
+			case r.condition != nil && (scope.condition == nil || m.text(r.condition) != m.text(scope.condition)):
+				// Conditional only together with the resource it is for (the key exists only
+				// with enableEncryption).
+				near = append(near, r.symbol+" is conditional")
 			case m.text(m.path(r.body, "properties", "principalType")) != "'ServicePrincipal'":
 				near = append(near, r.symbol+" has no principalType 'ServicePrincipal'")
 			default:
@@ -287,7 +374,7 @@ func checkRoleAssignments(m *bicepModel, _ expectations) []string {
 			}
 		}
 		if !found {
-			v := fmt.Sprintf("no role assignment of %s (%s) to %s.properties.principalId scoped to a %s", req.role, req.guid, id, req.scopeType)
+			v := fmt.Sprintf("no role assignment of %s (%s) to %s.properties.principalId scoped to a %s", req.role, req.guid, id, strings.Join(req.scopeTypes, " or "))
 			if len(near) > 0 {
 				v += " (" + strings.Join(near, "; ") + ")"
 			}
@@ -297,11 +384,39 @@ func checkRoleAssignments(m *bicepModel, _ expectations) []string {
 	return out
 }
 
-// resourceNames returns every name created by resources of a type.
+// coversEach reports whether the role assignment r applies to every instance of resource
+// target: the same single resource (scope: target), or, for a loop, a loop over the same
+// list with scope target[i] (i the assignment's index variable). Neither may be conditional.
+func (m *bicepModel) coversEach(r, target *bicepResource) bool {
+	if r.condition != nil || target.condition != nil || m.scopeOf(r) != target {
+		return false
+	}
+	scope := m.prop(r.body, "scope")
+	if target.loop == nil {
+		return r.loop == nil && scope.Kind() == "identifier"
+	}
+	if r.loop == nil || scope.Kind() != "subscript_expression" {
+		return false
+	}
+	_, targetIter := m.loopParts(target.loop)
+	_, iter := m.loopParts(r.loop)
+	index := ""
+	for i := uint(0); i < r.loop.NamedChildCount(); i++ {
+		if c := r.loop.NamedChild(i); c.Kind() == "for_loop_parameters" && c.NamedChildCount() == 2 {
+			index = m.text(c.NamedChild(1))
+		}
+	}
+	return index != "" && m.text(scope.ChildByFieldName("index")) == index && m.text(iter) == m.text(targetIter)
+}
+
+// resourceNames returns every name created by resources of a type (`existing` references
+// create nothing and are skipped).
 func resourceNames(m *bicepModel, typ string) []string {
 	var out []string
 	for _, r := range m.ofType(typ) {
-		out = append(out, m.names(r)...)
+		if !r.existing {
+			out = append(out, m.names(r)...)
+		}
 	}
 	return out
 }
@@ -336,8 +451,8 @@ func deploymentStorageValue(m *bicepModel) *sitter.Node {
 }
 
 // checkStorageDrift: the queues equal storage.Layout{}.Queues(); the containers equal
-// storage.Layout{}.Containers() plus exactly one more, the Flex deployment container that
-// functionAppConfig points at.
+// storage.Layout{}.Containers() plus the Functions host's containers plus exactly one more,
+// the Flex deployment container that functionAppConfig points at.
 func checkStorageDrift(m *bicepModel, e expectations) []string {
 	var out []string
 	gotQueues := resourceNames(m, typeQueue)
@@ -368,8 +483,8 @@ func checkStorageDrift(m *bicepModel, e expectations) []string {
 	if deployment != 1 {
 		out = append(out, fmt.Sprintf("want exactly one container named by the expression in functionAppConfig.deployment.storage.value (%q), found %d", m.text(depValue), deployment))
 	}
-	if d := setDiff(literal, e.containers); d != "" {
-		out = append(out, "data containers differ from storage.Layout: "+d)
+	if d := setDiff(literal, append(slices.Clone(e.containers), functionsHostContainers...)); d != "" {
+		out = append(out, "data containers differ from storage.Layout plus the host's containers: "+d)
 	}
 	return out
 }
@@ -469,6 +584,10 @@ func appSettings(m *bicepModel) (all, protected map[string]*sitter.Node) {
 				for i := uint(0); args != nil && i < args.NamedChildCount(); i++ {
 					flatten(args.NamedChild(i), depth+1)
 				}
+			case n.Kind() == "ternary_expression":
+				// cond ? {…} : {…}: the keys of either branch may be set.
+				flatten(n.ChildByFieldName("consequence"), depth+1)
+				flatten(n.ChildByFieldName("alternative"), depth+1)
 			default:
 				sources = append(sources, nil)
 			}
@@ -561,12 +680,30 @@ func checkAppSettings(m *bicepModel, e expectations) []string {
 			out = append(out, fmt.Sprintf("app setting %s is %q in the template but %q in the code's Default constant", name, lit, def))
 		}
 	}
-	// Secrets come from @secure() parameters, never literals.
-	if n, ok := got[settingWebhookSecret]; ok {
-		name := m.text(n)
-		if !slices.ContainsFunc(m.params, func(p bicepParam) bool { return p.name == name && p.secure }) {
-			out = append(out, fmt.Sprintf("app setting NIGHTSHIFT_WEBHOOK_SECRET is %s, want a @secure() parameter", name))
+	return append(out, checkSecretSettings(m, got)...)
+}
+
+// checkSecretSettings: no retired setting is set, and secrets reach the app only as Key
+// Vault references: no app setting carries the value of a @secure() parameter (it would be
+// readable by anyone who can read the app's configuration).
+func checkSecretSettings(m *bicepModel, got map[string]*sitter.Node) []string {
+	var out []string
+	for name, why := range retiredSettings {
+		if _, ok := got[name]; ok {
+			out = append(out, fmt.Sprintf("app setting %s is set, but it is retired: %s", name, why))
 		}
+	}
+	names := make([]string, 0, len(got))
+	for name := range got {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		walk(got[name], func(c *sitter.Node) {
+			if p := m.param(m.text(c)); c.Kind() == "identifier" && p != nil && p.secure {
+				out = append(out, fmt.Sprintf("app setting %s holds the @secure() parameter %s in plain text: store it in Key Vault and set a Key Vault reference", name, p.name))
+			}
+		})
 	}
 	return out
 }
@@ -737,19 +874,48 @@ func TestPoliciesCatchWeakenedTemplates(t *testing.T) {
 		{"missing queue role", "role assignments", "Storage Queue Data Contributor", func(s string) string {
 			return removeResource(s, "appQueueDataContributor")
 		}},
-		{"missing blob role", "role assignments", "Storage Blob Data Owner", func(s string) string {
-			return removeResource(s, "appBlobDataOwner")
+		{"missing blob role on the deployment container", "role assignments", "Storage Blob Data Contributor (" + roleStorageBlobDataContributor + ") to identity.properties.principalId on each container of deploymentContainer", func(s string) string {
+			return removeResource(s, "appBlobDataContributorDeployment")
+		}},
+		{"missing blob role on the host containers", "role assignments", "on each container of hostContainers", func(s string) string {
+			return removeResource(s, "appBlobDataContributorHost")
+		}},
+		{"blob role on some data containers only", "role assignments", "on each container of dataContainers", func(s string) string {
+			return strings.Replace(s, "  for (name, i) in dataContainerNames: {\n    name: guid(dataContainers[i].id", "  for (name, i) in take(dataContainerNames, 2): {\n    name: guid(dataContainers[i].id", 1)
+		}},
+		{"blob role at account scope", "role assignments", "grants a blob data role (" + roleStorageBlobDataContributor + ") to the app on \"storage\"", func(s string) string {
+			i := strings.Index(s, "resource appBlobDataContributorDeployment ")
+			return s[:i] + strings.Replace(s[i:], "  scope: deploymentContainer\n", "  scope: storage\n", 1)
+		}},
+		{"blob data owner back", "role assignments", "Storage Blob Data Owner (" + roleStorageBlobDataOwner + ") appears", func(s string) string {
+			return strings.Replace(s, "storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'", "storageBlobDataContributor: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'", 1)
+		}},
+		{"no delegation key role", "role assignments", "Storage Blob Delegator", func(s string) string {
+			return removeResource(s, "appBlobDelegator")
 		}},
 		{"metrics role on the wrong scope", "role assignments", "Monitoring Metrics Publisher", func(s string) string {
 			return strings.Replace(s, "  scope: appInsights\n", "  scope: storage\n", 1)
 		}},
-		{"role for the wrong principal", "role assignments", "Storage Blob Data Owner", func(s string) string {
-			i := strings.Index(s, "resource appBlobDataOwner ")
+		{"role for the wrong principal", "role assignments", "Storage Queue Data Contributor", func(s string) string {
+			i := strings.Index(s, "resource appQueueDataContributor ")
 			return s[:i] + strings.Replace(s[i:], "principalId: identity.properties.principalId", "principalId: principalId", 1)
 		}},
 		{"role at resource-group scope", "role assignments", "has no scope", func(s string) string {
-			i := strings.Index(s, "resource userBlobDataOwner ")
+			i := strings.Index(s, "resource userBlobDataContributor ")
 			return s[:i] + strings.Replace(s[i:], "  scope: storage\n", "", 1)
+		}},
+		{"missing crypto user", "role assignments", "Key Vault Crypto User", func(s string) string {
+			return removeResource(s, "appKeyVaultCryptoUser")
+		}},
+		{"crypto user on the storage account", "role assignments", "Key Vault Crypto User", func(s string) string {
+			i := strings.Index(s, "resource appKeyVaultCryptoUser ")
+			return s[:i] + strings.Replace(s[i:], "  scope: kek\n", "  scope: storage\n", 1)
+		}},
+		{"missing secrets user", "role assignments", "Key Vault Secrets User", func(s string) string {
+			return removeResource(s, "appKeyVaultSecretsUser")
+		}},
+		{"secrets user only with a parameter", "role assignments", "Key Vault Secrets User", func(s string) string {
+			return strings.Replace(s, "resource appKeyVaultSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {", "resource appKeyVaultSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (enableEncryption) {", 1)
 		}},
 		{"deprecated setting", "no flex-deprecated settings", "FUNCTIONS_WORKER_RUNTIME", func(s string) string {
 			return strings.Replace(s, "    AzureWebJobsStorage__credential: 'managedidentity'\n",
@@ -759,11 +925,110 @@ func TestPoliciesCatchWeakenedTemplates(t *testing.T) {
 			return strings.Replace(s, "      minTlsVersion: '1.2'\n",
 				"      minTlsVersion: '1.2'\n      appSettings: [\n        {\n          name: 'WEBSITE_RUN_FROM_PACKAGE'\n          value: '1'\n        }\n      ]\n", 1)
 		}},
-		{"missing webhook secret", "app settings", "NIGHTSHIFT_WEBHOOK_SECRET is not set", func(s string) string {
-			return strings.Replace(s, "    NIGHTSHIFT_WEBHOOK_SECRET: webhookSecret\n", "", 1)
+		{"missing webhook secrets", "app settings", "NIGHTSHIFT_WEBHOOK_SECRETS is not set", func(s string) string {
+			return strings.Replace(s, "    NIGHTSHIFT_WEBHOOK_SECRETS: '@Microsoft.KeyVault(SecretUri=${webhookSecretsSecret.properties.secretUri})'\n", "", 1)
 		}},
-		{"webhook secret not secure", "app settings", "@secure()", func(s string) string {
-			return strings.Replace(s, "@secure()\n", "", 1)
+		{"plain webhook secret back", "app settings", "NIGHTSHIFT_WEBHOOK_SECRET is set, but it is retired", func(s string) string {
+			return strings.Replace(s, "    NIGHTSHIFT_CSV_CONTAINERS: csvContainers\n", "    NIGHTSHIFT_CSV_CONTAINERS: csvContainers\n    NIGHTSHIFT_WEBHOOK_SECRET: 'x'\n", 1)
+		}},
+		{"webhook secrets in plain text", "app settings", "holds the @secure() parameter webhookSecrets in plain text", func(s string) string {
+			return strings.Replace(s, "NIGHTSHIFT_WEBHOOK_SECRETS: '@Microsoft.KeyVault(SecretUri=${webhookSecretsSecret.properties.secretUri})'", "NIGHTSHIFT_WEBHOOK_SECRETS: webhookSecrets", 1)
+		}},
+		{"webhook secrets not a Key Vault reference", "key vault", "want a Key Vault reference", func(s string) string {
+			return strings.Replace(s, "NIGHTSHIFT_WEBHOOK_SECRETS: '@Microsoft.KeyVault(SecretUri=${webhookSecretsSecret.properties.secretUri})'", "NIGHTSHIFT_WEBHOOK_SECRETS: webhookSecretsSecret.properties.secretUri", 1)
+		}},
+		{"webhook secrets parameter not secure", "key vault", "does not come from a @secure() parameter", func(s string) string {
+			return strings.Replace(s, "@secure()\n@description('Webhook signing secrets", "@description('Webhook signing secrets", 1)
+		}},
+		{"webhook secrets overridable", "app settings", "NIGHTSHIFT_WEBHOOK_SECRETS can be overridden", func(s string) string {
+			s = strings.Replace(s, "    NIGHTSHIFT_WEBHOOK_SECRETS: '@Microsoft.KeyVault(SecretUri=${webhookSecretsSecret.properties.secretUri})'\n", "", 1)
+			return strings.Replace(s, "var defaultAppSettings = {\n", "var defaultAppSettings = {\n  NIGHTSHIFT_WEBHOOK_SECRETS: '@Microsoft.KeyVault(SecretUri=${webhookSecretsSecret.properties.secretUri})'\n", 1)
+		}},
+		{"vault with access policies", "key vault", "enableRbacAuthorization", func(s string) string {
+			return strings.Replace(s, "enableRbacAuthorization: true", "enableRbacAuthorization: false", 1)
+		}},
+		{"vault without purge protection", "key vault", "enablePurgeProtection", func(s string) string {
+			return strings.Replace(s, "enablePurgeProtection: true", "enablePurgeProtection: false", 1)
+		}},
+		{"vault without soft delete", "key vault", "enableSoftDelete", func(s string) string {
+			return strings.Replace(s, "enableSoftDelete: true", "enableSoftDelete: false", 1)
+		}},
+		{"small key", "key vault", "keySize", func(s string) string {
+			return strings.Replace(s, "keySize: 3072", "keySize: 2048", 1)
+		}},
+		{"key usable for decrypt", "key vault", "keyOps", func(s string) string {
+			return strings.Replace(s, "      'unwrapKey'\n", "      'unwrapKey'\n      'decrypt'\n", 1)
+		}},
+		{"EC key", "key vault", "kty", func(s string) string {
+			return strings.Replace(s, "kty: 'RSA'", "kty: 'EC'", 1)
+		}},
+		{"encryption off by default", "key vault", "defaults to true", func(s string) string {
+			return strings.Replace(s, "param enableEncryption bool = true", "param enableEncryption bool = false", 1)
+		}},
+		{"no key URL setting", "key vault", "NIGHTSHIFT_ENCRYPTION_KEY_URL is not set", func(s string) string {
+			return strings.Replace(s, "    NIGHTSHIFT_ENCRYPTION_KEY_URL: kek.properties.keyUri\n", "", 1)
+		}},
+		{"key URL of another thing", "key vault", "want kek.properties.keyUri", func(s string) string {
+			return strings.Replace(s, "    NIGHTSHIFT_ENCRYPTION_KEY_URL: kek.properties.keyUri\n", "    NIGHTSHIFT_ENCRYPTION_KEY_URL: vault.properties.vaultUri\n", 1)
+		}},
+		{"references with the wrong identity", "key vault", "keyVaultReferenceIdentity", func(s string) string {
+			return strings.Replace(s, "    keyVaultReferenceIdentity: identity.id\n", "", 1)
+		}},
+		{"no blob diagnostics", "diagnostic settings", "storage blob service blobService has no", func(s string) string {
+			return removeResource(s, "blobDiagnostics")
+		}},
+		{"no queue diagnostics", "diagnostic settings", "storage queue service queueService has no", func(s string) string {
+			return removeResource(s, "queueDiagnostics")
+		}},
+		{"no app diagnostics", "diagnostic settings", "function app functionApp has no", func(s string) string {
+			return removeResource(s, "functionAppDiagnostics")
+		}},
+		{"no vault diagnostics", "diagnostic settings", "key vault vault has no", func(s string) string {
+			return removeResource(s, "vaultDiagnostics")
+		}},
+		{"no delete logs", "diagnostic settings", "StorageDelete is not enabled", func(s string) string {
+			return strings.Replace(s, "    category: 'StorageDelete'\n    enabled: true\n", "    category: 'StorageDelete'\n    enabled: false\n", 1)
+		}},
+		{"no transaction metrics", "diagnostic settings", "Transaction is not enabled", func(s string) string {
+			return strings.Replace(s, "    category: 'Transaction'\n", "    category: 'Capacity'\n", 1)
+		}},
+		{"no audit events", "diagnostic settings", "AuditEvent is not enabled", func(s string) string {
+			return strings.Replace(s, "category: 'AuditEvent'", "category: 'AzurePolicyEvaluationDetails'", 1)
+		}},
+		{"no function app logs", "diagnostic settings", "FunctionAppLogs is not enabled", func(s string) string {
+			return strings.Replace(s, "category: 'FunctionAppLogs'", "category: 'AppServiceAuthenticationLogs'", 1)
+		}},
+		{"diagnostics elsewhere", "diagnostic settings", "key vault vault has no", func(s string) string {
+			i := strings.Index(s, "resource vaultDiagnostics ")
+			return s[:i] + strings.Replace(s[i:], "  scope: vault\n", "  scope: storage\n", 1)
+		}},
+		{"ftp allowed", "publishing credentials", `"ftp"`, func(s string) string {
+			i := strings.Index(s, "resource ftpPublishingPolicy ")
+			return s[:i] + strings.Replace(s[i:], "allow: false", "allow: true", 1)
+		}},
+		{"no scm policy", "publishing credentials", `"scm"`, func(s string) string {
+			return removeResource(s, "scmPublishingPolicy")
+		}},
+		{"storage always open", "network", "storage: properties.networkAcls.defaultAction is \"'Allow'\"", func(s string) string {
+			return strings.Replace(s, "      defaultAction: networkDefaultAction\n      ipRules: storageIpRules\n", "      defaultAction: 'Allow'\n      ipRules: storageIpRules\n", 1)
+		}},
+		{"vault always open", "network", "vault: properties.networkAcls.defaultAction", func(s string) string {
+			return strings.Replace(s, "      defaultAction: networkDefaultAction\n      ipRules: vaultIpRules\n", "      defaultAction: 'Allow'\n      ipRules: vaultIpRules\n", 1)
+		}},
+		{"network parameter not restricted", "network", "want a parameter @allowed", func(s string) string {
+			return strings.Replace(s, "@allowed([\n  'Allow'\n  'Deny'\n])\n", "", 1)
+		}},
+		{"no ip rules", "network", "storage: properties.networkAcls.ipRules", func(s string) string {
+			return strings.Replace(s, "      ipRules: storageIpRules\n", "", 1)
+		}},
+		{"no queue private endpoint", "network", `for "queue"`, func(s string) string {
+			return removeResource(s, "queuePrivateEndpoint")
+		}},
+		{"vault endpoint always on", "network", `for "vault"`, func(s string) string {
+			return strings.Replace(s, "resource vaultPrivateEndpoint 'Microsoft.Network/privateEndpoints@2023-11-01' = if (!empty(privateEndpointSubnetId)) {", "resource vaultPrivateEndpoint 'Microsoft.Network/privateEndpoints@2023-11-01' = {", 1)
+		}},
+		{"no VNet integration", "network", "virtualNetworkSubnetId", func(s string) string {
+			return strings.Replace(s, "    virtualNetworkSubnetId: empty(appSubnetId) ? null : appSubnetId\n", "", 1)
 		}},
 		{"missing client id", "app settings", "AzureWebJobsStorage__clientId is not set", func(s string) string {
 			return strings.Replace(s, "    AzureWebJobsStorage__clientId: identity.properties.clientId\n", "", 1)
@@ -904,6 +1169,55 @@ func TestParametersFile(t *testing.T) {
 	}
 	if v := checkParametersFile(m, []byte(`{"parameters": {}}`)); !slices.ContainsFunc(v, func(s string) bool { return strings.Contains(s, "environmentName") }) {
 		t.Errorf("missing required parameter not reported: %v", v)
+	}
+}
+
+var azdVarRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(?:=([^}]*))?\}`)
+
+// azdSubstitute does what azd does to main.parameters.json before parsing it: every
+// ${NAME} or ${NAME=default} is replaced by the environment value, verbatim (no escaping).
+func azdSubstitute(raw []byte, env map[string]string) []byte {
+	return azdVarRE.ReplaceAllFunc(raw, func(ref []byte) []byte {
+		sm := azdVarRE.FindSubmatch(ref)
+		if v, ok := env[string(sm[1])]; ok {
+			return []byte(v)
+		}
+		return sm[2]
+	})
+}
+
+// TestParametersFileWebhookSecretsEscaping: azd pastes NIGHTSHIFT_WEBHOOK_SECRETS verbatim
+// into a JSON string, so the value documented in docs/deploy.md (quotes escaped as \")
+// yields a parameters file that parses and a webhookSecrets string that is the JSON object;
+// the unescaped JSON would break the file (which is why the docs escape it).
+func TestParametersFileWebhookSecretsEscaping(t *testing.T) {
+	raw := readFile(t, mainParamFile)
+	parse := func(env map[string]string) (string, error) {
+		var doc struct {
+			Parameters map[string]struct {
+				Value any `json:"value"`
+			} `json:"parameters"`
+		}
+		if err := json.Unmarshal(azdSubstitute(raw, env), &doc); err != nil {
+			return "", err
+		}
+		v, _ := doc.Parameters["webhookSecrets"].Value.(string)
+		return v, nil
+	}
+	escaped := `{\"https://hooks.example.com\": [\"new\", \"old\"]}`
+	got, err := parse(map[string]string{"NIGHTSHIFT_WEBHOOK_SECRETS": escaped})
+	if err != nil {
+		t.Fatalf("escaped value: parameters file does not parse: %v", err)
+	}
+	var secrets map[string][]string
+	if err := json.Unmarshal([]byte(got), &secrets); err != nil || len(secrets["https://hooks.example.com"]) != 2 {
+		t.Errorf("webhookSecrets = %q (%v), want the JSON object with two secrets", got, err)
+	}
+	if _, err := parse(map[string]string{"NIGHTSHIFT_WEBHOOK_SECRETS": `{"https://hooks.example.com": "s"}`}); err == nil {
+		t.Error("unescaped JSON value: the parameters file still parses; docs/deploy.md's escaping advice would be wrong")
+	}
+	if got, err := parse(nil); err != nil || got != "" {
+		t.Errorf("unset: webhookSecrets = %q, %v; want empty (the template then stores {})", got, err)
 	}
 }
 
