@@ -219,7 +219,9 @@ type receiver struct {
 	srv      *httptest.Server
 }
 
-func newReceiver(t *testing.T, answers ...int) *receiver { return newReceiverWith(t, secret, answers...) }
+func newReceiver(t *testing.T, answers ...int) *receiver {
+	return newReceiverWith(t, secret, answers...)
+}
 
 func newReceiverWith(t *testing.T, key string, answers ...int) *receiver {
 	r := &receiver{t: t, secret: key, answers: answers}

@@ -180,12 +180,12 @@ func originKey(key string) (string, string) {
 	if err != nil {
 		return "", "is not a URL origin (expected scheme://host[:port])"
 	}
-	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(key, "#") {
-		return "", "has a path, query or fragment; give the origin only (scheme://host[:port])"
-	}
 	origin, p := originOf(u)
 	if p != "" {
 		return "", p
+	}
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(key, "#") {
+		return "", "has a path, query or fragment; give the origin only (scheme://host[:port])"
 	}
 	return origin, ""
 }
