@@ -95,8 +95,11 @@ func Verify(secrets []string, header http.Header, body []byte, now time.Time, to
 	if err != nil {
 		return fmt.Errorf("callback: %s %q is not unix seconds", HeaderWebhookTimestamp, truncate(raw, 32))
 	}
-	if d := now.Sub(time.Unix(ts, 0)); d > tolerance || d < -tolerance {
-		return fmt.Errorf("callback: timestamp is %s away from now; at most %s allowed", d.Round(time.Second), tolerance)
+	switch d := now.Sub(time.Unix(ts, 0)); {
+	case d > tolerance:
+		return fmt.Errorf("callback: timestamp is %s old; at most %s allowed", d.Round(time.Second), tolerance)
+	case d < -tolerance:
+		return fmt.Errorf("callback: timestamp is %s in the future; at most %s allowed", (-d).Round(time.Second), tolerance)
 	}
 	// The library's own time check uses time.Now and a fixed 5 minutes; the timestamp
 	// was checked above against the caller's clock and tolerance instead.
