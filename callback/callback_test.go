@@ -285,15 +285,7 @@ func TestWebhookRetriedUntilDelivered(t *testing.T) {
 		t.Fatalf("payload = %s", rcv.bodies[2])
 	}
 	req := rcv.requests[2]
-	// webhook-id is the delivery job's id on every attempt: the same across retries.
-	for i, r := range rcv.requests {
-		if id := r.Header.Get(callback.HeaderWebhookID); id != p.DeliveryID {
-			t.Errorf("attempt %d: webhook-id %q, want the delivery id %q", i+1, id, p.DeliveryID)
-		}
-	}
-	if p.DeliveryID != callback.DeliveryID(res.EnqueuedAt, res.JobID, 0, callback.EventSucceeded) {
-		t.Errorf("delivery id %s is not derived from the job id and event", p.DeliveryID)
-	}
+	checkWebhookIDs(t, rcv.requests, p.DeliveryID, callback.DeliveryID(res.EnqueuedAt, res.JobID, 0, callback.EventSucceeded))
 	if req.Header.Get(callback.HeaderEvent) != "job.succeeded" ||
 		req.Header.Get("Content-Type") != "application/json" || req.URL.Query().Get("token") != "abc" {
 		t.Errorf("headers = %v, url %s", req.Header, req.URL)
@@ -308,6 +300,20 @@ func TestWebhookRetriedUntilDelivered(t *testing.T) {
 	ds, err := f.client.Status(ctx, p.DeliveryID)
 	if err != nil || ds.State != storage.StateSucceeded || ds.Kind != callback.Kind || ds.Attempt != 3 {
 		t.Fatalf("delivery job status = %+v, %v", ds, err)
+	}
+}
+
+// checkWebhookIDs: webhook-id is the delivery job's id (derived from the job id, its life
+// and the event) on every attempt: the same across retries.
+func checkWebhookIDs(t *testing.T, requests []*http.Request, deliveryID, derived string) {
+	t.Helper()
+	if deliveryID != derived {
+		t.Errorf("delivery id %s is not derived from the job id and event (%s)", deliveryID, derived)
+	}
+	for i, r := range requests {
+		if id := r.Header.Get(callback.HeaderWebhookID); id != deliveryID {
+			t.Errorf("attempt %d: webhook-id %q, want the delivery id %q", i+1, id, deliveryID)
+		}
 	}
 }
 

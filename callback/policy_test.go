@@ -118,31 +118,37 @@ func FuzzWebhookSecrets(f *testing.F) {
 			}
 			return
 		}
-		if w.Len() > 0 && strings.Contains(w.String(), "whsec_") {
-			t.Fatalf("String() shows a secret: %s", w)
-		}
-		var m map[string]json.RawMessage
-		if json.Unmarshal([]byte(setting), &m) != nil {
-			return
-		}
-		for key := range m {
-			origin, err := callback.Origin(key)
-			if err != nil {
-				t.Fatalf("accepted key %q is not an origin: %v", key, err)
-			}
-			again, err := callback.Origin(origin)
-			if err != nil || again != origin || origin != strings.ToLower(origin) {
-				t.Fatalf("origin %q of key %q does not normalize to itself (%q, %v)", origin, key, again, err)
-			}
-			secrets, err := w.For(origin + "/hook")
-			if err != nil || len(secrets) == 0 {
-				t.Fatalf("accepted key %q has no secrets: %v", key, err)
-			}
-			if _, err := callback.Sign(secrets, "msg", testNow, []byte("{}")); err != nil {
-				t.Fatalf("accepted secrets of %q do not sign: %v", key, err)
-			}
-		}
+		checkAccepted(t, setting, w)
 	})
+}
+
+// checkAccepted: every key of an accepted setting is an origin that normalizes to itself
+// and has secrets that sign.
+func checkAccepted(t *testing.T, setting string, w *callback.WebhookSecrets) {
+	if strings.Contains(w.String(), "whsec_") {
+		t.Fatalf("String() shows a secret: %s", w)
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal([]byte(setting), &m) != nil {
+		return
+	}
+	for key := range m {
+		origin, err := callback.Origin(key)
+		if err != nil {
+			t.Fatalf("accepted key %q is not an origin: %v", key, err)
+		}
+		again, err := callback.Origin(origin)
+		if err != nil || again != origin || origin != strings.ToLower(origin) {
+			t.Fatalf("origin %q of key %q does not normalize to itself (%q, %v)", origin, key, again, err)
+		}
+		secrets, err := w.For(origin + "/hook")
+		if err != nil || len(secrets) == 0 {
+			t.Fatalf("accepted key %q has no secrets: %v", key, err)
+		}
+		if _, err := callback.Sign(secrets, "msg", testNow, []byte("{}")); err != nil {
+			t.Fatalf("accepted secrets of %q do not sign: %v", key, err)
+		}
+	}
 }
 
 func TestFromEnvSettings(t *testing.T) {
