@@ -79,6 +79,12 @@ type ClientOptions struct {
 	// Logger receives warnings (a queued status that could not be written); default
 	// slog.Default().
 	Logger *slog.Logger
+	// CheckCallback, when set, is asked about every callback a job asks for, after its
+	// form was checked; a non-nil problem refuses the enqueue with it. Set it to the
+	// delivery side's rule, callback.Options.CheckCallback, so that a webhook to an
+	// origin without a secret or an unlisted callback queue is refused at once instead of
+	// failing at delivery.
+	CheckCallback func(cb envelope.Callback) *envelope.FieldError
 }
 
 // Client enqueues jobs and follows them: status, waiting, results, logs, cancellation,
@@ -301,6 +307,11 @@ func (c *Client) build(kind string, args json.RawMessage, opts *EnqueueOptions) 
 		if cb.Queue != "" {
 			if p := storage.ValidQueueName(cb.Queue); p != "" {
 				return nil, "", 0, &envelope.FieldError{Field: "callback.queue", Problem: fmt.Sprintf("%q %s", cb.Queue, p)}
+			}
+		}
+		if c.opts.CheckCallback != nil {
+			if fe := c.opts.CheckCallback(*cb); fe != nil {
+				return nil, "", 0, fe
 			}
 		}
 		env.Callback = cb

@@ -1,6 +1,7 @@
-// Package callback tells other systems that a job ended: an HTTPS webhook signed with
-// HMAC-SHA256, or a message on a queue. A job asks for one with the envelope's callback
-// field (EnqueueOptions.CallbackURL / CallbackQueue, or "callback" in POST /api/jobs).
+// Package callback tells other systems that a job ended: an HTTPS webhook signed as
+// Standard Webhooks specify (https://www.standardwebhooks.com), or a message on a queue.
+// A job asks for one with the envelope's callback field (EnqueueOptions.CallbackURL /
+// CallbackQueue, or "callback" in POST /api/jobs).
 //
 // Delivery is itself a job of kind "nightshift.callback": when a job with a callback
 // succeeds or is dead, the handler's OnJobEnd hook enqueues a delivery job, so delivery
@@ -9,27 +10,29 @@
 //
 // Webhook requests carry
 //
-//	X-Nightshift-Timestamp: <unix seconds>
-//	X-Nightshift-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>
+//	webhook-id: <delivery job id, the same on every retry of one delivery>
+//	webhook-timestamp: <unix seconds>
+//	webhook-signature: v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")> [v1,… per further secret]
 //
-// with the secret from the NIGHTSHIFT_WEBHOOK_SECRET app setting; receivers check them
-// with Verify. Targets in private, loopback and link-local ranges are refused (SSRF
-// protection) unless NIGHTSHIFT_WEBHOOK_ALLOW_PRIVATE=true, and plain http unless
-// NIGHTSHIFT_WEBHOOK_ALLOW_HTTP=true.
+// signed with the secrets of the URL's origin from the NIGHTSHIFT_WEBHOOK_SECRETS app
+// setting (ParseWebhookSecrets); an origin without a secret gets no webhook. Receivers
+// check them with Verify (or any Standard Webhooks library). Targets in private,
+// loopback and link-local ranges are refused (SSRF protection) unless
+// NIGHTSHIFT_WEBHOOK_ALLOW_PRIVATE=true, and plain http unless
+// NIGHTSHIFT_WEBHOOK_ALLOW_HTTP=true. Queue callbacks may only name the queues listed in
+// NIGHTSHIFT_CALLBACK_QUEUES, and those queues are never created here.
 package callback
 
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,9 +45,17 @@ import (
 
 // App settings read by FromEnv.
 const (
-	// SettingWebhookSecret is the HMAC-SHA256 key webhooks are signed with. Webhooks are
-	// not sent without it (the delivery fails permanently); queue callbacks do not need it.
-	SettingWebhookSecret = "NIGHTSHIFT_WEBHOOK_SECRET"
+	// SettingWebhookSecrets maps webhook destinations (URL origins) to the secrets that
+	// sign what is sent there: a JSON object, see ParseWebhookSecrets. A webhook to an
+	// origin without a secret is refused; queue callbacks do not need one.
+	SettingWebhookSecrets = "NIGHTSHIFT_WEBHOOK_SECRETS"
+	// SettingLegacyWebhookSecret is the app-wide secret of earlier versions. It is no
+	// longer read: FromEnv refuses to start while it is set, with the migration to
+	// SettingWebhookSecrets in the error.
+	SettingLegacyWebhookSecret = "NIGHTSHIFT_WEBHOOK_SECRET"
+	// SettingCallbackQueues lists the queues (full names, comma-separated) a queue
+	// callback may name; see ParseCallbackQueues. Empty: no queue callbacks.
+	SettingCallbackQueues = "NIGHTSHIFT_CALLBACK_QUEUES"
 	// SettingWebhookAllowPrivate ("true") allows webhook targets in private, loopback and
 	// link-local ranges.
 	SettingWebhookAllowPrivate = "NIGHTSHIFT_WEBHOOK_ALLOW_PRIVATE"
@@ -61,22 +72,17 @@ const (
 	EventDead      = "job.dead"
 )
 
-// Header names of a webhook request.
-const (
-	HeaderTimestamp = "X-Nightshift-Timestamp"
-	HeaderSignature = "X-Nightshift-Signature"
-	HeaderEvent     = "X-Nightshift-Event"
-	HeaderDelivery  = "X-Nightshift-Delivery"
-)
-
 // MaxBodyBytes bounds a callback body, so that the queue variant fits in a queue message.
 const MaxBodyBytes = envelope.MaxMessageBytes - 1024
 
-// Options configure delivery. The zero value refuses private targets and plain http and
-// has no secret (webhooks then fail; queue callbacks work).
+// Options configure delivery. The zero value refuses private targets and plain http, has
+// no secrets (webhooks then fail) and allows no callback queue.
 type Options struct {
-	// Secret signs webhooks.
-	Secret string
+	// Secrets sign webhooks, per destination origin.
+	Secrets *WebhookSecrets
+	// Queues are the queues (full names) a queue callback may name. Register refuses
+	// nightshift's own job and poison queues here.
+	Queues []string
 	// AllowPrivate allows targets in private, loopback and link-local ranges.
 	AllowPrivate bool
 	// AllowHTTP allows plain http targets.
@@ -92,13 +98,58 @@ type Options struct {
 	Now func() time.Time
 }
 
-// FromEnv reads the options from app settings.
-func FromEnv(getenv func(string) string) Options {
+// FromEnv reads the options from app settings. A malformed NIGHTSHIFT_WEBHOOK_SECRETS or
+// NIGHTSHIFT_CALLBACK_QUEUES, or the old NIGHTSHIFT_WEBHOOK_SECRET still set, is an error
+// (*storage.SettingError) that names the setting and never shows a secret.
+func FromEnv(getenv func(string) string) (Options, error) {
+	if getenv(SettingLegacyWebhookSecret) != "" {
+		return Options{}, &storage.SettingError{Setting: SettingLegacyWebhookSecret, Problem: fmt.Sprintf(
+			"is no longer read: webhooks are now signed per destination. Move the secret to %s as "+
+				`{"https://receiver.example": "whsec_<base64 of 24–64 random bytes>"}`+
+				" (one entry per receiver origin; receivers verify Standard Webhooks signatures) and remove %s",
+			SettingWebhookSecrets, SettingLegacyWebhookSecret)}
+	}
+	secrets, err := ParseWebhookSecrets(getenv(SettingWebhookSecrets))
+	if err != nil {
+		return Options{}, err
+	}
+	queues, err := ParseCallbackQueues(getenv(SettingCallbackQueues))
+	if err != nil {
+		return Options{}, err
+	}
 	return Options{
-		Secret:       getenv(SettingWebhookSecret),
+		Secrets:      secrets,
+		Queues:       queues,
 		AllowPrivate: strings.EqualFold(strings.TrimSpace(getenv(SettingWebhookAllowPrivate)), "true"),
 		AllowHTTP:    strings.EqualFold(strings.TrimSpace(getenv(SettingWebhookAllowHTTP)), "true"),
+	}, nil
+}
+
+// CheckCallback says why a job may not ask for cb ("" problem: nil), for the enqueue
+// side: nightshift.ClientOptions.CheckCallback (the HTTP API's client included). A
+// webhook needs a secret for its URL's origin; a queue must be one of Queues. The
+// problem names the caller's own target and the setting, never what is configured.
+func (o Options) CheckCallback(cb envelope.Callback) *envelope.FieldError {
+	if cb.URL != "" {
+		if p := o.webhookProblem(cb.URL); p != "" {
+			return &envelope.FieldError{Field: "callback.url", Problem: p}
+		}
 	}
+	if cb.Queue != "" && !slices.Contains(o.Queues, cb.Queue) {
+		return &envelope.FieldError{Field: "callback.queue", Problem: fmt.Sprintf("%q is not a queue callbacks may use (allowed queues are set by the operator in %s)", envelope.Truncate(cb.Queue, 64), SettingCallbackQueues)}
+	}
+	return nil
+}
+
+func (o Options) webhookProblem(rawURL string) string {
+	origin, err := Origin(rawURL)
+	if err != nil {
+		return "is not an absolute http(s) URL"
+	}
+	if _, err := o.Secrets.For(rawURL); err != nil {
+		return fmt.Sprintf("has origin %s, which has no webhook secret (the operator sets one per origin in %s); webhooks are only sent signed", origin, SettingWebhookSecrets)
+	}
+	return ""
 }
 
 // Args are the arguments of a delivery job.
@@ -152,6 +203,9 @@ func Register(reg *nightshift.Registry, store *storage.Clients, opts Options) er
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if err := checkQueues(opts.Queues, store.Layout); err != nil {
+		return err
+	}
 	d := &deliverer{store: store, opts: opts, http: netguard.Client(opts.AllowPrivate, opts.Timeout)}
 	// Webhooks are not redirected: a redirect could lead to an address the target check
 	// never saw in its URL (the dialer still checks the address).
@@ -199,32 +253,6 @@ func OnJobEnd(store *storage.Clients) func(ctx context.Context, env *envelope.En
 // DeliveryID is the id of the delivery job for one end of one life of a job.
 func DeliveryID(enqueuedAt time.Time, jobID string, replay int, event string) string {
 	return envelope.DerivedJobID(enqueuedAt, fmt.Sprintf("callback/%s/%d/%s", jobID, replay, event))
-}
-
-// Sign returns the X-Nightshift-Signature value for a body sent at timestamp (unix
-// seconds): "sha256=" + hex HMAC-SHA256(secret, "<timestamp>.<body>").
-func Sign(secret string, timestamp int64, body []byte) string {
-	mac := hmac.New(sha256.New, []byte(secret))
-	fmt.Fprintf(mac, "%d.", timestamp)
-	mac.Write(body)
-	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
-}
-
-// Verify checks a webhook's timestamp and signature headers against the raw body, and
-// that the timestamp is within tolerance of now (replay protection; 5 minutes is usual).
-func Verify(secret, timestampHeader, signatureHeader string, body []byte, now time.Time, tolerance time.Duration) error {
-	ts, err := strconv.ParseInt(strings.TrimSpace(timestampHeader), 10, 64)
-	if err != nil {
-		return fmt.Errorf("callback: %s %q is not unix seconds", HeaderTimestamp, timestampHeader)
-	}
-	if d := now.Sub(time.Unix(ts, 0)); d > tolerance || d < -tolerance {
-		return fmt.Errorf("callback: timestamp is %s away from now; at most %s allowed", d.Round(time.Second), tolerance)
-	}
-	want := Sign(secret, ts, body)
-	if !hmac.Equal([]byte(want), []byte(strings.TrimSpace(signatureHeader))) {
-		return errors.New("callback: signature does not match the body (wrong secret, or the body was changed)")
-	}
-	return nil
 }
 
 type deliverer struct {
@@ -340,20 +368,28 @@ func (d *deliverer) webhook(ctx context.Context, job *nightshift.Job[Args], a Ar
 	if p := d.checkTarget(a.URL); p != "" {
 		return 0, nightshift.Permanentf("callback: webhook target refused: %s", p)
 	}
-	if d.opts.Secret == "" {
-		return 0, nightshift.Permanentf("callback: %s is not set; webhooks are only sent signed", SettingWebhookSecret)
+	secrets, err := d.opts.Secrets.For(a.URL)
+	if err != nil {
+		return 0, nightshift.Permanent(err)
 	}
-	ts := d.opts.Now().Unix()
+	// The webhook id is the delivery job's id: derived from the job id, its life and the
+	// event (DeliveryID), so every retry of this delivery carries the same id.
+	id := job.ID
+	now := d.opts.Now()
+	sig, err := Sign(secrets, id, now, body)
+	if err != nil {
+		return 0, nightshift.Permanent(err)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.URL, bytes.NewReader(body))
 	if err != nil {
 		return 0, nightshift.Permanentf("callback: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "nightshift-webhook/1")
-	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
-	req.Header.Set(HeaderSignature, Sign(d.opts.Secret, ts, body))
+	req.Header.Set(HeaderWebhookID, id)
+	req.Header.Set(HeaderWebhookTimestamp, strconv.FormatInt(now.Unix(), 10))
+	req.Header.Set(HeaderWebhookSignature, sig)
 	req.Header.Set(HeaderEvent, a.Event)
-	req.Header.Set(HeaderDelivery, job.ID)
 	resp, err := d.http.Do(req)
 	if err != nil {
 		var re *netguard.RefusedError
@@ -377,16 +413,21 @@ func (d *deliverer) webhook(ctx context.Context, job *nightshift.Job[Args], a Ar
 
 func (d *deliverer) enqueue(ctx context.Context, queue string, body []byte) error {
 	if p := storage.ValidQueueName(queue); p != "" {
-		return nightshift.Permanentf("callback: queue %q %s", queue, p)
+		return nightshift.Permanentf("callback: queue %q %s", envelope.Truncate(queue, 64), p)
 	}
+	if !slices.Contains(d.opts.Queues, queue) {
+		return nightshift.Permanentf("callback: queue %q is not a callback queue (%s)", queue, SettingCallbackQueues)
+	}
+	// Never created here: a missing queue is the operator's to create, and retried
+	// meanwhile.
 	_, err := d.store.Enqueue(ctx, queue, body, 0, 0)
 	if err != nil && storage.IsNotFound(err) {
-		if _, cerr := d.store.Queue.CreateQueue(ctx, queue, nil); cerr != nil && !storage.IsConflict(cerr) {
-			return fmt.Errorf("callback: create queue %s: %w", queue, cerr)
-		}
-		_, err = d.store.Enqueue(ctx, queue, body, 0, 0)
+		return fmt.Errorf("callback: queue %s does not exist; create it (nightshift never creates callback queues; will retry)", queue)
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("callback: enqueue to %s: %w", queue, err)
+	}
+	return nil
 }
 
 // record writes the delivery outcome into the job's status, unless the job moved on to

@@ -2,11 +2,16 @@ package callback_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,46 +27,132 @@ import (
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
-const secret = "test-secret"
+// Two secrets in the Standard Webhooks form (whsec_ + base64 of 32 bytes).
+const (
+	secret      = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" // bytes 0..31
+	otherSecret = "whsec_ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=" // bytes 32..63
+)
 
-// knownHMAC was computed independently (Python's hmac module) over
-// `1800000000.{"event":"job.succeeded"}` with key "test-secret".
-const knownHMAC = "cc0293869d0f4e6aa59e6a99419074c93ea09fd89e4800ab58ef13592208c20b"
+// knownSig was computed independently (Python's hmac and base64 modules) over
+// `msg_1.1800000000.{"event":"job.succeeded"}` with the key bytes 0..31.
+const knownSig = "v1,6lSt6Nodksohjsy4LB9/KUvp91ie1e7VOC8oFrNKJZw="
+
+// handSign computes one v1 signature without the package: HMAC-SHA256 over
+// "<id>.<timestamp>.<body>" keyed with the base64-decoded part of the secret.
+func handSign(t *testing.T, secret, id, ts string, body []byte) string {
+	t.Helper()
+	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(id + "." + ts + "."))
+	mac.Write(body)
+	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+}
+
+func signedHeader(t *testing.T, secrets []string, id string, at time.Time, body []byte) http.Header {
+	t.Helper()
+	sig, err := callback.Sign(secrets, id, at, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{}
+	h.Set(callback.HeaderWebhookID, id)
+	h.Set(callback.HeaderWebhookTimestamp, strconv.FormatInt(at.Unix(), 10))
+	h.Set(callback.HeaderWebhookSignature, sig)
+	return h
+}
+
+func TestSignKnownAnswer(t *testing.T) {
+	body := []byte(`{"event":"job.succeeded"}`)
+	got, err := callback.Sign([]string{secret}, "msg_1", time.Unix(1_800_000_000, 0), body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != knownSig {
+		t.Fatalf("Sign = %s, want %s", got, knownSig)
+	}
+	if hand := handSign(t, secret, "msg_1", "1800000000", body); hand != knownSig {
+		t.Fatalf("hand-computed %s, want %s", hand, knownSig)
+	}
+}
 
 func TestSignVerify(t *testing.T) {
 	body := []byte(`{"event":"job.succeeded"}`)
 	now := time.Unix(1_800_000_000, 0)
-	sig := callback.Sign(secret, now.Unix(), body)
-	if !strings.HasPrefix(sig, "sha256=") || len(sig) != len("sha256=")+64 {
-		t.Fatalf("signature %q", sig)
-	}
-	ts := "1800000000"
-	if err := callback.Verify(secret, ts, sig, body, now.Add(time.Minute), 5*time.Minute); err != nil {
+	h := signedHeader(t, []string{secret}, "msg_1", now, body)
+	if err := callback.Verify([]string{secret}, h, body, now.Add(time.Minute), 5*time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	with := func(k, v string) http.Header {
+		c := h.Clone()
+		if v == "" {
+			c.Del(k)
+		} else {
+			c.Set(k, v)
+		}
+		return c
+	}
 	for name, tc := range map[string]struct {
-		secret, ts, sig string
-		body            []byte
-		now             time.Time
-		want            string
+		secrets   []string
+		header    http.Header
+		body      []byte
+		now       time.Time
+		tolerance time.Duration
+		want      string
 	}{
-		"wrong secret":  {"other", ts, sig, body, now, "does not match"},
-		"changed body":  {secret, ts, sig, []byte(`{"event":"job.dead"}`), now, "does not match"},
-		"old timestamp": {secret, ts, sig, body, now.Add(6 * time.Minute), "away from now"},
-		"bad timestamp": {secret, "yesterday", sig, body, now, "not unix seconds"},
-		"other ts":      {secret, "1800000001", sig, body, now, "does not match"},
+		"wrong secret":      {[]string{otherSecret}, h, body, now, time.Minute, "no signature matches"},
+		"changed body":      {[]string{secret}, h, []byte(`{"event":"job.dead"}`), now, time.Minute, "no signature matches"},
+		"changed id":        {[]string{secret}, with(callback.HeaderWebhookID, "msg_2"), body, now, time.Minute, "no signature matches"},
+		"other timestamp":   {[]string{secret}, with(callback.HeaderWebhookTimestamp, "1800000001"), body, now, time.Minute, "no signature matches"},
+		"old timestamp":     {[]string{secret}, h, body, now.Add(6 * time.Minute), 5 * time.Minute, "6m0s old; at most 5m0s"},
+		"future timestamp":  {[]string{secret}, h, body, now.Add(-6 * time.Minute), 5 * time.Minute, "6m0s in the future"},
+		"bad timestamp":     {[]string{secret}, with(callback.HeaderWebhookTimestamp, "yesterday"), body, now, time.Minute, "not unix seconds"},
+		"no id":             {[]string{secret}, with(callback.HeaderWebhookID, ""), body, now, time.Minute, "header missing"},
+		"no signature":      {[]string{secret}, with(callback.HeaderWebhookSignature, ""), body, now, time.Minute, "header missing"},
+		"v2 signature only": {[]string{secret}, with(callback.HeaderWebhookSignature, strings.Replace(h.Get(callback.HeaderWebhookSignature), "v1,", "v2,", 1)), body, now, time.Minute, "no signature matches"},
+		"no secrets":        {nil, h, body, now, time.Minute, "no secret"},
+		"empty secret":      {[]string{""}, h, body, now, time.Minute, "is empty"},
+		"empty among valid": {[]string{secret, ""}, h, body, now, time.Minute, "secret 2 is empty"},
+		"raw secret":        {[]string{"test-secret"}, h, body, now, time.Minute, "whsec_"},
+		"short secret":      {[]string{"whsec_AAEC"}, h, body, now, time.Minute, "decodes to 3 bytes"},
+		"zero tolerance":    {[]string{secret}, h, body, now, 0, "not positive"},
 	} {
-		if err := callback.Verify(tc.secret, tc.ts, tc.sig, tc.body, tc.now, 5*time.Minute); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if err := callback.Verify(tc.secrets, tc.header, tc.body, tc.now, tc.tolerance); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want error containing %q", name, err, tc.want)
 		}
 	}
+	// Signing refuses what verifying refuses.
+	for name, secrets := range map[string][]string{"none": nil, "empty": {""}, "raw": {"test-secret"}} {
+		if _, err := callback.Sign(secrets, "msg_1", now, body); err == nil {
+			t.Errorf("Sign with %s secrets: no error", name)
+		}
+	}
+	if _, err := callback.Sign([]string{secret}, "", now, body); err == nil {
+		t.Error("Sign with an empty id: no error")
+	}
 }
 
-func TestSignKnownAnswer(t *testing.T) {
-	got := callback.Sign(secret, 1_800_000_000, []byte(`{"event":"job.succeeded"}`))
-	want := "sha256=" + knownHMAC
-	if got != want {
-		t.Fatalf("Sign = %s, want %s", got, want)
+// TestSignRotation: two secrets give two v1 signatures, and a receiver holding either
+// one (or both) accepts the request.
+func TestSignRotation(t *testing.T) {
+	body := []byte(`{"event":"job.dead"}`)
+	now := time.Unix(1_800_000_000, 0)
+	h := signedHeader(t, []string{secret, otherSecret}, "msg_r", now, body)
+	sigs := strings.Split(h.Get(callback.HeaderWebhookSignature), " ")
+	want := []string{handSign(t, secret, "msg_r", "1800000000", body), handSign(t, otherSecret, "msg_r", "1800000000", body)}
+	if len(sigs) != 2 || sigs[0] != want[0] || sigs[1] != want[1] {
+		t.Fatalf("signatures %q, want %q", sigs, want)
+	}
+	for _, receiver := range [][]string{{secret}, {otherSecret}, {otherSecret, secret}} {
+		if err := callback.Verify(receiver, h, body, now, time.Minute); err != nil {
+			t.Errorf("receiver with %d secret(s): %v", len(receiver), err)
+		}
+	}
+	third := "whsec_" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32)))
+	if err := callback.Verify([]string{third}, h, body, now, time.Minute); err == nil {
+		t.Error("a receiver with neither secret accepted the request")
 	}
 }
 
@@ -78,9 +169,14 @@ type fixture struct {
 	h      *nightshift.Handler
 }
 
-func newFixture(t *testing.T, opts callback.Options) *fixture {
+// newFixture registers the callback kind with opts; queues are base names of callback
+// queues to allow (made full names with the test's prefix).
+func newFixture(t *testing.T, opts callback.Options, queues ...string) *fixture {
 	t.Helper()
 	store := testenv.Clients(t)
+	for _, q := range queues {
+		opts.Queues = append(opts.Queues, store.Layout.Name(q))
+	}
 	reg := nightshift.NewRegistry()
 	nightshift.AddWorkerFunc(reg, func(ctx context.Context, job *nightshift.Job[workArgs]) (any, error) {
 		if job.Args.Fail {
@@ -110,9 +206,12 @@ func (f *fixture) runJobs() {
 }
 
 // receiver is a webhook endpoint that answers with the given statuses in turn (then 200)
-// and checks every signature.
+// and checks every signature twice: with Verify, holding only the secret it was given,
+// and by hand (the HMAC computed here over "<id>.<timestamp>.<body>" must be one of the
+// header's v1 signatures).
 type receiver struct {
 	t        *testing.T
+	secret   string
 	mu       sync.Mutex
 	answers  []int
 	requests []*http.Request
@@ -121,11 +220,19 @@ type receiver struct {
 }
 
 func newReceiver(t *testing.T, answers ...int) *receiver {
-	r := &receiver{t: t, answers: answers}
+	return newReceiverWith(t, secret, answers...)
+}
+
+func newReceiverWith(t *testing.T, key string, answers ...int) *receiver {
+	r := &receiver{t: t, secret: key, answers: answers}
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
-		if err := callback.Verify(secret, req.Header.Get(callback.HeaderTimestamp), req.Header.Get(callback.HeaderSignature), body, time.Now(), time.Minute); err != nil {
+		if err := callback.Verify([]string{r.secret}, req.Header, body, time.Now(), time.Minute); err != nil {
 			t.Errorf("webhook signature: %v", err)
+		}
+		hand := handSign(t, r.secret, req.Header.Get(callback.HeaderWebhookID), req.Header.Get(callback.HeaderWebhookTimestamp), body)
+		if !slices.Contains(strings.Split(req.Header.Get(callback.HeaderWebhookSignature), " "), hand) {
+			t.Errorf("webhook-signature %q lacks the hand-computed %s", req.Header.Get(callback.HeaderWebhookSignature), hand)
 		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -141,6 +248,16 @@ func newReceiver(t *testing.T, answers ...int) *receiver {
 	return r
 }
 
+// secretsFor returns webhook secrets for the origin of rawURL.
+func secretsFor(t *testing.T, rawURL string, secrets ...string) *callback.WebhookSecrets {
+	t.Helper()
+	w, err := callback.NewWebhookSecrets(map[string][]string{rawURL: secrets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
 func (r *receiver) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -148,8 +265,8 @@ func (r *receiver) count() int {
 }
 
 func TestWebhookRetriedUntilDelivered(t *testing.T) {
-	f := newFixture(t, callback.Options{Secret: secret, AllowPrivate: true, AllowHTTP: true})
 	rcv := newReceiver(t, 503, 500)
+	f := newFixture(t, callback.Options{Secrets: secretsFor(t, rcv.srv.URL, secret), AllowPrivate: true, AllowHTTP: true})
 	ctx := context.Background()
 	res, err := f.client.Enqueue(ctx, workArgs{}, &nightshift.EnqueueOptions{CallbackURL: rcv.srv.URL + "/hook?token=abc"})
 	if err != nil {
@@ -168,7 +285,8 @@ func TestWebhookRetriedUntilDelivered(t *testing.T) {
 		t.Fatalf("payload = %s", rcv.bodies[2])
 	}
 	req := rcv.requests[2]
-	if req.Header.Get(callback.HeaderEvent) != "job.succeeded" || req.Header.Get(callback.HeaderDelivery) != p.DeliveryID ||
+	checkWebhookIDs(t, rcv.requests, p.DeliveryID, callback.DeliveryID(res.EnqueuedAt, res.JobID, 0, callback.EventSucceeded))
+	if req.Header.Get(callback.HeaderEvent) != "job.succeeded" ||
 		req.Header.Get("Content-Type") != "application/json" || req.URL.Query().Get("token") != "abc" {
 		t.Errorf("headers = %v, url %s", req.Header, req.URL)
 	}
@@ -185,9 +303,28 @@ func TestWebhookRetriedUntilDelivered(t *testing.T) {
 	}
 }
 
+// checkWebhookIDs: webhook-id is the delivery job's id (derived from the job id, its life
+// and the event) on every attempt: the same across retries.
+func checkWebhookIDs(t *testing.T, requests []*http.Request, deliveryID, derived string) {
+	t.Helper()
+	if deliveryID != derived {
+		t.Errorf("delivery id %s is not derived from the job id and event (%s)", deliveryID, derived)
+	}
+	for i, r := range requests {
+		if id := r.Header.Get(callback.HeaderWebhookID); id != deliveryID {
+			t.Errorf("attempt %d: webhook-id %q, want the delivery id %q", i+1, id, deliveryID)
+		}
+	}
+}
+
 func TestWebhookRefusals(t *testing.T) {
 	rcv := newReceiver(t)
 	loopbackName := strings.Replace(rcv.srv.URL, "127.0.0.1", "localhost", 1)
+	both := secretsFor(t, rcv.srv.URL, secret)
+	if _, err := both.For(loopbackName); err != nil { // localhost is another origin: give it the secret too
+		both, _ = callback.NewWebhookSecrets(map[string][]string{rcv.srv.URL: {secret}, loopbackName: {secret}})
+	}
+	otherOrigin := "http://127.0.0.1:1"
 	cases := []struct {
 		name   string
 		opts   callback.Options
@@ -195,11 +332,13 @@ func TestWebhookRefusals(t *testing.T) {
 		answer int
 		want   string
 	}{
-		{"loopback address", callback.Options{Secret: secret, AllowHTTP: true}, rcv.srv.URL, 0, "loopback address"},
-		{"name resolving to loopback", callback.Options{Secret: secret, AllowHTTP: true}, loopbackName, 0, "loopback address"},
-		{"plain http", callback.Options{Secret: secret, AllowPrivate: true}, rcv.srv.URL, 0, "plain http"},
-		{"no secret", callback.Options{AllowPrivate: true, AllowHTTP: true}, rcv.srv.URL, 0, callback.SettingWebhookSecret},
-		{"4xx answer", callback.Options{Secret: secret, AllowPrivate: true, AllowHTTP: true}, rcv.srv.URL, 410, "410 Gone"},
+		{"loopback address", callback.Options{Secrets: both, AllowHTTP: true}, rcv.srv.URL, 0, "loopback address"},
+		{"name resolving to loopback", callback.Options{Secrets: both, AllowHTTP: true}, loopbackName, 0, "loopback address"},
+		{"plain http", callback.Options{Secrets: both, AllowPrivate: true}, rcv.srv.URL, 0, "plain http"},
+		{"no secrets at all", callback.Options{AllowPrivate: true, AllowHTTP: true}, rcv.srv.URL, 0, callback.SettingWebhookSecrets},
+		// The origin is what has a secret: the same host on another port has none.
+		{"origin without a secret", callback.Options{Secrets: secretsFor(t, otherOrigin, secret), AllowPrivate: true, AllowHTTP: true}, rcv.srv.URL, 0, "no webhook secret is configured for origin " + strings.ToLower(rcv.srv.URL)},
+		{"4xx answer", callback.Options{Secrets: both, AllowPrivate: true, AllowHTTP: true}, rcv.srv.URL, 410, "410 Gone"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -238,9 +377,10 @@ func TestWebhookRefusals(t *testing.T) {
 }
 
 func TestQueueCallbackAndDeadEvent(t *testing.T) {
-	f := newFixture(t, callback.Options{})
+	f := newFixture(t, callback.Options{}, "done-events")
 	ctx := context.Background()
 	target := f.store.Layout.Name("done-events")
+	createQueue(t, f.store, target)
 	res, err := f.client.Enqueue(ctx, workArgs{}, &nightshift.EnqueueOptions{CallbackQueue: target})
 	if err != nil {
 		t.Fatal(err)
@@ -310,4 +450,14 @@ func TestQueueCallbackAndDeadEvent(t *testing.T) {
 	if d, _ := f.client.QueueDepths(ctx); d[0].Messages != 0 {
 		t.Fatalf("hook enqueued %d deliveries for jobs that should not be notified", d[0].Messages)
 	}
+}
+
+// createQueue creates a callback queue (the operator's job: nightshift never creates
+// one) and deletes it after the test.
+func createQueue(t *testing.T, store *storage.Clients, name string) {
+	t.Helper()
+	if _, err := store.Queue.CreateQueue(context.Background(), name, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = store.Queue.DeleteQueue(context.Background(), name, nil) })
 }

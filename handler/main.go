@@ -40,7 +40,11 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger) erro
 	register(reg, store, getenv)
 	// Callbacks: delivery jobs (webhooks, queue messages) enqueued when a job that asked
 	// for one ends.
-	if err := callback.Register(reg, store, callback.FromEnv(getenv)); err != nil {
+	callbacks, err := callback.FromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	if err := callback.Register(reg, store, callbacks); err != nil {
 		return err
 	}
 	// Recurring jobs (the built-in maintenance job) and the sweeper of far-future delayed
@@ -51,7 +55,10 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger) erro
 		Handler: nightshift.HandlerOptions{OnJobEnd: callback.OnJobEnd(store)},
 		// The HTTP API functions (functions/JobsAPI*): enqueue, status, cancel.
 		Setup: func(h *nightshift.Handler, store *storage.Clients) error {
-			httpapi.New(nightshift.NewClient(store, nil), &httpapi.Options{Kinds: reg.Kinds, Logger: log}).Register(h)
+			// The API's client refuses callbacks the delivery would refuse (an origin
+			// without a webhook secret, an unlisted callback queue) with a 400.
+			client := nightshift.NewClient(store, &nightshift.ClientOptions{CheckCallback: callbacks.CheckCallback})
+			httpapi.New(client, &httpapi.Options{Kinds: reg.Kinds, Logger: log}).Register(h)
 			return scheduling(h, store)
 		},
 	})

@@ -108,3 +108,24 @@ func TestRunReportsBadSettings(t *testing.T) {
 		t.Fatalf("bad port: %v", err)
 	}
 }
+
+// TestRunRefusesBadCallbackSettings: the handler does not start with the old app-wide
+// webhook secret, a malformed NIGHTSHIFT_WEBHOOK_SECRETS (the secret never in the error)
+// or a callback queue list naming a nightshift queue.
+func TestRunRefusesBadCallbackSettings(t *testing.T) {
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	for _, tc := range []struct {
+		key, value, want string
+	}{
+		{"NIGHTSHIFT_WEBHOOK_SECRET", "old-app-wide-secret", "NIGHTSHIFT_WEBHOOK_SECRETS as"},
+		{"NIGHTSHIFT_WEBHOOK_SECRETS", `{"https://a.example": "not-a-whsec-secret"}`, "NIGHTSHIFT_WEBHOOK_SECRETS: https://a.example: secret 1 is not in the form"},
+		{"NIGHTSHIFT_WEBHOOK_SECRETS", `{"https://a.example": ""}`, "secret 1 is empty"},
+		{"NIGHTSHIFT_CALLBACK_QUEUES", "done-events,jobs-poison", `NIGHTSHIFT_CALLBACK_QUEUES: queue "jobs-poison" is one of nightshift's`},
+	} {
+		m := map[string]string{"AzureWebJobsStorage": "UseDevelopmentStorage=true", "FUNCTIONS_CUSTOMHANDLER_PORT": "1", tc.key: tc.value}
+		err := run(context.Background(), func(k string) string { return m[k] }, log)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "old-app-wide-secret") || strings.Contains(err.Error(), "not-a-whsec-secret") {
+			t.Errorf("%s=%s: %v, want an error containing %q without the secret", tc.key, tc.value, err, tc.want)
+		}
+	}
+}

@@ -72,6 +72,7 @@ func TestE2EThroughLocalHost(t *testing.T) {
 	}
 
 	// The job calls this server (http_fetch), and the webhook lands here too.
+	const e2eSecret = "whsec_ZTJlLXNlY3JldC1lMmUtc2VjcmV0LWUyZS1zZWNyZXQ="
 	var mu sync.Mutex
 	var hooks [][]byte
 	var hookErrs []error
@@ -80,7 +81,7 @@ func TestE2EThroughLocalHost(t *testing.T) {
 			body, _ := io.ReadAll(r.Body)
 			mu.Lock()
 			hooks = append(hooks, body)
-			hookErrs = append(hookErrs, callback.Verify("e2e-secret", r.Header.Get(callback.HeaderTimestamp), r.Header.Get(callback.HeaderSignature), body, time.Now(), time.Minute))
+			hookErrs = append(hookErrs, callback.Verify([]string{e2eSecret}, r.Header, body, time.Now(), time.Minute))
 			mu.Unlock()
 			return
 		}
@@ -95,7 +96,7 @@ func TestE2EThroughLocalHost(t *testing.T) {
 		storage.SettingNamePrefix:           prefix,
 		funchost.SettingFunctionKey:         key,
 		"NIGHTSHIFT_FETCH_ALLOW_PRIVATE":    "true",
-		callback.SettingWebhookSecret:       "e2e-secret",
+		callback.SettingWebhookSecrets:      `{"` + srv.URL + `": "` + e2eSecret + `"}`,
 		callback.SettingWebhookAllowPrivate: "true",
 		callback.SettingWebhookAllowHTTP:    "true",
 	}
