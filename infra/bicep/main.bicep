@@ -49,7 +49,7 @@ param instanceMemoryMB int = 2048
 @maxValue(1000)
 param maximumInstanceCount int = 100
 
-@description('More app settings, e.g. NIGHTSHIFT_SCHEDULE_<NAME> to move a recurring job or NIGHTSHIFT_MAX_PAYLOAD_BYTES. The template owns the whole set of app settings (settings added by hand are removed by the next deployment), so put them here. They cannot override the identity, storage, telemetry and security settings.')
+@description('More app settings, e.g. NIGHTSHIFT_SCHEDULE_<NAME> to move a recurring job, NIGHTSHIFT_CSV_CONTAINERS or NIGHTSHIFT_MAX_PAYLOAD_BYTES. The template owns the whole set of app settings (settings added by hand are removed by the next deployment), so put them here. They cannot override the identity, storage, telemetry and security settings.')
 param extraAppSettings object = {}
 
 @secure()
@@ -100,6 +100,9 @@ var defaultAppSettings = {
   NIGHTSHIFT_RETENTION_DAYS: '14'
   NIGHTSHIFT_DEADLETTER_RETENTION_DAYS: '90'
   NIGHTSHIFT_MAX_PAYLOAD_BYTES: '67108864'
+  // Containers the csv_stats example kind may read (comma list; empty: none). Name yours in
+  // extraAppSettings; nightshift's, the host's and the deployment container are refused.
+  NIGHTSHIFT_CSV_CONTAINERS: ''
 }
 
 // Flex Consumption keeps the deployed package here (functionAppConfig.deployment).
