@@ -19,7 +19,10 @@ import (
 
 // SettingFetchAllowPrivate lets http_fetch call private, loopback and link-local
 // addresses ("true"). Off by default: job args come from whoever can enqueue, and an
-// unguarded fetch would let them reach internal services (SSRF).
+// unguarded fetch would let them reach internal services (SSRF). Even when on, the cloud
+// metadata and platform endpoints (169.254.169.254, 168.63.129.16, fd00:ec2::254 and
+// their IPv4-mapped forms) and every other special-purpose range stay refused (package
+// netguard).
 const SettingFetchAllowPrivate = "NIGHTSHIFT_FETCH_ALLOW_PRIVATE"
 
 // HTTPFetchArgs asks for one HTTP call whose response is kept as the job's result: the
@@ -94,11 +97,7 @@ func (w *httpFetchWorker) Work(ctx context.Context, job *nightshift.Job[HTTPFetc
 	start := time.Now()
 	resp, err := w.client.Do(req)
 	if err != nil {
-		var re *netguard.RefusedError
-		if errors.As(err, &re) {
-			return nil, nightshift.Permanent(fmt.Errorf("http_fetch: %w (set %s=true to allow)", re, SettingFetchAllowPrivate))
-		}
-		return nil, fmt.Errorf("http_fetch: %s %s: %w", method, redactURL(u), err)
+		return nil, callError(err, method, u)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxFetchBody+1))
@@ -112,10 +111,29 @@ func (w *httpFetchWorker) Work(ctx context.Context, job *nightshift.Job[HTTPFetc
 	job.Logger.Info("response", "status", resp.StatusCode, "bytes", len(data), "elapsed_ms", elapsed.Milliseconds())
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-		return nil, fmt.Errorf("http_fetch: %s answered %s (will retry)", redactURL(u), resp.Status)
+		return nil, fmt.Errorf("http_fetch: %s answered %s (will retry)%s", redactURL(u), resp.Status, snippet(data))
 	case resp.StatusCode >= 400:
-		return nil, nightshift.Permanentf("http_fetch: %s answered %s: %s", redactURL(u), resp.Status, snippet(data))
+		return nil, nightshift.Permanentf("http_fetch: %s answered %s%s", redactURL(u), resp.Status, snippet(data))
 	}
+	return newFetchResult(resp, data, elapsed), nil
+}
+
+// callError is the job's error for a call that got no response: permanent when the SSRF
+// guard refused the address (with the setting that opens it, when one does).
+func callError(err error, method string, u *url.URL) error {
+	var re *netguard.RefusedError
+	if errors.As(err, &re) {
+		if re.Always {
+			return nightshift.Permanent(fmt.Errorf("http_fetch: %w", re))
+		}
+		return nightshift.Permanent(fmt.Errorf("http_fetch: %w (set %s=true to allow)", re, SettingFetchAllowPrivate))
+	}
+	return fmt.Errorf("http_fetch: %s %s: %w", method, redactURL(u), err)
+}
+
+// newFetchResult keeps a successful response: JSON as JSON, text as a string, anything
+// else as bytes.
+func newFetchResult(resp *http.Response, data []byte, elapsed time.Duration) *FetchResult {
 	res := &FetchResult{Status: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"), Size: len(data), ElapsedMS: elapsed.Milliseconds(), Headers: map[string]string{}}
 	for _, h := range []string{"Content-Type", "ETag", "Last-Modified", "Location"} {
 		if v := resp.Header.Get(h); v != "" {
@@ -131,7 +149,7 @@ func (w *httpFetchWorker) Work(ctx context.Context, job *nightshift.Job[HTTPFetc
 	default:
 		res.BodyBase64 = data
 	}
-	return res, nil
+	return res
 }
 
 func redactURL(u *url.URL) string {
@@ -141,10 +159,32 @@ func redactURL(u *url.URL) string {
 	return c.String()
 }
 
-func snippet(b []byte) string {
-	s := string(b)
-	if len(s) > 200 {
-		s = s[:200] + "…"
+// MaxErrorBodyBytes bounds how much of a remote error response's body http_fetch puts
+// into the job's error (last_error, visible to API callers and kept in dead letters):
+// the first 64 characters, printable ASCII only (any other character, including
+// newlines, becomes '?'), followed by "..." when the body was longer. A remote service's
+// error page can carry tokens, internal host names or stack traces; 64 characters are
+// enough to recognise the error, not to carry much of that.
+const MaxErrorBodyBytes = 64
+
+// snippet returns ": " and the start of body for an error message, cut to
+// MaxErrorBodyBytes printable ASCII characters; "" for an empty body.
+func snippet(body []byte) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range strings.TrimSpace(string(body)) {
+		if n == MaxErrorBodyBytes {
+			b.WriteString("...")
+			break
+		}
+		if r < 0x20 || r > 0x7e {
+			r = '?'
+		}
+		b.WriteRune(r)
+		n++
 	}
-	return strings.TrimSpace(s)
+	if b.Len() == 0 {
+		return ""
+	}
+	return ": " + b.String()
 }

@@ -32,7 +32,10 @@ func TestCSVStats(t *testing.T) {
 	if _, err := store.Blob.UploadBuffer(ctx, container, "daily.csv", []byte(csvText), nil); err != nil {
 		t.Fatal(err)
 	}
-	w := &csvStatsWorker{store: store}
+	w, err := newCSVStatsWorker(store, container)
+	if err != nil {
+		t.Fatal(err)
+	}
 	out, err := w.Work(ctx, job(CSVStatsArgs{Container: container, Blob: "daily.csv"}))
 	if err != nil {
 		t.Fatal(err)

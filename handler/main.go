@@ -37,7 +37,9 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger) erro
 		return err
 	}
 	reg := nightshift.NewRegistry()
-	register(reg, store, getenv)
+	if err := register(reg, store, getenv); err != nil {
+		return err
+	}
 	// Callbacks: delivery jobs (webhooks, queue messages) enqueued when a job that asked
 	// for one ends.
 	callbacks, err := callback.FromEnv(getenv)
@@ -64,8 +66,14 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger) erro
 	})
 }
 
-// register adds the example job kinds.
-func register(reg *nightshift.Registry, store *storage.Clients, getenv func(string) string) {
-	nightshift.AddWorker(reg, &csvStatsWorker{store: store}, nil)
+// register adds the example job kinds, configured from their settings
+// (SettingCSVContainers, SettingFetchAllowPrivate). A bad setting is an error naming it.
+func register(reg *nightshift.Registry, store *storage.Clients, getenv func(string) string) error {
+	csvStats, err := newCSVStatsWorker(store, getenv(SettingCSVContainers))
+	if err != nil {
+		return err
+	}
+	nightshift.AddWorker(reg, csvStats, nil)
 	nightshift.AddWorker(reg, newHTTPFetchWorker(getenv(SettingFetchAllowPrivate) == "true"), nil)
+	return nil
 }

@@ -25,15 +25,21 @@ func TestRunServesHostRequests(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	env := testenv.Env(t, "FUNCTIONS_CUSTOMHANDLER_PORT", fmt.Sprint(port))
-	store, err := storage.FromEnv(env, nil)
+	hostEnv := testenv.Env(t, "FUNCTIONS_CUSTOMHANDLER_PORT", fmt.Sprint(port))
+	store, err := storage.FromEnv(hostEnv, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	container := store.Layout.Name("inputs")
+	env := func(k string) string { // the operator lists the container csv_stats reads
+		if k == SettingCSVContainers {
+			return container
+		}
+		return hostEnv(k)
 	}
 	if err := store.Ensure(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	container := store.Layout.Name("inputs")
 	_, _ = store.Blob.CreateContainer(context.Background(), container, nil)
 	if _, err := store.Blob.UploadBuffer(context.Background(), container, "x.csv", []byte("n\n1\n2\n"), nil); err != nil {
 		t.Fatal(err)
