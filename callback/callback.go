@@ -393,6 +393,9 @@ func (d *deliverer) webhook(ctx context.Context, job *nightshift.Job[Args], a Ar
 	resp, err := d.http.Do(req)
 	if err != nil {
 		var re *netguard.RefusedError
+		if errors.As(err, &re) && re.Always {
+			return 0, nightshift.Permanent(fmt.Errorf("callback: webhook target refused: %w (never allowed)", re))
+		}
 		if errors.As(err, &re) {
 			return 0, nightshift.Permanent(fmt.Errorf("callback: webhook target refused: %w (set %s=true to allow)", re, SettingWebhookAllowPrivate))
 		}
