@@ -14,7 +14,8 @@ import (
 // keys, every key unwraps. Data keys are wrapped with AES-256-GCM (a random nonce, the key
 // id as additional data).
 type LocalKeys struct {
-	first string
+	setting string
+	first   string
 	keys  map[string]cipher.AEAD
 }
 
@@ -24,7 +25,7 @@ var localKIDRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 // not). Ids are 1–64 letters, digits, '_', '.' or '-'. Errors name setting and the entry,
 // never the key material.
 func ParseLocalKeys(setting, value string) (*LocalKeys, error) {
-	lk := &LocalKeys{keys: map[string]cipher.AEAD{}}
+	lk := &LocalKeys{setting: setting, keys: map[string]cipher.AEAD{}}
 	for i, entry := range strings.Split(value, ",") {
 		entry = strings.TrimSpace(entry)
 		if entry == "" {
@@ -82,7 +83,7 @@ func (lk *LocalKeys) Wrap(_ context.Context, dek []byte) ([]byte, string, error)
 func (lk *LocalKeys) Unwrap(_ context.Context, kid string, wrapped []byte) ([]byte, error) {
 	aead, ok := lk.keys[kid]
 	if !ok {
-		return nil, fmt.Errorf("key %q is not among the local keys configured: %w", truncate(kid, 64), ErrUnknownKey)
+		return nil, fmt.Errorf("key %q is not among the keys of setting %s (keep a key there until every value it sealed is rewritten or gone): %w", truncate(kid, 64), lk.setting, ErrUnknownKey)
 	}
 	if len(wrapped) < nonceSize+tagSize {
 		return nil, fmt.Errorf("wrapped key is truncated: %w", ErrCorrupt)
