@@ -342,3 +342,11 @@ func TestSealedArgsWithoutKeyAndPlainInputs(t *testing.T) {
 	}
 	assertSealed(t, sealed, sealed.Layout.StatusContainer(), storage.StatusBlob("plain-producer"), "k1")
 }
+
+// BenchmarkInvocationAzuriteSealed is BenchmarkInvocationAzurite with an encryption key:
+// the status read and the status write are opened and sealed. Their ratio is the cost of
+// encryption at rest per job.
+func BenchmarkInvocationAzuriteSealed(b *testing.B) {
+	c := testenv.Clients(b, seal.SettingLocalKeys, "k1:"+newKey(b))
+	runInvocations(b, benchHandler(b, c))
+}
