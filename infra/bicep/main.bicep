@@ -56,6 +56,9 @@ param extraAppSettings object = {}
 @description('HMAC-SHA256 key webhook callbacks are signed with (app setting NIGHTSHIFT_WEBHOOK_SECRET). Empty: webhook callbacks fail permanently; queue callbacks still work.')
 param webhookSecret string = ''
 
+@description('Key Vault key that wraps the data keys of encryption at rest (app setting NIGHTSHIFT_ENCRYPTION_KEY_URL), https://<vault>.vault.azure.net/keys/<name>; the app identity needs wrapKey and unwrapKey on it (Key Vault Crypto Service Encryption User). Empty: args, results and logs are stored unencrypted (docs/encryption.md).')
+param encryptionKeyUrl string = ''
+
 // ---------------------------------------------------------------------------------------
 // Names
 // ---------------------------------------------------------------------------------------
@@ -367,6 +370,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
     // nightshift's own settings.
     NIGHTSHIFT_WEBHOOK_SECRET: webhookSecret
+    NIGHTSHIFT_ENCRYPTION_KEY_URL: encryptionKeyUrl
     // SSRF guards stay on: job arguments and callback URLs come from whoever can enqueue.
     NIGHTSHIFT_FETCH_ALLOW_PRIVATE: 'false'
     NIGHTSHIFT_WEBHOOK_ALLOW_PRIVATE: 'false'
