@@ -16,7 +16,7 @@ import (
 type LocalKeys struct {
 	setting string
 	first   string
-	keys  map[string]cipher.AEAD
+	keys    map[string]cipher.AEAD
 }
 
 var localKIDRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
