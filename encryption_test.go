@@ -134,6 +134,47 @@ func peekAll(t *testing.T, store *storage.Clients, queue string) []string {
 	return out
 }
 
+// assertQueueHidesArgs fails unless the queue holds n messages, none showing the marker,
+// each with its args in exactly one sealed form (args_sealed, or args_ref to a sealed blob).
+func assertQueueHidesArgs(t *testing.T, store *storage.Clients, queue string, n int) {
+	t.Helper()
+	msgs := peekAll(t, store, queue)
+	if len(msgs) != n {
+		t.Fatalf("%d messages on the queue, want %d", len(msgs), n)
+	}
+	for _, m := range msgs {
+		if strings.Contains(m, sealMarker) {
+			t.Fatalf("queue message shows the args: %.300s", m)
+		}
+		env, err := envelope.Decode([]byte(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(env.Args) != 0 || (env.ArgsSealed == nil) == (env.ArgsRef == nil) {
+			t.Fatalf("job %s: args %q, args_sealed %d bytes, args_ref %v: want exactly one of the sealed forms", env.JobID, env.Args, len(env.ArgsSealed), env.ArgsRef)
+		}
+	}
+}
+
+// assertClientRoundTrip checks that the client reads the sealed results and logs plain.
+func assertClientRoundTrip(t *testing.T, client *Client) {
+	t.Helper()
+	ctx := context.Background()
+	var r map[string]string
+	for _, id := range []string{"inline", "claimed"} {
+		if err := client.Result(ctx, id, &r); err != nil || r["echo"] != sealMarker {
+			t.Fatalf("Result(%s) = %v, %v", id, r, err)
+		}
+	}
+	if _, data, err := client.ResultBytes(ctx, "blob"); err != nil || len(data) < 2*storage.MaxInlineResult || !bytes.HasPrefix(data, []byte(sealMarker)) {
+		t.Fatalf("ResultBytes(blob) = %d bytes, %v", len(data), err)
+	}
+	logs, _, err := client.Logs(ctx, "inline")
+	if err != nil || len(logs) == 0 || !strings.Contains(logs[0].Message, sealMarker) {
+		t.Fatalf("Logs = %v, %v", logs, err)
+	}
+}
+
 func TestEncryptionAtRestSealsArgsResultsLogsAndDeadLetters(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -152,22 +193,7 @@ func TestEncryptionAtRestSealsArgsResultsLogsAndDeadLetters(t *testing.T) {
 	enq("failing", sealArgs{Secret: sealMarker, Fail: true})
 
 	// The queue messages: args sealed in the envelope, or in the (sealed) payload blob.
-	msgs := peekAll(t, store, l.JobsQueue())
-	if len(msgs) != 4 {
-		t.Fatalf("%d messages on the queue, want 4", len(msgs))
-	}
-	for _, m := range msgs {
-		if strings.Contains(m, sealMarker) {
-			t.Fatalf("queue message shows the args: %.300s", m)
-		}
-		env, err := envelope.Decode([]byte(m))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(env.Args) != 0 || (env.ArgsSealed == nil) == (env.ArgsRef == nil) {
-			t.Fatalf("job %s: args %q, args_sealed %d bytes, args_ref %v: want exactly one of the sealed forms", env.JobID, env.Args, len(env.ArgsSealed), env.ArgsRef)
-		}
-	}
+	assertQueueHidesArgs(t, store, l.JobsQueue(), 4)
 	assertSealed(t, store, l.PayloadsContainer(), storage.ArgsPayloadBlob("claimed"), "k1")
 	assertSealed(t, store, l.StatusContainer(), storage.StatusBlob("inline"), "k1") // queued
 
@@ -182,19 +208,7 @@ func TestEncryptionAtRestSealsArgsResultsLogsAndDeadLetters(t *testing.T) {
 	assertSealed(t, store, l.DeadLettersContainer(), storage.DeadLetterBlob("failing"), "k1")
 
 	// Round trip for the client: results, logs and the dead letter read plain.
-	var r map[string]string
-	for _, id := range []string{"inline", "claimed"} {
-		if err := fe.client.Result(ctx, id, &r); err != nil || r["echo"] != sealMarker {
-			t.Fatalf("Result(%s) = %v, %v", id, r, err)
-		}
-	}
-	if _, data, err := fe.client.ResultBytes(ctx, "blob"); err != nil || len(data) < 2*storage.MaxInlineResult || !bytes.HasPrefix(data, []byte(sealMarker)) {
-		t.Fatalf("ResultBytes(blob) = %d bytes, %v", len(data), err)
-	}
-	logs, _, err := fe.client.Logs(ctx, "inline")
-	if err != nil || len(logs) == 0 || !strings.Contains(logs[0].Message, sealMarker) {
-		t.Fatalf("Logs = %v, %v", logs, err)
-	}
+	assertClientRoundTrip(t, fe.client)
 	st := fe.statusOf("failing")
 	if st.State != storage.StateDead || !strings.Contains(st.LastError, "refused on purpose") {
 		t.Fatalf("failing: %s %q", st.State, st.LastError)
