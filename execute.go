@@ -169,6 +169,11 @@ func (x *executor) runJob(ctx context.Context, d delivery) outcome {
 			return infraFailure(argsErr)
 		}
 	}
+	if len(env.ArgsSealed) > 0 {
+		if args, argsErr = x.openArgs(ctx, env); argsErr != nil && !IsPermanent(argsErr) {
+			return infraFailure(argsErr)
+		}
+	}
 	logger, capture := newCapture(log.Handler(), env.Attempt)
 	started := time.Now().UTC()
 	var progress *progressReporter

@@ -3,6 +3,7 @@ package nightshift
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/nightshift-jobs/nightshift/envelope"
+	"github.com/nightshift-jobs/nightshift/seal"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -61,7 +63,9 @@ func MaxPayloadBytesFromEnv(getenv func(string) string) (int64, error) {
 }
 
 // claimCheck enforces the payload maximum and moves args above ClaimCheckThreshold to the
-// payloads container, leaving args_ref in the envelope. max <= 0 means the default.
+// payloads container, leaving args_ref in the envelope. max <= 0 means the default. With
+// an encryption key (store.Sealer) the args are sealed: into args_sealed when the sealed
+// args fit the threshold (as base64), else into the payload blob, which storage seals.
 func claimCheck(ctx context.Context, store *storage.Clients, env *envelope.Envelope, max int64) error {
 	if max <= 0 {
 		max = DefaultMaxPayloadBytes
@@ -70,7 +74,16 @@ func claimCheck(ctx context.Context, store *storage.Clients, env *envelope.Envel
 	if size > max {
 		return &PayloadTooLargeError{Kind: env.Kind, Size: size, Max: max, SettingMax: SettingMaxPayloadBytes}
 	}
-	if size <= ClaimCheckThreshold {
+	if store.Sealer != nil && size > 0 && size <= ClaimCheckThreshold {
+		sealed, err := store.Sealer.Seal(ctx, env.Args, storage.ArgsAAD(env.JobID))
+		if err != nil {
+			return fmt.Errorf("encrypt args of job %s: %w", env.JobID, err)
+		}
+		if base64.StdEncoding.EncodedLen(len(sealed)) <= ClaimCheckThreshold {
+			env.ArgsSealed, env.Args = sealed, nil
+			return nil
+		}
+	} else if size <= ClaimCheckThreshold {
 		return nil
 	}
 	ref, err := putArgsPayload(ctx, store, env.JobID, env.Args)
@@ -98,22 +111,33 @@ func putArgsPayload(ctx context.Context, store *storage.Clients, jobID string, a
 // Claim-checked args are in that blob already and shown nowhere.
 func (x *executor) redactDeadArgs(ctx context.Context, dl *storage.DeadLetter, env *envelope.Envelope) error {
 	e := x.reg.lookup(env.Kind)
-	if e == nil || len(e.sensitive) == 0 || len(env.Args) == 0 {
+	if e == nil || len(e.sensitive) == 0 {
 		return nil
 	}
-	red, changed, err := redactJSON(env.Args, e.sensitive)
+	args := env.Args
+	if len(env.ArgsSealed) > 0 { // the CLI would open them: redact what it would show
+		opened, err := x.openArgs(ctx, env)
+		if err != nil {
+			return nil // they stay sealed; nothing opens them without the key
+		}
+		args = opened
+	}
+	if len(args) == 0 {
+		return nil
+	}
+	red, changed, err := redactJSON(args, e.sensitive)
 	if err != nil { // args that are not JSON cannot be redacted in part: show none
 		red, changed = json.RawMessage(`"`+Redacted+`"`), true
 	}
 	if !changed {
 		return nil
 	}
-	ref, err := putArgsPayload(ctx, x.ext, env.JobID, env.Args)
+	ref, err := putArgsPayload(ctx, x.ext, env.JobID, args)
 	if err != nil {
 		return fmt.Errorf("keep the sensitive args of dead job %s: %w", env.JobID, err)
 	}
 	shown := *env
-	shown.Args = red
+	shown.Args, shown.ArgsSealed = red, nil
 	dl.Envelope, dl.ArgsRef = &shown, ref
 	return nil
 }
@@ -145,6 +169,29 @@ func (x *executor) loadArgs(ctx context.Context, env *envelope.Envelope) (json.R
 	sum := sha256.Sum256(data)
 	if got := hex.EncodeToString(sum[:]); !strings.EqualFold(got, ref.SHA256) {
 		return nil, Permanentf("claim-checked args %s/%s have sha256 %s; args_ref says %s", ref.Container, ref.Blob, got, ref.SHA256)
+	}
+	return data, nil
+}
+
+// openArgs decrypts args_sealed. No key configured, a value that is not sealed, or one
+// that does not open (another job's args, altered, a key removed) is a permanent error;
+// a Key Vault that cannot be reached is not.
+func (x *executor) openArgs(ctx context.Context, env *envelope.Envelope) (json.RawMessage, error) {
+	if x.ext == nil || x.ext.Sealer == nil {
+		return nil, Permanentf("%v", storage.NoKeyError("args_sealed"))
+	}
+	if !seal.IsSealed(env.ArgsSealed) {
+		return nil, Permanentf("args_sealed is not a value nightshift sealed (see docs/encryption.md)")
+	}
+	data, err := x.ext.Sealer.Open(ctx, env.ArgsSealed, storage.ArgsAAD(env.JobID))
+	if err != nil {
+		if seal.IsPermanent(err) {
+			return nil, Permanentf("args_sealed does not open: %v", err)
+		}
+		return nil, err
+	}
+	if !json.Valid(data) {
+		return nil, Permanentf("args_sealed opens to bytes that are not JSON")
 	}
 	return data, nil
 }

@@ -102,7 +102,17 @@ func (w *syncWriter) String() string { w.mu.Lock(); defer w.mu.Unlock(); return 
 // job — and its replay — get the real values.
 func TestSensitiveArgsRedacted(t *testing.T) {
 	t.Parallel()
+	t.Run("plain", func(t *testing.T) { testSensitiveArgsRedacted(t, false) })
+	// With encryption at rest the args travel sealed; the dead-letter record still shows
+	// them redacted when the CLI opens it.
+	t.Run("sealed", func(t *testing.T) { testSensitiveArgsRedacted(t, true) })
+}
+
+func testSensitiveArgsRedacted(t *testing.T, sealed bool) {
 	te := newTestEnv(t)
+	if sealed {
+		te.store = storeWithKeys(t, te.store, "k1:"+newKey(t))
+	}
 	ctx := context.Background()
 	plog := &syncWriter{}
 	reg := NewRegistry()
@@ -138,6 +148,20 @@ func TestSensitiveArgsRedacted(t *testing.T) {
 	l := te.store.Layout
 	stRaw := readBlob(t, te.store, l.StatusContainer(), storage.StatusBlob(res.JobID))
 	dlRaw := readBlob(t, te.store, l.DeadLettersContainer(), storage.DeadLetterBlob(res.JobID))
+	if sealed { // what an operator with the key sees: the record, opened
+		dl, err := client.DeadLetter(ctx, res.JobID)
+		if err != nil || dl.Envelope == nil || len(dl.Envelope.ArgsSealed) != 0 {
+			t.Fatalf("dead letter %+v %v: want the args redacted in the clear, not sealed", dl, err)
+		}
+		b, _ := json.Marshal(dl)
+		dlRaw = string(b)
+		st, _, err := te.store.GetStatus(ctx, res.JobID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ = json.Marshal(st)
+		stRaw = string(b)
+	}
 	for what, text := range map[string]string{"status": stRaw, "dead letter": dlRaw, "process log": plog.String()} {
 		for _, s := range secrets {
 			if strings.Contains(text, s) {

@@ -65,6 +65,9 @@ type Envelope struct {
 	DedupeKey string `json:"dedupe_key,omitempty"`
 	// ArgsRef points at args stored in Blob (claim check) when they exceed the queue limit.
 	ArgsRef *BlobRef `json:"args_ref,omitempty"`
+	// ArgsSealed are the args encrypted by nightshift (base64 in JSON; docs/encryption.md),
+	// in place of Args, when an encryption key is configured.
+	ArgsSealed []byte `json:"args_sealed,omitempty"`
 	// Meta is free-form string metadata (trace ids, tenant, …) carried along unchanged.
 	Meta map[string]string `json:"meta,omitempty"`
 	// Errors is the failure history of earlier attempts, newest last, at most MaxErrors.
@@ -246,6 +249,8 @@ func decodeField(e *Envelope, name string, v json.RawMessage) error {
 		target = &e.DedupeKey
 	case "args_ref":
 		target = &e.ArgsRef
+	case "args_sealed":
+		target = &e.ArgsSealed
 	case "meta":
 		target = &e.Meta
 	case "errors":
@@ -255,7 +260,7 @@ func decodeField(e *Envelope, name string, v json.RawMessage) error {
 	case "replay":
 		target = &e.Replay
 	default:
-		return &FieldError{name, "unknown field (envelope v1 fields: version, job_id, kind, args, attempt, enqueued_at, max_attempts, timeout_seconds, run_at, queue, callback, batch_id, parent_id, dedupe_key, args_ref, meta, errors, dead_reason, replay)"}
+		return &FieldError{name, "unknown field (envelope v1 fields: version, job_id, kind, args, attempt, enqueued_at, max_attempts, timeout_seconds, run_at, queue, callback, batch_id, parent_id, dedupe_key, args_ref, args_sealed, meta, errors, dead_reason, replay)"}
 	}
 	if string(v) == "null" {
 		return nil
@@ -330,6 +335,9 @@ func (e *Envelope) Validate() error {
 	}
 	if e.ArgsRef != nil && len(e.Args) > 0 && string(e.Args) != "null" {
 		return &FieldError{"args_ref", "cannot be combined with args"}
+	}
+	if len(e.ArgsSealed) > 0 && (e.ArgsRef != nil || len(e.Args) > 0 && string(e.Args) != "null") {
+		return &FieldError{"args_sealed", "cannot be combined with args or args_ref"}
 	}
 	for i, ae := range e.Errors {
 		if ae.Attempt < 1 {

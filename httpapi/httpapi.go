@@ -595,7 +595,12 @@ func (a *API) Status(ctx context.Context, inv *nightshift.Invocation) (*hostprot
 	}
 	if res := st.Result; res != nil {
 		rv := &ResultView{ContentType: res.ContentType, Size: res.Size, JSON: res.JSON, Bytes: res.Bytes}
-		if res.Blob != "" {
+		if res.Blob != "" && a.store.Sealer != nil {
+			// A link would hand out ciphertext: the API opens the result and answers inline.
+			if fail := a.inlineSealedResult(ctx, r, st, rv); fail != nil {
+				return fail, nil
+			}
+		} else if res.Blob != "" {
 			link, exp, err := a.resultLink(ctx, res.Blob)
 			if err != nil {
 				a.opts.Logger.Error("result link failed", "job_id", id, "error", err.Error())
@@ -611,6 +616,22 @@ func (a *API) Status(ctx context.Context, inv *nightshift.Invocation) (*hostprot
 		hdr = map[string]string{"Retry-After": "2"} // a polling hint while the job is not done
 	}
 	return respond(http.StatusOK, hdr, out, fmt.Sprintf("status of job %s: %s", id, st.State)), nil
+}
+
+// inlineSealedResult puts an encrypted result blob, opened, into rv (JSON or bytes). A
+// non-nil return is the problem answer.
+func (a *API) inlineSealedResult(ctx context.Context, r *Request, st *storage.Status, rv *ResultView) *hostproto.InvokeResponse {
+	ct, data, err := a.store.GetResult(ctx, st)
+	if err != nil {
+		a.opts.Logger.Error("sealed result unavailable", "job_id", st.JobID, "error", err.Error())
+		return a.fail(r, problem(http.StatusServiceUnavailable, "storage-unavailable", "Result unavailable", "the result is stored, but could not be read; try again"))
+	}
+	if json.Valid(data) && strings.Contains(strings.ToLower(ct), "json") {
+		rv.JSON = data
+	} else {
+		rv.Bytes = data
+	}
+	return nil
 }
 
 func (a *API) statusError(r *Request, id string, err error) *hostproto.InvokeResponse {

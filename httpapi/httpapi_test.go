@@ -40,9 +40,10 @@ type env struct {
 	h      *nightshift.Handler
 }
 
-func newEnv(t *testing.T) *env {
+// newEnv builds the API on a fresh prefix; settings are extra key, value pairs.
+func newEnv(t *testing.T, settings ...string) *env {
 	t.Helper()
-	store := testenv.Clients(t)
+	store := testenv.Clients(t, settings...)
 	reg := nightshift.NewRegistry()
 	nightshift.AddWorkerFunc(reg, func(ctx context.Context, job *nightshift.Job[echoArgs]) (any, error) {
 		if job.Args.Repeat > 0 {

@@ -13,6 +13,7 @@ import (
 
 	sitter "github.com/tree-sitter/go-tree-sitter"
 
+	"github.com/nightshift-jobs/nightshift/seal"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -124,6 +125,7 @@ var notAppSettings = map[string]string{
 	"AzureFunctionsWebHost__hostid": "read by the local Functions host (funchost) only; Azure derives the host id from the app name",
 	"NIGHTSHIFT_LOCAL_FUNCTION_KEY": "the local Functions host's (funchost) function key; Azure manages function keys itself",
 	"FUNCTIONS_CUSTOMHANDLER_PORT":  "set by the Functions host for the handler process at start-up, not an app setting",
+	seal.SettingLocalKeys:           "local keys are for development and the local host; on Azure the key-encryption key is the Key Vault key of NIGHTSHIFT_ENCRYPTION_KEY_URL (both set is an error)",
 	"NIGHTSHIFT_SCHEDULE_":          "a prefix, not a setting: the concrete NIGHTSHIFT_SCHEDULE_<NAME> settings are the %…% references of generated function.json files, which TestFunctionBindingsExistInTemplate requires the template to set",
 }
 

@@ -20,7 +20,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -289,23 +288,10 @@ func (w *Worker) each(ctx context.Context, items []item, f func(context.Context,
 	return errors.Join(append(errs, ctx.Err())...)
 }
 
+// download reads a JSON record (opened when it is sealed; see storage.Clients.Sealer).
 func (w *Worker) download(ctx context.Context, cont, name string, v any) error {
-	resp, err := w.store.Blob.DownloadStream(ctx, cont, name, nil)
-	if err != nil {
-		if storage.IsNotFound(err) {
-			return fmt.Errorf("%s/%s: %w", cont, name, storage.ErrNotFound)
-		}
-		return fmt.Errorf("read %s/%s: %w", cont, name, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return fmt.Errorf("read %s/%s: %w", cont, name, err)
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("%s/%s is not valid JSON: %w", cont, name, err)
-	}
-	return nil
+	_, err := w.store.GetJSON(ctx, cont, name, v)
+	return err
 }
 
 // deleteIf deletes a blob if it is still at etag (any version when etag is empty). A

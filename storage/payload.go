@@ -9,15 +9,21 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
+	"github.com/nightshift-jobs/nightshift/seal"
 )
 
 // ArgsPayloadBlob is the blob name of a job's claim-checked args.
 func ArgsPayloadBlob(jobID string) string { return jobID + "/args.json" }
 
 // PutPayload stores a payload blob in the payloads container (replacing one of the same
-// name: payload names are derived from job ids, so a rewrite holds the same bytes).
+// name: payload names are derived from job ids, so a rewrite holds the same bytes). With a
+// Sealer the blob is sealed for its container and name.
 func (c *Clients) PutPayload(ctx context.Context, name, contentType string, data []byte) error {
-	_, err := c.Blob.UploadBuffer(ctx, c.Layout.PayloadsContainer(), name, data, &azblob.UploadBufferOptions{
+	data, err := c.sealBlob(ctx, c.Layout.PayloadsContainer(), name, data)
+	if err != nil {
+		return fmt.Errorf("write payload %s: %w", name, err)
+	}
+	_, err = c.Blob.UploadBuffer(ctx, c.Layout.PayloadsContainer(), name, data, &azblob.UploadBufferOptions{
 		HTTPHeaders: &blob.HTTPHeaders{BlobContentType: to.Ptr(contentType)},
 	})
 	if err != nil {
@@ -31,7 +37,8 @@ var ErrTooLarge = errors.New("too large")
 
 // GetPayload reads a payload blob of at most limit bytes from the payloads container
 // (ErrNotFound wrapped when missing, ErrTooLarge when it holds more): the size is checked
-// before the body is read, and the read stops at limit+1 bytes.
+// before the body is read, and the read stops at limit+1 bytes (plus seal.Overhead for a
+// sealed payload, which is opened; limit bounds the opened bytes).
 func (c *Clients) GetPayload(ctx context.Context, name string, limit int64) ([]byte, error) {
 	container := c.Layout.PayloadsContainer()
 	resp, err := c.Blob.DownloadStream(ctx, container, name, nil)
@@ -42,12 +49,18 @@ func (c *Clients) GetPayload(ctx context.Context, name string, limit int64) ([]b
 		return nil, fmt.Errorf("read %s/%s: %w", container, name, err)
 	}
 	defer resp.Body.Close()
-	if resp.ContentLength != nil && *resp.ContentLength > limit {
+	raw := limit + seal.Overhead
+	if resp.ContentLength != nil && *resp.ContentLength > raw {
 		return nil, fmt.Errorf("%s/%s holds %d bytes, over %d: %w", container, name, *resp.ContentLength, limit, ErrTooLarge)
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, raw+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s/%s: %w", container, name, err)
+	}
+	if int64(len(data)) <= raw {
+		if data, err = c.openBlob(ctx, container, name, data); err != nil {
+			return nil, err
+		}
 	}
 	if int64(len(data)) > limit {
 		return nil, fmt.Errorf("%s/%s holds more than %d bytes: %w", container, name, limit, ErrTooLarge)

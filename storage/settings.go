@@ -15,6 +15,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
+	"github.com/nightshift-jobs/nightshift/seal"
 )
 
 // Setting names read from the environment (app settings reach a custom handler as
@@ -63,6 +64,11 @@ type Clients struct {
 	Token azcore.TokenCredential
 	// Layout names the queues and containers, from NIGHTSHIFT_NAME_PREFIX.
 	Layout Layout
+	// Sealer, when set, encrypts every record, result and payload blob nightshift writes
+	// and the args the client enqueues (docs/encryption.md); reads open sealed blobs and
+	// pass plain ones through. FromEnv sets it from NIGHTSHIFT_ENCRYPTION_KEY_URL or
+	// NIGHTSHIFT_ENCRYPTION_LOCAL_KEYS.
+	Sealer *seal.Sealer
 }
 
 // SettingError reports a missing or malformed storage setting: which setting, and what
@@ -80,8 +86,11 @@ func (e *SettingError) Error() string {
 type Options struct {
 	// Transport replaces the HTTP transport (tests, connection-pool tuning).
 	Transport policy.Transporter
-	// Credential overrides the token credential for identity-based connections.
+	// Credential overrides the token credential for identity-based connections (and for
+	// Key Vault, when encryption uses it).
 	Credential azcore.TokenCredential
+	// KeyVault tunes the Key Vault client of the encryption key (tests).
+	KeyVault *seal.KeyVaultOptions
 }
 
 // FromEnv builds clients from the host's storage settings, read through getenv (usually
@@ -105,6 +114,9 @@ func FromEnv(getenv func(string) string, opts *Options) (*Clients, error) {
 		return nil, err
 	}
 	c.Layout = layout
+	if c.Sealer, err = sealerFromEnv(getenv, c, opts); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 

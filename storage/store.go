@@ -74,7 +74,11 @@ func (c *Clients) UpdateStatus(ctx context.Context, jobID string, change func(cu
 // PutResult stores a job's result blob once: the first writer wins (If-None-Match: *), so
 // a job that ran twice keeps one result. It reports whether this call created it.
 func (c *Clients) PutResult(ctx context.Context, jobID, contentType string, data []byte) (bool, error) {
-	_, err := c.Blob.UploadBuffer(ctx, c.Layout.ResultsContainer(), ResultBlob(jobID), data, &azblob.UploadBufferOptions{
+	data, err := c.sealBlob(ctx, c.Layout.ResultsContainer(), ResultBlob(jobID), data)
+	if err != nil {
+		return false, fmt.Errorf("write result of job %s: %w", jobID, err)
+	}
+	_, err = c.Blob.UploadBuffer(ctx, c.Layout.ResultsContainer(), ResultBlob(jobID), data, &azblob.UploadBufferOptions{
 		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: to.Ptr(contentType)},
 		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfNoneMatch: to.Ptr(azcore.ETagAny)}},
 	})
@@ -180,7 +184,7 @@ func (c *Clients) Enqueue(ctx context.Context, queue string, text []byte, delay,
 }
 
 // GetJSON reads the JSON blob container/name into v and returns its ETag. A missing blob
-// gives an error wrapping ErrNotFound.
+// gives an error wrapping ErrNotFound. A sealed blob is opened (see Clients.Sealer).
 func (c *Clients) GetJSON(ctx context.Context, container, name string, v any) (ETag, error) {
 	data, etag, err := c.download(ctx, container, name)
 	if err != nil {
@@ -192,6 +196,7 @@ func (c *Clients) GetJSON(ctx context.Context, container, name string, v any) (E
 	return etag, nil
 }
 
+// download reads container/name whole, opening it when it is sealed.
 func (c *Clients) download(ctx context.Context, container, name string) ([]byte, ETag, error) {
 	resp, err := c.Blob.DownloadStream(ctx, container, name, nil)
 	if err != nil {
@@ -209,15 +214,23 @@ func (c *Clients) download(ctx context.Context, container, name string) ([]byte,
 	if resp.ETag != nil {
 		etag = *resp.ETag
 	}
-	return buf.Bytes(), etag, nil
+	data, err := c.openBlob(ctx, container, name, buf.Bytes())
+	if err != nil {
+		return nil, "", err
+	}
+	return data, etag, nil
 }
 
 // PutJSON writes v as the JSON blob container/name, conditionally: with etag "" only if
 // the blob does not exist (If-None-Match: *), else only over that version (If-Match). A
-// lost race gives an error for which IsConflict is true. It returns the new ETag.
+// lost race gives an error for which IsConflict is true. It returns the new ETag. With a
+// Sealer the blob is sealed for container/name.
 func (c *Clients) PutJSON(ctx context.Context, container, name string, v any, etag ETag) (ETag, error) {
 	data, err := json.Marshal(v)
 	if err != nil {
+		return "", err
+	}
+	if data, err = c.sealBlob(ctx, container, name, data); err != nil {
 		return "", err
 	}
 	mac := &blob.ModifiedAccessConditions{}

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nightshift-jobs/nightshift"
+	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -142,7 +143,7 @@ func newDeadShowCmd() *cobra.Command {
 				row("replayed", fmtTime(d.ReplayedAt))
 			}
 			if d.Envelope != nil {
-				row("args", truncate(string(d.Envelope.Args), 200))
+				row("args", truncate(string(deadArgs(cmd.Context(), c.Store(), d.Envelope)), 200))
 			}
 			if d.Raw != "" {
 				row("raw", truncate(d.Raw, 200))
@@ -358,4 +359,20 @@ func printReplay(w io.Writer, o replayOutcome) {
 	default:
 		fmt.Fprintf(w, "replayed %s (kind %s) as life %d\n", o.DeadID, o.Kind, o.Replay)
 	}
+}
+
+// deadArgs returns a dead job's args for the operator: args_sealed opened with the
+// configured key (docs/encryption.md), or a note saying why they cannot be shown.
+func deadArgs(ctx context.Context, store *storage.Clients, env *envelope.Envelope) []byte {
+	if len(env.ArgsSealed) == 0 {
+		return env.Args
+	}
+	if store.Sealer == nil {
+		return []byte(storage.NoKeyError("args_sealed").Error())
+	}
+	data, err := store.Sealer.Open(ctx, env.ArgsSealed, storage.ArgsAAD(env.JobID))
+	if err != nil {
+		return []byte("(sealed; " + err.Error() + ")")
+	}
+	return data
 }
