@@ -362,6 +362,11 @@ func (e *Envelope) Validate() error {
 	if e.ArgsRef != nil && len(e.Args) > 0 && string(e.Args) != "null" {
 		return &FieldError{"args_ref", "cannot be combined with args"}
 	}
+	return e.validateErrors()
+}
+
+// validateErrors checks the failure history.
+func (e *Envelope) validateErrors() error {
 	if len(e.Errors) > MaxErrors {
 		return &FieldError{"errors", fmt.Sprintf("has %d entries; at most %d (envelope.MaxErrors)", len(e.Errors), MaxErrors)}
 	}
