@@ -213,6 +213,20 @@ func batchShards(total int) (shards, perShard int) {
 	return max(1, (total+perShard-1)/perShard), perShard
 }
 
+// checkBatchBounds checks the batch's counts and meta against the envelope limits.
+func checkBatchBounds(p *BatchParams) error {
+	if p.AllowedFailures < 0 {
+		return fmt.Errorf("allowed failures %d: must be 0 or more", p.AllowedFailures)
+	}
+	if n := len(p.Children); n > envelope.MaxBatchChildren {
+		return &envelope.FieldError{Field: "children", Problem: fmt.Sprintf("has %d children; at most %d per batch (envelope.MaxBatchChildren) — split the work into several batches", n, envelope.MaxBatchChildren)}
+	}
+	if p.AllowedFailures > envelope.MaxBatchChildren {
+		return &envelope.FieldError{Field: "allowed_failures", Problem: fmt.Sprintf("%d must be at most %d (envelope.MaxBatchChildren)", p.AllowedFailures, envelope.MaxBatchChildren)}
+	}
+	return envelope.CheckMeta("meta", p.Meta)
+}
+
 // buildBatch validates the params and builds the record and the children's envelopes.
 func (c *Client) buildBatch(ctx context.Context, p BatchParams, parentID string) (*storage.Batch, []*envelope.Envelope, error) {
 	if pr := envelope.ValidJobID(p.BatchID); pr != "" || len(p.BatchID) > MaxBatchIDLength {
@@ -228,8 +242,8 @@ func (c *Client) buildBatch(ctx context.Context, p BatchParams, parentID string)
 	default:
 		return nil, nil, fmt.Errorf("failure policy %q: want %q or %q", p.FailurePolicy, FinalizeAlways, FailBatch)
 	}
-	if p.AllowedFailures < 0 {
-		return nil, nil, fmt.Errorf("allowed failures %d: must be 0 or more", p.AllowedFailures)
+	if err := checkBatchBounds(&p); err != nil {
+		return nil, nil, err
 	}
 	queue := p.Queue
 	if queue == "" {

@@ -242,6 +242,9 @@ func (c *Client) build(kind string, args json.RawMessage, opts *EnqueueOptions) 
 		return nil, "", 0, &envelope.FieldError{Field: "args", Problem: "is not valid JSON"}
 	}
 	now := c.opts.Now().UTC()
+	if err := checkOptionBounds(&o, args, now); err != nil {
+		return nil, "", 0, err
+	}
 	env := &envelope.Envelope{
 		Version: envelope.Version, Kind: kind, Args: compactJSON(args), Attempt: 1, EnqueuedAt: now,
 		MaxAttempts: o.MaxAttempts, DedupeKey: o.DedupeKey, Meta: o.Meta,
@@ -266,17 +269,11 @@ func (c *Client) build(kind string, args json.RawMessage, opts *EnqueueOptions) 
 		}
 		queue, env.Queue = q, q
 	}
-	if o.MaxAttempts < 0 {
-		return nil, "", 0, &envelope.FieldError{Field: "max_attempts", Problem: fmt.Sprintf("%d must be 1 or more", o.MaxAttempts)}
-	}
-	if o.Timeout < 0 {
-		return nil, "", 0, &envelope.FieldError{Field: "timeout_seconds", Problem: fmt.Sprintf("%s must be positive", o.Timeout)}
-	}
 	if o.Timeout > 0 {
 		env.TimeoutSeconds = o.Timeout.Seconds()
 	}
-	if len(o.DedupeKey) > 512 {
-		return nil, "", 0, &envelope.FieldError{Field: "dedupe_key", Problem: fmt.Sprintf("is %d bytes; at most 512", len(o.DedupeKey))}
+	if len(o.DedupeKey) > envelope.MaxDedupeKeyBytes {
+		return nil, "", 0, &envelope.FieldError{Field: "dedupe_key", Problem: fmt.Sprintf("is %d bytes; at most %d (envelope.MaxDedupeKeyBytes)", len(o.DedupeKey), envelope.MaxDedupeKeyBytes)}
 	}
 	var delay time.Duration
 	switch {
@@ -325,6 +322,36 @@ func (c *Client) build(kind string, args json.RawMessage, opts *EnqueueOptions) 
 		return nil, "", 0, err
 	}
 	return env, queue, delay, nil
+}
+
+// checkOptionBounds checks the args' keys and the enqueue options against the envelope
+// limits, so that what the executor would refuse fails here, before anything is sent.
+func checkOptionBounds(o *EnqueueOptions, args json.RawMessage, now time.Time) error {
+	if len(args) > 0 {
+		if err := envelope.CheckJSON(args); err != nil {
+			return envelope.PrefixPath("args", err)
+		}
+	}
+	if o.MaxAttempts < 0 {
+		return &envelope.FieldError{Field: "max_attempts", Problem: fmt.Sprintf("%d must be 1 or more", o.MaxAttempts)}
+	}
+	if o.Timeout < 0 {
+		return &envelope.FieldError{Field: "timeout_seconds", Problem: fmt.Sprintf("%s must be positive", o.Timeout)}
+	}
+	delay := o.RunIn
+	if !o.RunAt.IsZero() {
+		delay = o.RunAt.Sub(now)
+	}
+	if delay > envelope.MaxScheduleAhead {
+		return &envelope.FieldError{Field: "run_at", Problem: fmt.Sprintf("a delay of %s is more than 10 years ahead (%s, envelope.MaxScheduleAhead)", delay.Round(time.Second), envelope.MaxScheduleAhead)}
+	}
+	if o.MaxAttempts > envelope.MaxAttemptsLimit {
+		return &envelope.FieldError{Field: "max_attempts", Problem: fmt.Sprintf("%d must be at most %d (envelope.MaxAttemptsLimit)", o.MaxAttempts, envelope.MaxAttemptsLimit)}
+	}
+	if o.Timeout > envelope.MaxTimeout {
+		return &envelope.FieldError{Field: "timeout_seconds", Problem: fmt.Sprintf("%s must be at most %s (7 days, envelope.MaxTimeout)", o.Timeout, envelope.MaxTimeout)}
+	}
+	return envelope.CheckMeta("meta", o.Meta)
 }
 
 // validCallbackURL says why u cannot be a webhook target ("" when it can). Whether http

@@ -261,7 +261,12 @@ func TestEnqueueValidation(t *testing.T) {
 			}
 		})
 	}
-	_, err := c.EnqueueRaw(ctx, "k", nil, &nightshift.EnqueueOptions{Meta: map[string]string{"big": strings.Repeat("a", 70000)}})
+	// Meta within its per-entry bounds, but together over the queue message limit.
+	big := map[string]string{}
+	for i := 0; i < envelope.MaxMetaEntries; i++ {
+		big[fmt.Sprintf("k%02d", i)] = strings.Repeat("a", envelope.MaxMetaValueBytes)
+	}
+	_, err := c.EnqueueRaw(ctx, "k", nil, &nightshift.EnqueueOptions{Meta: big})
 	var se *envelope.SizeError
 	if !errors.As(err, &se) || se.Limit != envelope.MaxMessageBytes {
 		t.Fatalf("oversized envelope: err = %v, want *envelope.SizeError", err)

@@ -170,6 +170,10 @@ func (x *executor) loadArgs(ctx context.Context, env *envelope.Envelope) (json.R
 	if got := hex.EncodeToString(sum[:]); !strings.EqualFold(got, ref.SHA256) {
 		return nil, Permanentf("claim-checked args %s/%s have sha256 %s; args_ref says %s", ref.Container, ref.Blob, got, ref.SHA256)
 	}
+	// Held to the same rules as inline args, which Decode checked with the envelope.
+	if err := envelope.CheckJSON(data); err != nil {
+		return nil, Permanent(envelope.PrefixPath("args", err))
+	}
 	return data, nil
 }
 

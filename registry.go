@@ -72,6 +72,12 @@ func AddWorkerSafely[T JobArgs](r *Registry, w Worker[T], opts *WorkerOptions) e
 	if opts != nil {
 		o = *opts
 	}
+	if o.MaxAttempts > envelope.MaxAttemptsLimit {
+		return fmt.Errorf("nightshift: kind %q: MaxAttempts %d is more than %d (envelope.MaxAttemptsLimit)", kind, o.MaxAttempts, envelope.MaxAttemptsLimit)
+	}
+	if o.Timeout > envelope.MaxTimeout {
+		return fmt.Errorf("nightshift: kind %q: Timeout %s is more than %s (7 days, envelope.MaxTimeout)", kind, o.Timeout, envelope.MaxTimeout)
+	}
 	e := &kindEntry{kind: kind, opts: o.withDefaults(), sensitive: pathsOf(reflect.TypeFor[T]())}
 	e.run = func(ctx context.Context, b jobBase, raw json.RawMessage) (any, error) {
 		var args T

@@ -10,7 +10,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -187,6 +189,13 @@ func Decode(body []byte) (*Envelope, error) {
 	if len(text) > MaxMessageBytes {
 		return nil, &FieldError{"", fmt.Sprintf("message is %d bytes; the queue limit is %d", len(text), MaxMessageBytes)}
 	}
+	if err := CheckJSON(text); err != nil {
+		var fe *FieldError
+		if errors.As(err, &fe) && fe.Field == "" {
+			fe.Problem = "message " + fe.Problem
+		}
+		return nil, err
+	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(text, &raw); err != nil {
 		return nil, &FieldError{"", "message is not valid JSON: " + err.Error()}
@@ -216,10 +225,17 @@ func decodeBase64(text []byte) ([]byte, error) {
 // decodeField decodes one top-level property, so that errors name the field. Unknown
 // fields are rejected: a misspelt "max_attempt" must not be silently ignored.
 func decodeField(e *Envelope, name string, v json.RawMessage) error {
+	if string(v) == "null" {
+		return nil
+	}
 	var target any
 	switch name {
-	case "version":
-		target = &e.Version
+	case "version", "attempt", "max_attempts", "replay":
+		return decodeCount(e, name, v)
+	case "timeout_seconds":
+		f, err := DecodeSeconds(name, v, MaxTimeoutSeconds, whatTimeout)
+		e.TimeoutSeconds = f
+		return err
 	case "job_id":
 		target = &e.JobID
 	case "kind":
@@ -227,14 +243,8 @@ func decodeField(e *Envelope, name string, v json.RawMessage) error {
 	case "args":
 		e.Args = append(json.RawMessage(nil), v...)
 		return nil
-	case "attempt":
-		target = &e.Attempt
 	case "enqueued_at":
 		target = &e.EnqueuedAt
-	case "max_attempts":
-		target = &e.MaxAttempts
-	case "timeout_seconds":
-		target = &e.TimeoutSeconds
 	case "run_at":
 		target = &e.RunAt
 	case "queue":
@@ -257,13 +267,8 @@ func decodeField(e *Envelope, name string, v json.RawMessage) error {
 		target = &e.Errors
 	case "dead_reason":
 		target = &e.DeadReason
-	case "replay":
-		target = &e.Replay
 	default:
 		return &FieldError{name, "unknown field (envelope v1 fields: version, job_id, kind, args, attempt, enqueued_at, max_attempts, timeout_seconds, run_at, queue, callback, batch_id, parent_id, dedupe_key, args_ref, args_sealed, meta, errors, dead_reason, replay)"}
-	}
-	if string(v) == "null" {
-		return nil
 	}
 	if err := json.Unmarshal(v, target); err != nil {
 		return &FieldError{name, describeJSONError(err, v)}
@@ -271,9 +276,44 @@ func decodeField(e *Envelope, name string, v json.RawMessage) error {
 	return nil
 }
 
+// decodeCount decodes one of the whole-number fields, refusing numbers that do not fit
+// (1e300) instead of wrapping them; Validate checks the ranges.
+func decodeCount(e *Envelope, name string, v json.RawMessage) error {
+	var hi int64
+	var target *int
+	switch name {
+	case "version":
+		hi, target = Version, &e.Version
+	case "attempt":
+		hi, target = MaxAttemptsLimit, &e.Attempt
+	case "max_attempts":
+		hi, target = MaxAttemptsLimit, &e.MaxAttempts
+	default: // replay
+		hi, target = MaxReplays, &e.Replay
+	}
+	n, err := jsonNumber(name, v)
+	if err != nil {
+		return err
+	}
+	i, perr := strconv.ParseInt(n, 10, 32)
+	if perr != nil {
+		return &FieldError{name, fmt.Sprintf("%s must be a whole number of at most %d", truncate(n, 32), hi)}
+	}
+	*target = int(i)
+	return nil
+}
+
 func describeJSONError(err error, v json.RawMessage) string {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
+		if k := te.Type.Kind(); strings.HasPrefix(te.Value, "number") && k >= reflect.Int && k <= reflect.Float64 {
+			// A number that does not fit (1e300, 2.5 for a count) is refused, never wrapped.
+			where := ""
+			if te.Field != "" {
+				where = " for " + te.Field
+			}
+			return fmt.Sprintf("%s%s does not fit: expected a whole number within its bounds", te.Value, where)
+		}
 		return fmt.Sprintf("expected %s, got %s", goTypeToJSON(te.Type.String()), te.Value)
 	}
 	var pe *time.ParseError
@@ -315,17 +355,8 @@ func (e *Envelope) Validate() error {
 	if len(e.Args) > 0 && !json.Valid(e.Args) {
 		return &FieldError{"args", "is not valid JSON"}
 	}
-	if e.Attempt < 0 {
-		return &FieldError{"attempt", fmt.Sprintf("%d must be 1 or more", e.Attempt)}
-	}
-	if e.MaxAttempts < 0 {
-		return &FieldError{"max_attempts", fmt.Sprintf("%d must be 1 or more", e.MaxAttempts)}
-	}
-	if e.Replay < 0 {
-		return &FieldError{"replay", fmt.Sprintf("%d must be 0 or more", e.Replay)}
-	}
-	if e.TimeoutSeconds < 0 {
-		return &FieldError{"timeout_seconds", fmt.Sprintf("%g must be positive", e.TimeoutSeconds)}
+	if err := e.validateBounds(); err != nil {
+		return err
 	}
 	if e.Callback != nil && e.Callback.URL == "" && e.Callback.Queue == "" {
 		return &FieldError{"callback", "needs url or queue"}
@@ -339,12 +370,55 @@ func (e *Envelope) Validate() error {
 	if len(e.ArgsSealed) > 0 && (e.ArgsRef != nil || len(e.Args) > 0 && string(e.Args) != "null") {
 		return &FieldError{"args_sealed", "cannot be combined with args or args_ref"}
 	}
+	return e.validateErrors()
+}
+
+// validateErrors checks the failure history.
+func (e *Envelope) validateErrors() error {
+	if len(e.Errors) > MaxErrors {
+		return &FieldError{"errors", fmt.Sprintf("has %d entries; at most %d (envelope.MaxErrors)", len(e.Errors), MaxErrors)}
+	}
 	for i, ae := range e.Errors {
 		if ae.Attempt < 1 {
 			return &FieldError{fmt.Sprintf("errors[%d].attempt", i), "must be 1 or more"}
 		}
+		if err := CheckInt(fmt.Sprintf("errors[%d].attempt", i), int64(ae.Attempt), 1, MaxAttemptsLimit, whatAttempts); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// validateBounds checks the counts, durations and sizes against the limits (strict.go).
+func (e *Envelope) validateBounds() error {
+	if e.Attempt < 0 {
+		return &FieldError{"attempt", fmt.Sprintf("%d must be 1 or more", e.Attempt)}
+	}
+	if err := CheckInt("attempt", int64(e.Attempt), 0, MaxAttemptsLimit, whatAttempts); err != nil {
+		return err
+	}
+	if e.MaxAttempts < 0 {
+		return &FieldError{"max_attempts", fmt.Sprintf("%d must be 1 or more", e.MaxAttempts)}
+	}
+	if err := CheckInt("max_attempts", int64(e.MaxAttempts), 0, MaxAttemptsLimit, whatAttempts); err != nil {
+		return err
+	}
+	if err := CheckInt("replay", int64(e.Replay), 0, MaxReplays, whatReplays); err != nil {
+		return err
+	}
+	if e.TimeoutSeconds < 0 {
+		return &FieldError{"timeout_seconds", fmt.Sprintf("%g must be positive", e.TimeoutSeconds)}
+	}
+	if err := CheckSeconds("timeout_seconds", e.TimeoutSeconds, MaxTimeoutSeconds, whatTimeout); err != nil {
+		return err
+	}
+	if err := CheckRunAt("run_at", e.RunAt, time.Now()); err != nil {
+		return err
+	}
+	if len(e.DedupeKey) > MaxDedupeKeyBytes {
+		return &FieldError{"dedupe_key", fmt.Sprintf("is %d bytes; at most %d (envelope.MaxDedupeKeyBytes)", len(e.DedupeKey), MaxDedupeKeyBytes)}
+	}
+	return CheckMeta("meta", e.Meta)
 }
 
 // Normalize fills in defaults that depend on the delivery: version, attempt 1, the job id

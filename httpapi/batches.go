@@ -71,6 +71,9 @@ func parseBatch(body []byte) (*BatchRequest, []FieldProblem) {
 		if err := json.Unmarshal(v, &items); err != nil {
 			return []FieldProblem{{Field: "children", Problem: `expected an array of jobs {"kind": …, "args": …}`}}
 		}
+		if len(items) > envelope.MaxBatchChildren {
+			return []FieldProblem{{Field: "children", Problem: fmt.Sprintf("has %d jobs; at most %d per batch (envelope.MaxBatchChildren) — split the work into several batches", len(items), envelope.MaxBatchChildren)}}
+		}
 		req.Children = make([]ChildRequest, len(items))
 		var errs []FieldProblem
 		for i, item := range items {
@@ -84,7 +87,8 @@ func parseBatch(body []byte) (*BatchRequest, []FieldProblem) {
 	}
 	present, errs := decodeObject("", body, `{"children": […], "finalizer": …}`, fields{
 		"batch_id": &req.BatchID, "children": children, "finalizer": finalizer, "priority": &req.Priority,
-		"queue": &req.Queue, "failure_policy": &req.FailurePolicy, "allowed_failures": &req.AllowedFailures, "meta": &req.Meta,
+		"queue": &req.Queue, "failure_policy": &req.FailurePolicy, "meta": meta("meta", &req.Meta),
+		"allowed_failures": count("allowed_failures", &req.AllowedFailures, 0, envelope.MaxBatchChildren, "envelope.MaxBatchChildren"),
 	}, nil)
 	if present == nil {
 		return nil, errs
@@ -108,7 +112,9 @@ func parseBatch(body []byte) (*BatchRequest, []FieldProblem) {
 // parseChild decodes one child object; field names in problems start with path.
 func parseChild(path string, v json.RawMessage, c *ChildRequest) []FieldProblem {
 	present, errs := decodeObject(path, v, `{"kind": …, "args": …}`, fields{
-		"kind": &c.Kind, "args": &c.Args, "timeout_seconds": &c.TimeoutSeconds, "max_attempts": &c.MaxAttempts, "meta": &c.Meta,
+		"kind": &c.Kind, "args": &c.Args, "meta": meta(path+".meta", &c.Meta),
+		"timeout_seconds": seconds(path+".timeout_seconds", &c.TimeoutSeconds, envelope.MaxTimeoutSeconds, "7 days, envelope.MaxTimeoutSeconds", "must be more than 0"),
+		"max_attempts":    count(path+".max_attempts", &c.MaxAttempts, 1, envelope.MaxAttemptsLimit, "envelope.MaxAttemptsLimit"),
 	}, map[string]string{
 		"job_id": batchOwned, "queue": batchOwned, "priority": batchOwned, "run_at": batchOwned,
 		"run_in_seconds": batchOwned, "dedupe_key": batchOwned, "callback": batchOwned,

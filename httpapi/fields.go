@@ -2,11 +2,13 @@ package httpapi
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/nightshift-jobs/nightshift"
+	"github.com/nightshift-jobs/nightshift/envelope"
 )
 
 // fields maps the names of a request object's fields to where they decode: a pointer
@@ -18,6 +20,14 @@ type fields map[string]any
 // their reason; other unknown fields are refused too, listing the known ones. null values
 // are skipped. It returns the names present and the problems.
 func decodeObject(path string, v json.RawMessage, want string, fs fields, refused map[string]string) (map[string]bool, []FieldProblem) {
+	if path == "" {
+		// The whole body, once: duplicate keys (where the last would silently win) and
+		// deep nesting are refused, named by their path (envelope.CheckJSON).
+		var fe *envelope.FieldError
+		if err := envelope.CheckJSON(v); errors.As(err, &fe) && fe.Field != "" {
+			return nil, []FieldProblem{{Field: fe.Field, Problem: fe.Problem}}
+		}
+	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(v, &raw); err != nil || raw == nil {
 		p := "expected an object " + want
@@ -81,6 +91,61 @@ func checkQueueChoice(priority, queue string) []FieldProblem {
 	}
 	if _, err := nightshift.ParsePriority(priority); err != nil {
 		return []FieldProblem{{Field: "priority", Problem: fmt.Sprintf("%q is not high, normal or low", priority)}}
+	}
+	return nil
+}
+
+// seconds decodes a number of seconds from 0 to hi (what names hi) into dst; a negative
+// number is refused with neg. Numbers too large for a duration (1e300) are refused.
+func seconds(field string, dst *float64, hi float64, what, neg string) func(json.RawMessage) []FieldProblem {
+	return func(v json.RawMessage) []FieldProblem {
+		f, err := envelope.DecodeSeconds(field, v, hi, what)
+		switch {
+		case err != nil && f < 0:
+			return []FieldProblem{{Field: field, Problem: neg}}
+		case err != nil:
+			return fieldProblems(err)
+		}
+		*dst = f
+		return nil
+	}
+}
+
+// count decodes a whole number from lo to hi (what names hi) into dst; 0 stands for the
+// default and is accepted too.
+func count(field string, dst *int, lo, hi int64, what string) func(json.RawMessage) []FieldProblem {
+	return func(v json.RawMessage) []FieldProblem {
+		if strings.TrimSpace(string(v)) == "0" {
+			*dst = 0
+			return nil
+		}
+		i, err := envelope.DecodeInt(field, v, lo, hi, what)
+		if err != nil {
+			return fieldProblems(err)
+		}
+		*dst = int(i)
+		return nil
+	}
+}
+
+// meta decodes a meta object into dst and checks it against the envelope's limits.
+func meta(field string, dst *map[string]string) func(json.RawMessage) []FieldProblem {
+	return func(v json.RawMessage) []FieldProblem {
+		if err := json.Unmarshal(v, dst); err != nil {
+			return []FieldProblem{{Field: field, Problem: describe(err, v)}}
+		}
+		return fieldProblems(envelope.CheckMeta(field, *dst))
+	}
+}
+
+// fieldProblems turns an *envelope.FieldError into the problem list (nil for nil).
+func fieldProblems(err error) []FieldProblem {
+	var fe *envelope.FieldError
+	if errors.As(err, &fe) {
+		return []FieldProblem{{Field: fe.Field, Problem: fe.Problem}}
+	}
+	if err != nil {
+		return []FieldProblem{{Problem: err.Error()}}
 	}
 	return nil
 }

@@ -365,8 +365,11 @@ func parseEnqueue(body []byte) (*EnqueueRequest, []FieldProblem) {
 	}
 	present, errs := decodeObject("", body, `{"kind": …, "args": …}`, fields{
 		"kind": &req.Kind, "args": &req.Args, "job_id": &req.JobID, "queue": &req.Queue, "priority": &req.Priority,
-		"run_at": &req.RunAt, "run_in_seconds": &req.RunInSeconds, "timeout_seconds": &req.TimeoutSeconds,
-		"max_attempts": &req.MaxAttempts, "dedupe_key": &req.DedupeKey, "callback": callback, "meta": &req.Meta,
+		"run_at":          &req.RunAt,
+		"run_in_seconds":  seconds("run_in_seconds", &req.RunInSeconds, float64(envelope.MaxRunInSeconds), "10 years, envelope.MaxRunInSeconds", "must be 0 or more"),
+		"timeout_seconds": seconds("timeout_seconds", &req.TimeoutSeconds, envelope.MaxTimeoutSeconds, "7 days, envelope.MaxTimeoutSeconds", "must be more than 0"),
+		"max_attempts":    count("max_attempts", &req.MaxAttempts, 1, envelope.MaxAttemptsLimit, "envelope.MaxAttemptsLimit"),
+		"dedupe_key":      &req.DedupeKey, "callback": callback, "meta": meta("meta", &req.Meta),
 	}, nil)
 	if present == nil {
 		return nil, errs

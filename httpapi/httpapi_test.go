@@ -339,7 +339,7 @@ func TestProblems(t *testing.T) {
 		{"callback field", `{"kind":"test.echo","callback":{"uri":"https://x"}}`, 400, "invalid-request", "callback.uri unknown field", []string{"callback.uri", "unknown field"}, ""},
 		{"callback empty", `{"kind":"test.echo","callback":{}}`, 400, "invalid-request", "needs url or queue", []string{"callback", "needs url or queue"}, ""},
 		{"callback url", `{"kind":"test.echo","callback":{"url":"not a url"}}`, 400, "invalid-request", "callback.url", []string{"callback.url", "not an absolute https URL"}, ""},
-		{"message too large", `{"kind":"test.echo","meta":{"a":"` + strings.Repeat("x", 66000) + `"}}`, 413, "too-large", "queue message holds at most", []string{"meta", "at most 65536"}, ""},
+		{"message too large", `{"kind":"test.echo","meta":` + bigMeta() + `}`, 413, "too-large", "queue message holds at most", []string{"meta", "at most 65536"}, ""},
 		{"dedupe key held", `{"kind":"test.echo","dedupe_key":"held"}`, 409, "duplicate", "is held by job first", []string{"dedupe_key", "held by job first"}, ""},
 		{"huge body", `{"kind":"test.echo","args":"` + strings.Repeat("x", httpapi.MaxRequestBytes) + `"}`, 413, "too-large", "at most", nil, ""},
 		{"job id taken", `{"kind":"test.echo","job_id":"taken"}`, 409, "job-exists", "already used", []string{"job_id", "already used"}, ""},

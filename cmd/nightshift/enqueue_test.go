@@ -162,7 +162,7 @@ func TestEnqueueCommand(t *testing.T) {
 		{[]string{"enqueue"}, "accepts 1 arg"},
 		{[]string{"enqueue", "cli.ok", "--priority", "urgent"}, "want high, normal or low"},
 		{[]string{"enqueue", "cli.ok", "--priority", "high", "--queue", "other"}, "not both"},
-		{[]string{"enqueue", "cli.ok", "--meta", "big=" + strings.Repeat("x", 70000)}, "at most 65536 bytes"},
+		{bigMetaArgs(), "at most 65536 bytes"},
 	} {
 		_, stderr, code := e.run("", tc.args...)
 		if code != exitUsage || !strings.Contains(stderr, tc.want) {
@@ -188,4 +188,14 @@ func TestEnqueueCommand(t *testing.T) {
 	if _, stderr, code := e.run("", "enqueue", "cli.ok", "--job-id", "from-stdin"); code != exitFailure || !strings.Contains(stderr, "already used") {
 		t.Errorf("reused id: code %d, %q", code, stderr)
 	}
+}
+
+// bigMetaArgs enqueues with meta within its per-entry bounds that together overflows a
+// queue message.
+func bigMetaArgs() []string {
+	args := []string{"enqueue", "cli.ok"}
+	for i := 0; i < envelope.MaxMetaEntries; i++ {
+		args = append(args, "--meta", fmt.Sprintf("k%02d=%s", i, strings.Repeat("x", envelope.MaxMetaValueBytes)))
+	}
+	return args
 }
