@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/nightshift-jobs/nightshift"
+	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/netguard"
 )
 
@@ -60,6 +61,10 @@ type httpFetchWorker struct {
 	client *http.Client
 }
 
+// MaxFetchTimeoutSeconds bounds HTTPFetchArgs.TimeoutSeconds (the job's own timeout
+// bounds the call too).
+const MaxFetchTimeoutSeconds = 3600
+
 func newHTTPFetchWorker(allowPrivate bool) *httpFetchWorker {
 	return &httpFetchWorker{client: netguard.Client(allowPrivate, 0)}
 }
@@ -76,6 +81,9 @@ func (w *httpFetchWorker) Work(ctx context.Context, job *nightshift.Job[HTTPFetc
 		method = http.MethodGet
 	}
 	timeout := 30 * time.Second
+	if err := envelope.CheckSeconds("args.timeout_seconds", a.TimeoutSeconds, MaxFetchTimeoutSeconds, "1 hour"); err != nil {
+		return nil, nightshift.Permanentf("http_fetch: %w", err)
+	}
 	if a.TimeoutSeconds > 0 {
 		timeout = time.Duration(a.TimeoutSeconds * float64(time.Second))
 	}

@@ -272,3 +272,15 @@ func TestSnippet(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPFetchTimeoutBounded: a huge timeout_seconds is a permanent error naming the
+// bound, not an overflowed duration.
+func TestHTTPFetchTimeoutBounded(t *testing.T) {
+	e := newKindsEnv(t, func(*storage.Clients) map[string]string { return nil })
+	for id, v := range map[string]string{"fetch-1e300": "1e300", "fetch-hour-and-a-bit": "3601"} {
+		st := e.run(t, id, "http_fetch", `{"url":"https://example.invalid/","timeout_seconds":`+v+`}`, 1)
+		if st.State != storage.StateDead || !strings.Contains(st.LastError, "args.timeout_seconds") || !strings.Contains(st.LastError, "3600") {
+			t.Errorf("%s: %s %q", id, st.State, st.LastError)
+		}
+	}
+}
