@@ -13,7 +13,7 @@ import (
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
-// Strict decoding (docs/security-decoding.md): a queue message whose keys repeat, or
+// Strict decoding (docs/security.md): a queue message whose keys repeat, or
 // whose numbers are past their bounds, never runs. It goes to the poison queue and becomes
 // an inspectable dead letter whose detail names the field and the bound.
 func TestStrictDecodingMessagesEndDeadWithTheFieldNamed(t *testing.T) {
