@@ -3,8 +3,8 @@
 // starts the custom handler the same way, and drives it with the same queue, timer and
 // HTTP triggers and blob output bindings, against real Azure Storage or Azurite.
 //
-// Behaviour follows /work/shared/reference/functions-host-contract.md; comments cite its
-// sections (§1.1 …). Deviations are marked "Deviation:".
+// Behaviour follows docs/host-contract.md; a bare "§N.M" in this package's comments is a
+// section of that page. Deviations are marked "Deviation:".
 package funchost
 
 import (

@@ -271,7 +271,7 @@ func loopbackPorts(queueURL, blobURL string) (azuritePorts, bool) {
 }
 
 // startAzurite installs the pinned Azurite if needed and starts it with a disk location
-// (in-memory mode stalls under sustained churn, deploy-and-azurite.md §D). It returns a
+// (in-memory mode stalls under sustained churn; see docs/benchmarks.md). It returns a
 // function that stops exactly that process.
 func startAzurite(ctx context.Context, cfg devConfig, location string, ports azuritePorts) (func(), int, error) {
 	local := filepath.Join(cfg.Repo, "local")
