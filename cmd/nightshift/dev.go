@@ -324,7 +324,7 @@ func startAzurite(ctx context.Context, cfg devConfig, location string, ports azu
 		}
 		select {
 		case <-exited:
-			return nil, 0, fmt.Errorf("Azurite exited during start-up; see %s", logFile.Name())
+			return nil, 0, fmt.Errorf("azurite exited during start-up; see %s", logFile.Name())
 		case <-ctx.Done():
 			stop()
 			return nil, 0, ctx.Err()
