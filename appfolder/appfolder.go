@@ -357,56 +357,7 @@ func Zip(src, zipPath string) error {
 		if err != nil {
 			return err
 		}
-		rel, err := filepath.Rel(absSrc, path)
-		if err != nil {
-			return err
-		}
-		if rel == "." {
-			return nil
-		}
-		if Excluded(rel) {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if !d.IsDir() && !info.Mode().IsRegular() {
-			return fmt.Errorf("%s: only regular files and folders can be packaged (mode %v)", rel, info.Mode())
-		}
-		hdr, err := zip.FileInfoHeader(info) // sets the Unix mode in the external attributes
-		if err != nil {
-			return err
-		}
-		hdr.Name = filepath.ToSlash(rel)
-		if d.IsDir() {
-			hdr.Name += "/"
-			hdr.SetMode(fs.ModeDir | 0o755)
-			_, err = zw.CreateHeader(hdr)
-			return err
-		}
-		// Set Unix modes explicitly: on Windows the file system reports no executable bit,
-		// and the Flex host needs it on the handler.
-		if hdr.Name == HandlerName {
-			hdr.SetMode(0o755)
-		} else {
-			hdr.SetMode(0o644)
-		}
-		hdr.Method = zip.Deflate
-		w, err := zw.CreateHeader(hdr)
-		if err != nil {
-			return err
-		}
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = io.Copy(w, f)
-		return err
+		return addToZip(zw, absSrc, path, d)
 	})
 	if walkErr != nil {
 		zw.Close()
@@ -424,6 +375,66 @@ func Zip(src, zipPath string) error {
 		return fmt.Errorf("install zip: %w", err)
 	}
 	return nil
+}
+
+// addToZip adds one entry of the walk of absSrc: folders as folder entries, regular files
+// with their content; excluded paths are skipped and anything else is an error.
+func addToZip(zw *zip.Writer, absSrc, path string, d fs.DirEntry) error {
+	rel, err := filepath.Rel(absSrc, path)
+	if err != nil {
+		return err
+	}
+	if rel == "." {
+		return nil
+	}
+	if Excluded(rel) {
+		if d.IsDir() {
+			return filepath.SkipDir
+		}
+		return nil
+	}
+	info, err := d.Info()
+	if err != nil {
+		return err
+	}
+	if !d.IsDir() && !info.Mode().IsRegular() {
+		return fmt.Errorf("%s: only regular files and folders can be packaged (mode %v)", rel, info.Mode())
+	}
+	hdr, err := zip.FileInfoHeader(info) // sets the Unix mode in the external attributes
+	if err != nil {
+		return err
+	}
+	hdr.Name = filepath.ToSlash(rel)
+	if d.IsDir() {
+		hdr.Name += "/"
+		hdr.SetMode(fs.ModeDir | 0o755)
+		_, err = zw.CreateHeader(hdr)
+		return err
+	}
+	return addFile(zw, hdr, path)
+}
+
+// addFile writes one regular file, deflated, with an explicit Unix mode.
+func addFile(zw *zip.Writer, hdr *zip.FileHeader, path string) error {
+	// Set Unix modes explicitly: on Windows the file system reports no executable bit,
+	// and the Flex host needs it on the handler.
+	if hdr.Name == HandlerName {
+		hdr.SetMode(0o755)
+	} else {
+		hdr.SetMode(0o644)
+	}
+	hdr.Method = zip.Deflate
+	w, err := zw.CreateHeader(hdr)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(w, f)
+	return err
 }
 
 func writeFile(path string, b []byte, mode os.FileMode) error {

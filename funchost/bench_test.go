@@ -29,7 +29,7 @@ import (
 //
 // Depth "0" enqueues jobs while the consumers run (the queue stays shallow); depths 1000
 // and 5000 pre-fill the queue and measure draining it. Azurite runs with a disk location
-// (in-memory mode stalls under churn, deploy-and-azurite.md §D). Run it alone:
+// (in-memory mode stalls under churn; see docs/benchmarks.md). Run it alone:
 //
 //	go test -run '^$' -bench LocalHost -benchtime 1x -timeout 30m ./funchost/
 func BenchmarkLocalHost(b *testing.B) {

@@ -123,6 +123,7 @@ func resolveExpressions(tmpl string, inv *invocation) (string, error) {
 func resolveOne(expr string, inv *invocation) (string, error) {
 	name, format, _ := strings.Cut(expr, ":")
 	name = strings.TrimSpace(name)
+	//lint:ignore ST1005 the Functions host's own message (§5), which users search for; tests compare it
 	unresolved := fmt.Errorf("Unable to resolve binding parameter '%s'. Binding expressions must map to either a value provided by the trigger or a property of the value the trigger binds to, or must be a system binding expression (e.g. sys.randguid, sys.utcnow, etc.).", name)
 	switch strings.ToLower(name) {
 	case "rand-guid":
@@ -219,96 +220,97 @@ func formatDotnetDate(t time.Time, format string, utc bool) string {
 		for i+n < len(format) && format[i+n] == c {
 			n++
 		}
-		two := func(v int) string { return fmt.Sprintf("%02d", v) }
-		switch c {
-		case 'y':
-			if n <= 2 {
-				b.WriteString(two(t.Year() % 100))
-			} else {
-				b.WriteString(fmt.Sprintf("%0*d", n, t.Year()))
-			}
-		case 'M':
-			switch {
-			case n == 1:
-				b.WriteString(strconv.Itoa(int(t.Month())))
-			case n == 2:
-				b.WriteString(two(int(t.Month())))
-			case n == 3:
-				b.WriteString(t.Month().String()[:3])
-			default:
-				b.WriteString(t.Month().String())
-			}
-		case 'd':
-			switch {
-			case n == 1:
-				b.WriteString(strconv.Itoa(t.Day()))
-			case n == 2:
-				b.WriteString(two(t.Day()))
-			case n == 3:
-				b.WriteString(t.Weekday().String()[:3])
-			default:
-				b.WriteString(t.Weekday().String())
-			}
-		case 'H':
-			if n == 1 {
-				b.WriteString(strconv.Itoa(t.Hour()))
-			} else {
-				b.WriteString(two(t.Hour()))
-			}
-		case 'h':
-			h := t.Hour() % 12
-			if h == 0 {
-				h = 12
-			}
-			if n == 1 {
-				b.WriteString(strconv.Itoa(h))
-			} else {
-				b.WriteString(two(h))
-			}
-		case 'm':
-			if n == 1 {
-				b.WriteString(strconv.Itoa(t.Minute()))
-			} else {
-				b.WriteString(two(t.Minute()))
-			}
-		case 's':
-			if n == 1 {
-				b.WriteString(strconv.Itoa(t.Second()))
-			} else {
-				b.WriteString(two(t.Second()))
-			}
-		case 'f':
-			frac := fmt.Sprintf("%09d", t.Nanosecond())
-			if n > 7 {
-				n = 7
-			}
-			b.WriteString(frac[:n])
-		case 'K':
-			if utc {
-				b.WriteString("Z")
-			} else {
-				b.WriteString(t.Format("-07:00"))
-			}
-			n = 1
-		case '\'', '"':
-			end := strings.IndexByte(format[i+1:], c)
-			if end < 0 {
-				b.WriteString(format[i+1:])
-				return b.String()
-			}
-			b.WriteString(format[i+1 : i+1+end])
-			n = end + 2
-		case '\\':
-			if i+1 < len(format) {
-				b.WriteByte(format[i+1])
-			}
-			n = 2
-		default:
-			b.WriteString(strings.Repeat(string(c), n))
+		if c == 'f' {
+			n = min(n, 7) // at most 7 fractional digits; the rest starts a new run
 		}
-		i += n
+		if field, ok := dateFields[c]; ok {
+			b.WriteString(field(t, n))
+			i += n
+			continue
+		}
+		lit, used, rest := dateLiteral(format[i:], n, t, utc)
+		b.WriteString(lit)
+		if rest {
+			break
+		}
+		i += used
 	}
 	return b.String()
+}
+
+// dateNum writes v without padding for a one-letter specifier, else with two digits.
+func dateNum(v, n int) string {
+	if n == 1 {
+		return strconv.Itoa(v)
+	}
+	return fmt.Sprintf("%02d", v)
+}
+
+// dateName writes a number for one or two letters, an abbreviation for three, the full
+// name for more.
+func dateName(v, n int, name string) string {
+	switch n {
+	case 1, 2:
+		return dateNum(v, n)
+	case 3:
+		return name[:3]
+	}
+	return name
+}
+
+// dateFields are the .NET custom date specifiers, each given the length of its run.
+var dateFields = map[byte]func(t time.Time, n int) string{
+	'y': func(t time.Time, n int) string {
+		if n <= 2 {
+			return fmt.Sprintf("%02d", t.Year()%100)
+		}
+		return fmt.Sprintf("%0*d", n, t.Year())
+	},
+	'M': func(t time.Time, n int) string { return dateName(int(t.Month()), n, t.Month().String()) },
+	'd': func(t time.Time, n int) string {
+		if n <= 2 {
+			return dateNum(t.Day(), n)
+		}
+		return dateName(0, n, t.Weekday().String())
+	},
+	'H': func(t time.Time, n int) string { return dateNum(t.Hour(), n) },
+	'h': func(t time.Time, n int) string {
+		h := t.Hour() % 12
+		if h == 0 {
+			h = 12
+		}
+		return dateNum(h, n)
+	},
+	'm': func(t time.Time, n int) string { return dateNum(t.Minute(), n) },
+	's': func(t time.Time, n int) string { return dateNum(t.Second(), n) },
+	'f': func(t time.Time, n int) string { return fmt.Sprintf("%09d", t.Nanosecond())[:n] },
+}
+
+// dateLiteral handles what is not a date field at the start of format (a run of n equal
+// characters): K (the offset, one character), a quoted literal, a backslash escape, or
+// other characters written as they are. It returns the text, how many characters it
+// used, and whether it used all the rest of format (an unterminated quote).
+func dateLiteral(format string, n int, t time.Time, utc bool) (string, int, bool) {
+	switch c := format[0]; c {
+	case 'K':
+		if utc {
+			return "Z", 1, false
+		}
+		return t.Format("-07:00"), 1, false
+	case '\'', '"':
+		end := strings.IndexByte(format[1:], c)
+		if end < 0 {
+			return format[1:], len(format), true
+		}
+		return format[1 : 1+end], end + 2, false
+	case '\\':
+		if len(format) > 1 {
+			return format[1:2], 2, false
+		}
+		return "", 2, false
+	default:
+		return strings.Repeat(string(c), n), n, false
+	}
 }
 
 // writeBlob writes a blob output (§1.9): the container is created if missing, the blob is

@@ -58,17 +58,20 @@ type customHandler struct {
 }
 
 type hostExtensions struct {
-	Queues *struct {
-		BatchSize          *int    `json:"batchSize"`
-		NewBatchThreshold  *int    `json:"newBatchThreshold"`
-		MaxPollingInterval *string `json:"maxPollingInterval"`
-		VisibilityTimeout  *string `json:"visibilityTimeout"`
-		MaxDequeueCount    *int    `json:"maxDequeueCount"`
-		MessageEncoding    *string `json:"messageEncoding"`
-	} `json:"queues"`
-	HTTP *struct {
+	Queues *hostQueues `json:"queues"`
+	HTTP   *struct {
 		RoutePrefix *string `json:"routePrefix"`
 	} `json:"http"`
+}
+
+// hostQueues is host.json extensions.queues as written (nil fields are unset).
+type hostQueues struct {
+	BatchSize          *int    `json:"batchSize"`
+	NewBatchThreshold  *int    `json:"newBatchThreshold"`
+	MaxPollingInterval *string `json:"maxPollingInterval"`
+	VisibilityTimeout  *string `json:"visibilityTimeout"`
+	MaxDequeueCount    *int    `json:"maxDequeueCount"`
+	MessageEncoding    *string `json:"messageEncoding"`
 }
 
 // QueueOptions are the effective extensions.queues settings (§2.1).
@@ -216,6 +219,36 @@ var unresolvedRE = regexp.MustCompile(`%[^%]+%`)
 
 func loadHostConfig(appRoot string, getenv func(string) string, development bool, log func(string, ...any)) (*HostConfig, error) {
 	file := filepath.Join(appRoot, "host.json")
+	h, err := readHostJSON(file)
+	if err != nil {
+		return nil, err
+	}
+	ch, err := selectCustomHandler(file, h, log)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &HostConfig{File: file, RoutePrefix: "api"}
+	cfg.Handler = resolveHandler(appRoot, ch, getenv)
+	// Under the legacy httpWorker section http-in/out functions are always forwarded (§1.1).
+	cfg.Handler.ForwardHTTP = ch.EnableForwardingHTTPRequest || h.CustomHandler == nil
+	if cfg.FunctionTimeout, err = parseFunctionTimeout(file, h.FunctionTimeout); err != nil {
+		return nil, err
+	}
+	var qs *hostQueues
+	if h.Extensions != nil {
+		qs = h.Extensions.Queues
+	}
+	if cfg.Queues, err = parseQueueOptions(file, qs, getenv, development); err != nil {
+		return nil, err
+	}
+	if h.Extensions != nil && h.Extensions.HTTP != nil && h.Extensions.HTTP.RoutePrefix != nil {
+		cfg.RoutePrefix = strings.Trim(*h.Extensions.HTTP.RoutePrefix, "/")
+	}
+	return cfg, nil
+}
+
+// readHostJSON reads and decodes host.json and checks its version.
+func readHostJSON(file string) (*hostJSON, error) {
 	raw, err := os.ReadFile(file)
 	if err != nil {
 		return nil, &ConfigError{File: file, Problem: fmt.Sprintf("cannot read the host configuration: %v (expected host.json at the app root, next to the function folders)", err)}
@@ -227,23 +260,33 @@ func loadHostConfig(appRoot string, getenv func(string) string, development bool
 	if h.Version != "2.0" {
 		return nil, &ConfigError{File: file, Field: "version", Problem: fmt.Sprintf("%q; the Functions v4 host needs \"2.0\"", h.Version)}
 	}
+	return &h, nil
+}
+
+// selectCustomHandler picks the customHandler section, or the legacy httpWorker one
+// (customHandler wins when both are present, §1.1), and checks its description.
+func selectCustomHandler(file string, h *hostJSON, log func(string, ...any)) (*customHandler, error) {
 	ch := h.CustomHandler
 	if ch == nil {
-		ch = h.HTTPWorker // legacy name; customHandler wins when both are present (§1.1)
+		ch = h.HTTPWorker
 	} else if h.HTTPWorker != nil {
 		log("host.json has both customHandler and httpWorker sections; using customHandler")
 	}
 	if ch == nil || ch.Description == nil {
 		return nil, &ConfigError{File: file, Field: "customHandler.description", Problem: "missing; the local host only runs custom handler apps"}
 	}
-	d := ch.Description
-	if strings.TrimSpace(d.DefaultExecutablePath) == "" {
+	if strings.TrimSpace(ch.Description.DefaultExecutablePath) == "" {
 		return nil, &ConfigError{File: file, Field: "customHandler.description.defaultExecutablePath", Problem: "WorkerDescription DefaultExecutablePath cannot be empty"}
 	}
-	cfg := &HostConfig{File: file, RoutePrefix: "api"}
-	// §1.1: workerDirectory and workingDirectory default to the app root; relative ones are
-	// resolved against it. The executable resolves against workerDirectory, NOT
-	// workingDirectory, and only when <workerDirectory>/<path> exists.
+	return ch, nil
+}
+
+// resolveHandler resolves customHandler.description (§1.1): workerDirectory and
+// workingDirectory default to the app root and relative ones are resolved against it. The
+// executable resolves against workerDirectory, NOT workingDirectory, and only when
+// <workerDirectory>/<path> exists.
+func resolveHandler(appRoot string, ch *customHandler, getenv func(string) string) HandlerConfig {
+	d := ch.Description
 	abs := func(p string) string {
 		if p == "" {
 			return appRoot
@@ -253,107 +296,83 @@ func loadHostConfig(appRoot string, getenv func(string) string, development bool
 		}
 		return filepath.Join(appRoot, p)
 	}
-	workerDir := abs(d.WorkerDirectory)
-	cfg.Handler.Dir = abs(d.WorkingDirectory)
+	hc := HandlerConfig{Dir: abs(d.WorkingDirectory)}
 	exe, _ := expandEnv(d.DefaultExecutablePath, getenv)
-	if !filepath.IsAbs(exe) {
-		cand := filepath.Join(workerDir, exe)
-		if runtime.GOOS == "windows" && filepath.Ext(cand) == "" {
-			if _, err := os.Stat(cand + ".exe"); err == nil {
-				cand += ".exe"
-			}
-		}
-		if _, err := os.Stat(cand); err == nil {
-			exe = cand
-		}
-	}
-	cfg.Handler.Path = exe
-	// §1.1: arguments are expanded and any %X% still unresolved is removed.
-	expandArgs := func(args []string) []string {
-		var out []string
-		for _, a := range args {
-			v, _ := expandEnv(a, getenv)
-			v = unresolvedRE.ReplaceAllString(v, "")
-			out = append(out, v)
-		}
-		return out
-	}
-	cfg.Handler.Args = expandArgs(d.Arguments)
+	hc.Path = resolveExecutable(abs(d.WorkerDirectory), exe)
+	hc.Args = expandArgs(d.Arguments, getenv)
 	if d.DefaultWorkerPath != "" {
 		p, _ := expandEnv(d.DefaultWorkerPath, getenv)
-		cfg.Handler.Args = append(cfg.Handler.Args, p)
+		hc.Args = append(hc.Args, p)
 	}
-	cfg.Handler.Args = append(cfg.Handler.Args, expandArgs(d.WorkerArguments)...)
-	// Under the legacy httpWorker section http-in/out functions are always forwarded (§1.1).
-	cfg.Handler.ForwardHTTP = ch.EnableForwardingHTTPRequest || h.CustomHandler == nil
+	hc.Args = append(hc.Args, expandArgs(d.WorkerArguments, getenv)...)
+	return hc
+}
 
-	// §1.10: the default for Flex/Premium/Dedicated is 30 min; "-1" means unbounded.
-	cfg.FunctionTimeout = 30 * time.Minute
-	if h.FunctionTimeout != nil {
-		switch v := strings.TrimSpace(*h.FunctionTimeout); v {
-		case "-1", "-00:00:01":
-			cfg.FunctionTimeout = 0
-		default:
-			t, err := parseTimeSpan(v)
-			if err != nil || t < time.Second {
-				return nil, &ConfigError{File: file, Field: "functionTimeout", Problem: fmt.Sprintf("%q: expected a TimeSpan of at least 00:00:01, or -1 for unbounded", v)}
-			}
-			cfg.FunctionTimeout = t
+// resolveExecutable returns <workerDir>/<exe> when that file exists (with ".exe" on
+// Windows), else exe as given, to be looked up on PATH (§1.1).
+func resolveExecutable(workerDir, exe string) string {
+	if filepath.IsAbs(exe) {
+		return exe
+	}
+	cand := filepath.Join(workerDir, exe)
+	if runtime.GOOS == "windows" && filepath.Ext(cand) == "" {
+		if _, err := os.Stat(cand + ".exe"); err == nil {
+			cand += ".exe"
 		}
 	}
+	if _, err := os.Stat(cand); err == nil {
+		return cand
+	}
+	return exe
+}
 
-	// §2.1 defaults.
+// expandArgs expands each argument and removes any %X% still unresolved (§1.1).
+func expandArgs(args []string, getenv func(string) string) []string {
+	var out []string
+	for _, a := range args {
+		v, _ := expandEnv(a, getenv)
+		out = append(out, unresolvedRE.ReplaceAllString(v, ""))
+	}
+	return out
+}
+
+// parseFunctionTimeout reads functionTimeout (§1.10): the default for
+// Flex/Premium/Dedicated is 30 min; "-1" means unbounded (0).
+func parseFunctionTimeout(file string, raw *string) (time.Duration, error) {
+	if raw == nil {
+		return 30 * time.Minute, nil
+	}
+	switch v := strings.TrimSpace(*raw); v {
+	case "-1", "-00:00:01":
+		return 0, nil
+	default:
+		t, err := parseTimeSpan(v)
+		if err != nil || t < time.Second {
+			return 0, &ConfigError{File: file, Field: "functionTimeout", Problem: fmt.Sprintf("%q: expected a TimeSpan of at least 00:00:01, or -1 for unbounded", v)}
+		}
+		return t, nil
+	}
+}
+
+// parseQueueOptions applies extensions.queues over the host's defaults (§2.1).
+func parseQueueOptions(file string, qs *hostQueues, getenv func(string) string, development bool) (QueueOptions, error) {
 	q := QueueOptions{BatchSize: 16, MaxPollingInterval: time.Minute, MaxDequeueCount: 5, Base64: true}
-	newBatchSet := false
-	maxPollSet := false
-	if h.Extensions != nil && h.Extensions.Queues != nil {
-		qs := h.Extensions.Queues
-		if qs.BatchSize != nil {
-			if *qs.BatchSize < 1 || *qs.BatchSize > 32 {
-				return nil, &ConfigError{File: file, Field: "extensions.queues.batchSize", Problem: fmt.Sprintf("%d: expected 1–32", *qs.BatchSize)}
-			}
-			q.BatchSize = *qs.BatchSize
-		}
-		if qs.NewBatchThreshold != nil {
-			if *qs.NewBatchThreshold < 0 {
-				return nil, &ConfigError{File: file, Field: "extensions.queues.newBatchThreshold", Problem: fmt.Sprintf("%d: expected >= 0", *qs.NewBatchThreshold)}
-			}
-			q.NewBatchThreshold = *qs.NewBatchThreshold
-			newBatchSet = true
-		}
-		if qs.MaxPollingInterval != nil {
-			d, err := parseTimeSpan(*qs.MaxPollingInterval)
-			if err != nil || d < 100*time.Millisecond {
-				return nil, &ConfigError{File: file, Field: "extensions.queues.maxPollingInterval", Problem: fmt.Sprintf("%q: expected a TimeSpan of at least 00:00:00.1", *qs.MaxPollingInterval)}
-			}
-			q.MaxPollingInterval = d
-			maxPollSet = true
-		}
-		if qs.VisibilityTimeout != nil {
-			d, err := parseTimeSpan(*qs.VisibilityTimeout)
-			if err != nil || d < 0 || d > 7*24*time.Hour {
-				return nil, &ConfigError{File: file, Field: "extensions.queues.visibilityTimeout", Problem: fmt.Sprintf("%q: expected a TimeSpan between 00:00:00 and 7.00:00:00", *qs.VisibilityTimeout)}
-			}
-			q.VisibilityTimeout = d
-		}
-		if qs.MaxDequeueCount != nil {
-			if *qs.MaxDequeueCount < 1 {
-				return nil, &ConfigError{File: file, Field: "extensions.queues.maxDequeueCount", Problem: fmt.Sprintf("%d: expected >= 1", *qs.MaxDequeueCount)}
-			}
-			q.MaxDequeueCount = *qs.MaxDequeueCount
-		}
-		if qs.MessageEncoding != nil {
-			switch strings.ToLower(*qs.MessageEncoding) {
-			case "base64":
-				q.Base64 = true
-			case "none":
-				q.Base64 = false
-			default:
-				return nil, &ConfigError{File: file, Field: "extensions.queues.messageEncoding", Problem: fmt.Sprintf("%q: expected \"base64\" or \"none\"", *qs.MessageEncoding)}
-			}
-		}
+	if qs == nil {
+		qs = &hostQueues{}
 	}
-	if !newBatchSet {
+	// Each check writes its field only when the value is valid; the first failure, in the
+	// order of the fields here, is the one reported.
+	if err := firstError(
+		intSetting(file, "batchSize", qs.BatchSize, func(n int) bool { return n >= 1 && n <= 32 }, "expected 1–32", &q.BatchSize),
+		intSetting(file, "newBatchThreshold", qs.NewBatchThreshold, func(n int) bool { return n >= 0 }, "expected >= 0", &q.NewBatchThreshold),
+		spanSetting(file, "maxPollingInterval", qs.MaxPollingInterval, func(d time.Duration) bool { return d >= 100*time.Millisecond }, "expected a TimeSpan of at least 00:00:00.1", &q.MaxPollingInterval),
+		spanSetting(file, "visibilityTimeout", qs.VisibilityTimeout, func(d time.Duration) bool { return d >= 0 && d <= 7*24*time.Hour }, "expected a TimeSpan between 00:00:00 and 7.00:00:00", &q.VisibilityTimeout),
+		intSetting(file, "maxDequeueCount", qs.MaxDequeueCount, func(n int) bool { return n >= 1 }, "expected >= 1", &q.MaxDequeueCount),
+		encodingSetting(file, qs.MessageEncoding, &q.Base64),
+	); err != nil {
+		return QueueOptions{}, err
+	}
+	if qs.NewBatchThreshold == nil {
 		// §2.1: (batchSize / 2) * processorCount; 1 processor on Consumption (WEBSITE_SKU=Dynamic).
 		procs := runtime.NumCPU()
 		if getenv("WEBSITE_SKU") == "Dynamic" {
@@ -361,14 +380,61 @@ func loadHostConfig(appRoot string, getenv func(string) string, development bool
 		}
 		q.NewBatchThreshold = (q.BatchSize / 2) * procs
 	}
-	if !maxPollSet && development {
+	if qs.MaxPollingInterval == nil && development {
 		q.MaxPollingInterval = 2 * time.Second // §2.1: Development replaces the 1-min default
 	}
-	cfg.Queues = q
-	if h.Extensions != nil && h.Extensions.HTTP != nil && h.Extensions.HTTP.RoutePrefix != nil {
-		cfg.RoutePrefix = strings.Trim(*h.Extensions.HTTP.RoutePrefix, "/")
+	return q, nil
+}
+
+// firstError returns the first non-nil error.
+func firstError(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
 	}
-	return cfg, nil
+	return nil
+}
+
+// intSetting stores an integer extensions.queues setting in dst when it is set and valid.
+func intSetting(file, name string, v *int, ok func(int) bool, want string, dst *int) error {
+	if v == nil {
+		return nil
+	}
+	if !ok(*v) {
+		return &ConfigError{File: file, Field: "extensions.queues." + name, Problem: fmt.Sprintf("%d: %s", *v, want)}
+	}
+	*dst = *v
+	return nil
+}
+
+// spanSetting stores a TimeSpan extensions.queues setting in dst when it is set and valid.
+func spanSetting(file, name string, v *string, ok func(time.Duration) bool, want string, dst *time.Duration) error {
+	if v == nil {
+		return nil
+	}
+	d, err := parseTimeSpan(*v)
+	if err != nil || !ok(d) {
+		return &ConfigError{File: file, Field: "extensions.queues." + name, Problem: fmt.Sprintf("%q: %s", *v, want)}
+	}
+	*dst = d
+	return nil
+}
+
+// encodingSetting reads extensions.queues.messageEncoding: "base64" or "none", any case.
+func encodingSetting(file string, v *string, base64 *bool) error {
+	if v == nil {
+		return nil
+	}
+	switch strings.ToLower(*v) {
+	case "base64":
+		*base64 = true
+	case "none":
+		*base64 = false
+	default:
+		return &ConfigError{File: file, Field: "extensions.queues.messageEncoding", Problem: fmt.Sprintf("%q: expected \"base64\" or \"none\"", *v)}
+	}
+	return nil
 }
 
 // knownBindings are the binding types the local host implements.
@@ -428,107 +494,156 @@ func parseFunction(name, file string, raw []byte, cfg *HostConfig, getenv func(s
 	if v := getenv("AzureWebJobs." + name + ".Disabled"); strings.EqualFold(v, "true") || v == "1" {
 		fn.Disabled = true
 	}
+	idx, err := fn.checkBindings(getenv)
+	if err != nil {
+		return nil, err
+	}
+	field := fmt.Sprintf("bindings[%d]", idx)
+	switch strings.ToLower(fn.Trigger.Type) {
+	case "queuetrigger":
+		err = fn.setupQueue(field, getenv)
+	case "timertrigger":
+		err = fn.setupTimer(field, getenv)
+	case "httptrigger":
+		if herr := fn.setupHTTP(cfg); herr != nil {
+			err = &ConfigError{File: file, Field: field, Problem: herr.Error()}
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return fn, nil
+}
+
+// checkBindings validates every binding, sets fn.Trigger, and returns the trigger's index.
+func (fn *Function) checkBindings(getenv func(string) string) (int, error) {
 	seen := map[string]bool{}
 	var unknown []string
+	idx := 0
 	for i := range fn.Bindings {
 		b := &fn.Bindings[i]
 		field := fmt.Sprintf("bindings[%d]", i)
-		if b.Name == "" {
-			return nil, &ConfigError{File: file, Field: field + ".name", Problem: "missing"}
+		if err := fn.checkBindingName(field, b.Name, seen); err != nil {
+			return 0, err
 		}
-		if seen[strings.ToLower(b.Name)] {
-			// §5: binding names are unique, compared case-insensitively.
-			return nil, &ConfigError{File: file, Field: field + ".name", Problem: fmt.Sprintf("%q is used twice (binding names are compared case-insensitively)", b.Name)}
-		}
-		seen[strings.ToLower(b.Name)] = true
 		t := strings.ToLower(b.Type)
 		if !knownBindings[t] {
 			unknown = append(unknown, b.Type)
 			continue
 		}
-		dir := strings.ToLower(b.Direction)
-		isTrigger := strings.HasSuffix(t, "trigger")
-		switch {
-		case isTrigger && dir != "in":
-			return nil, &ConfigError{File: file, Field: field + ".direction", Problem: fmt.Sprintf("%q: a %s binding must have direction \"in\"", b.Direction, b.Type)}
-		case !isTrigger && dir != "out":
-			return nil, &ConfigError{File: file, Field: field + ".direction", Problem: fmt.Sprintf("%q: the local host supports %s bindings only as outputs (direction \"out\")", b.Direction, b.Type)}
+		isTrigger, err := fn.checkBinding(field, t, b, getenv)
+		if err != nil {
+			return 0, err
 		}
 		if isTrigger {
-			if fn.Trigger != nil {
-				return nil, &ConfigError{File: file, Field: field, Problem: fmt.Sprintf("a second trigger (%s %q after %s %q); a function has exactly one trigger", b.Type, b.Name, fn.Trigger.Type, fn.Trigger.Name)}
-			}
-			fn.Trigger = b
-		}
-		if dt := strings.ToLower(b.DataType); dt != "" && dt != "string" && dt != "binary" && dt != "stream" {
-			return nil, &ConfigError{File: file, Field: field + ".dataType", Problem: fmt.Sprintf("%q: expected \"string\", \"binary\" or \"stream\"", b.DataType)}
-		}
-		if t == "blob" {
-			if b.Path == "" {
-				return nil, &ConfigError{File: file, Field: field + ".path", Problem: "missing: a blob output needs \"container/blob-name\""}
-			}
-			p, err := resolveAppSettings(b.Path, getenv)
-			if err != nil {
-				return nil, &ConfigError{File: file, Field: field + ".path", Problem: err.Error()}
-			}
-			if c, _, ok := strings.Cut(p, "/"); !ok || c == "" {
-				return nil, &ConfigError{File: file, Field: field + ".path", Problem: fmt.Sprintf("%q: expected \"container/blob-name\"", b.Path)}
-			}
-			b.Path = p
+			idx = i
 		}
 	}
 	if len(unknown) > 0 {
 		// §5: the host's message for binding types it cannot find.
-		return nil, &ConfigError{File: file, Field: "bindings", Problem: fmt.Sprintf("The binding type(s) '%s' were not found in the configured extension bundle (the local host supports queueTrigger, timerTrigger, httpTrigger, http and blob outputs)", strings.Join(unknown, ", "))}
+		return 0, &ConfigError{File: fn.File, Field: "bindings", Problem: fmt.Sprintf("The binding type(s) '%s' were not found in the configured extension bundle (the local host supports queueTrigger, timerTrigger, httpTrigger, http and blob outputs)", strings.Join(unknown, ", "))}
 	}
 	if fn.Trigger == nil {
-		return nil, &ConfigError{File: file, Field: "bindings", Problem: "no trigger binding; a function has exactly one trigger"}
+		return 0, &ConfigError{File: fn.File, Field: "bindings", Problem: "no trigger binding; a function has exactly one trigger"}
 	}
-	idx := 0
-	for i := range fn.Bindings {
-		if &fn.Bindings[i] == fn.Trigger {
-			idx = i
+	return idx, nil
+}
+
+// checkBindingName requires a name, unique case-insensitively (§5).
+func (fn *Function) checkBindingName(field, name string, seen map[string]bool) error {
+	if name == "" {
+		return &ConfigError{File: fn.File, Field: field + ".name", Problem: "missing"}
+	}
+	if seen[strings.ToLower(name)] {
+		return &ConfigError{File: fn.File, Field: field + ".name", Problem: fmt.Sprintf("%q is used twice (binding names are compared case-insensitively)", name)}
+	}
+	seen[strings.ToLower(name)] = true
+	return nil
+}
+
+// checkBinding validates one binding of a known type t (lower case): its direction, that
+// it is the only trigger, its dataType and a blob output's path. It reports whether the
+// binding is the trigger.
+func (fn *Function) checkBinding(field, t string, b *Binding, getenv func(string) string) (bool, error) {
+	dir := strings.ToLower(b.Direction)
+	isTrigger := strings.HasSuffix(t, "trigger")
+	switch {
+	case isTrigger && dir != "in":
+		return false, &ConfigError{File: fn.File, Field: field + ".direction", Problem: fmt.Sprintf("%q: a %s binding must have direction \"in\"", b.Direction, b.Type)}
+	case !isTrigger && dir != "out":
+		return false, &ConfigError{File: fn.File, Field: field + ".direction", Problem: fmt.Sprintf("%q: the local host supports %s bindings only as outputs (direction \"out\")", b.Direction, b.Type)}
+	}
+	if isTrigger {
+		if fn.Trigger != nil {
+			return false, &ConfigError{File: fn.File, Field: field, Problem: fmt.Sprintf("a second trigger (%s %q after %s %q); a function has exactly one trigger", b.Type, b.Name, fn.Trigger.Type, fn.Trigger.Name)}
 		}
+		fn.Trigger = b
 	}
-	field := fmt.Sprintf("bindings[%d]", idx)
+	if dt := strings.ToLower(b.DataType); dt != "" && dt != "string" && dt != "binary" && dt != "stream" {
+		return false, &ConfigError{File: fn.File, Field: field + ".dataType", Problem: fmt.Sprintf("%q: expected \"string\", \"binary\" or \"stream\"", b.DataType)}
+	}
+	if t == "blob" {
+		p, err := fn.blobPath(field, b.Path, getenv)
+		if err != nil {
+			return false, err
+		}
+		b.Path = p
+	}
+	return isTrigger, nil
+}
+
+// blobPath resolves a blob output's path, which must be "container/blob-name".
+func (fn *Function) blobPath(field, path string, getenv func(string) string) (string, error) {
+	if path == "" {
+		return "", &ConfigError{File: fn.File, Field: field + ".path", Problem: "missing: a blob output needs \"container/blob-name\""}
+	}
+	p, err := resolveAppSettings(path, getenv)
+	if err != nil {
+		return "", &ConfigError{File: fn.File, Field: field + ".path", Problem: err.Error()}
+	}
+	if c, _, ok := strings.Cut(p, "/"); !ok || c == "" {
+		return "", &ConfigError{File: fn.File, Field: field + ".path", Problem: fmt.Sprintf("%q: expected \"container/blob-name\"", path)}
+	}
+	return p, nil
+}
+
+// setupQueue resolves a queue trigger's queue and poison queue names.
+func (fn *Function) setupQueue(field string, getenv func(string) string) error {
+	// §2.1: %AppSetting% resolved, lower-cased, then validated.
+	qn, err := resolveAppSettings(fn.Trigger.QueueName, getenv)
+	if err != nil {
+		return &ConfigError{File: fn.File, Field: field + ".queueName", Problem: err.Error()}
+	}
+	qn = strings.ToLower(qn)
+	if why := storage.ValidQueueName(qn); why != "" {
+		return &ConfigError{File: fn.File, Field: field + ".queueName", Problem: fmt.Sprintf("%q is not a valid queue name: %s", qn, why)}
+	}
+	fn.queueName = qn
+	// §2.4: no poison queue for a queue already ending in -poison, or when the
+	// -poison name would be invalid (source longer than 56 characters).
+	if !strings.HasSuffix(qn, storage.PoisonSuffix) && storage.ValidQueueName(qn+storage.PoisonSuffix) == "" {
+		fn.poisonName = qn + storage.PoisonSuffix
+	}
+	return nil
+}
+
+// setupTimer parses a timer trigger's schedule and decides whether its monitor is on.
+func (fn *Function) setupTimer(field string, getenv func(string) string) error {
 	tr := fn.Trigger
-	switch strings.ToLower(tr.Type) {
-	case "queuetrigger":
-		// §2.1: %AppSetting% resolved, lower-cased, then validated.
-		qn, err := resolveAppSettings(tr.QueueName, getenv)
-		if err != nil {
-			return nil, &ConfigError{File: file, Field: field + ".queueName", Problem: err.Error()}
-		}
-		qn = strings.ToLower(qn)
-		if why := storage.ValidQueueName(qn); why != "" {
-			return nil, &ConfigError{File: file, Field: field + ".queueName", Problem: fmt.Sprintf("%q is not a valid queue name: %s", qn, why)}
-		}
-		fn.queueName = qn
-		// §2.4: no poison queue for a queue already ending in -poison, or when the
-		// -poison name would be invalid (source longer than 56 characters).
-		if !strings.HasSuffix(qn, storage.PoisonSuffix) && storage.ValidQueueName(qn+storage.PoisonSuffix) == "" {
-			fn.poisonName = qn + storage.PoisonSuffix
-		}
-	case "timertrigger":
-		expr, err := resolveAppSettings(tr.Schedule, getenv)
-		if err != nil {
-			return nil, &ConfigError{File: file, Field: field + ".schedule", Problem: err.Error()}
-		}
-		sched, err := parseSchedule(expr)
-		if err != nil {
-			return nil, &ConfigError{File: file, Field: field + ".schedule", Problem: err.Error()}
-		}
-		fn.schedule = sched
-		fn.monitor = tr.UseMonitor == nil || *tr.UseMonitor
-		if fn.monitor && sched.disablesMonitor() {
-			fn.monitor = false // §3.3 ShouldDisableScheduleMonitor
-		}
-	case "httptrigger":
-		if err := fn.setupHTTP(cfg); err != nil {
-			return nil, &ConfigError{File: file, Field: field, Problem: err.Error()}
-		}
+	expr, err := resolveAppSettings(tr.Schedule, getenv)
+	if err != nil {
+		return &ConfigError{File: fn.File, Field: field + ".schedule", Problem: err.Error()}
 	}
-	return fn, nil
+	sched, err := parseSchedule(expr)
+	if err != nil {
+		return &ConfigError{File: fn.File, Field: field + ".schedule", Problem: err.Error()}
+	}
+	fn.schedule = sched
+	fn.monitor = tr.UseMonitor == nil || *tr.UseMonitor
+	if fn.monitor && sched.disablesMonitor() {
+		fn.monitor = false // §3.3 ShouldDisableScheduleMonitor
+	}
+	return nil
 }
 
 // resolveAppSettings replaces every %Name% with the app setting's value; a missing setting
@@ -560,6 +675,7 @@ func parseSchedule(expr string) (timerSchedule, error) {
 	if d, err := parseTimeSpan(expr); err == nil && d > 0 && strings.Contains(expr, ":") {
 		return timerSchedule{interval: d, expr: expr}, nil
 	}
+	//lint:ignore ST1005 the timer extension's own message (§3.1), kept word for word
 	return timerSchedule{}, fmt.Errorf("The schedule expression '%s' was not recognized as a valid cron expression or timespan string.", expr)
 }
 

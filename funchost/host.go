@@ -3,11 +3,12 @@
 // starts the custom handler the same way, and drives it with the same queue, timer and
 // HTTP triggers and blob output bindings, against real Azure Storage or Azurite.
 //
-// Behaviour follows /work/shared/reference/functions-host-contract.md; comments cite its
-// sections (§1.1 …). Deviations are marked "Deviation:".
+// Behaviour follows docs/host-contract.md; a bare "§N.M" in this package's comments is a
+// section of that page. Deviations are marked "Deviation:".
 package funchost
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -121,32 +122,15 @@ func New(appRoot string, opts Options) (*Host, error) {
 		}
 		return base(k)
 	}
-	h := &Host{appRoot: root, opts: opts, getenv: getenv, clients: map[string]*storage.Clients{}, containers: map[string]bool{}}
+	h := &Host{appRoot: root, opts: opts.withDefaults(), getenv: getenv, clients: map[string]*storage.Clients{}, containers: map[string]bool{}}
 	h.log = opts.Logger
 	if h.log == nil {
 		h.log = slog.Default()
-	}
-	if h.opts.TimeZone == nil {
-		h.opts.TimeZone = time.UTC
-	}
-	if h.opts.HTTPAddr == "" {
-		h.opts.HTTPAddr = "127.0.0.1:7071"
 	}
 	h.now = opts.Now
 	if h.now == nil {
 		h.now = time.Now
 	}
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
-	def(&h.opts.ListenerLockPeriod, 60*time.Second)
-	def(&h.opts.ListenerLockRecoveryPollingInterval, 60*time.Second)
-	def(&h.opts.HandlerStartTimeout, 30*time.Second)
-	def(&h.opts.ReceiveVisibility, 10*time.Minute)
-	def(&h.opts.DrainTimeout, 30*time.Second)
-
 	h.cfg, err = loadHostConfig(root, getenv, opts.Development, func(f string, a ...any) { h.log.Warn(fmt.Sprintf(f, a...)) })
 	if err != nil {
 		return nil, err
@@ -155,29 +139,10 @@ func New(appRoot string, opts Options) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Check every connection now, so a bad setting fails at start-up.
-	for _, fn := range h.fns {
-		for _, b := range fn.Bindings {
-			t := strings.ToLower(b.Type)
-			if t == "queuetrigger" || t == "blob" {
-				if _, err := h.storageFor(b.Connection); err != nil {
-					return nil, &ConfigError{File: fn.File, Field: "connection", Problem: err.Error()}
-				}
-			}
-		}
+	if err := h.checkConnections(); err != nil {
+		return nil, err
 	}
-	if hasTimer(h.fns) {
-		if _, err := h.storageFor(""); err != nil {
-			return nil, fmt.Errorf("timer triggers need the host storage (AzureWebJobsStorage): %w", err)
-		}
-	}
-	h.hostID = opts.HostID
-	if h.hostID == "" {
-		h.hostID = getenv(SettingHostID)
-	}
-	if h.hostID == "" {
-		h.hostID = LocalHostID(root)
-	}
+	h.hostID = cmp.Or(opts.HostID, getenv(SettingHostID), LocalHostID(root))
 	h.key = getenv(SettingFunctionKey)
 	if h.key == "" {
 		b := make([]byte, 16)
@@ -185,6 +150,47 @@ func New(appRoot string, opts Options) (*Host, error) {
 		h.key = hex.EncodeToString(b)
 	}
 	return h, nil
+}
+
+// withDefaults fills in the options left zero.
+func (o Options) withDefaults() Options {
+	if o.TimeZone == nil {
+		o.TimeZone = time.UTC
+	}
+	o.HTTPAddr = cmp.Or(o.HTTPAddr, "127.0.0.1:7071")
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.ListenerLockPeriod, 60*time.Second)
+	def(&o.ListenerLockRecoveryPollingInterval, 60*time.Second)
+	def(&o.HandlerStartTimeout, 30*time.Second)
+	def(&o.ReceiveVisibility, 10*time.Minute)
+	def(&o.DrainTimeout, 30*time.Second)
+	return o
+}
+
+// checkConnections builds every connection the functions use now, so a bad setting fails
+// at start-up.
+func (h *Host) checkConnections() error {
+	for _, fn := range h.fns {
+		for _, b := range fn.Bindings {
+			t := strings.ToLower(b.Type)
+			if t != "queuetrigger" && t != "blob" {
+				continue
+			}
+			if _, err := h.storageFor(b.Connection); err != nil {
+				return &ConfigError{File: fn.File, Field: "connection", Problem: err.Error()}
+			}
+		}
+	}
+	if hasTimer(h.fns) {
+		if _, err := h.storageFor(""); err != nil {
+			return fmt.Errorf("timer triggers need the host storage (AzureWebJobsStorage): %w", err)
+		}
+	}
+	return nil
 }
 
 func hasTimer(fns []*Function) bool {
@@ -292,6 +298,8 @@ func (h *Host) handlerEnv() []string {
 }
 
 // ErrHandlerRestarts is returned by Run when the handler failed too often (§1.3).
+//
+//lint:ignore ST1005 the Functions host's own message (§1.3); tests compare it
 var ErrHandlerRestarts = errors.New("Exceeded http worker restart retry count. Shutting down Functions Host")
 
 // Run starts the handler and every trigger and blocks until ctx is cancelled (then it
@@ -366,15 +374,6 @@ func (h *Host) Run(ctx context.Context) error {
 func isStatus(err error, status int) bool {
 	var re *azcore.ResponseError
 	return errors.As(err, &re) && re.StatusCode == status
-}
-
-// errorCode returns the storage error code of err ("" if none).
-func errorCode(err error) string {
-	var re *azcore.ResponseError
-	if errors.As(err, &re) {
-		return re.ErrorCode
-	}
-	return ""
 }
 
 // isStatusFn calls f with the status of a storage response error, reporting whether err

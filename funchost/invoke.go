@@ -102,6 +102,7 @@ func (h *Host) invokeCore(ctx context.Context, inv *invocation, log interface {
 	}
 	// §1.8 step 1: any non-2xx fails the invocation; the body (and its Logs) is ignored.
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		//lint:ignore ST1005 the message the Functions host logs (§1.8 step 1); tests compare it
 		return nil, fmt.Errorf("Response status code does not indicate success: %d (%s); the response body and its Logs are ignored", resp.StatusCode, http.StatusText(resp.StatusCode))
 	}
 	// §1.8 step 4. Deviation: the real host never completes an invocation whose 2xx
@@ -120,11 +121,13 @@ func (h *Host) invokeCore(ctx context.Context, inv *invocation, log interface {
 		mt = "application/octet-stream"
 	}
 	if mt != "application/json" && mt != "text/json" {
+		//lint:ignore ST1005 the message the Functions host logs (§1.8 step 2); tests compare it
 		return nil, fmt.Errorf("Invalid HttpResponseMessage: No MediaTypeFormatter is available to read an object of type 'HttpScriptInvocationResult' from content with media type '%s' (set Content-Type: application/json)", mt)
 	}
 	var res invokeResult
 	if err := json.Unmarshal(raw, &res); err != nil {
 		// §1.8 step 3.
+		//lint:ignore ST1005 the message the Functions host logs (§1.8 step 3); tests compare it
 		return nil, fmt.Errorf("Invalid HttpResponseMessage: StatusCode: %d, body is not a valid invocation result: %v: %s", resp.StatusCode, err, truncate(raw, 512))
 	}
 	// §1.8 step 5: Logs only on 2xx, each at Information.
@@ -147,6 +150,7 @@ func (h *Host) timeoutOr(callCtx context.Context, inv *invocation, w *worker, er
 	if w != nil {
 		h.workers.restart(w)
 	}
+	//lint:ignore ST1005 the Functions host's own timeout message (§1.10), kept word for word
 	return fmt.Errorf("Timeout value of %s exceeded by function 'Functions.%s' (Id: '%s'). Initiating cancellation: %w", h.cfg.FunctionTimeout, inv.fn.Name, inv.id, errFunctionTimeout)
 }
 

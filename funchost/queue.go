@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -53,9 +54,48 @@ type queueListener struct {
 	q      *azqueue.QueueClient
 	poison *azqueue.QueueClient // nil: the queue has no poison queue (§2.4)
 	opts   QueueOptions
+	log    *slog.Logger
+}
 
-	poisonMu     sync.Mutex
-	poisonExists bool
+// poller is the state of one listener's loop: the backoff, whether the last poll found
+// messages, how many messages are in flight, and whether the queue exists.
+type poller struct {
+	ctx        context.Context
+	bo         *backoff
+	found      bool
+	done       chan struct{} // one value per finished message
+	processing int
+	exists     int // 0 unknown, 1 yes, -1 no
+}
+
+// wait sleeps one backoff step; false when ctx ends first.
+func (p *poller) wait() bool {
+	d := p.bo.next(p.found)
+	p.found = false
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-p.ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// reap counts finished messages; with block it first waits for one.
+func (p *poller) reap(block bool) {
+	if block {
+		<-p.done
+		p.processing--
+	}
+	for {
+		select {
+		case <-p.done:
+			p.processing--
+		default:
+			return
+		}
+	}
 }
 
 func (h *Host) runQueueListener(ctx, invCtx context.Context, inflight *sync.WaitGroup, fn *Function, fatal func(error)) {
@@ -64,120 +104,115 @@ func (h *Host) runQueueListener(ctx, invCtx context.Context, inflight *sync.Wait
 		fatal(err)
 		return
 	}
-	l := &queueListener{h: h, fn: fn, q: c.Queue.NewQueueClient(fn.queueName), opts: h.cfg.Queues}
+	l := &queueListener{h: h, fn: fn, q: c.Queue.NewQueueClient(fn.queueName), opts: h.cfg.Queues,
+		log: h.log.With("function", fn.Name, "queue", fn.queueName)}
 	if fn.poisonName != "" {
 		l.poison = c.Queue.NewQueueClient(fn.poisonName)
 	}
-	log := h.log.With("function", fn.Name, "queue", fn.queueName)
-	log.Info("Queue listener started", "batchSize", l.opts.BatchSize, "newBatchThreshold", l.opts.NewBatchThreshold,
+	l.log.Info("Queue listener started", "batchSize", l.opts.BatchSize, "newBatchThreshold", l.opts.NewBatchThreshold,
 		"maxPollingInterval", l.opts.MaxPollingInterval, "visibilityTimeout", l.opts.VisibilityTimeout,
 		"maxDequeueCount", l.opts.MaxDequeueCount, "base64", l.opts.Base64, "poisonQueue", fn.poisonName)
-	bo := &backoff{min: 100 * time.Millisecond, max: l.opts.MaxPollingInterval}
-	found := false
-	wait := func() bool {
-		d := bo.next(found)
-		found = false
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-			return false
-		case <-t.C:
-			return true
+	p := &poller{
+		ctx: ctx,
+		bo:  &backoff{min: 100 * time.Millisecond, max: l.opts.MaxPollingInterval},
+		// At most newBatchThreshold + batchSize messages are in flight, so finishing never blocks.
+		done: make(chan struct{}, l.opts.NewBatchThreshold+l.opts.BatchSize+1),
+	}
+	for ctx.Err() == nil && l.poll(p, invCtx, inflight, fatal) {
+	}
+}
+
+// poll is one turn of the loop (§2.2); false stops the listener.
+func (l *queueListener) poll(p *poller, invCtx context.Context, inflight *sync.WaitGroup, fatal func(error)) bool {
+	p.reap(false)
+	ready, ok := l.checkExists(p, fatal)
+	if !ok {
+		return false
+	}
+	if !ready {
+		return p.wait()
+	}
+	msgs, err := l.receive(p.ctx)
+	if err != nil {
+		return l.receiveFailed(p, err, fatal)
+	}
+	if len(msgs) == 0 {
+		return p.wait()
+	}
+	for _, m := range msgs {
+		p.processing++
+		inflight.Add(1)
+		go func() {
+			defer func() { inflight.Done(); p.done <- struct{}{} }()
+			l.process(invCtx, m)
+		}()
+	}
+	p.found = true
+	// Wait before the next poll while more than newBatchThreshold are in flight.
+	for p.processing > l.opts.NewBatchThreshold {
+		p.reap(true)
+	}
+	return true
+}
+
+// checkExists learns whether the queue exists when that is unknown. ready: receive now;
+// ok false: stop the listener.
+func (l *queueListener) checkExists(p *poller, fatal func(error)) (ready, ok bool) {
+	if p.exists == 0 {
+		_, err := l.q.GetProperties(p.ctx, nil)
+		switch {
+		case err == nil:
+			p.exists = 1
+		case isStatus(err, http.StatusNotFound):
+			p.exists = -1
+		case p.ctx.Err() != nil:
+			return false, false
+		case transientStorageError(err):
+			l.log.Warn("Checking the queue failed; will retry", "error", err)
+		default:
+			fatal(fmt.Errorf("queue %s: %w (an unhandled storage error stops the host, §2.2)", l.fn.queueName, err))
+			return false, false
 		}
 	}
-	// At most newBatchThreshold + batchSize messages are in flight, so finishing never blocks.
-	done := make(chan struct{}, l.opts.NewBatchThreshold+l.opts.BatchSize+1)
-	processing := 0
-	reap := func(block bool) {
-		for {
-			if block {
-				<-done
-				processing--
-				block = false
-				continue
-			}
-			select {
-			case <-done:
-				processing--
-			default:
-				return
-			}
+	if p.exists != 1 {
+		if p.exists == -1 {
+			p.exists = 0 // re-check after the backoff
 		}
+		return false, true
 	}
-	exists := 0 // 0 unknown, 1 yes, -1 no
-	for ctx.Err() == nil {
-		reap(false)
-		if exists == 0 {
-			_, err := l.q.GetProperties(ctx, nil)
-			switch {
-			case err == nil:
-				exists = 1
-			case isStatus(err, http.StatusNotFound):
-				exists = -1
-			case ctx.Err() != nil:
-				return
-			case transientStorageError(err):
-				log.Warn("Checking the queue failed; will retry", "error", err)
-			default:
-				fatal(fmt.Errorf("queue %s: %w (an unhandled storage error stops the host, §2.2)", fn.queueName, err))
-				return
-			}
-		}
-		if exists != 1 {
-			if exists == -1 {
-				exists = 0 // re-check after the backoff
-			}
-			if !wait() {
-				return
-			}
-			continue
-		}
-		// A receive is not cancelled half-way by a stop: Azurite or Azure may already have
-		// hidden the messages, which would then stay invisible for the whole receive
-		// visibility. What arrives is processed under invCtx, like any in-flight work.
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		resp, err := l.q.DequeueMessages(rctx, &azqueue.DequeueMessagesOptions{
-			NumberOfMessages:  to.Ptr(int32(l.opts.BatchSize)),
-			VisibilityTimeout: to.Ptr(int32(h.opts.ReceiveVisibility / time.Second)),
-		})
-		rcancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			exists = 0
-			// §2.2: 404, 409 and 5xx back off; anything else (e.g. 403) stops the host.
-			if isStatus(err, http.StatusNotFound) || isStatus(err, http.StatusConflict) || transientStorageError(err) {
-				log.Warn("Receiving messages failed; backing off", "error", err)
-				if !wait() {
-					return
-				}
-				continue
-			}
-			fatal(fmt.Errorf("queue %s: receive: %w (an unhandled storage error stops the host, §2.2)", fn.queueName, err))
-			return
-		}
-		if len(resp.Messages) == 0 {
-			if !wait() {
-				return
-			}
-			continue
-		}
-		for _, m := range resp.Messages {
-			processing++
-			inflight.Add(1)
-			go func() {
-				defer func() { inflight.Done(); done <- struct{}{} }()
-				l.process(invCtx, m)
-			}()
-		}
-		found = true
-		// Wait before the next poll while more than newBatchThreshold are in flight.
-		for processing > l.opts.NewBatchThreshold {
-			reap(true)
-		}
+	return true, true
+}
+
+// receive takes up to batchSize messages with the receive visibility. A receive is not
+// cancelled half-way by a stop: Azurite or Azure may already have hidden the messages,
+// which would then stay invisible for the whole receive visibility. What arrives is
+// processed under invCtx, like any in-flight work.
+func (l *queueListener) receive(ctx context.Context) ([]*azqueue.DequeuedMessage, error) {
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer rcancel()
+	resp, err := l.q.DequeueMessages(rctx, &azqueue.DequeueMessagesOptions{
+		NumberOfMessages:  to.Ptr(int32(l.opts.BatchSize)),
+		VisibilityTimeout: to.Ptr(int32(l.h.opts.ReceiveVisibility / time.Second)),
+	})
+	if err != nil {
+		return nil, err
 	}
+	return resp.Messages, nil
+}
+
+// receiveFailed handles a failed receive (§2.2): 404, 409 and 5xx back off; anything else
+// (e.g. 403) stops the host. false stops the listener.
+func (l *queueListener) receiveFailed(p *poller, err error, fatal func(error)) bool {
+	if p.ctx.Err() != nil {
+		return false
+	}
+	p.exists = 0
+	if isStatus(err, http.StatusNotFound) || isStatus(err, http.StatusConflict) || transientStorageError(err) {
+		l.log.Warn("Receiving messages failed; backing off", "error", err)
+		return p.wait()
+	}
+	fatal(fmt.Errorf("queue %s: receive: %w (an unhandled storage error stops the host, §2.2)", l.fn.queueName, err))
+	return false
 }
 
 // transientStorageError reports 5xx responses and transport failures (no response).
@@ -195,47 +230,74 @@ func completionCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 }
 
+// popReceipt is a message's current pop receipt, replaced by each visibility renewal.
+type popReceipt struct {
+	mu sync.Mutex
+	v  string
+}
+
+func (p *popReceipt) get() string { p.mu.Lock(); defer p.mu.Unlock(); return p.v }
+
+func (p *popReceipt) set(v string) { p.mu.Lock(); p.v = v; p.mu.Unlock() }
+
+// isGone reports the errors the host ignores when it deletes or updates a message: pop
+// receipt mismatch (400), not found (404), queue being deleted or disabled (409).
+func isGone(err error) bool {
+	return isStatus(err, 400) || isStatus(err, 404) || isStatus(err, 409)
+}
+
 // process handles one message (§2.3, §2.6).
 func (l *queueListener) process(ctx context.Context, m *azqueue.DequeuedMessage) {
-	h, fn := l.h, l.fn
 	id, text := *m.MessageID, *m.MessageText
 	dequeueCount := *m.DequeueCount
-	log := h.log.With("function", fn.Name, "queue", fn.queueName, "messageId", id)
-	var popMu sync.Mutex
-	pop := *m.PopReceipt
-	currentPop := func() string { popMu.Lock(); defer popMu.Unlock(); return pop }
-
-	// BeginProcessing: DequeueCount strictly greater than the maximum → poison without
-	// invoking the handler; without a poison queue the message is left invisible.
-	if dequeueCount > int64(l.opts.MaxDequeueCount) {
-		if l.poison != nil {
-			l.moveToPoison(ctx, log, id, currentPop(), text)
-		}
+	log := l.log.With("messageId", id)
+	pop := &popReceipt{v: *m.PopReceipt}
+	body, ok := l.begin(ctx, log, id, pop, text, dequeueCount)
+	if !ok {
 		return
 	}
-	body := []byte(text)
-	if l.opts.Base64 {
-		b, ok := dotnetBase64(text)
-		if !ok {
-			// §2.6: undecodable base64 goes to poison at once, raw text unchanged; the
-			// handler is never invoked.
-			log.Warn(fmt.Sprintf("Message decoding has failed! Check MessageEncoding settings. MessageId=%s.", id))
-			if l.poison != nil {
-				l.moveToPoison(ctx, log, id, currentPop(), text)
-			}
-			return
-		}
-		body = b
-	}
+	stop := l.renew(ctx, log, id, pop, text)
+	err := l.run(ctx, log, m, body)
+	stop()
+	l.complete(ctx, log, id, pop.get(), text, dequeueCount, err)
+}
 
-	// Renew the receive visibility at half of it while the function runs (§2.3).
+// begin is BeginProcessing: a DequeueCount strictly greater than the maximum goes to
+// poison without invoking the handler (without a poison queue the message is left
+// invisible), and so does undecodable base64 (§2.6). It returns the message body.
+func (l *queueListener) begin(ctx context.Context, log *slog.Logger, id string, pop *popReceipt, text string, dequeueCount int64) ([]byte, bool) {
+	if dequeueCount > int64(l.opts.MaxDequeueCount) {
+		if l.poison != nil {
+			l.moveToPoison(ctx, log, id, pop.get(), text)
+		}
+		return nil, false
+	}
+	if !l.opts.Base64 {
+		return []byte(text), true
+	}
+	b, ok := dotnetBase64(text)
+	if !ok {
+		// §2.6: undecodable base64 goes to poison at once, raw text unchanged; the
+		// handler is never invoked.
+		log.Warn(fmt.Sprintf("Message decoding has failed! Check MessageEncoding settings. MessageId=%s.", id))
+		if l.poison != nil {
+			l.moveToPoison(ctx, log, id, pop.get(), text)
+		}
+		return nil, false
+	}
+	return b, true
+}
+
+// renew renews the receive visibility at half of it while the function runs (§2.3). The
+// returned function stops the renewals and waits for them to end.
+func (l *queueListener) renew(ctx context.Context, log *slog.Logger, id string, pop *popReceipt, text string) func() {
+	vis := l.h.opts.ReceiveVisibility
 	stopRenew := make(chan struct{})
 	renewDone := make(chan struct{})
 	go func() {
 		defer close(renewDone)
-		every := h.opts.ReceiveVisibility / 2
 		for {
-			t := time.NewTimer(every)
+			t := time.NewTimer(vis / 2)
 			select {
 			case <-stopRenew:
 				t.Stop()
@@ -243,53 +305,60 @@ func (l *queueListener) process(ctx context.Context, m *azqueue.DequeuedMessage)
 			case <-t.C:
 			}
 			rctx, cancel := completionCtx(ctx)
-			resp, err := l.q.UpdateMessage(rctx, id, currentPop(), text, &azqueue.UpdateMessageOptions{VisibilityTimeout: to.Ptr(int32(h.opts.ReceiveVisibility / time.Second))})
+			resp, err := l.q.UpdateMessage(rctx, id, pop.get(), text, &azqueue.UpdateMessageOptions{VisibilityTimeout: to.Ptr(int32(vis / time.Second))})
 			cancel()
 			if err != nil {
-				if isStatus(err, 400) || isStatus(err, 404) || isStatus(err, 409) {
+				if isGone(err) {
 					log.Warn("Renewing the message visibility failed; stopped renewing", "error", err)
 					return
 				}
 				log.Warn("Renewing the message visibility failed; will retry", "error", err)
 				continue
 			}
-			popMu.Lock()
-			pop = *resp.PopReceipt
-			popMu.Unlock()
+			pop.set(*resp.PopReceipt)
 		}
 	}()
+	return func() {
+		close(stopRenew)
+		<-renewDone
+	}
+}
 
+// run invokes the function for the message; nil means it succeeded.
+func (l *queueListener) run(ctx context.Context, log *slog.Logger, m *azqueue.DequeuedMessage, body []byte) error {
 	inv := l.payload(m, body)
-	var err error
-	if !strings.EqualFold(fn.Trigger.DataType, "binary") && !utf8.Valid(body) {
+	if !strings.EqualFold(l.fn.Trigger.DataType, "binary") && !utf8.Valid(body) {
 		// §1.5: the string binding decodes strict UTF-8; the binding fails before the
 		// handler is called, and the failure counts like any other.
-		err = &InvocationError{Function: fn.Name, InvocationID: inv.id, Err: errors.New("the message is not valid UTF-8 and cannot be bound to a string (use dataType binary)")}
+		err := &InvocationError{Function: l.fn.Name, InvocationID: inv.id, Err: errors.New("the message is not valid UTF-8 and cannot be bound to a string (use dataType binary)")}
 		log.Error(err.Error())
-	} else {
-		_, err = h.invoke(ctx, inv)
+		return err
 	}
-	close(stopRenew)
-	<-renewDone
+	_, err := l.h.invoke(ctx, inv)
+	return err
+}
 
+// complete is CompleteProcessing (§2.3, §2.5): delete on success; on failure poison when
+// DequeueCount >= the maximum, else release the message with visibilityTimeout. Without a
+// poison queue a failed message reappears when its visibility expires.
+func (l *queueListener) complete(ctx context.Context, log *slog.Logger, id, pop, text string, dequeueCount int64, err error) {
 	cctx, cancel := completionCtx(ctx)
 	defer cancel()
 	if err == nil {
-		// §2.5: delete with the current pop receipt; 400/404/409 are ignored.
-		if _, derr := l.q.DeleteMessage(cctx, id, currentPop(), nil); derr != nil && !isStatus(derr, 400) && !isStatus(derr, 404) && !isStatus(derr, 409) {
+		if _, derr := l.q.DeleteMessage(cctx, id, pop, nil); derr != nil && !isGone(derr) {
 			log.Error("Deleting the completed message failed", "error", derr)
 		}
 		return
 	}
 	if l.poison == nil {
-		return // §2.3: no poison queue: the message reappears when its visibility expires
-	}
-	if dequeueCount >= int64(l.opts.MaxDequeueCount) {
-		l.moveToPoison(ctx, log, id, currentPop(), text)
 		return
 	}
-	_, uerr := l.q.UpdateMessage(cctx, id, currentPop(), text, &azqueue.UpdateMessageOptions{VisibilityTimeout: to.Ptr(int32(l.opts.VisibilityTimeout / time.Second))})
-	if uerr != nil && !isStatus(uerr, 400) && !isStatus(uerr, 404) && !isStatus(uerr, 409) {
+	if dequeueCount >= int64(l.opts.MaxDequeueCount) {
+		l.moveToPoison(ctx, log, id, pop, text)
+		return
+	}
+	_, uerr := l.q.UpdateMessage(cctx, id, pop, text, &azqueue.UpdateMessageOptions{VisibilityTimeout: to.Ptr(int32(l.opts.VisibilityTimeout / time.Second))})
+	if uerr != nil && !isGone(uerr) {
 		log.Error("Releasing the failed message failed", "error", uerr)
 	}
 }
@@ -312,7 +381,7 @@ func (l *queueListener) moveToPoison(ctx context.Context, log interface{ Warn(st
 		l.h.log.Error("Copying the message to the poison queue failed; it will be retried when it reappears", "queue", l.fn.poisonName, "error", err)
 		return
 	}
-	if _, err := l.q.DeleteMessage(cctx, id, pop, nil); err != nil && !isStatus(err, 400) && !isStatus(err, 404) && !isStatus(err, 409) {
+	if _, err := l.q.DeleteMessage(cctx, id, pop, nil); err != nil && !isGone(err) {
 		l.h.log.Error("Deleting the poisoned message failed", "error", err)
 	}
 }

@@ -269,6 +269,7 @@ func (m *workerManager) start(ctx context.Context) (*worker, error) {
 		if time.Now().After(deadline) {
 			w.kill()
 			<-w.exited
+			//lint:ignore ST1005 the Functions host's own message (§1.3); tests compare it
 			return nil, errors.New("Initializing HttpWorker timed out.")
 		}
 	}

@@ -1,5 +1,5 @@
 // Package hostproto is the wire protocol between the Azure Functions host and a custom
-// handler, as functions-host-contract.md §1.4–1.8 describes it: the invocation request
+// handler, as docs/host-contract.md §1.4–1.8 describes it: the invocation request
 // {"Data":…,"Metadata":…} with its double-encoded values, and the response
 // {"Outputs":…,"Logs":…,"ReturnValue":…}.
 package hostproto

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// The §1.5 example of functions-host-contract.md, byte for byte as the host would send it.
+// The §1.5 example of docs/host-contract.md, byte for byte as the host would send it.
 func TestQueueRequestContractExample(t *testing.T) {
 	f, err := os.Open("testdata/queue-request.json")
 	if err != nil {

@@ -326,106 +326,131 @@ type Retention struct {
 
 // cleanup applies the retention.
 func (w *Worker) cleanup(ctx context.Context, now time.Time, dry bool) (Retention, error) {
-	l := w.store.Layout
-	cut := now.AddDate(0, 0, -w.cfg.RetentionDays)
-	staleCut := now.Add(-max(time.Duration(w.cfg.RetentionDays)*24*time.Hour, messageLife))
-	dlCut := now.AddDate(0, 0, -w.cfg.DeadLetterRetentionDays)
-	r := Retention{RetentionDays: w.cfg.RetentionDays, DeadLetterRetentionDays: w.cfg.DeadLetterRetentionDays,
-		StatusCutoff: cut, DeadLetterCutoff: dlCut, DryRun: dry}
-	var mu sync.Mutex
-	count := func(n *int) { mu.Lock(); *n++; mu.Unlock() }
-
-	// Statuses: a record's last write (UpdatedAt) is never after its blob's LastModified,
-	// so only blobs last modified before the cut-off need reading.
-	statuses, err := w.list(ctx, l.StatusContainer(), "")
-	if err != nil {
-		return r, err
+	c := &cleanupRun{
+		w:        w,
+		dry:      dry,
+		cut:      now.AddDate(0, 0, -w.cfg.RetentionDays),
+		staleCut: now.Add(-max(time.Duration(w.cfg.RetentionDays)*24*time.Hour, messageLife)),
+		dlCut:    now.AddDate(0, 0, -w.cfg.DeadLetterRetentionDays),
 	}
-	exists := make(map[string]bool, len(statuses))
-	var old []item
-	for _, it := range statuses {
-		exists[strings.TrimSuffix(it.name, ".json")] = true
-		if it.mod.Before(cut) {
-			old = append(old, it)
+	c.r = Retention{RetentionDays: w.cfg.RetentionDays, DeadLetterRetentionDays: w.cfg.DeadLetterRetentionDays,
+		StatusCutoff: c.cut, DeadLetterCutoff: c.dlCut, DryRun: dry}
+	for _, step := range []func(context.Context) error{c.statuses, c.results, c.deadLetters, c.extra} {
+		if err := step(ctx); err != nil {
+			return c.r, err
 		}
 	}
-	err = w.each(ctx, old, func(ctx context.Context, it item) error {
+	return c.r, nil
+}
+
+// cleanupRun is one retention pass: its cut-offs, the counts so far, and which statuses
+// still exist (results without one are orphans).
+type cleanupRun struct {
+	w                    *Worker
+	dry                  bool
+	cut, staleCut, dlCut time.Time
+	mu                   sync.Mutex
+	r                    Retention
+	exists               map[string]bool
+}
+
+// remove deletes it unless it changed since it was listed (or only counts it in a dry
+// run), adds one to *n when it is gone, and then calls gone if not nil.
+func (c *cleanupRun) remove(ctx context.Context, container string, it item, n *int, gone func()) error {
+	ok, err := true, error(nil)
+	if !c.dry {
+		ok, err = c.w.deleteIf(ctx, container, it.name, it.etag)
+	}
+	if ok {
+		c.mu.Lock()
+		*n++
+		if gone != nil {
+			gone()
+		}
+		c.mu.Unlock()
+	}
+	return err
+}
+
+// older returns the items last modified before cut.
+func older(items []item, cut time.Time) []item {
+	var out []item
+	for _, it := range items {
+		if it.mod.Before(cut) {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+// statuses deletes expired statuses. A record's last write (UpdatedAt) is never after its
+// blob's LastModified, so only blobs last modified before the cut-off need reading.
+func (c *cleanupRun) statuses(ctx context.Context) error {
+	container := c.w.store.Layout.StatusContainer()
+	all, err := c.w.list(ctx, container, "")
+	if err != nil {
+		return err
+	}
+	c.exists = make(map[string]bool, len(all))
+	for _, it := range all {
+		c.exists[strings.TrimSuffix(it.name, ".json")] = true
+	}
+	return c.w.each(ctx, older(all, c.cut), func(ctx context.Context, it item) error {
 		var st storage.Status
-		if err := w.download(ctx, l.StatusContainer(), it.name, &st); err != nil {
+		if err := c.w.download(ctx, container, it.name, &st); err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
 				return nil
 			}
 			return err
 		}
-		expired := st.State.Terminal() && st.UpdatedAt.Before(cut)
-		if !st.State.Terminal() {
-			// No message can be left for it: nothing written or due for longer than the
-			// retention and a message's life.
-			expired = st.UpdatedAt.Before(staleCut) && st.NextRunAt.Before(staleCut)
-		}
-		if !expired {
+		if !c.statusExpired(st) {
 			return nil
 		}
-		if dry {
-			count(&r.DeletedStatuses)
-			mu.Lock()
-			exists[strings.TrimSuffix(it.name, ".json")] = false
-			mu.Unlock()
-			return nil
-		}
-		ok, err := w.deleteIf(ctx, l.StatusContainer(), it.name, it.etag)
-		if ok {
-			count(&r.DeletedStatuses)
-			mu.Lock()
-			exists[strings.TrimSuffix(it.name, ".json")] = false
-			mu.Unlock()
-		}
-		return err
+		return c.remove(ctx, container, it, &c.r.DeletedStatuses, func() {
+			c.exists[strings.TrimSuffix(it.name, ".json")] = false
+		})
 	})
-	if err != nil {
-		return r, err
-	}
+}
 
-	// Results: older than the cut-off and no longer backed by a status.
-	results, err := w.list(ctx, l.ResultsContainer(), "")
+// statusExpired: a terminal status untouched since the cut-off, or a non-terminal one for
+// which no message can be left (nothing written or due for longer than the retention and
+// a message's life).
+func (c *cleanupRun) statusExpired(st storage.Status) bool {
+	if st.State.Terminal() {
+		return st.UpdatedAt.Before(c.cut)
+	}
+	return st.UpdatedAt.Before(c.staleCut) && st.NextRunAt.Before(c.staleCut)
+}
+
+// results deletes results older than the cut-off and no longer backed by a status.
+func (c *cleanupRun) results(ctx context.Context) error {
+	container := c.w.store.Layout.ResultsContainer()
+	all, err := c.w.list(ctx, container, "")
 	if err != nil {
-		return r, err
+		return err
 	}
 	var orphan []item
-	for _, it := range results {
-		if it.mod.Before(cut) && !exists[it.name] {
+	for _, it := range older(all, c.cut) {
+		if !c.exists[it.name] {
 			orphan = append(orphan, it)
 		}
 	}
-	err = w.each(ctx, orphan, func(ctx context.Context, it item) error {
-		if dry {
-			count(&r.DeletedResults)
-			return nil
-		}
-		ok, err := w.deleteIf(ctx, l.ResultsContainer(), it.name, it.etag)
-		if ok {
-			count(&r.DeletedResults)
-		}
-		return err
+	return c.w.each(ctx, orphan, func(ctx context.Context, it item) error {
+		return c.remove(ctx, container, it, &c.r.DeletedResults, nil)
 	})
-	if err != nil {
-		return r, err
-	}
+}
 
-	// Dead letters: died (or last replayed) before their own cut-off.
-	dls, err := w.list(ctx, l.DeadLettersContainer(), "")
+// deadLetters deletes dead letters that died (or were last replayed) before their own
+// cut-off.
+func (c *cleanupRun) deadLetters(ctx context.Context) error {
+	container := c.w.store.Layout.DeadLettersContainer()
+	all, err := c.w.list(ctx, container, "")
 	if err != nil {
-		return r, err
+		return err
 	}
-	var oldDL []item
-	for _, it := range dls {
-		if it.mod.Before(dlCut) {
-			oldDL = append(oldDL, it)
-		}
-	}
-	err = w.each(ctx, oldDL, func(ctx context.Context, it item) error {
+	return c.w.each(ctx, older(all, c.dlCut), func(ctx context.Context, it item) error {
 		var d storage.DeadLetter
-		if err := w.download(ctx, l.DeadLettersContainer(), it.name, &d); err != nil {
+		if err := c.w.download(ctx, container, it.name, &d); err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
 				return nil
 			}
@@ -435,48 +460,26 @@ func (w *Worker) cleanup(ctx context.Context, now time.Time, dry bool) (Retentio
 		if d.ReplayedAt.After(last) {
 			last = d.ReplayedAt
 		}
-		if !last.Before(dlCut) {
+		if !last.Before(c.dlCut) {
 			return nil
 		}
-		if dry {
-			count(&r.DeletedDeadLetters)
-			return nil
-		}
-		ok, err := w.deleteIf(ctx, l.DeadLettersContainer(), it.name, it.etag)
-		if ok {
-			count(&r.DeletedDeadLetters)
-		}
-		return err
+		return c.remove(ctx, container, it, &c.r.DeletedDeadLetters, nil)
 	})
-	if err != nil {
-		return r, err
-	}
+}
 
-	for _, p := range w.cfg.Extra {
-		items, err := w.list(ctx, p.Container, p.Prefix)
+// extra deletes the blobs of the extra prefixes older than the cut-off.
+func (c *cleanupRun) extra(ctx context.Context) error {
+	for _, p := range c.w.cfg.Extra {
+		items, err := c.w.list(ctx, p.Container, p.Prefix)
 		if err != nil {
-			return r, err
-		}
-		var oldItems []item
-		for _, it := range items {
-			if it.mod.Before(cut) {
-				oldItems = append(oldItems, it)
-			}
-		}
-		err = w.each(ctx, oldItems, func(ctx context.Context, it item) error {
-			if dry {
-				count(&r.DeletedOther)
-				return nil
-			}
-			ok, err := w.deleteIf(ctx, p.Container, it.name, it.etag)
-			if ok {
-				count(&r.DeletedOther)
-			}
 			return err
+		}
+		err = c.w.each(ctx, older(items, c.cut), func(ctx context.Context, it item) error {
+			return c.remove(ctx, p.Container, it, &c.r.DeletedOther, nil)
 		})
 		if err != nil {
-			return r, err
+			return err
 		}
 	}
-	return r, nil
+	return nil
 }

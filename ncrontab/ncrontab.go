@@ -3,7 +3,7 @@
 //
 // An expression has six space-separated fields, {second} {minute} {hour} {day} {month}
 // {day-of-week}, or five (no seconds; the second is then always 0), as the Functions timer
-// extension accepts (functions-host-contract.md §3.1). Each field is "*", a value, a range
+// extension accepts (docs/host-contract.md §3.1). Each field is "*", a value, a range
 // "a-b" (reversed ranges are swapped), a step "*/n", "a-b/n" or "a/n" (= a-max/n), or a
 // comma-separated list of those. Months accept English names and day-of-week accepts English
 // day names (Sunday = 0, values 0–6), matched case-insensitively by prefix ("Jan", "january",

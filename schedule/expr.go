@@ -74,7 +74,7 @@ func fieldSpans(expr string) [][2]int {
 // ParseExpr parses a schedule expression the way nightshift accepts it: NCRONTAB with
 // exactly six fields ({second} {minute} {hour} {day} {month} {day-of-week}). The
 // Functions host also takes five fields, but Windows Consumption rejects them
-// (functions-host-contract.md §3.1), and TimeSpan schedules only work on App Service
+// (docs/host-contract.md §3.1), and TimeSpan schedules only work on App Service
 // plans, so neither is accepted here. Errors are *ExprError values with the position.
 func ParseExpr(expr string) (*ncrontab.Schedule, error) {
 	spans := fieldSpans(expr)

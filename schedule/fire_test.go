@@ -54,7 +54,7 @@ func newFireEnv(t *testing.T, settings map[string]string, decls ...Recurring) *f
 func (f *fireEnv) clock() time.Time { f.mu.Lock(); defer f.mu.Unlock(); return f.now }
 func (f *fireEnv) set(t time.Time)  { f.mu.Lock(); f.now = t; f.mu.Unlock() }
 
-// fire sends a host-shaped timer invocation (functions-host-contract.md §1.6). next zero
+// fire sends a host-shaped timer invocation (docs/host-contract.md §1.6). next zero
 // means the monitor is off (ScheduleStatus null).
 func (f *fireEnv) fire(fn string, next time.Time, pastDue bool) map[string]string {
 	f.t.Helper()

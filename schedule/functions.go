@@ -28,7 +28,7 @@ type GenerateOptions struct {
 	NoSweep bool
 }
 
-// timerBinding is a timerTrigger binding in function.json (functions-host-contract.md §5),
+// timerBinding is a timerTrigger binding in function.json (docs/host-contract.md §5),
 // with the properties in the order they are written.
 type timerBinding struct {
 	Name         string `json:"name"`

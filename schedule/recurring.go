@@ -47,7 +47,7 @@ const TimerBinding = "timer"
 
 // PastDuePolicy says what a recurring job does with the single catch-up invocation the
 // Functions host makes when it (re)starts after missing one or more occurrences
-// (functions-host-contract.md §3.4). However many were missed, there is one catch-up.
+// (docs/host-contract.md §3.4). However many were missed, there is one catch-up.
 type PastDuePolicy string
 
 // Past-due policies.

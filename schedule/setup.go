@@ -152,7 +152,7 @@ func newRunner(store *storage.Clients, o Options) (*runner, error) {
 }
 
 // envAppRoot is set by the Functions host for the handler process: the app root, where
-// the function folders are (functions-host-contract.md §1.2). Not an app setting.
+// the function folders are (docs/host-contract.md §1.2). Not an app setting.
 const envAppRoot = "FUNCTIONS_APP_ROOT_PATH"
 
 // checkAppFolder warns about declarations whose timer function is missing from the app

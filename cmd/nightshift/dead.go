@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -208,6 +209,136 @@ func (p *pacer) wait(ctx context.Context) error {
 	}
 }
 
+// checkReplayArgs checks the selection: ids or filters (or --all), and a rate >= 0.
+func checkReplayArgs(ids []string, f deadFilter, all bool, rate float64) error {
+	if len(ids) > 0 && f.any() {
+		return usageError{errors.New("give ids or filters (--kind, --reason, --since), not both")}
+	}
+	if len(ids) == 0 && !f.any() && !all {
+		return usageError{errors.New("give dead ids, filters (--kind, --reason, --since), or --all")}
+	}
+	if rate < 0 {
+		return usageError{fmt.Errorf("--rate %g must be positive", rate)}
+	}
+	return nil
+}
+
+// selectDeadTargets loads the dead letters given by id, or those the filters select,
+// oldest death first (replay in the order things broke).
+func selectDeadTargets(ctx context.Context, c *nightshift.Client, ids []string, f deadFilter) ([]*storage.DeadLetter, error) {
+	if len(ids) > 0 {
+		var targets []*storage.DeadLetter
+		for _, id := range ids {
+			d, err := c.DeadLetter(ctx, id)
+			if err != nil {
+				if errors.Is(err, nightshift.ErrNotFound) {
+					return nil, fmt.Errorf("no dead letter %s", id)
+				}
+				return nil, err
+			}
+			targets = append(targets, d)
+		}
+		return targets, nil
+	}
+	list, err := c.DeadLetters(ctx)
+	if err != nil {
+		return nil, err
+	}
+	targets, err := f.apply(list, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	slices.Reverse(targets)
+	return targets, nil
+}
+
+// replayRun replays the selected dead letters one by one and counts the outcomes.
+type replayRun struct {
+	c                *nightshift.Client
+	byID, dryRun     bool
+	pacer            *pacer
+	failed, replayed int
+}
+
+// run replays every target, prints the outcomes and returns an error when any failed.
+func (r *replayRun) run(ctx context.Context, cmd *cobra.Command, targets []*storage.DeadLetter, asJSON bool) error {
+	out := cmd.OutOrStdout()
+	results := []replayOutcome{}
+	for _, d := range targets {
+		o, err := r.one(ctx, d)
+		if err != nil {
+			return err
+		}
+		results = append(results, o)
+		if !asJSON {
+			printReplay(out, o)
+		}
+	}
+	if asJSON {
+		if err := printJSON(out, results); err != nil {
+			return err
+		}
+	} else if len(targets) == 0 {
+		fmt.Fprintln(out, "no dead letters match")
+	}
+	if r.failed > 0 {
+		return fmt.Errorf("%d of %d replay(s) failed", r.failed, len(targets))
+	}
+	if !asJSON && !r.dryRun && len(targets) > 0 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "%d replayed, %d skipped\n", r.replayed, len(targets)-r.replayed)
+	}
+	return nil
+}
+
+// problem records why a record was not replayed: an error for a record asked for by id,
+// a skip for one that filters selected but that cannot (or need not) be replayed.
+func (r *replayRun) problem(o *replayOutcome, msg string) {
+	if r.byID {
+		o.Error = msg
+		r.failed++
+	} else {
+		o.Skipped = msg
+	}
+}
+
+// one replays (or, in a dry run, only checks) one dead letter.
+func (r *replayRun) one(ctx context.Context, d *storage.DeadLetter) (replayOutcome, error) {
+	o := replayOutcome{DeadID: d.DeadID, JobID: d.JobID, Kind: d.Kind, DryRun: r.dryRun}
+	if d.Envelope == nil {
+		r.problem(&o, fmt.Sprintf("not replayable: the message was not a valid job envelope (%s)", d.Reason))
+		return o, nil
+	}
+	st, err := r.c.Status(ctx, d.JobID)
+	switch {
+	case err == nil && st.State != storage.StateDead:
+		r.problem(&o, fmt.Sprintf("job is %s (life %d), not dead: already replayed or cancelled", st.State, st.Replay))
+		return o, nil
+	case err != nil && !errors.Is(err, nightshift.ErrNotFound):
+		return o, err
+	case r.dryRun:
+		o.Replay = max(d.Replays+1, d.Envelope.Replay+1)
+		if err == nil {
+			o.Replay = max(o.Replay, st.Replay+1)
+		}
+		return o, nil
+	}
+	if err := r.pacer.wait(ctx); err != nil {
+		return o, err
+	}
+	res, err := r.c.Replay(ctx, d.DeadID)
+	switch {
+	case err == nil:
+		o.Replay = res.Replay
+		r.replayed++
+	case errors.Is(err, nightshift.ErrNotDead):
+		r.problem(&o, err.Error())
+	default:
+		o.Error = err.Error()
+		r.failed++
+	}
+	return o, nil
+}
+
 func newDeadReplayCmd() *cobra.Command {
 	var (
 		f      deadFilter
@@ -233,111 +364,20 @@ given by id cannot be replayed (the others went ahead), 2 usage error.`,
 		Example: `  nightshift dead replay 01938f4e-…
   nightshift dead replay --kind http_fetch --reason attempts_exhausted --since 24h --rate 5 --dry-run`,
 		RunE: func(cmd *cobra.Command, ids []string) error {
-			if len(ids) > 0 && f.any() {
-				return usageError{errors.New("give ids or filters (--kind, --reason, --since), not both")}
-			}
-			if len(ids) == 0 && !f.any() && !all {
-				return usageError{errors.New("give dead ids, filters (--kind, --reason, --since), or --all")}
-			}
-			if rate < 0 {
-				return usageError{fmt.Errorf("--rate %g must be positive", rate)}
+			if err := checkReplayArgs(ids, f, all, rate); err != nil {
+				return err
 			}
 			c, err := newClient()
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
-			var targets []*storage.DeadLetter
-			if len(ids) > 0 {
-				for _, id := range ids {
-					d, err := c.DeadLetter(ctx, id)
-					if err != nil {
-						if errors.Is(err, nightshift.ErrNotFound) {
-							return fmt.Errorf("no dead letter %s", id)
-						}
-						return err
-					}
-					targets = append(targets, d)
-				}
-			} else {
-				list, err := c.DeadLetters(ctx)
-				if err != nil {
-					return err
-				}
-				if targets, err = f.apply(list, time.Now()); err != nil {
-					return err
-				}
-				// Oldest death first: replay in the order things broke.
-				for i, j := 0, len(targets)-1; i < j; i, j = i+1, j-1 {
-					targets[i], targets[j] = targets[j], targets[i]
-				}
+			targets, err := selectDeadTargets(ctx, c, ids, f)
+			if err != nil {
+				return err
 			}
-			out := cmd.OutOrStdout()
-			var results []replayOutcome
-			failed, replayed := 0, 0
-			byID := len(ids) > 0
-			// A problem with a record asked for by id is an error; a record that filters
-			// selected but that cannot (or need not) be replayed is skipped.
-			problem := func(o *replayOutcome, msg string) {
-				if byID {
-					o.Error = msg
-					failed++
-				} else {
-					o.Skipped = msg
-				}
-			}
-			p := &pacer{rate: rate}
-			for _, d := range targets {
-				o := replayOutcome{DeadID: d.DeadID, JobID: d.JobID, Kind: d.Kind, DryRun: dryRun}
-				if d.Envelope == nil {
-					problem(&o, fmt.Sprintf("not replayable: the message was not a valid job envelope (%s)", d.Reason))
-				} else if st, err := c.Status(ctx, d.JobID); err == nil && st.State != storage.StateDead {
-					problem(&o, fmt.Sprintf("job is %s (life %d), not dead: already replayed or cancelled", st.State, st.Replay))
-				} else if err != nil && !errors.Is(err, nightshift.ErrNotFound) {
-					return err
-				} else if dryRun {
-					o.Replay = max(d.Replays+1, d.Envelope.Replay+1)
-					if err == nil {
-						o.Replay = max(o.Replay, st.Replay+1)
-					}
-				} else {
-					if err := p.wait(ctx); err != nil {
-						return err
-					}
-					res, err := c.Replay(ctx, d.DeadID)
-					switch {
-					case err == nil:
-						o.Replay = res.Replay
-						replayed++
-					case errors.Is(err, nightshift.ErrNotDead):
-						problem(&o, err.Error())
-					default:
-						o.Error = err.Error()
-						failed++
-					}
-				}
-				results = append(results, o)
-				if !asJSON {
-					printReplay(out, o)
-				}
-			}
-			if asJSON {
-				if results == nil {
-					results = []replayOutcome{}
-				}
-				if err := printJSON(out, results); err != nil {
-					return err
-				}
-			} else if len(targets) == 0 {
-				fmt.Fprintln(out, "no dead letters match")
-			}
-			if failed > 0 {
-				return fmt.Errorf("%d of %d replay(s) failed", failed, len(targets))
-			}
-			if !asJSON && !dryRun && len(targets) > 0 {
-				fmt.Fprintf(cmd.ErrOrStderr(), "%d replayed, %d skipped\n", replayed, len(targets)-replayed)
-			}
-			return nil
+			r := &replayRun{c: c, byID: len(ids) > 0, dryRun: dryRun, pacer: &pacer{rate: rate}}
+			return r.run(ctx, cmd, targets, asJSON)
 		},
 	}
 	f.flags(cmd)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -109,40 +110,9 @@ See docs/local-host.md.`,
 const devStorageDefault = "UseDevelopmentStorage=true"
 
 func runDev(ctx context.Context, cfg devConfig) error {
-	settings := map[string]string{"FUNCTIONS_WORKER_RUNTIME": "custom"}
-	file := cfg.SettingsFile
-	if file == "" {
-		file = filepath.Join(cfg.Repo, "local", "local.settings.json")
-		if _, err := os.Stat(file); err != nil {
-			file = filepath.Join(cfg.Repo, "local", "local.settings.template.json")
-		}
-	}
-	if vals, err := funchost.LoadLocalSettings(file); err == nil {
-		for k, v := range vals {
-			if env := cfg.Getenv(k); env != "" {
-				v = env
-			}
-			settings[k] = v
-		}
-	} else if cfg.SettingsFile != "" || !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("settings: %w", err)
-	}
-	getenv := func(k string) string {
-		if v, ok := settings[k]; ok {
-			return v
-		}
-		return cfg.Getenv(k)
-	}
-	if getenv(storage.SettingStorage) == "" && getenv(storage.SettingAccountName) == "" && getenv(storage.SettingQueueServiceURI) == "" {
-		settings[storage.SettingStorage] = devStorageDefault
-	}
-	// The handler inherits the process environment; pass the storage settings explicitly
-	// too, so settings that came from elsewhere (tests, defaults) reach it.
-	for _, k := range []string{storage.SettingStorage, storage.SettingAccountName, storage.SettingQueueServiceURI,
-		storage.SettingBlobServiceURI, storage.SettingCredential, storage.SettingClientID, storage.SettingNamePrefix} {
-		if v := getenv(k); v != "" {
-			settings[k] = v
-		}
+	settings, getenv, err := devSettings(cfg)
+	if err != nil {
+		return err
 	}
 	clients, err := storage.FromEnv(getenv, nil)
 	if err != nil {
@@ -155,28 +125,11 @@ func runDev(ctx context.Context, cfg devConfig) error {
 	}
 
 	// 1. Storage: reachable already, or start Azurite on the configured loopback ports.
-	queueURL, blobURL := clients.Queue.URL(), clients.Blob.URL()
-	if !reachable(queueURL) || !reachable(blobURL) {
-		ports, ok := loopbackPorts(queueURL, blobURL)
-		if !ok {
-			return fmt.Errorf("storage at %s is not reachable and is not a loopback endpoint, so dev will not start Azurite for it", queueURL)
-		}
-		if cfg.NoAzurite {
-			return fmt.Errorf("storage at %s is not reachable (--no-azurite)", queueURL)
-		}
-		stop, pid, err := startAzurite(ctx, cfg, filepath.Join(stateDir, "azurite"), ports)
-		if err != nil {
-			return err
-		}
-		info.AzuritePID = pid
-		defer stop()
-	}
-	ectx, cancel := context.WithTimeout(ctx, time.Minute)
-	err = clients.Ensure(ectx)
-	cancel()
+	stop, err := devStorage(ctx, cfg, info, stateDir)
 	if err != nil {
-		return fmt.Errorf("create queues and containers: %w", err)
+		return err
 	}
+	defer stop()
 
 	// 2. The app folder.
 	info.AppDir = filepath.Join(stateDir, "app")
@@ -201,6 +154,75 @@ func runDev(ctx context.Context, cfg devConfig) error {
 		cfg.Ready(info)
 	}
 	return h.Run(ctx)
+}
+
+// devSettings reads local.settings.json (the environment wins), defaults the storage to
+// the development storage, and returns the settings with a getenv over them.
+func devSettings(cfg devConfig) (map[string]string, func(string) string, error) {
+	settings := map[string]string{"FUNCTIONS_WORKER_RUNTIME": "custom"}
+	file := cfg.SettingsFile
+	if file == "" {
+		file = filepath.Join(cfg.Repo, "local", "local.settings.json")
+		if _, err := os.Stat(file); err != nil {
+			file = filepath.Join(cfg.Repo, "local", "local.settings.template.json")
+		}
+	}
+	if vals, err := funchost.LoadLocalSettings(file); err == nil {
+		for k, v := range vals {
+			settings[k] = cmp.Or(cfg.Getenv(k), v)
+		}
+	} else if cfg.SettingsFile != "" || !errors.Is(err, os.ErrNotExist) {
+		return nil, nil, fmt.Errorf("settings: %w", err)
+	}
+	getenv := func(k string) string {
+		if v, ok := settings[k]; ok {
+			return v
+		}
+		return cfg.Getenv(k)
+	}
+	if getenv(storage.SettingStorage) == "" && getenv(storage.SettingAccountName) == "" && getenv(storage.SettingQueueServiceURI) == "" {
+		settings[storage.SettingStorage] = devStorageDefault
+	}
+	// The handler inherits the process environment; pass the storage settings explicitly
+	// too, so settings that came from elsewhere (tests, defaults) reach it.
+	for _, k := range []string{storage.SettingStorage, storage.SettingAccountName, storage.SettingQueueServiceURI,
+		storage.SettingBlobServiceURI, storage.SettingCredential, storage.SettingClientID, storage.SettingNamePrefix} {
+		if v := getenv(k); v != "" {
+			settings[k] = v
+		}
+	}
+	return settings, getenv, nil
+}
+
+// devStorage makes sure the storage answers — starting Azurite on loopback ports when it
+// does not — and creates the queues and containers. The returned function stops the
+// Azurite it started (if any).
+func devStorage(ctx context.Context, cfg devConfig, info *devInfo, stateDir string) (func(), error) {
+	clients := info.Clients
+	stop := func() {}
+	queueURL, blobURL := clients.Queue.URL(), clients.Blob.URL()
+	if !reachable(queueURL) || !reachable(blobURL) {
+		ports, ok := loopbackPorts(queueURL, blobURL)
+		if !ok {
+			return stop, fmt.Errorf("storage at %s is not reachable and is not a loopback endpoint, so dev will not start Azurite for it", queueURL)
+		}
+		if cfg.NoAzurite {
+			return stop, fmt.Errorf("storage at %s is not reachable (--no-azurite)", queueURL)
+		}
+		s, pid, err := startAzurite(ctx, cfg, filepath.Join(stateDir, "azurite"), ports)
+		if err != nil {
+			return stop, err
+		}
+		info.AzuritePID = pid
+		stop = s
+	}
+	ectx, cancel := context.WithTimeout(ctx, time.Minute)
+	err := clients.Ensure(ectx)
+	cancel()
+	if err != nil {
+		return stop, fmt.Errorf("create queues and containers: %w", err)
+	}
+	return stop, nil
 }
 
 func printDevSummary(cfg devConfig, info *devInfo, h *funchost.Host) {
@@ -271,7 +293,7 @@ func loopbackPorts(queueURL, blobURL string) (azuritePorts, bool) {
 }
 
 // startAzurite installs the pinned Azurite if needed and starts it with a disk location
-// (in-memory mode stalls under sustained churn, deploy-and-azurite.md §D). It returns a
+// (in-memory mode stalls under sustained churn; see docs/benchmarks.md). It returns a
 // function that stops exactly that process.
 func startAzurite(ctx context.Context, cfg devConfig, location string, ports azuritePorts) (func(), int, error) {
 	local := filepath.Join(cfg.Repo, "local")
@@ -324,7 +346,7 @@ func startAzurite(ctx context.Context, cfg devConfig, location string, ports azu
 		}
 		select {
 		case <-exited:
-			return nil, 0, fmt.Errorf("Azurite exited during start-up; see %s", logFile.Name())
+			return nil, 0, fmt.Errorf("azurite exited during start-up; see %s", logFile.Name())
 		case <-ctx.Done():
 			stop()
 			return nil, 0, ctx.Err()

@@ -99,7 +99,7 @@ func (e *cliEnv) run(stdin string, args ...string) (string, string, int) {
 }
 
 // runJobs plays the queue trigger for the jobs queue and its poison queue until both are
-// empty (functions-host-contract.md §1.5 request shape).
+// empty (docs/host-contract.md §1.5 request shape).
 func (e *cliEnv) runJobs() {
 	e.t.Helper()
 	testenv.Drain(e.t, e.store, e.h, e.store.Layout.JobsQueue(), nightshift.FunctionRunJob, nightshift.FunctionRunDeadLetter)

@@ -92,6 +92,38 @@ func (p *progress) done() {
 	}
 }
 
+// waitTimedOut is the error for --timeout passing before the job ended.
+func waitTimedOut(id string, timeout time.Duration, latest *storage.Status) error {
+	state := "it has no status yet"
+	if latest != nil {
+		state = "it is " + string(latest.State)
+	}
+	return exitError{exitWaitTimedOut, fmt.Errorf("job %s did not end within %s (%s)", id, timeout, state)}
+}
+
+// reportWaitEnd prints the final status and turns how the job ended into the exit code.
+func reportWaitEnd(out io.Writer, id string, st *storage.Status, asJSON bool) error {
+	if asJSON {
+		if err := printJSON(out, st); err != nil {
+			return err
+		}
+	} else {
+		printStatus(out, st)
+	}
+	switch st.State {
+	case storage.StateSucceeded:
+		return nil
+	case storage.StateCancelled:
+		return exitError{exitWaitCancelled, fmt.Errorf("job %s was cancelled", id)}
+	default:
+		msg := fmt.Sprintf("job %s is dead", id)
+		if st.LastError != "" {
+			msg += ": " + firstLine(st.LastError)
+		}
+		return exitError{exitWaitDead, errors.New(msg)}
+	}
+}
+
 func newWaitCmd() *cobra.Command {
 	var (
 		timeout time.Duration
@@ -168,34 +200,11 @@ Exit codes:
 			}
 			if res.err != nil {
 				if errors.Is(res.err, context.DeadlineExceeded) && cmd.Context().Err() == nil {
-					state := "it has no status yet"
-					if latest != nil {
-						state = "it is " + string(latest.State)
-					}
-					return exitError{exitWaitTimedOut, fmt.Errorf("job %s did not end within %s (%s)", id, timeout, state)}
+					return waitTimedOut(id, timeout, latest)
 				}
 				return res.err
 			}
-			st := res.st
-			if asJSON {
-				if err := printJSON(cmd.OutOrStdout(), st); err != nil {
-					return err
-				}
-			} else {
-				printStatus(cmd.OutOrStdout(), st)
-			}
-			switch st.State {
-			case storage.StateSucceeded:
-				return nil
-			case storage.StateCancelled:
-				return exitError{exitWaitCancelled, fmt.Errorf("job %s was cancelled", id)}
-			default:
-				msg := fmt.Sprintf("job %s is dead", id)
-				if st.LastError != "" {
-					msg += ": " + firstLine(st.LastError)
-				}
-				return exitError{exitWaitDead, errors.New(msg)}
-			}
+			return reportWaitEnd(cmd.OutOrStdout(), id, res.st, asJSON)
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (exit code 4); default: wait forever")

@@ -18,7 +18,7 @@ import (
 
 // QueueInvocation returns the body the Functions host posts to function for a received
 // queue message bound as "message": Data and Metadata values double-encoded as the host
-// sends them (functions-host-contract.md §1.4–1.5).
+// sends them (docs/host-contract.md §1.4–1.5).
 func QueueInvocation(function string, m *azqueue.DequeuedMessage) []byte {
 	enc := func(v any) json.RawMessage { b, _ := json.Marshal(v); return b }
 	twice := func(s string) json.RawMessage { return enc(string(enc(s))) }

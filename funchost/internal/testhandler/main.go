@@ -114,21 +114,11 @@ func forwarded(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func invoke(w http.ResponseWriter, r *http.Request) {
-	concurrent := inflight.Add(1)
-	defer inflight.Add(-1)
-	fn := r.PathValue("fn")
-	raw, _ := io.ReadAll(r.Body)
-	var req struct {
-		Data     map[string]json.RawMessage
-		Metadata map[string]json.RawMessage
-	}
-	if err := json.Unmarshal(raw, &req); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
+// decodeCommand finds the command in the invocation's Data: a queue message (double-encoded
+// string, or base64 with dataType binary) or the body of a JSON-wrapped HTTP request.
+func decodeCommand(data map[string]json.RawMessage) command {
 	var cmd command
-	for _, v := range req.Data {
+	for _, v := range data {
 		var s string
 		if json.Unmarshal(v, &s) != nil {
 			if strings.Contains(string(v), `"Body"`) { // JSON-wrapped HTTP request
@@ -146,6 +136,44 @@ func invoke(w http.ResponseWriter, r *http.Request) {
 		}
 		_ = json.Unmarshal([]byte(text), &cmd)
 	}
+	return cmd
+}
+
+// fixedAnswers are the commands whose answer does not depend on the request: each breaks
+// one rule of the host's response parsing (§1.8).
+var fixedAnswers = map[string]func(w http.ResponseWriter){
+	"text": func(w http.ResponseWriter) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte(`{"Outputs":{}}`))
+	},
+	"nocontenttype": func(w http.ResponseWriter) {
+		w.Header()["Content-Type"] = nil
+		_, _ = w.Write([]byte(`{"Outputs":{}}`))
+	},
+	"badjson": func(w http.ResponseWriter) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"Outputs":`))
+	},
+	"empty": func(w http.ResponseWriter) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+	},
+}
+
+func invoke(w http.ResponseWriter, r *http.Request) {
+	concurrent := inflight.Add(1)
+	defer inflight.Add(-1)
+	fn := r.PathValue("fn")
+	raw, _ := io.ReadAll(r.Body)
+	var req struct {
+		Data     map[string]json.RawMessage
+		Metadata map[string]json.RawMessage
+	}
+	if err := json.Unmarshal(raw, &req); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	cmd := decodeCommand(req.Data)
 	if cmd.Do == "" {
 		cmd.Do = os.Getenv("TESTHANDLER_DEFAULT")
 	}
@@ -158,6 +186,10 @@ func invoke(w http.ResponseWriter, r *http.Request) {
 	ok := func() {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"Outputs": cmd.Outputs, "Logs": cmd.Logs, "ReturnValue": cmd.ReturnValue})
+	}
+	if fixed, found := fixedAnswers[cmd.Do]; found {
+		fixed(w)
+		return
 	}
 	switch cmd.Do {
 	case "", "ok":
@@ -174,18 +206,6 @@ func invoke(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		ok()
-	case "text":
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte(`{"Outputs":{}}`))
-	case "nocontenttype":
-		w.Header()["Content-Type"] = nil
-		_, _ = w.Write([]byte(`{"Outputs":{}}`))
-	case "badjson":
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"Outputs":`))
-	case "empty":
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusOK)
 	case "sleep":
 		if cmd.MS == 0 {
 			cmd.MS, _ = strconv.Atoi(os.Getenv("TESTHANDLER_SLEEP_MS"))
