@@ -30,7 +30,7 @@ import (
 
 // pump plays the Functions host for tests: it receives messages from a queue itself and
 // delivers them to the in-process handler as host-shaped invocations (double-encoded
-// Data.message and Metadata, functions-host-contract.md §1.5), deleting each message after
+// Data.message and Metadata, docs/host-contract.md §1.5), deleting each message after
 // a 2xx answer.
 type pump struct {
 	t     testing.TB

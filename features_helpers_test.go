@@ -19,7 +19,7 @@ import (
 
 // featEnv is a handler with the given registry on a fresh Azurite prefix, and a pump that
 // plays the host: it receives from every job and poison queue and invokes the matching
-// function, deleting the message on success (functions-host-contract.md §2.3).
+// function, deleting the message on success (docs/host-contract.md §2.3).
 type featEnv struct {
 	t      *testing.T
 	store  *storage.Clients

@@ -37,7 +37,7 @@ const (
 )
 
 // SettingPort is the environment variable the Functions host sets to the port the handler
-// must listen on (functions-host-contract.md §1.2).
+// must listen on (docs/host-contract.md §1.2).
 const SettingPort = "FUNCTIONS_CUSTOMHANDLER_PORT"
 
 // Invocation is one call from the Functions host to a function.
@@ -78,7 +78,7 @@ type HandlerOptions struct {
 }
 
 // Handler is the custom handler's HTTP server logic: GET / answers the host's readiness
-// probe, POST /{FunctionName} serves an invocation (functions-host-contract.md §1.3–1.8).
+// probe, POST /{FunctionName} serves an invocation (docs/host-contract.md §1.3–1.8).
 type Handler struct {
 	exec  *executor
 	log   *slog.Logger

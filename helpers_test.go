@@ -99,7 +99,7 @@ type hostMeta struct {
 }
 
 // hostRequest builds an invocation body exactly as the Functions host does for a queue
-// trigger (functions-host-contract.md §1.4–1.5): the message text double-encoded, metadata
+// trigger (docs/host-contract.md §1.4–1.5): the message text double-encoded, metadata
 // strings double-encoded, numbers as strings, dates without fractions, sys as an object,
 // and the top-level properties of a JSON-object message copied into Metadata (a property
 // "id" overwriting Id).

@@ -26,7 +26,7 @@ const DefaultMaxPayloadBytes = 64 << 20
 // ClaimCheckThreshold is the args size above which the client stores the args in Blob
 // (container nightshift-payloads) and the envelope carries only a reference (args_ref,
 // with the sha256 of the bytes). Below it the args travel in the queue message, whose
-// limit is 64 KiB for the whole envelope (functions-host-contract.md §2.7); the margin
+// limit is 64 KiB for the whole envelope (docs/host-contract.md §2.7); the margin
 // leaves room for the failure history a retried envelope carries.
 const ClaimCheckThreshold = 48 * 1024
 

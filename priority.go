@@ -9,7 +9,7 @@ import (
 // Priority chooses one of the three job queues. Each queue has its own queue-trigger
 // function (RunJobHigh, RunJob, RunJobLow), so each gets its own listener and its own
 // concurrency budget on every instance (batchSize + newBatchThreshold,
-// functions-host-contract.md §2.1/§2.2): a high job never waits behind a low backlog. The
+// docs/host-contract.md §2.1/§2.2): a high job never waits behind a low backlog. The
 // host has no priority across queues; see docs/priorities.md.
 type Priority int
 

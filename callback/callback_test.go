@@ -197,7 +197,7 @@ func newFixture(t *testing.T, opts callback.Options, queues ...string) *fixture 
 	return &fixture{t: t, store: store, client: nightshift.NewClient(store, nil), h: h}
 }
 
-// runJobs plays the queue trigger (functions-host-contract.md §1.5) until the jobs queue
+// runJobs plays the queue trigger (docs/host-contract.md §1.5) until the jobs queue
 // and its poison queue stay empty, delivering each message to RunJob or RunDeadLetter and
 // deleting it after a 2xx.
 func (f *fixture) runJobs() {

@@ -24,7 +24,7 @@ import (
 const Version = 1
 
 // MaxMessageBytes is the largest queue message Azure Storage accepts: 64 KiB of message
-// text (functions-host-contract.md §2.7). host.json sets messageEncoding "none", so the
+// text (docs/host-contract.md §2.7). host.json sets messageEncoding "none", so the
 // envelope's JSON text is the message text.
 const MaxMessageBytes = 64 * 1024
 
@@ -36,7 +36,7 @@ const MaxErrorText = 2048
 
 // Envelope is one job message. Field names are snake_case JSON; the host copies top-level
 // properties into invocation Metadata, so none of them is named like the host's own keys
-// (Id, DequeueCount, PopReceipt, …; see functions-host-contract.md §1.5).
+// (Id, DequeueCount, PopReceipt, …; see docs/host-contract.md §1.5).
 type Envelope struct {
 	// Version is the envelope version; 0 (absent) reads as 1.
 	Version int `json:"version,omitempty"`

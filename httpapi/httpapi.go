@@ -12,7 +12,7 @@
 // Errors are application/problem+json (RFC 9457) with an "errors" array naming each bad
 // field. The functions use authLevel "function": callers send the x-functions-key header.
 // host.json sets enableForwardingHttpRequest to false, so the host sends each request
-// JSON-wrapped (functions-host-contract.md §1.7): Data.req is the request as an object, and
+// JSON-wrapped (docs/host-contract.md §1.7): Data.req is the request as an object, and
 // the response goes in Outputs.res. docs/http-api.md documents the API.
 package httpapi
 

@@ -35,7 +35,7 @@ const (
 	mainParamFile = "bicep/main.parameters.json"
 )
 
-// Built-in role definition GUIDs (shared/reference/deploy-and-azurite.md, A.2 role table;
+// Built-in role definition GUIDs (Azure built-in roles, https://learn.microsoft.com/azure/role-based-access-control/built-in-roles;
 // the same in every tenant).
 const (
 	roleStorageBlobDataOwner         = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
@@ -88,7 +88,7 @@ var retiredSettings = map[string]string{
 }
 
 // flexDeprecatedSettings must not appear on a Flex Consumption app. Sources:
-// shared/reference/deploy-and-azurite.md A.1 ("Flex Consumption plan deprecations") and the
+// the Flex Consumption plan's deprecated settings (https://learn.microsoft.com/azure/azure-functions/functions-app-settings) and the
 // settings the Azure CLI's `az functionapp flex-migration` drops when moving an app to Flex.
 var flexDeprecatedSettings = []string{
 	"AzureWebJobsDashboard",

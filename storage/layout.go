@@ -15,7 +15,7 @@ const (
 	HighQueue = "jobs-high"
 	LowQueue  = "jobs-low"
 	// PoisonSuffix is the Functions host's poison-queue convention: <queue>-poison
-	// (functions-host-contract.md §2.4).
+	// (docs/host-contract.md §2.4).
 	PoisonSuffix = "-poison"
 	// StatusContainer holds one status record per job: <job id>.json.
 	StatusContainer = "nightshift-status"
@@ -136,7 +136,7 @@ func DeadLetterBlob(deadID string) string { return deadID + ".json" }
 
 // ValidQueueName reports why name is not a valid queue name ("" when it is): 3–63
 // lowercase letters, digits and single hyphens, not starting or ending with a hyphen
-// (functions-host-contract.md §2.1).
+// (docs/host-contract.md §2.1).
 func ValidQueueName(name string) string {
 	switch {
 	case len(name) < 3 || len(name) > 63:

@@ -194,7 +194,7 @@ const (
 	ReasonUnknownKind DeadReason = "unknown_kind"
 	// ReasonHostRetriesExhausted: the Functions host moved the message to the poison
 	// queue after maxDequeueCount failed deliveries (handler crash, function timeout,
-	// storage errors) — functions-host-contract.md §2.3.
+	// storage errors) — docs/host-contract.md §2.3.
 	ReasonHostRetriesExhausted DeadReason = "host_retries_exhausted"
 )
 

@@ -23,7 +23,7 @@ import (
 const (
 	// SettingStorage is the host's storage connection setting. Its value is a connection
 	// string; when it is empty, the identity-based "__" settings below are used
-	// (functions-host-contract.md §4.1–4.3).
+	// (docs/host-contract.md §4.1–4.3).
 	SettingStorage = "AzureWebJobsStorage"
 	// SettingAccountName names the storage account for identity-based connections.
 	SettingAccountName = SettingStorage + "__accountName"
@@ -95,7 +95,7 @@ type Options struct {
 
 // FromEnv builds clients from the host's storage settings, read through getenv (usually
 // os.Getenv). A connection string in AzureWebJobsStorage wins; otherwise the identity-based
-// settings are used, as the Functions host does (functions-host-contract.md §4.2).
+// settings are used, as the Functions host does (docs/host-contract.md §4.2).
 func FromEnv(getenv func(string) string, opts *Options) (*Clients, error) {
 	if opts == nil {
 		opts = &Options{}

@@ -12,8 +12,8 @@
 // mode); storage, the app and the vault send their logs to the Log Analytics workspace.
 // The queue and container names below must equal storage.Layout (storage/layout.go, no
 // NIGHTSHIFT_NAME_PREFIX); infra/policy_test.go checks it.
-// docs/deploy.md describes deployment; the facts behind the settings are in
-// shared/reference/deploy-and-azurite.md, section A.
+// docs/deploy.md describes deployment and the facts behind the settings, with links to
+// the Azure documentation.
 targetScope = 'resourceGroup'
 
 // ---------------------------------------------------------------------------------------
