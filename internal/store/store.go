@@ -172,6 +172,13 @@ type Leases interface {
 	ReleaseLease(ctx context.Context, container, name, leaseID string) error
 }
 
+// Linker is implemented by drivers that can hand out read-only URLs of a blob, valid
+// from start until expiry (result links of the HTTP API). The memory driver has no URLs
+// and does not implement it.
+type Linker interface {
+	ReadURL(ctx context.Context, container, name string, start, expiry time.Time) (string, error)
+}
+
 // Store is everything a driver provides.
 type Store interface {
 	Queues

@@ -9,9 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
 
 	"github.com/nightshift-jobs/nightshift/internal/store"
@@ -19,14 +22,39 @@ import (
 
 // Store is the driver over one storage account's queue and blob services.
 type Store struct {
-	q *azqueue.ServiceClient
-	b *azblob.Client
+	q    *azqueue.ServiceClient
+	b    *azblob.Client
+	opts Options
+
+	mu      sync.Mutex
+	udc     *service.UserDelegationCredential
+	udcTill time.Time
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store  = (*Store)(nil)
+	_ store.Linker = (*Store)(nil)
+)
 
-// New returns the driver over the given service clients (as the settings build them).
-func New(q *azqueue.ServiceClient, b *azblob.Client) *Store { return &Store{q: q, b: b} }
+// Options say how the driver signs read URLs (store.Linker); the zero value cannot sign.
+type Options struct {
+	// SharedKey signs service SAS URLs (a connection string with an account key).
+	SharedKey *azblob.SharedKeyCredential
+	// UserDelegation signs with a user delegation key, requested through the blob
+	// client's token credential (identity-based connections; the identity needs a role
+	// that may delegate). Used when SharedKey is nil.
+	UserDelegation bool
+}
+
+// New returns the driver over the given service clients (as the settings build them);
+// opts may be nil.
+func New(q *azqueue.ServiceClient, b *azblob.Client, opts *Options) *Store {
+	s := &Store{q: q, b: b}
+	if opts != nil {
+		s.opts = *opts
+	}
+	return s
+}
 
 // wrap maps an SDK error onto the store's errors; what says what was being done.
 func wrap(err error, what string) error {
