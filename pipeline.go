@@ -1,0 +1,341 @@
+package nightshift
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nightshift-jobs/nightshift/envelope"
+	"github.com/nightshift-jobs/nightshift/storage"
+)
+
+// The execution pipeline of one RunJob delivery: admit → run → record
+// (docs/architecture.md, docs/semantics.md). Each stage is a small function; a stage that
+// ends the delivery early returns its outcome.
+
+// attempt is one delivery on its way through the pipeline.
+type attempt struct {
+	d           delivery
+	env         *envelope.Envelope
+	log         *slog.Logger
+	entry       *kindEntry
+	maxAttempts int
+	timeout     time.Duration
+	// cur and etag are the status record as admit read it (nil when there is none).
+	cur  *storage.Status
+	etag storage.ETag
+	// claimed: a finalizer's claim wrote a running status.
+	claimed bool
+	args    []byte
+	// argsErr is a permanent error resolving the args: the attempt fails without running.
+	argsErr error
+}
+
+// ran is what running an attempt gave.
+type ran struct {
+	result       any
+	err          error
+	cancelled    bool
+	wroteRunning bool
+	started      time.Time
+	finished     time.Time
+	progress     *storage.Progress
+	capture      *captureBuf
+	// jobCtx is the context the job ran under (before record's own timeout): classify
+	// tells a shutdown from a failure by it.
+	jobCtx context.Context
+}
+
+// runJob handles a RunJob delivery.
+func (x *executor) runJob(ctx context.Context, d delivery) outcome {
+	a, out, ok := x.admit(ctx, d)
+	if !ok {
+		return out
+	}
+	r := x.run(ctx, a)
+	// Record the end even when the handler is shutting down and ctx is cancelled.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	return x.record(rctx, a, r)
+}
+
+// admit decodes the delivery and decides whether it runs: undecodable messages are
+// poisoned, unknown kinds and exhausted attempts are dead, stale deliveries are skipped,
+// jobs not due are deferred, a finalizer is claimed, and the args are resolved. ok is
+// false when the delivery ends here with out.
+func (x *executor) admit(ctx context.Context, d delivery) (a *attempt, out outcome, ok bool) {
+	env, derr := envelope.Decode(d.Body)
+	if derr != nil {
+		return nil, x.undecodable(ctx, d, derr), false
+	}
+	env.Normalize(d.Meta.InsertionTime, d.Meta.ID)
+	a = &attempt{d: d, env: env, log: x.log.With("job_id", env.JobID, "kind", env.Kind, "attempt", env.Attempt,
+		"dequeue_count", d.Meta.DequeueCount, "invocation_id", d.InvocationID)}
+	if a.entry = x.reg.lookup(env.Kind); a.entry == nil {
+		return nil, x.deadNow(ctx, a.log, d, env, storage.ReasonUnknownKind,
+			fmt.Sprintf("no worker is registered for kind %q (check the name and that this app registers it)", env.Kind)), false
+	}
+	a.maxAttempts, a.timeout = a.entry.opts.MaxAttempts, a.entry.opts.Timeout
+	if env.MaxAttempts > 0 {
+		a.maxAttempts = env.MaxAttempts
+	}
+	if env.TimeoutSeconds > 0 {
+		a.timeout = time.Duration(env.TimeoutSeconds * float64(time.Second))
+	}
+	var err error
+	if a.cur, a.etag, err = x.store.GetStatus(ctx, env.JobID); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return nil, infraFailure(err), false
+	}
+	for _, step := range []func(context.Context, *attempt) (outcome, bool){x.skipStale, x.deferUntilDue, x.deadIfExhausted, x.claim, x.resolveArgs} {
+		if out, ok := step(ctx, a); !ok {
+			return nil, out, false
+		}
+	}
+	return a, outcome{}, true
+}
+
+// undecodable moves a message that is not an envelope to the poison queue verbatim, where
+// RunDeadLetter records it with the decoding error; it is never retried pointlessly.
+func (x *executor) undecodable(ctx context.Context, d delivery, derr error) outcome {
+	if err := x.poison(ctx, d.Queue, d.Body); err != nil {
+		return infraFailure(err)
+	}
+	msg := fmt.Sprintf("message %s is not a valid job envelope (%v); moved to %s", d.Meta.ID, derr, d.Queue+storage.PoisonSuffix)
+	x.log.Warn("undecodable message", "message_id", d.Meta.ID, "dequeue_count", d.Meta.DequeueCount,
+		"invocation_id", d.InvocationID, "outcome", "poisoned", "error", derr.Error())
+	return outcome{Outcome: "poisoned", Logs: []string{msg}}
+}
+
+// skipStale acknowledges a delivery of a job that already ended or moved on, after
+// finishing what a crash may have left undone: the batch count and the callback.
+func (x *executor) skipStale(ctx context.Context, a *attempt) (outcome, bool) {
+	env, cur := a.env, a.cur
+	why := staleDelivery(cur, env)
+	if why == "" {
+		return outcome{}, true
+	}
+	if env.BatchID != "" && cur.State.Terminal() && cur.Replay == env.Replay {
+		// The child ended, but its end may not have been counted (a crash between the
+		// status write and the batch update): count it now, idempotently.
+		if err := x.batchChildEnded(ctx, env, cur.State); err != nil {
+			return infraFailure(err), false
+		}
+	}
+	if env.Callback != nil && cur.Replay == env.Replay && (cur.State == storage.StateSucceeded || cur.State == storage.StateDead) {
+		// The end was recorded but its callback may not have gone out (a crash or a
+		// failed hook after the status write): ask again; the delivery id is fixed,
+		// so a callback already enqueued is not sent twice.
+		if err := x.notify(ctx, env, cur); err != nil {
+			return infraFailure(err), false
+		}
+	}
+	return skipped(a, why), false
+}
+
+func skipped(a *attempt, why string) outcome {
+	a.log.Info("delivery skipped", "outcome", "skipped", "reason", why)
+	return outcome{Outcome: "skipped", Logs: []string{"job " + a.env.JobID + ": " + why}}
+}
+
+// deferUntilDue puts a job that is not due yet back on its queue, invisible until run_at
+// (at most MaxDelay per hop).
+func (x *executor) deferUntilDue(ctx context.Context, a *attempt) (outcome, bool) {
+	env := a.env
+	wait := time.Until(env.RunAt)
+	if wait <= time.Second {
+		return outcome{}, true
+	}
+	if err := x.enqueue(ctx, a.d.Queue, env, min(wait, MaxDelay)); err != nil {
+		return infraFailure(err), false
+	}
+	a.log.Info("job deferred", "outcome", "deferred", "run_at", env.RunAt)
+	return outcome{Outcome: "deferred", Logs: []string{fmt.Sprintf("job %s deferred until %s", env.JobID, env.RunAt.Format(time.RFC3339))}}, false
+}
+
+func (x *executor) deadIfExhausted(ctx context.Context, a *attempt) (outcome, bool) {
+	if a.env.Attempt <= a.maxAttempts {
+		return outcome{}, true
+	}
+	return x.deadNow(ctx, a.log, a.d, a.env, storage.ReasonAttemptsExhausted,
+		fmt.Sprintf("attempt %d is past max_attempts %d", a.env.Attempt, a.maxAttempts)), false
+}
+
+// claim makes a batch finalizer run once (claimFinalizer); other jobs pass.
+func (x *executor) claim(ctx context.Context, a *attempt) (outcome, bool) {
+	if !isFinalizer(a.env) {
+		return outcome{}, true
+	}
+	why, err := x.claimFinalizer(ctx, a.env, a.maxAttempts, a.cur, a.etag, a.d.Queue, a.timeout)
+	if err != nil {
+		return infraFailure(err), false
+	}
+	if why != "" {
+		return skipped(a, why), false
+	}
+	a.claimed = true
+	return outcome{}, true
+}
+
+// resolveArgs loads claim-checked args and opens sealed ones. A permanent problem fails
+// the attempt without running it (argsErr); a storage error fails the invocation.
+func (x *executor) resolveArgs(ctx context.Context, a *attempt) (outcome, bool) {
+	env := a.env
+	a.args = env.Args
+	var err error
+	switch {
+	case env.ArgsRef != nil:
+		a.args, err = x.loadArgs(ctx, env)
+	case len(env.ArgsSealed) > 0:
+		a.args, err = x.openArgs(ctx, env)
+	}
+	if err != nil && !IsPermanent(err) {
+		return infraFailure(err), false
+	}
+	a.argsErr = err
+	return outcome{}, true
+}
+
+// run runs the worker under its timeout with a capturing logger, progress reports and a
+// cancellation watch; panics are recovered (runSafely).
+func (x *executor) run(ctx context.Context, a *attempt) ran {
+	env := a.env
+	logger, capture := newCapture(a.log.Handler(), env.Attempt)
+	r := ran{started: time.Now().UTC(), capture: capture, jobCtx: ctx, err: a.argsErr}
+	var progress *progressReporter
+	if a.argsErr == nil {
+		progress = newProgressReporter(context.WithoutCancel(ctx), x.progressInterval, a.log, x.progressWriter(env, a.maxAttempts, r.started, a.d.Queue))
+	}
+	base := jobBase{
+		ID: env.JobID, Kind: env.Kind, Attempt: env.Attempt, MaxAttempts: a.maxAttempts,
+		Replay: env.Replay, DequeueCount: a.d.Meta.DequeueCount, Meta: env.Meta,
+		EnqueuedAt: env.EnqueuedAt, Logger: logger, BatchID: env.BatchID, ParentID: env.ParentID,
+		progress: progress,
+	}
+	runCtx, cancelRun := context.WithCancelCause(ctx)
+	defer cancelRun(nil)
+	marked := x.watch(ctx, env, a.maxAttempts, r.started, a.d.Queue, cancelRun)
+	if r.err == nil {
+		jobCtx := withJobContext(runCtx, &jobContext{client: x.client, jobID: env.JobID, replay: env.Replay, enqueuedAt: env.EnqueuedAt})
+		r.result, r.err = runSafely(jobCtx, a.entry, base, a.args, a.timeout)
+	}
+	r.progress = progress.stop()
+	r.wroteRunning = marked() || a.claimed || progress.wrote()
+	r.cancelled = errors.Is(context.Cause(runCtx), errCancelled)
+	r.finished = time.Now().UTC()
+	return r
+}
+
+// record writes the end of the attempt: cancelled, succeeded, retrying or dead.
+func (x *executor) record(ctx context.Context, a *attempt, r ran) outcome {
+	env := a.env
+	dur := r.finished.Sub(r.started)
+	if r.cancelled {
+		// Cancelled through its status while running: the status already says so.
+		if err := x.jobEnded(ctx, env, storage.StateCancelled); err != nil {
+			return infraFailure(err)
+		}
+		a.log.Info("job cancelled while running", "outcome", "cancelled", "duration_ms", dur.Milliseconds())
+		return outcome{Outcome: "cancelled", Logs: append(r.capture.text(), "job "+env.JobID+" was cancelled while running")}
+	}
+	st := &storage.Status{
+		JobID: env.JobID, Kind: env.Kind, Replay: env.Replay, Attempt: env.Attempt, MaxAttempts: a.maxAttempts,
+		Queue: a.d.Queue, EnqueuedAt: env.EnqueuedAt, StartedAt: r.started, FinishedAt: r.finished,
+		DurationMS: dur.Milliseconds(), Meta: env.Meta, BatchID: env.BatchID, Progress: r.progress,
+	}
+	if r.err == nil {
+		res, err := x.storeResult(ctx, env.JobID, r.result)
+		if err == nil {
+			return x.succeeded(ctx, a, r, st, res)
+		}
+		if !IsPermanent(err) {
+			return infraFailure(err)
+		}
+		r.err = err
+	}
+	ae := classify(r.jobCtx, r.err, env.Attempt, r.finished, dur, a.timeout)
+	env.AddError(ae)
+	st.Errors, st.LastError = env.Errors, ae.Error
+	if reason, dead := retryDecision(ae, env.Attempt, a.maxAttempts); dead {
+		return x.dead(ctx, a, r, st, reason)
+	}
+	return x.retrying(ctx, a, r, st)
+}
+
+// retryDecision is the one retry decision: a permanent error, or a failure of the last
+// attempt, makes the job dead (with the reason); anything else is retried.
+func retryDecision(ae envelope.AttemptError, attempt, maxAttempts int) (storage.DeadReason, bool) {
+	switch {
+	case ae.Class == "permanent":
+		return storage.ReasonPermanentError, true
+	case attempt >= maxAttempts:
+		return storage.ReasonAttemptsExhausted, true
+	}
+	return "", false
+}
+
+func (x *executor) succeeded(ctx context.Context, a *attempt, r ran, st *storage.Status, res *storage.Result) outcome {
+	env := a.env
+	st.State, st.Result, st.Errors = storage.StateSucceeded, res, env.Errors
+	if err := x.writeEnd(ctx, a, r, st); err != nil {
+		return infraFailure(err)
+	}
+	if err := x.notify(ctx, env, st); err != nil {
+		return infraFailure(err)
+	}
+	if err := x.jobEnded(ctx, env, storage.StateSucceeded); err != nil {
+		return infraFailure(err)
+	}
+	a.log.Info("job finished", "outcome", "succeeded", "duration_ms", st.DurationMS)
+	return outcome{Outcome: "succeeded", Logs: r.capture.text()}
+}
+
+// dead moves the job to the poison queue (the one poison writer for jobs that ran), where
+// RunDeadLetter records it, then writes the dead status.
+func (x *executor) dead(ctx context.Context, a *attempt, r ran, st *storage.Status, reason storage.DeadReason) outcome {
+	env := a.env
+	env.DeadReason = string(reason)
+	if err := x.poisonEnvelope(ctx, a.d.Queue, env); err != nil {
+		return infraFailure(err)
+	}
+	st.State, st.DeadLetter = storage.StateDead, storage.DeadLetterBlob(env.JobID)
+	if err := x.writeEnd(ctx, a, r, st); err != nil {
+		return infraFailure(err)
+	}
+	if err := x.jobEnded(ctx, env, storage.StateDead); err != nil {
+		return infraFailure(err)
+	}
+	a.log.Warn("job failed", "outcome", "dead", "reason", reason, "duration_ms", st.DurationMS, "error", st.LastError)
+	return outcome{Outcome: "dead", Logs: append(r.capture.text(), fmt.Sprintf("job %s is dead (%s): %s", env.JobID, reason, st.LastError))}
+}
+
+// retrying enqueues the next attempt with its backoff delay, then writes "retrying". The
+// retry goes on the queue first: a crash in between leaves a status that lets the
+// redelivered original run again, never a lost job.
+func (x *executor) retrying(ctx context.Context, a *attempt, r ran, st *storage.Status) outcome {
+	env := a.env
+	delay := a.entry.opts.Backoff.NextDelay(env.Attempt)
+	next := *env
+	next.Attempt++
+	next.DeadReason = ""
+	// Encode may shrink the history to fit the message; the status keeps all of it.
+	next.Errors = append([]envelope.AttemptError(nil), env.Errors...)
+	if err := x.enqueue(ctx, a.d.Queue, &next, delay); err != nil {
+		return infraFailure(err)
+	}
+	st.State, st.NextRunAt = storage.StateRetrying, r.finished.Add(delay)
+	if err := x.writeEnd(ctx, a, r, st); err != nil {
+		return infraFailure(err)
+	}
+	a.log.Warn("job failed", "outcome", "retrying", "duration_ms", st.DurationMS, "error", st.LastError,
+		"next_attempt", next.Attempt, "delay_ms", delay.Milliseconds())
+	return outcome{Outcome: "retrying", Logs: append(r.capture.text(),
+		fmt.Sprintf("attempt %d of job %s failed: %s; attempt %d in %s", env.Attempt, env.JobID, st.LastError, next.Attempt, delay.Round(time.Millisecond)))}
+}
+
+// writeEnd writes the attempt's final status with its captured logs.
+func (x *executor) writeEnd(ctx context.Context, a *attempt, r ran, st *storage.Status) error {
+	lines, dropped := r.capture.snapshot()
+	return x.writeStatus(ctx, st, lines, dropped, a.cur, a.etag, r.wroteRunning)
+}
