@@ -23,7 +23,7 @@ func (c *Clients) PutPayload(ctx context.Context, name, contentType string, data
 	if err != nil {
 		return fmt.Errorf("write payload %s: %w", name, err)
 	}
-	_, err = c.Blob.UploadBuffer(ctx, c.Layout.PayloadsContainer(), name, data, &azblob.UploadBufferOptions{
+	_, err = c.upload(ctx, c.Layout.PayloadsContainer(), name, data, &azblob.UploadBufferOptions{
 		HTTPHeaders: &blob.HTTPHeaders{BlobContentType: to.Ptr(contentType)},
 	})
 	if err != nil {

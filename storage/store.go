@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"io"
 	"slices"
 	"strings"
@@ -78,7 +79,7 @@ func (c *Clients) PutResult(ctx context.Context, jobID, contentType string, data
 	if err != nil {
 		return false, fmt.Errorf("write result of job %s: %w", jobID, err)
 	}
-	_, err = c.Blob.UploadBuffer(ctx, c.Layout.ResultsContainer(), ResultBlob(jobID), data, &azblob.UploadBufferOptions{
+	_, err = c.upload(ctx, c.Layout.ResultsContainer(), ResultBlob(jobID), data, &azblob.UploadBufferOptions{
 		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: to.Ptr(contentType)},
 		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfNoneMatch: to.Ptr(azcore.ETagAny)}},
 	})
@@ -239,7 +240,7 @@ func (c *Clients) PutJSON(ctx context.Context, container, name string, v any, et
 	} else {
 		mac.IfMatch = to.Ptr(etag)
 	}
-	resp, err := c.Blob.UploadBuffer(ctx, container, name, data, &blockblob.UploadBufferOptions{
+	resp, err := c.upload(ctx, container, name, data, &blockblob.UploadBufferOptions{
 		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: to.Ptr("application/json")},
 		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: mac},
 	})
@@ -250,4 +251,19 @@ func (c *Clients) PutJSON(ctx context.Context, container, name string, v any, et
 		return "", nil
 	}
 	return *resp.ETag, nil
+}
+
+// upload writes a blob. When one of nightshift's own containers is missing (a fresh
+// Azurite, `func start` before anything created the layout) it is made and the write
+// tried again, as the host makes missing poison queues; other containers are never
+// created here.
+func (c *Clients) upload(ctx context.Context, container, name string, data []byte, opts *azblob.UploadBufferOptions) (azblob.UploadBufferResponse, error) {
+	resp, err := c.Blob.UploadBuffer(ctx, container, name, data, opts)
+	if err == nil || !bloberror.HasCode(err, bloberror.ContainerNotFound) || !slices.Contains(c.Layout.Containers(), container) {
+		return resp, err
+	}
+	if _, cerr := c.Blob.CreateContainer(ctx, container, nil); cerr != nil && !bloberror.HasCode(cerr, bloberror.ContainerAlreadyExists) {
+		return resp, fmt.Errorf("container %s is missing and could not be created: %w", container, cerr)
+	}
+	return c.Blob.UploadBuffer(ctx, container, name, data, opts)
 }
