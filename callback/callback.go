@@ -39,7 +39,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/envelope"
-	"github.com/nightshift-jobs/nightshift/netguard"
+	"github.com/nightshift-jobs/nightshift/internal/netguard"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 

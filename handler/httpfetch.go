@@ -15,7 +15,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/envelope"
-	"github.com/nightshift-jobs/nightshift/netguard"
+	"github.com/nightshift-jobs/nightshift/internal/netguard"
 )
 
 // SettingFetchAllowPrivate lets http_fetch call private, loopback and link-local

@@ -13,7 +13,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
-	"github.com/nightshift-jobs/nightshift/netguard"
+	"github.com/nightshift-jobs/nightshift/internal/netguard"
 )
 
 func job[T nightshift.JobArgs](args T) *nightshift.Job[T] {

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nightshift-jobs/nightshift/appfolder"
+	"github.com/nightshift-jobs/nightshift/internal/appfolder"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/storage"
 )

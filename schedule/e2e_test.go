@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/nightshift-jobs/nightshift"
-	"github.com/nightshift-jobs/nightshift/funchost"
+	"github.com/nightshift-jobs/nightshift/internal/funchost"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/maintenance"
 	"github.com/nightshift-jobs/nightshift/schedule"

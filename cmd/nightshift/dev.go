@@ -18,8 +18,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nightshift-jobs/nightshift/appfolder"
-	"github.com/nightshift-jobs/nightshift/funchost"
+	"github.com/nightshift-jobs/nightshift/internal/appfolder"
+	"github.com/nightshift-jobs/nightshift/internal/funchost"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/nightshift-jobs/nightshift"
-	"github.com/nightshift-jobs/nightshift/appfolder"
+	"github.com/nightshift-jobs/nightshift/internal/appfolder"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/storage"
 )

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nightshift-jobs/nightshift/appfolder"
+	"github.com/nightshift-jobs/nightshift/internal/appfolder"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nightshift-jobs/nightshift/appfolder"
+	"github.com/nightshift-jobs/nightshift/internal/appfolder"
 )
 
 const testRepoRoot = "../.."

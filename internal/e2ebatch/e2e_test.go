@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/nightshift-jobs/nightshift"
-	"github.com/nightshift-jobs/nightshift/appfolder"
-	"github.com/nightshift-jobs/nightshift/funchost"
+	"github.com/nightshift-jobs/nightshift/internal/appfolder"
+	"github.com/nightshift-jobs/nightshift/internal/funchost"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/storage"
 )

@@ -14,11 +14,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nightshift-jobs/nightshift/appfolder"
+	"github.com/nightshift-jobs/nightshift/internal/appfolder"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
-const repoRoot = ".."
+const repoRoot = "../.."
 
 // tinyBinary builds a small main package for the running platform and returns its path.
 func tinyBinary(t *testing.T) string {

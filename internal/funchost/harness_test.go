@@ -80,7 +80,7 @@ type app struct {
 func newApp(t *testing.T, hostJSON string, functions map[string]string) *app {
 	t.Helper()
 	cs := testenv.ConnectionString(t)
-	bin := testenv.BuildBinary(t, "./funchost/internal/testhandler")
+	bin := testenv.BuildBinary(t, "./internal/funchost/internal/testhandler")
 	a := &app{t: t, dir: t.TempDir(), records: t.TempDir(), prefix: testenv.Prefix(t), logs: &logBuffer{}}
 	a.settings = map[string]string{
 		storage.SettingStorage:    cs,

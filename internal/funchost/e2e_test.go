@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/nightshift-jobs/nightshift"
-	"github.com/nightshift-jobs/nightshift/appfolder"
+	"github.com/nightshift-jobs/nightshift/internal/appfolder"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
@@ -32,7 +32,7 @@ var fastQueues = regexp.MustCompile(`"maxPollingInterval": "[^"]*"|"visibilityTi
 func newE2EApp(t *testing.T, withTick string) *e2eApp {
 	t.Helper()
 	cs := testenv.ConnectionString(t)
-	bin := testenv.BuildBinary(t, "./funchost/internal/e2ehandler")
+	bin := testenv.BuildBinary(t, "./internal/funchost/internal/e2ehandler")
 	prefix := testenv.Prefix(t)
 	dir := t.TempDir()
 	ctx := context.Background()

@@ -17,7 +17,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
 
 	"github.com/nightshift-jobs/nightshift"
-	"github.com/nightshift-jobs/nightshift/appfolder"
+	"github.com/nightshift-jobs/nightshift/internal/appfolder"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
@@ -200,7 +200,7 @@ func benchHost(b *testing.B, cs string, depth, jobs int) benchResult {
 	prefix := testenv.Prefix(b)
 	c := benchClients(b, cs, prefix)
 	client := nightshift.NewClient(c, nil)
-	bin := testenv.BuildBinary(b, "./funchost/internal/e2ehandler")
+	bin := testenv.BuildBinary(b, "./internal/funchost/internal/e2ehandler")
 	dir := b.TempDir()
 	if err := appfolder.Assemble(ctx, dir, appfolder.Options{RepoRoot: testenv.RepoRoot(), HandlerBinary: bin, NamePrefix: prefix}); err != nil {
 		b.Fatal(err)
@@ -280,7 +280,7 @@ func benchBare(b *testing.B, cs string, depth, jobs int) benchResult {
 	prefix := testenv.Prefix(b)
 	c := benchClients(b, cs, prefix)
 	q := c.Queue.NewQueueClient(c.Layout.JobsQueue())
-	bin := testenv.BuildBinary(b, "./funchost/internal/testhandler")
+	bin := testenv.BuildBinary(b, "./internal/funchost/internal/testhandler")
 	dir := b.TempDir()
 	must(b, os.WriteFile(filepath.Join(dir, "host.json"), []byte(testHostJSON{BatchSize: 16, NewBatchThreshold: 8}.render()), 0o644))
 	must(b, os.Symlink(bin, filepath.Join(dir, "handler")))
