@@ -12,8 +12,8 @@ import (
 	"testing"
 
 	"github.com/nightshift-jobs/nightshift"
-	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/internal/netguard"
+	"github.com/nightshift-jobs/nightshift/internal/testenv"
 )
 
 func job[T nightshift.JobArgs](args T) *nightshift.Job[T] {
