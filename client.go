@@ -104,6 +104,9 @@ func NewClient(store *storage.Clients, opts *ClientOptions) *Client {
 	if o.Queue == "" {
 		o.Queue = store.Layout.JobsQueue()
 	}
+	if o.MaxPayloadBytes <= 0 {
+		o.MaxPayloadBytes = store.MaxPayloadBytes // the setting, when the store came from settings
+	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 16
 	}

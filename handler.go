@@ -111,6 +111,9 @@ func NewHandler(reg *Registry, store *storage.Clients, opts *HandlerOptions) *Ha
 	}
 	maxPayload := opts.MaxPayloadBytes
 	if maxPayload <= 0 {
+		maxPayload = store.MaxPayloadBytes
+	}
+	if maxPayload <= 0 {
 		maxPayload = DefaultMaxPayloadBytes
 	}
 	h := &Handler{

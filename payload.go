@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/nightshift-jobs/nightshift/envelope"
@@ -18,7 +17,7 @@ import (
 
 // SettingMaxPayloadBytes is the app setting bounding a job's args: larger args are
 // refused at enqueue (default DefaultMaxPayloadBytes).
-const SettingMaxPayloadBytes = "NIGHTSHIFT_MAX_PAYLOAD_BYTES"
+const SettingMaxPayloadBytes = storage.SettingMaxPayloadBytes
 
 // DefaultMaxPayloadBytes is the default bound on a job's args: 64 MiB.
 const DefaultMaxPayloadBytes = 64 << 20
@@ -51,15 +50,11 @@ func (e *PayloadTooLargeError) Unwrap() error { return ErrPayloadTooLarge }
 
 // MaxPayloadBytesFromEnv reads SettingMaxPayloadBytes (DefaultMaxPayloadBytes when unset).
 func MaxPayloadBytesFromEnv(getenv func(string) string) (int64, error) {
-	v := strings.TrimSpace(getenv(SettingMaxPayloadBytes))
-	if v == "" {
-		return DefaultMaxPayloadBytes, nil
+	n, err := storage.MaxPayloadFromEnv(getenv)
+	if err != nil || n > 0 {
+		return n, err
 	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 1 {
-		return 0, &storage.SettingError{Setting: SettingMaxPayloadBytes, Problem: fmt.Sprintf("%q is not a positive number of bytes", v)}
-	}
-	return n, nil
+	return DefaultMaxPayloadBytes, nil
 }
 
 // claimCheck enforces the payload maximum and moves args above ClaimCheckThreshold to the

@@ -104,3 +104,14 @@ func TestStatusViewsHaveNoStacks(t *testing.T) {
 		t.Errorf("the stored record lost its stack: %+v %v", kept, err)
 	}
 }
+
+// TestPayloadMaximumHonouredByTheAPI: NIGHTSHIFT_MAX_PAYLOAD_BYTES, read once with the
+// storage settings, bounds the args of every client built on them — here the HTTP API's.
+func TestPayloadMaximumHonouredByTheAPI(t *testing.T) {
+	e := newEnv(t, storage.SettingMaxPayloadBytes, "100")
+	r := e.enqueue(`{"kind":"test.echo","args":{"text":"` + strings.Repeat("x", 1000) + `"}}`)
+	checkProblem(t, r, 413, "too-large", "", "args", "larger than the app's maximum payload")
+	if r := e.enqueue(`{"kind":"test.echo","args":{"text":"small"}}`); r.status != 202 {
+		t.Fatalf("small args: %d %s", r.status, r.body)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -69,6 +70,26 @@ type Clients struct {
 	// pass plain ones through. FromEnv sets it from NIGHTSHIFT_ENCRYPTION_KEY_URL or
 	// NIGHTSHIFT_ENCRYPTION_LOCAL_KEYS.
 	Sealer *seal.Sealer
+	// MaxPayloadBytes is the payload maximum from NIGHTSHIFT_MAX_PAYLOAD_BYTES (0: unset,
+	// the default applies). Every client and handler built on these clients honours it.
+	MaxPayloadBytes int64
+}
+
+// SettingMaxPayloadBytes is the largest job args, inline or claim-checked, in bytes.
+const SettingMaxPayloadBytes = "NIGHTSHIFT_MAX_PAYLOAD_BYTES"
+
+// MaxPayloadFromEnv reads SettingMaxPayloadBytes (0 when unset; a SettingError when it
+// is not a positive number).
+func MaxPayloadFromEnv(getenv func(string) string) (int64, error) {
+	v := strings.TrimSpace(getenv(SettingMaxPayloadBytes))
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 1 {
+		return 0, &SettingError{Setting: SettingMaxPayloadBytes, Problem: fmt.Sprintf("%q is not a positive number of bytes", v)}
+	}
+	return n, nil
 }
 
 // SettingError reports a missing or malformed storage setting: which setting, and what
@@ -114,6 +135,9 @@ func FromEnv(getenv func(string) string, opts *Options) (*Clients, error) {
 		return nil, err
 	}
 	c.Layout = layout
+	if c.MaxPayloadBytes, err = MaxPayloadFromEnv(getenv); err != nil {
+		return nil, err
+	}
 	if c.Sealer, err = sealerFromEnv(getenv, c, opts); err != nil {
 		return nil, err
 	}
