@@ -229,78 +229,25 @@ func checkBatchBounds(p *BatchParams) error {
 
 // buildBatch validates the params and builds the record and the children's envelopes.
 func (c *Client) buildBatch(ctx context.Context, p BatchParams, parentID string) (*storage.Batch, []*envelope.Envelope, error) {
-	if pr := envelope.ValidJobID(p.BatchID); pr != "" || len(p.BatchID) > MaxBatchIDLength {
-		if pr == "" {
-			pr = fmt.Sprintf("is %d characters; at most %d", len(p.BatchID), MaxBatchIDLength)
-		}
-		return nil, nil, &envelope.FieldError{Field: "batch_id", Problem: pr}
-	}
-	switch p.FailurePolicy {
-	case "":
-		p.FailurePolicy = FinalizeAlways
-	case FinalizeAlways, FailBatch:
-	default:
-		return nil, nil, fmt.Errorf("failure policy %q: want %q or %q", p.FailurePolicy, FinalizeAlways, FailBatch)
-	}
-	if err := checkBatchBounds(&p); err != nil {
+	if err := checkBatchParams(&p); err != nil {
 		return nil, nil, err
 	}
-	queue := p.Queue
-	if queue == "" {
-		q, err := c.PriorityQueue(p.Priority)
-		if err != nil {
-			return nil, nil, err
-		}
-		queue = q
-	} else if pr := c.queueProblem(queue); pr != "" {
-		return nil, nil, &envelope.FieldError{Field: "queue", Problem: pr}
+	queue, err := c.batchQueue(&p)
+	if err != nil {
+		return nil, nil, err
 	}
 	now := c.opts.Now().UTC()
-	b := &storage.Batch{
-		BatchID: p.BatchID, ParentID: parentID, Total: len(p.Children),
-		Queue: queue, FailurePolicy: string(p.FailurePolicy), AllowedFailures: p.AllowedFailures,
-		State: storage.BatchEnqueuing, Meta: p.Meta, CreatedAt: now,
-	}
-	b.Shards, b.PerShard = batchShards(b.Total)
-	b.ShardDone = make([]bool, b.Shards)
-	b.ShardSucceeded = make([]int, b.Shards)
-	b.ShardFailed = make([]int, b.Shards)
-	mk := func(ep EnqueueParams, jobID string) (*envelope.Envelope, error) {
-		kind, raw := ep.Kind, ep.RawArgs
-		if ep.Args != nil {
-			kind = ep.Args.Kind()
-			var err error
-			if raw, err = json.Marshal(ep.Args); err != nil {
-				return nil, fmt.Errorf("args %T do not encode as JSON: %w", ep.Args, err)
-			}
-		}
-		o := EnqueueOptions{}
-		if ep.Opts != nil {
-			o = *ep.Opts
-		}
-		if o.JobID != "" || o.Queue != "" || o.Priority != PriorityNormal || o.DedupeReturnExisting || o.RunIn != 0 || !o.RunAt.IsZero() || o.DedupeKey != "" || o.CallbackURL != "" || o.CallbackQueue != "" {
-			return nil, errors.New("options may set MaxAttempts, Timeout and Meta only (job id, queue, delay, dedupe key and callback belong to the batch)")
-		}
-		env, _, _, err := c.build(kind, raw, &o)
-		if err != nil {
-			return nil, err
-		}
-		env.JobID, env.BatchID, env.ParentID, env.Queue = jobID, b.BatchID, parentID, queue
-		if err := claimCheck(ctx, c.store, env, c.maxPayload()); err != nil {
-			return nil, err
-		}
-		return env, env.Validate()
-	}
+	b := newBatchRecord(&p, parentID, queue, now)
 	children := make([]*envelope.Envelope, len(p.Children))
 	for i, ep := range p.Children {
-		env, err := mk(ep, storage.ChildJobID(b.BatchID, i))
+		env, err := c.batchEnvelope(ctx, b, ep, storage.ChildJobID(b.BatchID, i))
 		if err != nil {
 			return nil, nil, fmt.Errorf("child %d: %w", i, err)
 		}
 		children[i] = env
 	}
 	if p.Finalizer != nil {
-		env, err := mk(*p.Finalizer, storage.FinalizerJobID(b.BatchID))
+		env, err := c.batchEnvelope(ctx, b, *p.Finalizer, storage.FinalizerJobID(b.BatchID))
 		if err != nil {
 			return nil, nil, fmt.Errorf("finalizer: %w", err)
 		}
@@ -310,6 +257,96 @@ func (c *Client) buildBatch(ctx context.Context, p BatchParams, parentID string)
 		b.State, b.FinishedAt = storage.BatchSucceeded, now
 	}
 	return b, children, nil
+}
+
+// checkBatchParams checks the batch id, the failure policy (defaulting it to
+// FinalizeAlways) and the batch's bounds.
+func checkBatchParams(p *BatchParams) error {
+	if pr := envelope.ValidJobID(p.BatchID); pr != "" || len(p.BatchID) > MaxBatchIDLength {
+		if pr == "" {
+			pr = fmt.Sprintf("is %d characters; at most %d", len(p.BatchID), MaxBatchIDLength)
+		}
+		return &envelope.FieldError{Field: "batch_id", Problem: pr}
+	}
+	switch p.FailurePolicy {
+	case "":
+		p.FailurePolicy = FinalizeAlways
+	case FinalizeAlways, FailBatch:
+	default:
+		return fmt.Errorf("failure policy %q: want %q or %q", p.FailurePolicy, FinalizeAlways, FailBatch)
+	}
+	return checkBatchBounds(p)
+}
+
+// batchQueue returns the queue of the batch's jobs: the params' queue when it is a job
+// queue, else the priority's queue.
+func (c *Client) batchQueue(p *BatchParams) (string, error) {
+	if p.Queue == "" {
+		return c.PriorityQueue(p.Priority)
+	}
+	if pr := c.queueProblem(p.Queue); pr != "" {
+		return "", &envelope.FieldError{Field: "queue", Problem: pr}
+	}
+	return p.Queue, nil
+}
+
+// newBatchRecord returns the record of a batch that is being enqueued, with its shards.
+func newBatchRecord(p *BatchParams, parentID, queue string, now time.Time) *storage.Batch {
+	b := &storage.Batch{
+		BatchID: p.BatchID, ParentID: parentID, Total: len(p.Children),
+		Queue: queue, FailurePolicy: string(p.FailurePolicy), AllowedFailures: p.AllowedFailures,
+		State: storage.BatchEnqueuing, Meta: p.Meta, CreatedAt: now,
+	}
+	b.Shards, b.PerShard = batchShards(b.Total)
+	b.ShardDone = make([]bool, b.Shards)
+	b.ShardSucceeded = make([]int, b.Shards)
+	b.ShardFailed = make([]int, b.Shards)
+	return b
+}
+
+// batchEnvelope builds the envelope of one child or the finalizer of batch b, with job id
+// jobID, on the batch's queue; large args are claim-checked.
+func (c *Client) batchEnvelope(ctx context.Context, b *storage.Batch, ep EnqueueParams, jobID string) (*envelope.Envelope, error) {
+	kind, raw, err := paramsKindArgs(ep)
+	if err != nil {
+		return nil, err
+	}
+	o := EnqueueOptions{}
+	if ep.Opts != nil {
+		o = *ep.Opts
+	}
+	if batchOwnsOption(&o) {
+		return nil, errors.New("options may set MaxAttempts, Timeout and Meta only (job id, queue, delay, dedupe key and callback belong to the batch)")
+	}
+	env, _, _, err := c.build(kind, raw, &o)
+	if err != nil {
+		return nil, err
+	}
+	env.JobID, env.BatchID, env.ParentID, env.Queue = jobID, b.BatchID, b.ParentID, b.Queue
+	if err := claimCheck(ctx, c.store, env, c.maxPayload()); err != nil {
+		return nil, err
+	}
+	return env, env.Validate()
+}
+
+// paramsKindArgs returns the kind and JSON args of ep: from Args when set, else Kind and
+// RawArgs.
+func paramsKindArgs(ep EnqueueParams) (string, json.RawMessage, error) {
+	if ep.Args == nil {
+		return ep.Kind, ep.RawArgs, nil
+	}
+	raw, err := json.Marshal(ep.Args)
+	if err != nil {
+		return "", nil, fmt.Errorf("args %T do not encode as JSON: %w", ep.Args, err)
+	}
+	return ep.Args.Kind(), raw, nil
+}
+
+// batchOwnsOption says whether o sets an option that belongs to the batch, not to one of
+// its jobs (job id, queue, priority, delay, dedupe, callback).
+func batchOwnsOption(o *EnqueueOptions) bool {
+	return o.JobID != "" || o.Queue != "" || o.Priority != PriorityNormal || o.DedupeReturnExisting ||
+		o.RunIn != 0 || !o.RunAt.IsZero() || o.DedupeKey != "" || o.CallbackURL != "" || o.CallbackQueue != ""
 }
 
 // maxPayload is the client's bound on a job's args.

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
 
 	"github.com/nightshift-jobs/nightshift/envelope"
@@ -238,16 +239,54 @@ func (c *Client) build(kind string, args json.RawMessage, opts *EnqueueOptions) 
 	if opts != nil {
 		o = *opts
 	}
-	if p := envelope.ValidKind(kind); p != "" {
-		return nil, "", 0, &envelope.FieldError{Field: "kind", Problem: p}
-	}
-	if len(args) > 0 && !json.Valid(args) {
-		return nil, "", 0, &envelope.FieldError{Field: "args", Problem: "is not valid JSON"}
+	if err := checkKindAndArgs(kind, args); err != nil {
+		return nil, "", 0, err
 	}
 	now := c.opts.Now().UTC()
 	if err := checkOptionBounds(&o, args, now); err != nil {
 		return nil, "", 0, err
 	}
+	env, err := newEnvelope(kind, args, &o, now)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	queue, err := c.chooseQueue(env, &o)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	if err := checkDedupeKey(o.DedupeKey); err != nil {
+		return nil, "", 0, err
+	}
+	delay, err := scheduleDelay(env, &o, now)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	if env.Callback, err = c.buildCallback(&o); err != nil {
+		return nil, "", 0, err
+	}
+	if err := checkMetaKeys(o.Meta); err != nil {
+		return nil, "", 0, err
+	}
+	if err := env.Validate(); err != nil {
+		return nil, "", 0, err
+	}
+	return env, queue, delay, nil
+}
+
+// checkKindAndArgs checks that kind is a valid job kind and that args, when given, are JSON.
+func checkKindAndArgs(kind string, args json.RawMessage) error {
+	if p := envelope.ValidKind(kind); p != "" {
+		return &envelope.FieldError{Field: "kind", Problem: p}
+	}
+	if len(args) > 0 && !json.Valid(args) {
+		return &envelope.FieldError{Field: "args", Problem: "is not valid JSON"}
+	}
+	return nil
+}
+
+// newEnvelope fills the envelope's defaults for a first attempt (version, attempt 1, a
+// new job id unless the options give a valid one, the timeout) from the options.
+func newEnvelope(kind string, args json.RawMessage, o *EnqueueOptions, now time.Time) (*envelope.Envelope, error) {
 	env := &envelope.Envelope{
 		Version: envelope.Version, Kind: kind, Args: compactJSON(args), Attempt: 1, EnqueuedAt: now,
 		MaxAttempts: o.MaxAttempts, DedupeKey: o.DedupeKey, Meta: o.Meta,
@@ -256,75 +295,111 @@ func (c *Client) build(kind string, args json.RawMessage, opts *EnqueueOptions) 
 	if env.JobID == "" {
 		env.JobID = envelope.NewJobID()
 	} else if p := envelope.ValidJobID(env.JobID); p != "" {
-		return nil, "", 0, &envelope.FieldError{Field: "job_id", Problem: p}
-	}
-	queue := c.opts.Queue
-	if o.Queue != "" {
-		if p := c.queueProblem(o.Queue); p != "" {
-			return nil, "", 0, &envelope.FieldError{Field: "queue", Problem: p}
-		}
-		queue = o.Queue
-		env.Queue = o.Queue
-	} else if o.Priority != PriorityNormal {
-		q, err := QueueFor(c.store.Layout, o.Priority)
-		if err != nil {
-			return nil, "", 0, &envelope.FieldError{Field: "queue", Problem: err.Error()}
-		}
-		queue, env.Queue = q, q
+		return nil, &envelope.FieldError{Field: "job_id", Problem: p}
 	}
 	if o.Timeout > 0 {
 		env.TimeoutSeconds = o.Timeout.Seconds()
 	}
-	if len(o.DedupeKey) > envelope.MaxDedupeKeyBytes {
-		return nil, "", 0, &envelope.FieldError{Field: "dedupe_key", Problem: fmt.Sprintf("is %d bytes; at most %d (envelope.MaxDedupeKeyBytes)", len(o.DedupeKey), envelope.MaxDedupeKeyBytes)}
+	return env, nil
+}
+
+// chooseQueue returns the queue the job goes to: the options' queue when it is a job
+// queue, else the priority's queue, else the client's default. A queue other than the
+// default is recorded in the envelope.
+func (c *Client) chooseQueue(env *envelope.Envelope, o *EnqueueOptions) (string, error) {
+	switch {
+	case o.Queue != "":
+		if p := c.queueProblem(o.Queue); p != "" {
+			return "", &envelope.FieldError{Field: "queue", Problem: p}
+		}
+		env.Queue = o.Queue
+		return o.Queue, nil
+	case o.Priority != PriorityNormal:
+		q, err := QueueFor(c.store.Layout, o.Priority)
+		if err != nil {
+			return "", &envelope.FieldError{Field: "queue", Problem: err.Error()}
+		}
+		env.Queue = q
+		return q, nil
 	}
+	return c.opts.Queue, nil
+}
+
+// checkDedupeKey checks the dedupe key's length against envelope.MaxDedupeKeyBytes.
+func checkDedupeKey(key string) error {
+	if len(key) > envelope.MaxDedupeKeyBytes {
+		return &envelope.FieldError{Field: "dedupe_key", Problem: fmt.Sprintf("is %d bytes; at most %d (envelope.MaxDedupeKeyBytes)", len(key), envelope.MaxDedupeKeyBytes)}
+	}
+	return nil
+}
+
+// scheduleDelay turns RunIn or RunAt into the delay before the job is due (0 when it is
+// due now) and records the due time in the envelope.
+func scheduleDelay(env *envelope.Envelope, o *EnqueueOptions, now time.Time) (time.Duration, error) {
 	var delay time.Duration
 	switch {
 	case o.RunIn != 0 && !o.RunAt.IsZero():
-		return nil, "", 0, &envelope.FieldError{Field: "run_at", Problem: "give run-in or run-at, not both"}
+		return 0, &envelope.FieldError{Field: "run_at", Problem: "give run-in or run-at, not both"}
 	case o.RunIn < 0:
-		return nil, "", 0, &envelope.FieldError{Field: "run_at", Problem: fmt.Sprintf("run-in %s is negative", o.RunIn)}
+		return 0, &envelope.FieldError{Field: "run_at", Problem: fmt.Sprintf("run-in %s is negative", o.RunIn)}
 	case o.RunIn > 0:
 		delay = o.RunIn
 	case !o.RunAt.IsZero():
 		delay = o.RunAt.Sub(now)
 	}
-	if delay > 0 {
-		env.RunAt = now.Add(delay)
-	} else {
-		delay = 0
+	if delay <= 0 {
+		return 0, nil
 	}
-	if o.CallbackURL != "" || o.CallbackQueue != "" {
-		cb := &envelope.Callback{URL: o.CallbackURL, Queue: o.CallbackQueue}
-		if cb.URL != "" && cb.Queue != "" {
-			return nil, "", 0, &envelope.FieldError{Field: "callback", Problem: "give a url or a queue, not both"}
-		}
-		if cb.URL != "" {
-			if p := validCallbackURL(cb.URL); p != "" {
-				return nil, "", 0, &envelope.FieldError{Field: "callback.url", Problem: p}
-			}
-		}
-		if cb.Queue != "" {
-			if p := storage.ValidQueueName(cb.Queue); p != "" {
-				return nil, "", 0, &envelope.FieldError{Field: "callback.queue", Problem: fmt.Sprintf("%q %s", cb.Queue, p)}
-			}
-		}
-		if c.opts.CheckCallback != nil {
-			if fe := c.opts.CheckCallback(*cb); fe != nil {
-				return nil, "", 0, fe
-			}
-		}
-		env.Callback = cb
+	env.RunAt = now.Add(delay)
+	return delay, nil
+}
+
+// buildCallback returns the options' callback (nil when there is none), after checking
+// that it names a URL or a queue, that the target is well formed, and that
+// ClientOptions.CheckCallback accepts it.
+func (c *Client) buildCallback(o *EnqueueOptions) (*envelope.Callback, error) {
+	if o.CallbackURL == "" && o.CallbackQueue == "" {
+		return nil, nil
 	}
-	for k := range o.Meta {
+	cb := &envelope.Callback{URL: o.CallbackURL, Queue: o.CallbackQueue}
+	if err := checkCallbackTarget(cb); err != nil {
+		return nil, err
+	}
+	if c.opts.CheckCallback != nil {
+		if fe := c.opts.CheckCallback(*cb); fe != nil {
+			return nil, fe
+		}
+	}
+	return cb, nil
+}
+
+// checkCallbackTarget checks that cb names exactly one of a URL and a queue, and that the
+// one it names is well formed.
+func checkCallbackTarget(cb *envelope.Callback) error {
+	if cb.URL != "" && cb.Queue != "" {
+		return &envelope.FieldError{Field: "callback", Problem: "give a url or a queue, not both"}
+	}
+	if cb.URL != "" {
+		if p := validCallbackURL(cb.URL); p != "" {
+			return &envelope.FieldError{Field: "callback.url", Problem: p}
+		}
+	}
+	if cb.Queue != "" {
+		if p := storage.ValidQueueName(cb.Queue); p != "" {
+			return &envelope.FieldError{Field: "callback.queue", Problem: fmt.Sprintf("%q %s", cb.Queue, p)}
+		}
+	}
+	return nil
+}
+
+// checkMetaKeys refuses an empty meta key.
+func checkMetaKeys(meta map[string]string) error {
+	for k := range meta {
 		if k == "" {
-			return nil, "", 0, &envelope.FieldError{Field: "meta", Problem: "has an empty key"}
+			return &envelope.FieldError{Field: "meta", Problem: "has an empty key"}
 		}
 	}
-	if err := env.Validate(); err != nil {
-		return nil, "", 0, err
-	}
-	return env, queue, delay, nil
+	return nil
 }
 
 // checkOptionBounds checks the args' keys and the enqueue options against the envelope
@@ -704,11 +779,34 @@ func (c *Client) ListJobs(ctx context.Context, f JobFilter) ([]*storage.Status, 
 	if f.Limit <= 0 {
 		f.Limit = 50
 	}
-	type item struct {
-		id  string
-		mod time.Time
+	items, err := c.listStatusBlobs(ctx, f.Since)
+	if err != nil {
+		return nil, err
 	}
-	var items []item
+	sortStatusBlobs(items)
+	var out []*storage.Status
+	// Read in chunks, in order, until Limit matches are found.
+	for start := 0; start < len(items) && len(out) < f.Limit; start += c.opts.Concurrency {
+		end := min(start+c.opts.Concurrency, len(items))
+		sts, errs := c.readStatuses(ctx, items[start:end])
+		var err error
+		if out, err = f.appendMatches(out, sts, errs); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// statusBlob is one status record in the status container's listing.
+type statusBlob struct {
+	id  string
+	mod time.Time
+}
+
+// listStatusBlobs lists the status records modified at or after since (all when since is
+// zero), in listing order.
+func (c *Client) listStatusBlobs(ctx context.Context, since time.Time) ([]statusBlob, error) {
+	var items []statusBlob
 	pager := c.store.Blob.NewListBlobsFlatPager(c.store.Layout.StatusContainer(), nil)
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
@@ -716,58 +814,83 @@ func (c *Client) ListJobs(ctx context.Context, f JobFilter) ([]*storage.Status, 
 			return nil, fmt.Errorf("nightshift: list jobs: %w", err)
 		}
 		for _, it := range page.Segment.BlobItems {
-			if it.Name == nil || !strings.HasSuffix(*it.Name, ".json") {
-				continue
+			if b, ok := statusBlobOf(it, since); ok {
+				items = append(items, b)
 			}
-			var mod time.Time
-			if it.Properties != nil && it.Properties.LastModified != nil {
-				mod = *it.Properties.LastModified
-			}
-			// Blob times have 1 s precision; compare at that grain.
-			if !f.Since.IsZero() && mod.Before(f.Since.Truncate(time.Second)) {
-				continue
-			}
-			items = append(items, item{strings.TrimSuffix(*it.Name, ".json"), mod})
 		}
 	}
+	return items, nil
+}
+
+// statusBlobOf returns the listing entry it as a status record, and false when it is not
+// a status record or was modified before since.
+func statusBlobOf(it *container.BlobItem, since time.Time) (statusBlob, bool) {
+	if it.Name == nil || !strings.HasSuffix(*it.Name, ".json") {
+		return statusBlob{}, false
+	}
+	var mod time.Time
+	if it.Properties != nil && it.Properties.LastModified != nil {
+		mod = *it.Properties.LastModified
+	}
+	// Blob times have 1 s precision; compare at that grain.
+	if !since.IsZero() && mod.Before(since.Truncate(time.Second)) {
+		return statusBlob{}, false
+	}
+	return statusBlob{strings.TrimSuffix(*it.Name, ".json"), mod}, true
+}
+
+// sortStatusBlobs orders items most recently modified first, then by job id descending.
+func sortStatusBlobs(items []statusBlob) {
 	sort.SliceStable(items, func(i, j int) bool {
 		if !items[i].mod.Equal(items[j].mod) {
 			return items[i].mod.After(items[j].mod)
 		}
 		return items[i].id > items[j].id
 	})
-	var out []*storage.Status
-	// Read in chunks, in order, until Limit matches are found.
-	for start := 0; start < len(items) && len(out) < f.Limit; start += c.opts.Concurrency {
-		end := min(start+c.opts.Concurrency, len(items))
-		sts := make([]*storage.Status, end-start)
-		errs := make([]error, end-start)
-		var wg sync.WaitGroup
-		for i := start; i < end; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				sts[i-start], _, errs[i-start] = c.store.GetStatus(ctx, items[i].id)
-			}()
-		}
-		wg.Wait()
-		for i, st := range sts {
-			if errs[i] != nil {
-				if errors.Is(errs[i], storage.ErrNotFound) {
-					continue
-				}
-				return nil, fmt.Errorf("nightshift: list jobs: %w", errs[i])
+}
+
+// readStatuses reads the status records of items concurrently; the i-th record and
+// error belong to items[i].
+func (c *Client) readStatuses(ctx context.Context, items []statusBlob) ([]*storage.Status, []error) {
+	sts := make([]*storage.Status, len(items))
+	errs := make([]error, len(items))
+	var wg sync.WaitGroup
+	for i := range items {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sts[i], _, errs[i] = c.store.GetStatus(ctx, items[i].id)
+		}()
+	}
+	wg.Wait()
+	return sts, errs
+}
+
+// appendMatches appends to out, in order, the records of sts that match the filter, until
+// out holds Limit records. A record deleted since the listing is skipped; any other read
+// error met before the limit is returned.
+func (f *JobFilter) appendMatches(out []*storage.Status, sts []*storage.Status, errs []error) ([]*storage.Status, error) {
+	for i, st := range sts {
+		if errs[i] != nil {
+			if errors.Is(errs[i], storage.ErrNotFound) {
+				continue
 			}
-			if (f.State == "" || st.State == f.State) && (f.Kind == "" || st.Kind == f.Kind) &&
-				(f.Since.IsZero() || !st.UpdatedAt.Before(f.Since)) {
-				out = append(out, st)
-				if len(out) == f.Limit {
-					break
-				}
+			return nil, fmt.Errorf("nightshift: list jobs: %w", errs[i])
+		}
+		if f.matches(st) {
+			out = append(out, st)
+			if len(out) == f.Limit {
+				break
 			}
 		}
 	}
 	return out, nil
+}
+
+// matches says whether st passes the filter's state, kind and since conditions.
+func (f *JobFilter) matches(st *storage.Status) bool {
+	return (f.State == "" || st.State == f.State) && (f.Kind == "" || st.Kind == f.Kind) &&
+		(f.Since.IsZero() || !st.UpdatedAt.Before(f.Since))
 }
 
 // DeadLetters returns every dead-letter record, most recent death first.
@@ -821,26 +944,69 @@ func (c *Client) DeadLetter(ctx context.Context, deadID string) (*storage.DeadLe
 // job whose status is no longer dead (an earlier replay is pending, running or succeeded)
 // is not replayed again: the error wraps ErrNotDead.
 func (c *Client) Replay(ctx context.Context, deadID string) (*EnqueueResult, error) {
-	rec, etag, err := c.store.GetDeadLetter(ctx, deadID)
+	rec, etag, err := c.loadReplayable(ctx, deadID)
 	if err != nil {
-		return nil, fmt.Errorf("nightshift: replay: %w", err)
-	}
-	if rec.Envelope == nil {
-		return nil, fmt.Errorf("nightshift: replay %s: the dead message (%s) is not a valid job envelope, so it cannot be replayed; fix it and enqueue it anew", deadID, rec.Reason)
+		return nil, err
 	}
 	env := *rec.Envelope
+	life, err := c.nextLife(ctx, deadID, rec, &env)
+	if err != nil {
+		return nil, err
+	}
+	resetForReplay(&env, rec, life)
+	queue, err := c.replayQueue(deadID, rec, &env)
+	if err != nil {
+		return nil, err
+	}
+	msgID, size, err := c.requeue(ctx, deadID, &env, queue)
+	if err != nil {
+		return nil, err
+	}
+	now := c.opts.Now().UTC()
+	if err := c.recordReplay(ctx, deadID, rec, etag, life, now, msgID); err != nil {
+		return nil, err
+	}
+	if err := c.markReplayQueued(ctx, &env, queue, life); err != nil {
+		return nil, fmt.Errorf("nightshift: replay %s: enqueued (message %s, life %d) but the status could not be updated: %w", deadID, msgID, life, err)
+	}
+	return &EnqueueResult{JobID: env.JobID, Kind: env.Kind, Queue: queue, MessageID: msgID, EnqueuedAt: now, Replay: life, Bytes: size}, nil
+}
+
+// loadReplayable reads the dead-letter record deadID and its etag, refusing a record of a
+// message that was not a valid job envelope.
+func (c *Client) loadReplayable(ctx context.Context, deadID string) (*storage.DeadLetter, storage.ETag, error) {
+	rec, etag, err := c.store.GetDeadLetter(ctx, deadID)
+	if err != nil {
+		return nil, "", fmt.Errorf("nightshift: replay: %w", err)
+	}
+	if rec.Envelope == nil {
+		return nil, "", fmt.Errorf("nightshift: replay %s: the dead message (%s) is not a valid job envelope, so it cannot be replayed; fix it and enqueue it anew", deadID, rec.Reason)
+	}
+	return rec, etag, nil
+}
+
+// nextLife returns the replay number of the new life: one above the record's replays, the
+// envelope's and the status's. It refuses (ErrNotDead) when the job's status is no
+// longer dead.
+func (c *Client) nextLife(ctx context.Context, deadID string, rec *storage.DeadLetter, env *envelope.Envelope) (int, error) {
 	life := max(rec.Replays+1, env.Replay+1)
 	cur, _, err := c.store.GetStatus(ctx, env.JobID)
 	switch {
 	case err == nil && cur.State != storage.StateDead:
 		// A replay is pending, running or done (or the job was cancelled): another one
 		// would run the job again, or cut the current life short.
-		return nil, fmt.Errorf("nightshift: replay %s: job %s is %s (life %d): %w", deadID, env.JobID, cur.State, cur.Replay, ErrNotDead)
+		return 0, fmt.Errorf("nightshift: replay %s: job %s is %s (life %d): %w", deadID, env.JobID, cur.State, cur.Replay, ErrNotDead)
 	case err == nil && cur.Replay >= life:
 		life = cur.Replay + 1
 	case err != nil && !errors.Is(err, storage.ErrNotFound):
-		return nil, fmt.Errorf("nightshift: replay %s: %w", deadID, err)
+		return 0, fmt.Errorf("nightshift: replay %s: %w", deadID, err)
 	}
+	return life, nil
+}
+
+// resetForReplay turns the dead envelope into the first attempt of life: original args
+// (by reference when the record redacted them), attempt 1, no errors, due now.
+func resetForReplay(env *envelope.Envelope, rec *storage.DeadLetter, life int) {
 	if rec.ArgsRef != nil { // the record shows the args redacted; the originals are here
 		env.Args, env.ArgsRef = nil, rec.ArgsRef
 	}
@@ -852,6 +1018,11 @@ func (c *Client) Replay(ctx context.Context, deadID string) (*EnqueueResult, err
 	if env.Version == 0 {
 		env.Version = envelope.Version
 	}
+}
+
+// replayQueue returns the queue the replay goes to: the record's, else the envelope's,
+// else the client's default; it must be a job queue.
+func (c *Client) replayQueue(deadID string, rec *storage.DeadLetter, env *envelope.Envelope) (string, error) {
 	queue := rec.Queue
 	if queue == "" {
 		queue = env.Queue
@@ -860,49 +1031,64 @@ func (c *Client) Replay(ctx context.Context, deadID string) (*EnqueueResult, err
 		queue = c.opts.Queue
 	}
 	if p := c.queueProblem(queue); p != "" {
-		return nil, fmt.Errorf("nightshift: replay %s: the dead letter's queue %s", deadID, p)
+		return "", fmt.Errorf("nightshift: replay %s: the dead letter's queue %s", deadID, p)
 	}
+	return queue, nil
+}
+
+// requeue encodes env, takes its dedupe key and puts it on queue, returning the message
+// id and the message's size.
+func (c *Client) requeue(ctx context.Context, deadID string, env *envelope.Envelope, queue string) (string, int, error) {
 	body, err := env.Encode()
 	if err != nil {
-		return nil, fmt.Errorf("nightshift: replay %s: %w", deadID, err)
+		return "", 0, fmt.Errorf("nightshift: replay %s: %w", deadID, err)
 	}
 	if env.DedupeKey != "" {
-		if err := acquireUnique(ctx, c.store, &env, c.opts.Now()); err != nil {
-			return nil, fmt.Errorf("nightshift: replay %s: %w", deadID, err)
+		if err := acquireUnique(ctx, c.store, env, c.opts.Now()); err != nil {
+			return "", 0, fmt.Errorf("nightshift: replay %s: %w", deadID, err)
 		}
 	}
 	msgID, err := c.store.Enqueue(ctx, queue, body, 0, 0)
 	if err != nil {
-		return nil, fmt.Errorf("nightshift: replay %s: %w", deadID, err)
+		return "", 0, fmt.Errorf("nightshift: replay %s: %w", deadID, err)
 	}
-	now := c.opts.Now().UTC()
+	return msgID, len(body), nil
+}
+
+// recordReplay counts the replay in the dead-letter record, rereading it on a conflicting
+// write (up to 10 times).
+func (c *Client) recordReplay(ctx context.Context, deadID string, rec *storage.DeadLetter, etag storage.ETag, life int, now time.Time, msgID string) error {
+	var err error
 	for try := 0; ; try++ {
 		rec.Replays = max(rec.Replays, life)
 		rec.ReplayedAt = now
 		if _, err = c.store.PutDeadLetter(ctx, rec, etag); err == nil {
-			break
+			return nil
 		}
 		if !storage.IsConflict(err) || try >= 10 {
-			return nil, fmt.Errorf("nightshift: replay %s: enqueued (message %s, life %d) but the dead-letter record could not be updated: %w", deadID, msgID, life, err)
+			return fmt.Errorf("nightshift: replay %s: enqueued (message %s, life %d) but the dead-letter record could not be updated: %w", deadID, msgID, life, err)
 		}
 		if rec, etag, err = c.store.GetDeadLetter(ctx, deadID); err != nil {
-			return nil, fmt.Errorf("nightshift: replay %s: %w", deadID, err)
+			return fmt.Errorf("nightshift: replay %s: %w", deadID, err)
 		}
 	}
+}
+
+// markReplayQueued sets the job's status to queued for the new life, unless the status
+// already records something newer.
+func (c *Client) markReplayQueued(ctx context.Context, env *envelope.Envelope, queue string, life int) error {
 	queued := &storage.Status{
 		JobID: env.JobID, Kind: env.Kind, State: storage.StateQueued, Replay: life, MaxAttempts: env.MaxAttempts,
 		Queue: queue, EnqueuedAt: env.EnqueuedAt, Meta: env.Meta,
 	}
-	if _, _, err := c.store.UpdateStatus(ctx, env.JobID, func(cur *storage.Status) *storage.Status {
+	_, _, err := c.store.UpdateStatus(ctx, env.JobID, func(cur *storage.Status) *storage.Status {
 		if !queued.Supersedes(cur) {
 			return nil
 		}
 		next := *queued
 		return &next
-	}); err != nil {
-		return nil, fmt.Errorf("nightshift: replay %s: enqueued (message %s, life %d) but the status could not be updated: %w", deadID, msgID, life, err)
-	}
-	return &EnqueueResult{JobID: env.JobID, Kind: env.Kind, Queue: queue, MessageID: msgID, EnqueuedAt: now, Replay: life, Bytes: len(body)}, nil
+	})
+	return err
 }
 
 // QueueDepth is the approximate number of messages on a job queue and its poison queue.

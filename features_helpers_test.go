@@ -130,14 +130,6 @@ func (fe *featEnv) runUntil(timeout time.Duration, what string, cond func() bool
 	}
 }
 
-func (fe *featEnv) batchState(id string) storage.BatchState {
-	b, _, err := fe.store.GetBatch(context.Background(), id)
-	if err != nil {
-		return ""
-	}
-	return b.State
-}
-
 func (fe *featEnv) statusOf(id string) *storage.Status {
 	st, _, err := fe.store.GetStatus(context.Background(), id)
 	if err != nil {

@@ -74,6 +74,7 @@ func newTestEnv(t *testing.T) *testEnv {
 	}, fast)
 	AddWorkerFunc(reg, func(ctx context.Context, j *Job[panicArgs]) (any, error) {
 		var m map[string]int
+		//lint:ignore SA5000 the worker panics on purpose
 		m["boom"]++ // nil map write panics
 		return nil, nil
 	}, fast)

@@ -341,6 +341,23 @@ func goTypeToJSON(t string) string {
 
 // Validate checks the fields' values; errors name the field.
 func (e *Envelope) Validate() error {
+	if err := e.validateIdentity(); err != nil {
+		return err
+	}
+	if err := e.validateBounds(); err != nil {
+		return err
+	}
+	if e.Callback != nil && e.Callback.URL == "" && e.Callback.Queue == "" {
+		return &FieldError{"callback", "needs url or queue"}
+	}
+	if err := e.validateArgsSource(); err != nil {
+		return err
+	}
+	return e.validateErrors()
+}
+
+// validateIdentity checks the version, the kind, the job id and that inline args are JSON.
+func (e *Envelope) validateIdentity() error {
 	if e.Version != 0 && e.Version != Version {
 		return &FieldError{"version", fmt.Sprintf("%d is not supported; this is envelope version %d", e.Version, Version)}
 	}
@@ -355,22 +372,23 @@ func (e *Envelope) Validate() error {
 	if len(e.Args) > 0 && !json.Valid(e.Args) {
 		return &FieldError{"args", "is not valid JSON"}
 	}
-	if err := e.validateBounds(); err != nil {
-		return err
-	}
-	if e.Callback != nil && e.Callback.URL == "" && e.Callback.Queue == "" {
-		return &FieldError{"callback", "needs url or queue"}
-	}
+	return nil
+}
+
+// validateArgsSource checks that the args come from one place only: inline, by
+// reference (container and blob), or sealed.
+func (e *Envelope) validateArgsSource() error {
+	inline := len(e.Args) > 0 && string(e.Args) != "null"
 	if e.ArgsRef != nil && (e.ArgsRef.Container == "" || e.ArgsRef.Blob == "") {
 		return &FieldError{"args_ref", "needs container and blob"}
 	}
-	if e.ArgsRef != nil && len(e.Args) > 0 && string(e.Args) != "null" {
+	if e.ArgsRef != nil && inline {
 		return &FieldError{"args_ref", "cannot be combined with args"}
 	}
-	if len(e.ArgsSealed) > 0 && (e.ArgsRef != nil || len(e.Args) > 0 && string(e.Args) != "null") {
+	if len(e.ArgsSealed) > 0 && (e.ArgsRef != nil || inline) {
 		return &FieldError{"args_sealed", "cannot be combined with args or args_ref"}
 	}
-	return e.validateErrors()
+	return nil
 }
 
 // validateErrors checks the failure history.

@@ -419,80 +419,25 @@ func (a *API) Enqueue(ctx context.Context, inv *nightshift.Invocation) (*hostpro
 	if fail != nil || err != nil {
 		return fail, err
 	}
-	if len(strings.TrimSpace(string(body))) == 0 {
-		return a.fail(r, problem(http.StatusBadRequest, "invalid-request", "Invalid job request", "the body is empty; expected {\"kind\": …, \"args\": …}",
-			FieldProblem{Field: "kind", Problem: "is required"})), nil
-	}
-	req, errs := parseEnqueue(body)
-	if len(errs) > 0 {
-		return a.fail(r, problem(http.StatusBadRequest, "invalid-request", "Invalid job request", summarize(errs), errs...)), nil
-	}
-	if strings.HasPrefix(req.Kind, ReservedKindPrefix) {
-		fp := FieldProblem{Field: "kind", Problem: fmt.Sprintf("%q is reserved: kinds starting with %q are nightshift's internal jobs (such as callback delivery)", req.Kind, ReservedKindPrefix)}
-		return a.fail(r, problem(http.StatusBadRequest, "invalid-request", "Invalid job request", fp.Field+" "+fp.Problem, fp)), nil
-	}
-	if a.opts.Kinds != nil && envelope.ValidKind(req.Kind) == "" {
-		kinds := a.opts.Kinds()
-		if !slices.Contains(kinds, req.Kind) {
-			fp := FieldProblem{Field: "kind", Problem: fmt.Sprintf("%q is not a kind this app runs (check the name and that the app registers it)", req.Kind)}
-			return a.fail(r, problem(http.StatusBadRequest, "invalid-request", "Invalid job request", fp.Field+" "+fp.Problem, fp)), nil
-		}
+	req, p := a.checkEnqueueRequest(body)
+	if p != nil {
+		return a.fail(r, p), nil
 	}
 	base, err := collectionURL(r, "jobs")
 	if err != nil {
 		return nil, &hostproto.RequestError{Problem: err.Error()}
 	}
-	opts := &nightshift.EnqueueOptions{
-		JobID: req.JobID, Queue: req.Queue, RunAt: req.RunAt, MaxAttempts: req.MaxAttempts, DedupeKey: req.DedupeKey, Meta: req.Meta,
-		RunIn:   time.Duration(req.RunInSeconds * float64(time.Second)),
-		Timeout: time.Duration(req.TimeoutSeconds * float64(time.Second)),
-	}
-	if req.Priority != "" {
-		p, _ := nightshift.ParsePriority(req.Priority) // checked in parseEnqueue
-		if opts.Queue, err = a.client.PriorityQueue(p); err != nil {
-			return nil, err
+	opts, p, err := a.enqueueOptions(req)
+	if p != nil || err != nil {
+		if p != nil {
+			return a.fail(r, p), nil
 		}
-	}
-	if req.Callback != nil {
-		opts.CallbackURL, opts.CallbackQueue = req.Callback.URL, req.Callback.Queue
-		if opts.CallbackURL == "" && opts.CallbackQueue == "" {
-			fp := FieldProblem{Field: "callback", Problem: "needs url or queue"}
-			return a.fail(r, problem(http.StatusBadRequest, "invalid-request", "Invalid job request", "callback needs url or queue", fp)), nil
-		}
+		return nil, err
 	}
 	res, err := a.client.EnqueueRaw(ctx, req.Kind, req.Args, opts)
 	if err != nil {
-		var fe *envelope.FieldError
-		var se *envelope.SizeError
-		switch {
-		case errors.As(err, &fe):
-			field := fe.Field
-			if field == "run_at" && req.RunInSeconds > 0 {
-				field = "run_in_seconds"
-			}
-			fp := FieldProblem{Field: field, Problem: fe.Problem}
-			return a.fail(r, problem(http.StatusBadRequest, "invalid-request", "Invalid job request", field+" "+fe.Problem, fp)), nil
-		case errors.As(err, &se):
-			field := "args"
-			if se.ArgsSize*2 < se.Size {
-				field = "meta"
-			}
-			return a.fail(r, problem(http.StatusRequestEntityTooLarge, "too-large", "Job too large", se.Error(),
-				FieldProblem{Field: field, Problem: fmt.Sprintf("make the job message %d bytes; at most %d fit in a queue message", se.Size, se.Limit)})), nil
-		case errors.Is(err, nightshift.ErrPayloadTooLarge):
-			return a.fail(r, problem(http.StatusRequestEntityTooLarge, "too-large", "Job too large", err.Error(),
-				FieldProblem{Field: "args", Problem: "are larger than the app's maximum payload"})), nil
-		case errors.Is(err, nightshift.ErrDuplicate):
-			var de *nightshift.DuplicateJobError
-			holder := ""
-			if errors.As(err, &de) {
-				holder = de.JobID
-			}
-			return a.fail(r, problem(http.StatusConflict, "duplicate", "Duplicate job", err.Error(),
-				FieldProblem{Field: "dedupe_key", Problem: fmt.Sprintf("is held by job %s, which has not ended", holder)})), nil
-		case errors.Is(err, nightshift.ErrJobExists):
-			return a.fail(r, problem(http.StatusConflict, "job-exists", "Job id already used", err.Error(),
-				FieldProblem{Field: "job_id", Problem: "is already used by another job"})), nil
+		if p := enqueueProblem(err, req); p != nil {
+			return a.fail(r, p), nil
 		}
 		a.opts.Logger.Error("enqueue failed", "kind", req.Kind, "error", err.Error())
 		return a.fail(r, problem(http.StatusServiceUnavailable, "storage-unavailable", "Storage unavailable", "the job could not be enqueued; try again")), nil
@@ -505,6 +450,105 @@ func (a *API) Enqueue(ctx context.Context, inv *nightshift.Invocation) (*hostpro
 	a.opts.Logger.Info("job enqueued over http", "job_id", res.JobID, "kind", res.Kind)
 	return respond(http.StatusAccepted, map[string]string{"Location": su, "Retry-After": "1"}, out,
 		fmt.Sprintf("enqueued job %s (%s)", res.JobID, res.Kind)), nil
+}
+
+// invalidJob is the 400 problem of a job request with one field problem.
+func invalidJob(fp FieldProblem) *Problem {
+	return problem(http.StatusBadRequest, "invalid-request", "Invalid job request", fp.Field+" "+fp.Problem, fp)
+}
+
+// checkEnqueueRequest parses the body of POST /api/jobs and checks its kind: not empty,
+// not reserved, and (when API options list kinds) one the app runs. A non-nil problem is
+// the answer to send.
+func (a *API) checkEnqueueRequest(body []byte) (*EnqueueRequest, *Problem) {
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return nil, problem(http.StatusBadRequest, "invalid-request", "Invalid job request", "the body is empty; expected {\"kind\": …, \"args\": …}",
+			FieldProblem{Field: "kind", Problem: "is required"})
+	}
+	req, errs := parseEnqueue(body)
+	if len(errs) > 0 {
+		return nil, problem(http.StatusBadRequest, "invalid-request", "Invalid job request", summarize(errs), errs...)
+	}
+	if strings.HasPrefix(req.Kind, ReservedKindPrefix) {
+		return nil, invalidJob(FieldProblem{Field: "kind", Problem: fmt.Sprintf("%q is reserved: kinds starting with %q are nightshift's internal jobs (such as callback delivery)", req.Kind, ReservedKindPrefix)})
+	}
+	if a.opts.Kinds != nil && envelope.ValidKind(req.Kind) == "" && !slices.Contains(a.opts.Kinds(), req.Kind) {
+		return nil, invalidJob(FieldProblem{Field: "kind", Problem: fmt.Sprintf("%q is not a kind this app runs (check the name and that the app registers it)", req.Kind)})
+	}
+	return req, nil
+}
+
+// enqueueOptions turns the request into enqueue options: the priority becomes its queue,
+// and a callback must name a url or a queue (a non-nil problem is the answer to send).
+func (a *API) enqueueOptions(req *EnqueueRequest) (*nightshift.EnqueueOptions, *Problem, error) {
+	opts := &nightshift.EnqueueOptions{
+		JobID: req.JobID, Queue: req.Queue, RunAt: req.RunAt, MaxAttempts: req.MaxAttempts, DedupeKey: req.DedupeKey, Meta: req.Meta,
+		RunIn:   time.Duration(req.RunInSeconds * float64(time.Second)),
+		Timeout: time.Duration(req.TimeoutSeconds * float64(time.Second)),
+	}
+	if req.Priority != "" {
+		p, _ := nightshift.ParsePriority(req.Priority) // checked in parseEnqueue
+		var err error
+		if opts.Queue, err = a.client.PriorityQueue(p); err != nil {
+			return nil, nil, err
+		}
+	}
+	if req.Callback != nil {
+		opts.CallbackURL, opts.CallbackQueue = req.Callback.URL, req.Callback.Queue
+		if opts.CallbackURL == "" && opts.CallbackQueue == "" {
+			return nil, invalidJob(FieldProblem{Field: "callback", Problem: "needs url or queue"}), nil
+		}
+	}
+	return opts, nil, nil
+}
+
+// enqueueProblem maps an enqueue error to the problem the caller sees: invalid fields
+// (400), too large (413), duplicate or existing job (409). It returns nil for any other
+// error (storage trouble), which the caller logs and answers with 503.
+func enqueueProblem(err error, req *EnqueueRequest) *Problem {
+	var fe *envelope.FieldError
+	var se *envelope.SizeError
+	switch {
+	case errors.As(err, &fe):
+		field := fe.Field
+		if field == "run_at" && req.RunInSeconds > 0 {
+			field = "run_in_seconds"
+		}
+		return invalidJob(FieldProblem{Field: field, Problem: fe.Problem})
+	case errors.As(err, &se):
+		return sizeProblem(se)
+	case errors.Is(err, nightshift.ErrPayloadTooLarge):
+		return problem(http.StatusRequestEntityTooLarge, "too-large", "Job too large", err.Error(),
+			FieldProblem{Field: "args", Problem: "are larger than the app's maximum payload"})
+	case errors.Is(err, nightshift.ErrDuplicate):
+		return duplicateProblem(err)
+	case errors.Is(err, nightshift.ErrJobExists):
+		return problem(http.StatusConflict, "job-exists", "Job id already used", err.Error(),
+			FieldProblem{Field: "job_id", Problem: "is already used by another job"})
+	}
+	return nil
+}
+
+// sizeProblem is the 413 problem of a job message over the queue limit, blaming the meta
+// when it outweighs the args.
+func sizeProblem(se *envelope.SizeError) *Problem {
+	field := "args"
+	if se.ArgsSize*2 < se.Size {
+		field = "meta"
+	}
+	return problem(http.StatusRequestEntityTooLarge, "too-large", "Job too large", se.Error(),
+		FieldProblem{Field: field, Problem: fmt.Sprintf("make the job message %d bytes; at most %d fit in a queue message", se.Size, se.Limit)})
+}
+
+// duplicateProblem is the 409 problem of a dedupe key held by a job that has not ended.
+func duplicateProblem(err error) *Problem {
+	var de *nightshift.DuplicateJobError
+	holder := ""
+	if errors.As(err, &de) {
+		holder = de.JobID
+	}
+	return problem(http.StatusConflict, "duplicate", "Duplicate job", err.Error(),
+		FieldProblem{Field: "dedupe_key", Problem: fmt.Sprintf("is held by job %s, which has not ended", holder)})
 }
 
 func summarize(errs []FieldProblem) string {

@@ -176,6 +176,8 @@ func redact(part string) string {
 	return k + "=…"
 }
 
+// fromConnectionString builds the queue and blob clients from a storage connection
+// string, authenticated with its account key or its SAS token.
 func fromConnectionString(cs string, opts *Options) (*Clients, error) {
 	kv, err := ParseConnectionString(cs)
 	if err != nil {
@@ -187,32 +189,11 @@ func fromConnectionString(cs string, opts *Options) (*Clients, error) {
 	if key == "" && sasToken == "" {
 		return nil, &SettingError{SettingStorage, "connection string has neither AccountKey nor SharedAccessSignature (expected e.g. \"DefaultEndpointsProtocol=https;AccountName=…;AccountKey=…\" or \"UseDevelopmentStorage=true\")"}
 	}
-	endpoint := func(service, explicit string) (string, error) {
-		if explicit != "" {
-			u, err := url.Parse(explicit)
-			if err != nil || u.Scheme == "" || u.Host == "" {
-				return "", &SettingError{SettingStorage, fmt.Sprintf("%sEndpoint %q is not an absolute URL", service, explicit)}
-			}
-			return strings.TrimSuffix(explicit, "/") + "/", nil
-		}
-		if account == "" {
-			return "", &SettingError{SettingStorage, fmt.Sprintf("connection string needs AccountName or %sEndpoint", service)}
-		}
-		proto := kv["defaultendpointsprotocol"]
-		if proto == "" {
-			proto = "https"
-		}
-		suffix := kv["endpointsuffix"]
-		if suffix == "" {
-			suffix = "core.windows.net"
-		}
-		return fmt.Sprintf("%s://%s.%s.%s/", proto, account, strings.ToLower(service), suffix), nil
-	}
-	queueURL, err := endpoint("Queue", kv["queueendpoint"])
+	queueURL, err := serviceEndpoint(kv, "Queue", kv["queueendpoint"])
 	if err != nil {
 		return nil, err
 	}
-	blobURL, err := endpoint("Blob", kv["blobendpoint"])
+	blobURL, err := serviceEndpoint(kv, "Blob", kv["blobendpoint"])
 	if err != nil {
 		return nil, err
 	}
@@ -225,25 +206,63 @@ func fromConnectionString(cs string, opts *Options) (*Clients, error) {
 		qopts.Transport = opts.Transport
 		bopts.Transport = opts.Transport
 	}
-	c := &Clients{AccountName: account}
 	if key != "" {
-		qkey, err := azqueue.NewSharedKeyCredential(account, key)
-		if err != nil {
-			return nil, &SettingError{SettingStorage, "AccountKey is not valid base64: " + err.Error()}
-		}
-		bkey, err := azblob.NewSharedKeyCredential(account, key)
-		if err != nil {
-			return nil, &SettingError{SettingStorage, "AccountKey is not valid base64: " + err.Error()}
-		}
-		if c.Queue, err = azqueue.NewServiceClientWithSharedKeyCredential(queueURL, qkey, qopts); err != nil {
-			return nil, fmt.Errorf("queue client: %w", err)
-		}
-		if c.Blob, err = azblob.NewClientWithSharedKeyCredential(blobURL, bkey, bopts); err != nil {
-			return nil, fmt.Errorf("blob client: %w", err)
-		}
-		c.BlobKey = bkey
-		return c, nil
+		return sharedKeyClients(account, key, queueURL, blobURL, qopts, bopts)
 	}
+	return sasClients(account, sasToken, queueURL, blobURL, qopts, bopts)
+}
+
+// serviceEndpoint returns the base URL (ending in "/") of a storage service ("Queue" or
+// "Blob"): the connection string's explicit endpoint, else one made of the protocol,
+// account name and endpoint suffix.
+func serviceEndpoint(kv map[string]string, service, explicit string) (string, error) {
+	if explicit != "" {
+		u, err := url.Parse(explicit)
+		if err != nil || u.Scheme == "" || u.Host == "" {
+			return "", &SettingError{SettingStorage, fmt.Sprintf("%sEndpoint %q is not an absolute URL", service, explicit)}
+		}
+		return strings.TrimSuffix(explicit, "/") + "/", nil
+	}
+	account := kv["accountname"]
+	if account == "" {
+		return "", &SettingError{SettingStorage, fmt.Sprintf("connection string needs AccountName or %sEndpoint", service)}
+	}
+	proto := kv["defaultendpointsprotocol"]
+	if proto == "" {
+		proto = "https"
+	}
+	suffix := kv["endpointsuffix"]
+	if suffix == "" {
+		suffix = "core.windows.net"
+	}
+	return fmt.Sprintf("%s://%s.%s.%s/", proto, account, strings.ToLower(service), suffix), nil
+}
+
+// sharedKeyClients builds the queue and blob clients authenticated with the account key.
+func sharedKeyClients(account, key, queueURL, blobURL string, qopts *azqueue.ClientOptions, bopts *azblob.ClientOptions) (*Clients, error) {
+	c := &Clients{AccountName: account}
+	qkey, err := azqueue.NewSharedKeyCredential(account, key)
+	if err != nil {
+		return nil, &SettingError{SettingStorage, "AccountKey is not valid base64: " + err.Error()}
+	}
+	bkey, err := azblob.NewSharedKeyCredential(account, key)
+	if err != nil {
+		return nil, &SettingError{SettingStorage, "AccountKey is not valid base64: " + err.Error()}
+	}
+	if c.Queue, err = azqueue.NewServiceClientWithSharedKeyCredential(queueURL, qkey, qopts); err != nil {
+		return nil, fmt.Errorf("queue client: %w", err)
+	}
+	if c.Blob, err = azblob.NewClientWithSharedKeyCredential(blobURL, bkey, bopts); err != nil {
+		return nil, fmt.Errorf("blob client: %w", err)
+	}
+	c.BlobKey = bkey
+	return c, nil
+}
+
+// sasClients builds the queue and blob clients that carry the SAS token in their URLs.
+func sasClients(account, sasToken, queueURL, blobURL string, qopts *azqueue.ClientOptions, bopts *azblob.ClientOptions) (*Clients, error) {
+	c := &Clients{AccountName: account}
+	var err error
 	if c.Queue, err = azqueue.NewServiceClientWithNoCredential(queueURL+"?"+sasToken, qopts); err != nil {
 		return nil, fmt.Errorf("queue client: %w", err)
 	}
