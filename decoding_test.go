@@ -71,17 +71,7 @@ func TestStrictDecodingMessagesEndDeadWithTheFieldNamed(t *testing.T) {
 func TestClaimCheckedArgsWithDuplicateKeysAreRefused(t *testing.T) {
 	t.Parallel()
 	te := newTestEnv(t)
-	data := []byte(`{"A":1,"B":2,"B":40}`)
-	name := storage.ArgsPayloadBlob("dup-payload")
-	if err := te.store.PutPayload(context.Background(), name, "application/json", data); err != nil {
-		t.Fatal(err)
-	}
-	te.enqueue(te.jobs(), fmt.Sprintf(`{"job_id":"dup-payload","kind":"test.add","args_ref":{"container":%q,"blob":%q,"size":%d,"sha256":%q}}`,
-		te.store.Layout.PayloadsContainer(), name, len(data), sha(data)))
-	if code, _, raw := te.deliver(FunctionRunJob, te.jobs(), 5*time.Second); code != 200 {
-		t.Fatalf("%d %s", code, raw)
-	}
-	st := te.status("dup-payload")
+	st := te.runClaimChecked("dup-payload", []byte(`{"A":1,"B":2,"B":40}`))
 	if st.State != storage.StateDead || st.Result != nil || !strings.Contains(st.LastError, `envelope field "args.B": is a duplicate key`) {
 		t.Fatalf("status %s, result %v, last error %q; want dead naming args.B", st.State, st.Result, st.LastError)
 	}

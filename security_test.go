@@ -125,15 +125,7 @@ func TestArgsRefBoundedAndHashed(t *testing.T) {
 	}
 	// The honest small reference still works.
 	name := storage.ArgsPayloadBlob("fine")
-	if err := te.store.PutPayload(ctx, name, "application/json", small); err != nil {
-		t.Fatal(err)
-	}
-	te.enqueue(te.jobs(), fmt.Sprintf(`{"job_id":"fine","kind":"test.add","args_ref":{"container":%q,"blob":%q,"size":%d,"sha256":%q}}`,
-		te.store.Layout.PayloadsContainer(), name, len(small), sha(small)))
-	if code, _, raw := te.deliver(FunctionRunJob, te.jobs(), 5*time.Second); code != 200 {
-		t.Fatalf("fine: %d %s", code, raw)
-	}
-	st := te.status("fine")
+	st := te.runClaimChecked("fine", small)
 	var sum map[string]int
 	if st.State != storage.StateSucceeded || json.Unmarshal(st.Result.JSON, &sum) != nil || sum["sum"] != 3 {
 		t.Fatalf("fine: %s %s", st.State, st.LastError)
@@ -192,4 +184,20 @@ func TestClientQueuesConfined(t *testing.T) {
 	if st.State != storage.StateDead || !strings.Contains(st.LastError, "no.such.kind") || strings.Contains(st.LastError, "test.add") {
 		t.Errorf("unknown kind: %s %q", st.State, st.LastError)
 	}
+}
+
+// runClaimChecked writes data as job id's payload blob, delivers a test.add job whose
+// honest args_ref names it, and returns the job's status.
+func (te *testEnv) runClaimChecked(id string, data []byte) *storage.Status {
+	te.t.Helper()
+	name := storage.ArgsPayloadBlob(id)
+	if err := te.store.PutPayload(context.Background(), name, "application/json", data); err != nil {
+		te.t.Fatal(err)
+	}
+	te.enqueue(te.jobs(), fmt.Sprintf(`{"job_id":%q,"kind":"test.add","args_ref":{"container":%q,"blob":%q,"size":%d,"sha256":%q}}`,
+		id, te.store.Layout.PayloadsContainer(), name, len(data), sha(data)))
+	if code, _, raw := te.deliver(FunctionRunJob, te.jobs(), 5*time.Second); code != 200 {
+		te.t.Fatalf("%s: %d %s", id, code, raw)
+	}
+	return te.status(id)
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -84,19 +85,6 @@ func TestSecretFormats(t *testing.T) {
 	}
 }
 
-// syncWriter is a process log the test can read while the handler writes it.
-type syncWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-func (w *syncWriter) String() string { w.mu.Lock(); defer w.mu.Unlock(); return w.b.String() }
-
 // TestSensitiveArgsRedacted: a kind's sensitive args fields and Secret values appear in
 // no log (captured or process), no status record and no dead-letter record, while the
 // job — and its replay — get the real values.
@@ -114,7 +102,7 @@ func testSensitiveArgsRedacted(t *testing.T, sealed bool) {
 		te.store = storeWithKeys(t, te.store, "k1:"+newKey(t))
 	}
 	ctx := context.Background()
-	plog := &syncWriter{}
+	plog := &testenv.LogBuffer{}
 	reg := NewRegistry()
 	var seen []chargeArgs
 	var mu sync.Mutex
