@@ -10,7 +10,7 @@ import (
 
 // FuzzOpen: whatever bytes arrive as a sealed value (args_sealed comes from anyone who
 // can send to the queue), Open and KeyID return a value or an error, never panic; a value
-// opens only when it is exactly what Seal produced for that place.
+// opens only when Seal produced it for that place.
 func FuzzOpen(f *testing.F) {
 	key := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
 	lk, err := ParseLocalKeys(SettingLocalKeys, "k1:"+key)
@@ -36,7 +36,10 @@ func FuzzOpen(f *testing.F) {
 			}
 			return
 		}
-		if !bytes.Equal(data, good) || !bytes.Equal(aad, []byte("place")) || string(plain) != `{"a":1}` {
+		// The only value ever sealed with this key is {"a":1} for "place" (by this process
+		// or the fuzzing coordinator, each with its own data key): anything else that opens
+		// is a forgery.
+		if !bytes.Equal(aad, []byte("place")) || string(plain) != `{"a":1}` {
 			t.Fatalf("Open accepted bytes Seal did not make: %q (aad %q) → %q", data, aad, plain)
 		}
 	})
