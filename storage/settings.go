@@ -1,7 +1,9 @@
-// Package storage is the one place where nightshift touches Azure Storage: it turns the
-// Functions host's storage settings into clients, names every queue, container and blob
-// (the storage layout, see docs/storage-layout.md), and reads and writes the job records
-// (status, results, dead letters) with conditional writes.
+// Package storage turns the Functions host's storage settings into clients, names every
+// queue, container and blob (the storage layout, see docs/storage-layout.md), and reads
+// and writes the job records (status, results, dead letters, batches, dedupe locks,
+// payloads) with conditional writes. All its I/O goes through the storage boundary
+// (internal/store): the Azure driver for clients from FromEnv, the in-memory driver for
+// NewMemory.
 package storage
 
 import (
