@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
+	"github.com/nightshift-jobs/nightshift/internal/store"
 	"github.com/nightshift-jobs/nightshift/seal"
 )
 
@@ -23,10 +20,7 @@ func (c *Clients) PutPayload(ctx context.Context, name, contentType string, data
 	if err != nil {
 		return fmt.Errorf("write payload %s: %w", name, err)
 	}
-	_, err = c.upload(ctx, c.Layout.PayloadsContainer(), name, data, &azblob.UploadBufferOptions{
-		HTTPHeaders: &blob.HTTPHeaders{BlobContentType: to.Ptr(contentType)},
-	})
-	if err != nil {
+	if _, err = c.upload(ctx, c.Layout.PayloadsContainer(), name, data, store.PutOptions{ContentType: contentType}); err != nil {
 		return fmt.Errorf("write payload %s: %w", name, err)
 	}
 	return nil
@@ -41,26 +35,18 @@ var ErrTooLarge = errors.New("too large")
 // sealed payload, which is opened; limit bounds the opened bytes).
 func (c *Clients) GetPayload(ctx context.Context, name string, limit int64) ([]byte, error) {
 	container := c.Layout.PayloadsContainer()
-	resp, err := c.Blob.DownloadStream(ctx, container, name, nil)
-	if err != nil {
-		if IsNotFound(err) {
-			return nil, fmt.Errorf("%s/%s: %w", container, name, ErrNotFound)
-		}
-		return nil, fmt.Errorf("read %s/%s: %w", container, name, err)
-	}
-	defer resp.Body.Close()
 	raw := limit + seal.Overhead
-	if resp.ContentLength != nil && *resp.ContentLength > raw {
-		return nil, fmt.Errorf("%s/%s holds %d bytes, over %d: %w", container, name, *resp.ContentLength, limit, ErrTooLarge)
-	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, raw+1))
-	if err != nil {
+	data, _, err := c.Store().Get(ctx, container, name, raw)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, fmt.Errorf("%s/%s: %w", container, name, ErrNotFound)
+	case errors.Is(err, store.ErrTooLarge):
+		return nil, fmt.Errorf("%s/%s holds more than %d bytes: %w", container, name, limit, ErrTooLarge)
+	case err != nil:
 		return nil, fmt.Errorf("read %s/%s: %w", container, name, err)
 	}
-	if int64(len(data)) <= raw {
-		if data, err = c.openBlob(ctx, container, name, data); err != nil {
-			return nil, err
-		}
+	if data, err = c.openBlob(ctx, container, name, data); err != nil {
+		return nil, err
 	}
 	if int64(len(data)) > limit {
 		return nil, fmt.Errorf("%s/%s holds more than %d bytes: %w", container, name, limit, ErrTooLarge)
@@ -72,8 +58,8 @@ func (c *Clients) GetPayload(ctx context.Context, name string, limit int64) ([]b
 // missing one is not an error.
 func (c *Clients) DeletePayload(ctx context.Context, name string) error {
 	container := c.Layout.PayloadsContainer()
-	_, err := c.Blob.DeleteBlob(ctx, container, name, nil)
-	if err != nil && !IsNotFound(err) {
+	err := c.Store().Delete(ctx, container, name, store.DeleteOptions{})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("delete payload %s/%s: %w", container, name, err)
 	}
 	return nil

@@ -1,21 +1,28 @@
-// Package storage is the one place where nightshift touches Azure Storage: it turns the
-// Functions host's storage settings into clients, names every queue, container and blob
-// (the storage layout, see docs/storage-layout.md), and reads and writes the job records
-// (status, results, dead letters) with conditional writes.
+// Package storage turns the Functions host's storage settings into clients, names every
+// queue, container and blob (the storage layout, see docs/storage-layout.md), and reads
+// and writes the job records (status, results, dead letters, batches, dedupe locks,
+// payloads) with conditional writes. All its I/O goes through the storage boundary
+// (internal/store): the Azure driver for clients from FromEnv, the in-memory driver for
+// NewMemory.
 package storage
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
+	"github.com/nightshift-jobs/nightshift/internal/store"
+	"github.com/nightshift-jobs/nightshift/internal/store/azure"
+	"github.com/nightshift-jobs/nightshift/internal/store/memory"
 	"github.com/nightshift-jobs/nightshift/seal"
 )
 
@@ -49,12 +56,16 @@ const DevelopmentStorage = "DefaultEndpointsProtocol=http;AccountName=devstoreac
 	"BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;" +
 	"TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
 
-// Clients holds the Azure SDK clients built from the settings, plus what is needed to sign
-// short-lived links (a shared key locally, a token credential for user delegation SAS).
+// Clients holds the storage boundary every function of this package does its queue and
+// blob I/O through (see Store), the Azure SDK clients built from the settings, plus what
+// is needed to sign short-lived links (a shared key locally, a token credential for user
+// delegation SAS). Build it with FromEnv, or NewMemory for tests.
 type Clients struct {
-	// Queue is the queue service client.
+	// Queue is the queue service client (nil on NewMemory). Only code outside this
+	// package that has not moved to the boundary yet uses it.
 	Queue *azqueue.ServiceClient
-	// Blob is the blob service client.
+	// Blob is the blob service client (nil on NewMemory). Only code outside this package
+	// that has not moved to the boundary yet uses it.
 	Blob *azblob.Client
 	// AccountName is the storage account name.
 	AccountName string
@@ -73,6 +84,43 @@ type Clients struct {
 	// MaxPayloadBytes is the payload maximum from NIGHTSHIFT_MAX_PAYLOAD_BYTES (0: unset,
 	// the default applies). Every client and handler built on these clients honours it.
 	MaxPayloadBytes int64
+
+	// store is the storage boundary; nil in Clients built by hand, which then reach
+	// storage through an Azure driver over Queue and Blob (see Store).
+	store store.Store
+}
+
+// Store returns the storage boundary these clients do their queue and blob I/O through:
+// the Azure driver over Queue and Blob (FromEnv), or the in-memory driver (NewMemory).
+func (c *Clients) Store() store.Store {
+	if c.store != nil {
+		return c.store
+	}
+	return azure.New(c.Queue, c.Blob, c.linkOptions())
+}
+
+// linkOptions say how the Azure driver signs read URLs: with the account key when the
+// connection string has one, else with a user delegation key (identity-based).
+func (c *Clients) linkOptions() *azure.Options {
+	return &azure.Options{SharedKey: c.BlobKey, UserDelegation: c.BlobKey == nil && c.Token != nil}
+}
+
+// NewMemory returns clients backed by the in-memory driver (internal/store/memory) on the
+// layout of layoutPrefix (NIGHTSHIFT_NAME_PREFIX; "" for none), with every queue and
+// container of the layout created, reading the time from now (time.Now when nil).
+//
+// For tests: only the storage package's functions work on it. Queue and Blob are nil, so
+// code that still calls the SDK clients directly panics on it.
+func NewMemory(layoutPrefix string, now func() time.Time) (*Clients, error) {
+	layout, err := NewLayout(layoutPrefix)
+	if err != nil {
+		return nil, err
+	}
+	c := &Clients{AccountName: "memory", Layout: layout, store: memory.New(now)}
+	if err := c.Ensure(context.Background()); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // SettingMaxPayloadBytes is the largest job args, inline or claim-checked, in bytes.
@@ -141,6 +189,7 @@ func FromEnv(getenv func(string) string, opts *Options) (*Clients, error) {
 	if c.Sealer, err = sealerFromEnv(getenv, c, opts); err != nil {
 		return nil, err
 	}
+	c.store = azure.New(c.Queue, c.Blob, c.linkOptions())
 	return c, nil
 }
 

@@ -1,23 +1,17 @@
 package storage
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
-	"io"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
+
+	"github.com/nightshift-jobs/nightshift/internal/store"
 )
 
 // ErrNotFound is returned when a record does not exist.
@@ -79,10 +73,7 @@ func (c *Clients) PutResult(ctx context.Context, jobID, contentType string, data
 	if err != nil {
 		return false, fmt.Errorf("write result of job %s: %w", jobID, err)
 	}
-	_, err = c.upload(ctx, c.Layout.ResultsContainer(), ResultBlob(jobID), data, &azblob.UploadBufferOptions{
-		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: to.Ptr(contentType)},
-		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfNoneMatch: to.Ptr(azcore.ETagAny)}},
-	})
+	_, err = c.upload(ctx, c.Layout.ResultsContainer(), ResultBlob(jobID), data, store.PutOptions{ContentType: contentType, IfNoneMatchAny: true})
 	if err != nil {
 		if IsConflict(err) {
 			return false, nil
@@ -140,17 +131,11 @@ func (c *Clients) ListStatuses(ctx context.Context) ([]string, error) {
 
 func (c *Clients) listNames(ctx context.Context, container, suffix string) ([]string, error) {
 	var out []string
-	pager := c.Blob.NewListBlobsFlatPager(container, nil)
-	for pager.More() {
-		page, err := pager.NextPage(ctx)
+	for it, err := range c.Store().List(ctx, container, "") {
 		if err != nil {
 			return nil, fmt.Errorf("list %s: %w", container, err)
 		}
-		for _, it := range page.Segment.BlobItems {
-			if it.Name != nil {
-				out = append(out, strings.TrimSuffix(*it.Name, suffix))
-			}
-		}
+		out = append(out, strings.TrimSuffix(it.Name, suffix))
 	}
 	return out, nil
 }
@@ -158,30 +143,20 @@ func (c *Clients) listNames(ctx context.Context, container, suffix string) ([]st
 // Enqueue puts message text on a queue, invisible for delay (at most 7 days), with the
 // service's default 7-day time to live (or ttl when positive). It returns the message id.
 func (c *Clients) Enqueue(ctx context.Context, queue string, text []byte, delay, ttl time.Duration) (string, error) {
-	opts := &azqueue.EnqueueMessageOptions{}
-	if delay > 0 {
-		opts.VisibilityTimeout = to.Ptr(int32((delay + time.Second - 1) / time.Second))
-	}
-	if ttl > 0 {
-		opts.TimeToLive = to.Ptr(int32(ttl / time.Second))
-	}
-	qc := c.Queue.NewQueueClient(queue)
-	resp, err := qc.EnqueueMessage(ctx, string(text), opts)
-	if err != nil && IsNotFound(err) && slices.Contains(c.Layout.Queues(), queue) {
+	s := c.Store()
+	id, err := s.Enqueue(ctx, queue, string(text), delay, ttl)
+	if err != nil && errors.Is(err, store.ErrNotFound) && slices.Contains(c.Layout.Queues(), queue) {
 		// One of nightshift's own queues was deleted (or never made): make it and try
 		// again. Any other queue is never created here.
-		if _, cerr := qc.Create(ctx, nil); cerr != nil && !IsConflict(cerr) {
+		if cerr := s.CreateQueue(ctx, queue); cerr != nil {
 			return "", fmt.Errorf("enqueue on %s: the queue is missing and could not be created: %w", queue, cerr)
 		}
-		resp, err = qc.EnqueueMessage(ctx, string(text), opts)
+		id, err = s.Enqueue(ctx, queue, string(text), delay, ttl)
 	}
 	if err != nil {
 		return "", fmt.Errorf("enqueue on %s: %w", queue, err)
 	}
-	if len(resp.Messages) == 0 || resp.Messages[0].MessageID == nil {
-		return "", fmt.Errorf("enqueue on %s: no message id in the response", queue)
-	}
-	return *resp.Messages[0].MessageID, nil
+	return id, nil
 }
 
 // GetJSON reads the JSON blob container/name into v and returns its ETag. A missing blob
@@ -199,27 +174,18 @@ func (c *Clients) GetJSON(ctx context.Context, container, name string, v any) (E
 
 // download reads container/name whole, opening it when it is sealed.
 func (c *Clients) download(ctx context.Context, container, name string) ([]byte, ETag, error) {
-	resp, err := c.Blob.DownloadStream(ctx, container, name, nil)
+	raw, props, err := c.Store().Get(ctx, container, name, 0)
 	if err != nil {
-		if IsNotFound(err) {
+		if errors.Is(err, store.ErrNotFound) {
 			return nil, "", fmt.Errorf("%s/%s: %w", container, name, ErrNotFound)
 		}
 		return nil, "", fmt.Errorf("read %s/%s: %w", container, name, err)
 	}
-	defer resp.Body.Close()
-	var buf bytes.Buffer
-	if _, err := io.Copy(&buf, resp.Body); err != nil {
-		return nil, "", fmt.Errorf("read %s/%s: %w", container, name, err)
-	}
-	var etag ETag
-	if resp.ETag != nil {
-		etag = *resp.ETag
-	}
-	data, err := c.openBlob(ctx, container, name, buf.Bytes())
+	data, err := c.openBlob(ctx, container, name, raw)
 	if err != nil {
 		return nil, "", err
 	}
-	return data, etag, nil
+	return data, ETag(props.ETag), nil
 }
 
 // PutJSON writes v as the JSON blob container/name, conditionally: with etag "" only if
@@ -234,36 +200,27 @@ func (c *Clients) PutJSON(ctx context.Context, container, name string, v any, et
 	if data, err = c.sealBlob(ctx, container, name, data); err != nil {
 		return "", err
 	}
-	mac := &blob.ModifiedAccessConditions{}
-	if etag == "" {
-		mac.IfNoneMatch = to.Ptr(azcore.ETagAny)
-	} else {
-		mac.IfMatch = to.Ptr(etag)
-	}
-	resp, err := c.upload(ctx, container, name, data, &blockblob.UploadBufferOptions{
-		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: to.Ptr("application/json")},
-		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: mac},
-	})
+	opts := store.PutOptions{ContentType: "application/json", IfMatch: store.ETag(etag), IfNoneMatchAny: etag == ""}
+	newETag, err := c.upload(ctx, container, name, data, opts)
 	if err != nil {
 		return "", fmt.Errorf("write %s/%s: %w", container, name, err)
 	}
-	if resp.ETag == nil {
-		return "", nil
-	}
-	return *resp.ETag, nil
+	return ETag(newETag), nil
 }
 
 // upload writes a blob. When one of nightshift's own containers is missing (a fresh
 // Azurite, `func start` before anything created the layout) it is made and the write
 // tried again, as the host makes missing poison queues; other containers are never
-// created here.
-func (c *Clients) upload(ctx context.Context, container, name string, data []byte, opts *azblob.UploadBufferOptions) (azblob.UploadBufferResponse, error) {
-	resp, err := c.Blob.UploadBuffer(ctx, container, name, data, opts)
-	if err == nil || !bloberror.HasCode(err, bloberror.ContainerNotFound) || !slices.Contains(c.Layout.Containers(), container) {
-		return resp, err
+// created here. (A conditional write to a missing blob is a conflict, not not-found, so
+// not-found here means the container.)
+func (c *Clients) upload(ctx context.Context, container, name string, data []byte, opts store.PutOptions) (store.ETag, error) {
+	s := c.Store()
+	etag, err := s.Put(ctx, container, name, data, opts)
+	if err == nil || !errors.Is(err, store.ErrNotFound) || !slices.Contains(c.Layout.Containers(), container) {
+		return etag, err
 	}
-	if _, cerr := c.Blob.CreateContainer(ctx, container, nil); cerr != nil && !bloberror.HasCode(cerr, bloberror.ContainerAlreadyExists) {
-		return resp, fmt.Errorf("container %s is missing and could not be created: %w", container, cerr)
+	if cerr := s.CreateContainer(ctx, container); cerr != nil {
+		return "", fmt.Errorf("container %s is missing and could not be created: %w", container, cerr)
 	}
-	return c.Blob.UploadBuffer(ctx, container, name, data, opts)
+	return s.Put(ctx, container, name, data, opts)
 }

@@ -7,8 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
+	"github.com/nightshift-jobs/nightshift/internal/store"
 )
 
 // UniqueLock is the lock a dedupe key holds while its job is pending or running:
@@ -46,9 +45,7 @@ func (c *Clients) PutUniqueLock(ctx context.Context, l *UniqueLock, etag ETag) (
 // DeleteUniqueLock frees a dedupe key if its lock is still at etag. It reports whether it
 // deleted it; a lock that changed or is gone is left alone.
 func (c *Clients) DeleteUniqueLock(ctx context.Context, key string, etag ETag) (bool, error) {
-	_, err := c.Blob.DeleteBlob(ctx, c.Layout.UniqueContainer(), UniqueLockBlob(key), &blob.DeleteOptions{
-		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfMatch: to.Ptr(etag)}},
-	})
+	err := c.Store().Delete(ctx, c.Layout.UniqueContainer(), UniqueLockBlob(key), store.DeleteOptions{IfMatch: store.ETag(etag)})
 	switch {
 	case err == nil:
 		return true, nil

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
 
+	"github.com/nightshift-jobs/nightshift/internal/store"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -20,24 +20,38 @@ import (
 // queue message bound as "message": Data and Metadata values double-encoded as the host
 // sends them (docs/host-contract.md §1.4–1.5).
 func QueueInvocation(function string, m *azqueue.DequeuedMessage) []byte {
+	deref := func(t *time.Time) time.Time {
+		if t == nil {
+			return time.Time{}
+		}
+		return *t
+	}
+	return MessageInvocation(function, store.Message{
+		ID: *m.MessageID, PopReceipt: *m.PopReceipt, Text: *m.MessageText, DequeueCount: *m.DequeueCount,
+		InsertionTime: deref(m.InsertionTime), ExpirationTime: deref(m.ExpirationTime), NextVisible: deref(m.TimeNextVisible),
+	})
+}
+
+// MessageInvocation is QueueInvocation for a message received through the storage
+// boundary (any driver). Zero times are sent as the current time.
+func MessageInvocation(function string, m store.Message) []byte {
 	enc := func(v any) json.RawMessage { b, _ := json.Marshal(v); return b }
 	twice := func(s string) json.RawMessage { return enc(string(enc(s))) }
-	iso := func(tm *time.Time) json.RawMessage {
-		if tm == nil {
-			now := time.Now()
-			tm = &now
+	iso := func(tm time.Time) json.RawMessage {
+		if tm.IsZero() {
+			tm = time.Now()
 		}
 		return enc(tm.UTC().Format("2006-01-02T15:04:05+00:00"))
 	}
 	b, _ := json.Marshal(map[string]map[string]json.RawMessage{
-		"Data": {"message": twice(*m.MessageText)},
+		"Data": {"message": twice(m.Text)},
 		"Metadata": {
-			"Id":              twice(*m.MessageID),
-			"DequeueCount":    enc(fmt.Sprint(*m.DequeueCount)),
+			"Id":              twice(m.ID),
+			"DequeueCount":    enc(fmt.Sprint(m.DequeueCount)),
 			"InsertionTime":   iso(m.InsertionTime),
 			"ExpirationTime":  iso(m.ExpirationTime),
-			"NextVisibleTime": iso(m.TimeNextVisible),
-			"PopReceipt":      twice(*m.PopReceipt),
+			"NextVisibleTime": iso(m.NextVisible),
+			"PopReceipt":      twice(m.PopReceipt),
 			"sys":             enc(map[string]string{"MethodName": function, "UtcNow": time.Now().UTC().Format(time.RFC3339Nano)}),
 		},
 	})
@@ -45,37 +59,38 @@ func QueueInvocation(function string, m *azqueue.DequeuedMessage) []byte {
 }
 
 // DeliverOnce plays the queue trigger once: it receives up to 32 visible messages of
-// queue, invokes function on h with each as the host would, and deletes each message. A
-// failed invocation fails the test. It returns how many messages it delivered.
-func DeliverOnce(tb testing.TB, store *storage.Clients, h http.Handler, function, queue string) int {
+// queue through the storage boundary (so it works on Azurite and on storage.NewMemory),
+// invokes function on h with each as the host would, and deletes each message. A failed
+// invocation fails the test. It returns how many messages it delivered.
+func DeliverOnce(tb testing.TB, clients *storage.Clients, h http.Handler, function, queue string) int {
 	tb.Helper()
 	ctx := context.Background()
-	q := store.Queue.NewQueueClient(queue)
-	resp, err := q.DequeueMessages(ctx, &azqueue.DequeueMessagesOptions{NumberOfMessages: to.Ptr[int32](32)})
+	s := clients.Store()
+	msgs, err := s.Receive(ctx, queue, store.MaxReceive, 0)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	for _, m := range resp.Messages {
-		req := httptest.NewRequest(http.MethodPost, "/"+function, bytes.NewReader(QueueInvocation(function, m)))
+	for _, m := range msgs {
+		req := httptest.NewRequest(http.MethodPost, "/"+function, bytes.NewReader(MessageInvocation(function, m)))
 		req.Header.Set("Content-Type", "application/json; charset=utf-8")
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		if rec.Code != http.StatusOK {
 			tb.Fatalf("%s: %d %s", function, rec.Code, rec.Body.String())
 		}
-		if _, err := q.DeleteMessage(ctx, *m.MessageID, *m.PopReceipt, nil); err != nil {
+		if err := s.DeleteMessage(ctx, queue, m.ID, m.PopReceipt); err != nil {
 			tb.Fatal(err)
 		}
 	}
-	return len(resp.Messages)
+	return len(msgs)
 }
 
 // Drain plays the queue triggers of queue (function) and of its poison queue
 // (deadFunction) until both are empty, failing the test after 100 rounds.
-func Drain(tb testing.TB, store *storage.Clients, h http.Handler, queue, function, deadFunction string) {
+func Drain(tb testing.TB, clients *storage.Clients, h http.Handler, queue, function, deadFunction string) {
 	tb.Helper()
 	for range 100 {
-		if DeliverOnce(tb, store, h, function, queue)+DeliverOnce(tb, store, h, deadFunction, store.Layout.PoisonQueue(queue)) == 0 {
+		if DeliverOnce(tb, clients, h, function, queue)+DeliverOnce(tb, clients, h, deadFunction, clients.Layout.PoisonQueue(queue)) == 0 {
 			return
 		}
 	}

@@ -96,6 +96,33 @@ func Clients(t testing.TB, kv ...string) *storage.Clients {
 	return c
 }
 
+// Memory returns storage clients backed by the in-memory driver (storage.NewMemory) on a
+// fresh prefix, every queue and container created: no Azurite needed. Only the storage
+// package's functions (and code built on them) work on it.
+func Memory(t testing.TB) *storage.Clients {
+	t.Helper()
+	c, err := storage.NewMemory(Prefix(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Backend is a way to get storage clients for a test: Azurite or memory.
+type Backend struct {
+	Name    string
+	Clients func(t testing.TB) *storage.Clients
+}
+
+// Backends are the storage backends a storage test runs against: Azurite (skipping, or
+// failing under CI=true, without it; see ConnectionString) and the in-memory driver.
+func Backends() []Backend {
+	return []Backend{
+		{Name: "azurite", Clients: func(t testing.TB) *storage.Clients { t.Helper(); return Clients(t) }},
+		{Name: "memory", Clients: Memory},
+	}
+}
+
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
