@@ -2,6 +2,7 @@ package nightshift
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -49,7 +50,7 @@ func (s *resultSink) PutResult(_ context.Context, _, _ string, data []byte) (boo
 func runTestAttempt(ctx context.Context, req *jobrun.Request) (*jobrun.Result, error) {
 	reg, _ := req.Registry.(*Registry)
 	if reg == nil {
-		return nil, fmt.Errorf("nightshifttest: no registry")
+		return nil, errors.New("nightshifttest: no registry")
 	}
 	e := reg.lookup(req.Kind)
 	if e == nil {
@@ -65,6 +66,8 @@ func runTestAttempt(ctx context.Context, req *jobrun.Request) (*jobrun.Result, e
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// The attributes the handler's log gives a job's records (admit).
+	log = log.With("job_id", env.JobID, "kind", env.Kind, "attempt", env.Attempt, "dequeue_count", req.DequeueCount)
 	sink := &resultSink{}
 	x := &executor{reg: reg, store: sink, log: log, runningAfter: never, cancelCheck: never,
 		progressInterval: ProgressInterval, client: client}

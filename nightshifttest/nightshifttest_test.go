@@ -205,7 +205,7 @@ func TestWorkLogsAreCapturedAndRedacted(t *testing.T) {
 			t.Errorf("%s shows in the logs", secret)
 		}
 	}
-	if !strings.Contains(passed.String(), "msg=declined") {
+	if !strings.Contains(passed.String(), "msg=declined") || !strings.Contains(passed.String(), "kind=echo attempt=1") {
 		t.Errorf("the passed-through logger got %q", passed.String())
 	}
 }
