@@ -140,13 +140,17 @@ func Work[T nightshift.JobArgs](ctx context.Context, w nightshift.Worker[T], arg
 // Run runs one attempt of the worker registered on reg for kind, with args as the JSON
 // of an envelope's args, under the kind's registered options (WorkOptions.Worker is not
 // used). The error is for a test that cannot run: no worker for the kind, or args that
-// are not JSON.
+// the handler would refuse before running anything (not JSON, a key given twice, nesting
+// deeper than envelope.MaxDepth).
 func Run(ctx context.Context, reg *nightshift.Registry, kind string, args json.RawMessage, opts *WorkOptions) (*Result, error) {
 	if opts == nil {
 		opts = &WorkOptions{}
 	}
-	if len(args) > 0 && !json.Valid(args) {
-		return nil, fmt.Errorf("nightshifttest: args of %s are not valid JSON", kind)
+	if len(args) > 0 {
+		// The handler checks the envelope's text so, and poisons a message that fails.
+		if err := envelope.CheckJSON(args); err != nil {
+			return nil, fmt.Errorf("nightshifttest: args of %s: the handler would refuse them: %w", kind, err)
+		}
 	}
 	req := &jobrun.Request{
 		Registry: reg, Kind: kind, Args: args, JobID: opts.JobID, Attempt: max(opts.Attempt, 1),

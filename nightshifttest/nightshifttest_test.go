@@ -109,6 +109,9 @@ func TestRunUnknownKindAndBadJSON(t *testing.T) {
 	if _, err := nightshifttest.Run(t.Context(), reg, "echo", []byte(`{"name":`), nil); err == nil {
 		t.Error("args that are not JSON ran")
 	}
+	if _, err := nightshifttest.Run(t.Context(), reg, "echo", []byte(`{"name":"a","name":"b"}`), nil); err == nil || !strings.Contains(err.Error(), "name") {
+		t.Errorf("args with a key given twice: %v", err)
+	}
 }
 
 func TestWorkPanicIsRecovered(t *testing.T) {
