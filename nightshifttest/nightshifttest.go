@@ -2,9 +2,8 @@
 // host.
 //
 // Work runs one attempt of a worker the way the nightshift handler runs it: the args go
-// through JSON exactly as a queued envelope's args are decoded (a field without a JSON
-// tag, or one the worker expects but the producer never sends, behaves as in
-// production), the job gets its id, attempt, replay, meta and a Logger whose lines are
+// through JSON exactly as a queued envelope's args are decoded (an unexported field, or
+// one tagged `json:"-"`, arrives empty as it would from a queue), the job gets its id, attempt, replay, meta and a Logger whose lines are
 // captured and redacted like the handler's (nightshift.Secret, nightshift.Sensitive and
 // `nightshift:"sensitive"` fields read [redacted]), progress reports are recorded, the
 // attempt's timeout applies, a panic is recovered, and the result is encoded as the
