@@ -115,6 +115,9 @@ func StartBatch(ctx context.Context, p BatchParams) (*BatchInfo, error) {
 	if jc == nil {
 		return nil, errors.New("nightshift: StartBatch needs the context of a running job; outside jobs use Client.StartBatch")
 	}
+	if jc.client == nil {
+		return nil, errors.New("nightshift: StartBatch needs a client; this job runs without one (nightshifttest: set WorkOptions.Client)")
+	}
 	if p.BatchID == "" {
 		name := p.Name
 		if name == "" {
@@ -907,6 +910,9 @@ func BatchChildren(ctx context.Context, batchID string) ([]BatchChild, error) {
 	jc := jobFromContext(ctx)
 	if jc == nil {
 		return nil, errors.New("nightshift: BatchChildren needs the context of a running job; outside jobs use Client.BatchChildren")
+	}
+	if jc.client == nil {
+		return nil, errors.New("nightshift: BatchChildren needs a client; this job runs without one (nightshifttest: set WorkOptions.Client)")
 	}
 	return jc.client.BatchChildren(ctx, batchID)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/nightshift-jobs/nightshift"
+	"github.com/nightshift-jobs/nightshift/nightshifttest"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -73,7 +74,17 @@ func ExampleStartBatch() {
 		return map[string]int{"words": total, "failed_files": failed}, nil
 	}, nil)
 	fmt.Println(reg.Kinds())
-	// Output: [count_all count_words total_words]
+
+	// A child runs on its own; the parent and the finalizer need a client on storage
+	// (nightshifttest.WorkOptions.Client) for StartBatch and BatchChildren.
+	res, err := nightshifttest.Run(context.Background(), reg, "count_words", []byte(`{"file":"a.txt"}`), nil)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(res.Outcome, string(res.JSON))
+	// Output:
+	// [count_all count_words total_words]
+	// succeeded 42
 }
 
 // Unique jobs: while a job with the dedupe key is pending or running, another enqueue with

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/envelope"
+	"github.com/nightshift-jobs/nightshift/nightshifttest"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -191,6 +192,19 @@ func ExampleClient_Envelope() {
 		log.Fatal(err)
 	}
 	fmt.Println(env.JobID, env.Kind, string(env.Args), env.MaxAttempts, env.DedupeKey, queue, delay)
+
+	// The handler would run it like this (here with nightshifttest, without storage).
+	reg := nightshift.NewRegistry()
+	nightshift.AddWorkerFunc(reg, func(ctx context.Context, job *nightshift.Job[ResizeArgs]) (any, error) {
+		return map[string]any{"thumb": job.Args.Blob + ".thumb", "last_attempt": job.Attempt == job.MaxAttempts}, nil
+	}, nil)
+	res, err := nightshifttest.Run(context.Background(), reg, env.Kind, env.Args,
+		&nightshifttest.WorkOptions{JobID: env.JobID, MaxAttempts: env.MaxAttempts, Meta: env.Meta})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(res.Outcome, string(res.JSON))
 	// Output:
 	// resize-cat resize {"blob":"in/cat.png"} 3 cat jobs 0s
+	// succeeded {"last_attempt":false,"thumb":"in/cat.png.thumb"}
 }

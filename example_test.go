@@ -8,6 +8,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/envelope"
+	"github.com/nightshift-jobs/nightshift/nightshifttest"
 )
 
 // SendEmailArgs are the arguments of the "send_email" job kind.
@@ -19,56 +20,101 @@ type SendEmailArgs struct {
 // Kind names the job kind; producers put it in the envelope's "kind" field.
 func (SendEmailArgs) Kind() string { return "send_email" }
 
-// A job kind is an args type plus a worker, registered on a Registry with per-kind options.
+// sendEmail is the worker of send_email.
+func sendEmail(ctx context.Context, job *nightshift.Job[SendEmailArgs]) (any, error) {
+	if job.Args.To == "" {
+		// Retrying cannot fix a missing address: fail for good.
+		return nil, nightshift.Permanentf("send_email: args.to is empty")
+	}
+	job.Logger.Info("sending", "to", job.Args.To, "attempt", job.Attempt)
+	return map[string]string{"message_id": "m-" + job.ID}, nil
+}
+
+// A job kind is an args type plus a worker, registered on a Registry with per-kind
+// options. nightshifttest runs one attempt of it as the handler would.
 func ExampleAddWorkerFunc() {
 	reg := nightshift.NewRegistry()
-	nightshift.AddWorkerFunc(reg, func(ctx context.Context, job *nightshift.Job[SendEmailArgs]) (any, error) {
-		if job.Args.To == "" {
-			// Retrying cannot fix a missing address: fail for good.
-			return nil, nightshift.Permanentf("send_email: args.to is empty")
-		}
-		job.Logger.Info("sending", "to", job.Args.To, "attempt", job.Attempt)
-		return map[string]string{"message_id": "m-" + job.ID}, nil
-	}, &nightshift.WorkerOptions{
+	nightshift.AddWorkerFunc(reg, sendEmail, &nightshift.WorkerOptions{
 		Timeout:     30 * time.Second,
 		MaxAttempts: 5,
 		Backoff:     nightshift.ExponentialBackoff{Base: 10 * time.Second, Factor: 3, Max: time.Hour},
 	})
 	fmt.Println(reg.Kinds())
-	// Output: [send_email]
+
+	res, err := nightshifttest.Run(context.Background(), reg, "send_email",
+		[]byte(`{"to":"ann@example.com","subject":"Welcome"}`), &nightshifttest.WorkOptions{JobID: "welcome-42"})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(res.Outcome, string(res.JSON))
+	fmt.Println(res.Logs)
+	// Output:
+	// [send_email]
+	// succeeded {"message_id":"m-welcome-42"}
+	// [INFO sending to=ann@example.com attempt=1]
 }
 
-// Errors are retried by default; Permanent marks the ones that must not be.
+// Errors are retried by default; Permanent marks the ones that must not be: the job is
+// dead at once.
 func ExamplePermanent() {
-	err := fmt.Errorf("charge card: %w", nightshift.Permanent(errors.New("card declined")))
-	fmt.Println(nightshift.IsPermanent(err))
+	res, err := nightshifttest.Work(context.Background(), nightshift.WorkFunc[SendEmailArgs](sendEmail), SendEmailArgs{Subject: "Welcome"}, nil)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(res.Class, res.Outcome, res.DeadReason)
+	fmt.Println(res.LastError)
+	fmt.Println(nightshift.IsPermanent(res.Err))
 	fmt.Println(nightshift.IsPermanent(errors.New("connection reset")))
 	// Output:
+	// permanent dead permanent_error
+	// permanent: send_email: args.to is empty
 	// true
 	// false
 }
 
-// The delay before each retry comes from the kind's BackoffPolicy.
+// The delay before each retry comes from the kind's BackoffPolicy; the last attempt's
+// failure makes the job dead.
 func ExampleExponentialBackoff() {
-	b := nightshift.ExponentialBackoff{Base: time.Second, Factor: 2, Max: 10 * time.Second}
+	flaky := nightshift.WorkFunc[SendEmailArgs](func(ctx context.Context, job *nightshift.Job[SendEmailArgs]) (any, error) {
+		return nil, errors.New("smtp: connection reset")
+	})
+	opts := &nightshift.WorkerOptions{
+		MaxAttempts: 5,
+		Backoff:     nightshift.ExponentialBackoff{Base: time.Second, Factor: 2, Max: 5 * time.Second},
+	}
 	for attempt := 1; attempt <= 5; attempt++ {
-		fmt.Println(attempt, b.NextDelay(attempt))
+		res, err := nightshifttest.Work(context.Background(), flaky, SendEmailArgs{To: "ann@example.com"},
+			&nightshifttest.WorkOptions{Attempt: attempt, Worker: opts})
+		if err != nil {
+			panic(err)
+		}
+		fmt.Println(attempt, res.Class, res.Outcome, res.RetryIn)
 	}
 	// Output:
-	// 1 1s
-	// 2 2s
-	// 3 4s
-	// 4 8s
-	// 5 10s
+	// 1 retryable retrying 1s
+	// 2 retryable retrying 2s
+	// 3 retryable retrying 4s
+	// 4 retryable retrying 5s
+	// 5 retryable dead 0s
 }
 
-// Any language can enqueue a job: the message is the envelope's JSON text.
+// Any language can enqueue a job: the message is the envelope's JSON text. Its args run
+// through the registered worker exactly as the handler decodes them.
 func ExampleRegistry_envelope() {
-	e := &envelope.Envelope{JobID: "welcome-42", Kind: SendEmailArgs{}.Kind(), Args: []byte(`{"to":"ann@example.com","subject":"Welcome"}`)}
-	text, err := e.Encode()
+	reg := nightshift.NewRegistry()
+	nightshift.AddWorkerFunc(reg, sendEmail, nil)
+
+	// The text a Python or Node.js producer puts on the queue.
+	text := []byte(`{"job_id":"welcome-42","kind":"send_email","args":{"to":"ann@example.com","subject":"Welcome"},"meta":{"tenant":"acme"}}`)
+	env, err := envelope.Decode(text)
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println(string(text))
-	// Output: {"job_id":"welcome-42","kind":"send_email","args":{"to":"ann@example.com","subject":"Welcome"}}
+	res, err := nightshifttest.Run(context.Background(), reg, env.Kind, env.Args,
+		&nightshifttest.WorkOptions{JobID: env.JobID, Meta: env.Meta})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(env.Kind, res.Outcome, string(res.JSON))
+	// Output: send_email succeeded {"message_id":"m-welcome-42"}
 }

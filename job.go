@@ -1,26 +1,3 @@
-// Package nightshift runs typed Go background jobs on Azure Functions.
-//
-// An application in any language puts a job envelope (see package envelope) on an Azure
-// Storage queue; the Functions host calls the nightshift custom handler, which runs the Go
-// worker registered for the job's kind. Results and statuses go to Blob storage; failures
-// are retried with exponential backoff; hopeless jobs end in the poison queue and a durable
-// dead-letter record.
-//
-// Define a kind with an args type and a worker, register it on a Registry, and serve:
-//
-//	type ResizeArgs struct{ Blob string `json:"blob"` }
-//
-//	func (ResizeArgs) Kind() string { return "resize" }
-//
-//	reg := nightshift.NewRegistry()
-//	nightshift.AddWorkerFunc(reg, func(ctx context.Context, job *nightshift.Job[ResizeArgs]) (any, error) {
-//		job.Logger.Info("resizing", "blob", job.Args.Blob)
-//		return map[string]string{"thumb": job.Args.Blob + ".thumb"}, nil
-//	}, nil)
-//	err := nightshift.Serve(ctx, reg, nil)
-//
-// docs/semantics.md describes exactly what happens to a job; docs/envelope.md and
-// docs/storage-layout.md describe the message and the records.
 package nightshift
 
 import (

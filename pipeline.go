@@ -77,13 +77,7 @@ func (x *executor) admit(ctx context.Context, d delivery) (a *attempt, out outco
 		return nil, x.deadNow(ctx, a.log, d, env, storage.ReasonUnknownKind,
 			fmt.Sprintf("no worker is registered for kind %q (check the name and that this app registers it)", env.Kind)), false
 	}
-	a.maxAttempts, a.timeout = a.entry.opts.MaxAttempts, a.entry.opts.Timeout
-	if env.MaxAttempts > 0 {
-		a.maxAttempts = env.MaxAttempts
-	}
-	if env.TimeoutSeconds > 0 {
-		a.timeout = time.Duration(env.TimeoutSeconds * float64(time.Second))
-	}
+	a.maxAttempts, a.timeout = a.entry.limits(env)
 	var err error
 	if a.cur, a.etag, err = x.store.GetStatus(ctx, env.JobID); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return nil, infraFailure(err), false

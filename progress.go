@@ -35,10 +35,22 @@ type progressReporter struct {
 	wg        sync.WaitGroup
 	writes    int
 	done      chan struct{} // closed by stop: a scheduled write is dropped
+	// observe, when the context carries one (withProgressObserver), sees every report
+	// before throttling: the test kit records them all.
+	observe func(storage.Progress)
 }
 
 func newProgressReporter(ctx context.Context, interval time.Duration, log *slog.Logger, write func(context.Context, *storage.Progress) error) *progressReporter {
-	return &progressReporter{ctx: ctx, interval: interval, log: log, write: write, done: make(chan struct{})}
+	observe, _ := ctx.Value(progressObserverKey{}).(func(storage.Progress))
+	return &progressReporter{ctx: ctx, interval: interval, log: log, write: write, done: make(chan struct{}), observe: observe}
+}
+
+type progressObserverKey struct{}
+
+// withProgressObserver makes the progress reporters created under ctx call observe with
+// every report, in order, before throttling.
+func withProgressObserver(ctx context.Context, observe func(storage.Progress)) context.Context {
+	return context.WithValue(ctx, progressObserverKey{}, observe)
 }
 
 func (r *progressReporter) report(_ context.Context, fraction float64, message string) {
@@ -51,6 +63,9 @@ func (r *progressReporter) report(_ context.Context, fraction float64, message s
 	p := &storage.Progress{Fraction: min(max(fraction, 0), 1), Message: envelope.Truncate(message, maxProgressMessage), At: time.Now().UTC()}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.observe != nil && !r.closed {
+		r.observe(*p)
+	}
 	r.latest = p
 	if r.closed || r.pending {
 		return

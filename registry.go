@@ -114,6 +114,19 @@ func (r *Registry) Kinds() []string {
 	return out
 }
 
+// limits are the attempt bounds of a job of this kind: the kind's MaxAttempts and Timeout,
+// overridden by the envelope's max_attempts and timeout_seconds.
+func (e *kindEntry) limits(env *envelope.Envelope) (maxAttempts int, timeout time.Duration) {
+	maxAttempts, timeout = e.opts.MaxAttempts, e.opts.Timeout
+	if env.MaxAttempts > 0 {
+		maxAttempts = env.MaxAttempts
+	}
+	if env.TimeoutSeconds > 0 {
+		timeout = time.Duration(env.TimeoutSeconds * float64(time.Second))
+	}
+	return maxAttempts, timeout
+}
+
 func (r *Registry) lookup(kind string) *kindEntry {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
