@@ -1,0 +1,117 @@
+package nightshifttest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"time"
+
+	"github.com/nightshift-jobs/nightshift"
+	"github.com/nightshift-jobs/nightshift/internal/store"
+	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/storage"
+)
+
+// App is an in-memory nightshift app for tests: the app's registry served by the real
+// handler on in-memory storage (the same semantics as Azure Storage: ETags, visibility,
+// dequeue counts, poison queues), a Client to enqueue and read jobs, and Drain to play the
+// Functions host's queue triggers until nothing is left to run. No Azurite, no network.
+//
+// The client's Enqueue, Status, Result, Wait, Cancel, DeadLetter and Replay work on it;
+// ListJobs and QueueDepths need real storage, and so does a delay beyond
+// nightshift.MaxEnqueueDelay (the durable schedule).
+type App struct {
+	// Client enqueues and reads jobs of the app.
+	Client *nightshift.Client
+	store  *storage.Clients
+	h      http.Handler
+}
+
+// AppOptions configure an App. The zero value is fine.
+type AppOptions struct {
+	// Logger receives the handler's log; default discarded.
+	Logger *slog.Logger
+	// Handler are more handler options (Logger is taken from above).
+	Handler nightshift.HandlerOptions
+}
+
+// NewApp returns an App serving reg on fresh in-memory storage.
+func NewApp(reg *nightshift.Registry, opts *AppOptions) (*App, error) {
+	o := AppOptions{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	st, err := storage.NewMemory("", time.Now)
+	if err != nil {
+		return nil, err
+	}
+	ho := o.Handler
+	ho.Logger = o.Logger
+	return &App{Client: nightshift.NewClient(st, nil), store: st, h: nightshift.NewHandler(reg, st, &ho)}, nil
+}
+
+// queueFunctions pairs each job queue with its run and dead-letter functions.
+func (a *App) queueFunctions() [][3]string {
+	l := a.store.Layout
+	return [][3]string{
+		{l.HighQueue(), nightshift.FunctionRunJobHigh, nightshift.FunctionRunDeadLetterHigh},
+		{l.JobsQueue(), nightshift.FunctionRunJob, nightshift.FunctionRunDeadLetter},
+		{l.LowQueue(), nightshift.FunctionRunJobLow, nightshift.FunctionRunDeadLetterLow},
+	}
+}
+
+// Drain delivers every visible message of the job queues and their poison queues to the
+// handler, as the host's queue triggers would, until none is left; it returns how many
+// it delivered. Retries wait out their backoff as invisible messages, so a job that keeps
+// failing is delivered again only once its delay has passed (give the kind a short
+// Backoff, e.g. nightshift.ConstantBackoff(0), to see it reach its end in one Drain). An
+// invocation the handler fails is an error.
+func (a *App) Drain(ctx context.Context) (int, error) {
+	total := 0
+	for range 1000 {
+		n := 0
+		for _, q := range a.queueFunctions() {
+			for _, pair := range [][2]string{{q[0], q[1]}, {a.store.Layout.PoisonQueue(q[0]), q[2]}} {
+				k, err := a.deliver(ctx, pair[0], pair[1])
+				if err != nil {
+					return total + n, err
+				}
+				n += k
+			}
+		}
+		if n == 0 {
+			return total, nil
+		}
+		total += n
+	}
+	return total, fmt.Errorf("nightshifttest: the queues did not drain after %d deliveries", total)
+}
+
+// deliver plays one queue trigger poll: receive, invoke, delete on success.
+func (a *App) deliver(ctx context.Context, queue, function string) (int, error) {
+	q := a.store.Store()
+	msgs, err := q.Receive(ctx, queue, store.MaxReceive, time.Minute)
+	if err != nil {
+		return 0, err
+	}
+	for _, m := range msgs {
+		req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/"+function, bytes.NewReader(testenv.MessageInvocation(function, m)))
+		req.Header.Set("Content-Type", "application/json; charset=utf-8")
+		rec := httptest.NewRecorder()
+		a.h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			return 0, fmt.Errorf("nightshifttest: %s failed: %d %s", function, rec.Code, rec.Body.String())
+		}
+		if err := q.DeleteMessage(ctx, queue, m.ID, m.PopReceipt); err != nil {
+			return 0, err
+		}
+	}
+	return len(msgs), nil
+}
