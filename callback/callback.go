@@ -312,13 +312,9 @@ func (d *deliverer) Work(ctx context.Context, job *nightshift.Job[Args]) (any, e
 // payload builds the body: the status without logs or stacks, and without the inline
 // result if the body would not fit in a queue message.
 func (d *deliverer) payload(deliveryID string, a Args, st *storage.Status) ([]byte, bool, error) {
-	s := *st
+	s := st.WithoutStacks()
 	s.Logs, s.LogsDropped, s.Callback = nil, 0, nil
-	s.Errors = append([]envelope.AttemptError(nil), st.Errors...)
-	for i := range s.Errors {
-		s.Errors[i].Stack = ""
-	}
-	p := Payload{Event: a.Event, JobID: a.JobID, Kind: st.Kind, Replay: a.Replay, DeliveryID: deliveryID, SentAt: d.opts.Now().UTC(), Status: &s}
+	p := Payload{Event: a.Event, JobID: a.JobID, Kind: st.Kind, Replay: a.Replay, DeliveryID: deliveryID, SentAt: d.opts.Now().UTC(), Status: s}
 	b, err := json.Marshal(p)
 	if err != nil {
 		return nil, false, fmt.Errorf("callback: encode payload: %w", err)
