@@ -50,7 +50,11 @@ func (t *Transition) Apply(cur *Status) *Status {
 	if cur != nil && t.keep != nil {
 		t.keep(&next, cur)
 	}
-	if t.applies != nil && !t.applies(&next, cur) || t.applies == nil && !next.Supersedes(cur) {
+	applies := (*Status).Supersedes
+	if t.applies != nil {
+		applies = t.applies
+	}
+	if !applies(&next, cur) {
 		return nil
 	}
 	if len(t.lines) > 0 || t.dropped > 0 {
