@@ -444,17 +444,7 @@ func updateParentStatus(ctx context.Context, store *storage.Clients, b *storage.
 		return nil
 	}
 	sum := &storage.BatchSummary{BatchID: b.BatchID, State: b.State, Total: b.Total, Succeeded: b.Succeeded, Failed: b.Failed}
-	_, _, err := store.UpdateStatus(ctx, b.ParentID, func(cur *storage.Status) *storage.Status {
-		if cur == nil {
-			return nil
-		}
-		if cur.Batch != nil && cur.Batch.BatchID == b.BatchID && cur.Batch.State.Terminal() {
-			return nil
-		}
-		next := *cur
-		next.Batch = sum
-		return &next
-	})
+	_, _, err := store.UpdateStatus(ctx, b.ParentID, storage.BatchSummarised(sum).Apply)
 	return err
 }
 
@@ -475,10 +465,8 @@ func finishBatch(ctx context.Context, store *storage.Clients, b *storage.Batch) 
 		if _, err := store.Enqueue(ctx, b.FinalizerQueue, body, 0, 0); err != nil {
 			return err
 		}
-		st := &storage.Status{
-			JobID: env.JobID, Kind: env.Kind, State: storage.StateQueued, MaxAttempts: env.MaxAttempts,
-			Queue: b.FinalizerQueue, EnqueuedAt: env.EnqueuedAt, Meta: env.Meta, BatchID: b.BatchID,
-		}
+		// The finalizer's envelope names the batch and is of life 0, due now.
+		st := storage.Queued(&env, b.FinalizerQueue, time.Time{}).Apply(nil)
 		if _, err := store.PutStatus(ctx, st, ""); err != nil && !storage.IsConflict(err) {
 			return err
 		}
@@ -739,13 +727,9 @@ func (x *executor) claimFinalizer(ctx context.Context, env *envelope.Envelope, m
 		if why := staleDelivery(cur, env); why != "" {
 			return why, nil
 		}
-		running := &storage.Status{
-			JobID: env.JobID, Kind: env.Kind, State: storage.StateRunning, Replay: env.Replay,
-			Attempt: env.Attempt, MaxAttempts: maxAttempts, Queue: queue, EnqueuedAt: env.EnqueuedAt,
-			StartedAt: now, UpdatedAt: now, Errors: env.Errors, Meta: env.Meta, BatchID: env.BatchID,
-		}
-		if cur != nil {
-			running.Logs, running.LogsDropped = cur.Logs, cur.LogsDropped
+		running := storage.Claimed(env, storage.Run{MaxAttempts: maxAttempts, Queue: queue}, now).Apply(cur)
+		if running == nil {
+			return fmt.Sprintf("attempt %d is superseded by the job's status (%s, attempt %d)", env.Attempt, cur.State, cur.Attempt), nil
 		}
 		_, err := x.store.PutStatus(ctx, running, etag)
 		if err == nil {

@@ -501,10 +501,7 @@ func (c *Client) send(ctx context.Context, env *envelope.Envelope, queue string,
 		}
 		return nil, fmt.Errorf("nightshift: enqueue %s: %w", env.Kind, err)
 	}
-	st := &storage.Status{
-		JobID: env.JobID, Kind: env.Kind, State: storage.StateQueued, Replay: env.Replay, MaxAttempts: env.MaxAttempts,
-		Queue: queue, EnqueuedAt: env.EnqueuedAt, NextRunAt: env.RunAt, Meta: env.Meta,
-	}
+	st := storage.Queued(env, queue, env.RunAt).Apply(nil)
 	// The queued status lets Status and Wait answer at once. If the job already ran (or
 	// the id was used meanwhile), the existing status wins: If-None-Match. It is a
 	// convenience: the job is on the queue, so failing here would invite a duplicate
@@ -737,19 +734,7 @@ func (c *Client) Cancel(ctx context.Context, jobID string) (*storage.Status, err
 		}
 		// The cancelled status names the attempt that is running or runs next; being
 		// terminal, no later status of this life supersedes it (storage.Status.Supersedes).
-		next := &storage.Status{JobID: jobID, State: storage.StateCancelled, Attempt: 1, FinishedAt: c.opts.Now().UTC()}
-		if cur != nil {
-			keep := *cur
-			next.Kind, next.Replay, next.MaxAttempts, next.Queue = keep.Kind, keep.Replay, keep.MaxAttempts, keep.Queue
-			next.Attempt = keep.Attempt
-			if keep.State != storage.StateRunning {
-				next.Attempt++
-			}
-			next.Attempt = max(next.Attempt, 1)
-			next.EnqueuedAt, next.StartedAt, next.Errors, next.LastError = keep.EnqueuedAt, keep.StartedAt, keep.Errors, keep.LastError
-			next.Logs, next.LogsDropped, next.Meta = keep.Logs, keep.LogsDropped, keep.Meta
-		}
-		return next
+		return storage.Cancelled(jobID, c.opts.Now().UTC()).Apply(cur)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("nightshift: cancel job %s: %w", jobID, err)
@@ -1077,17 +1062,7 @@ func (c *Client) recordReplay(ctx context.Context, deadID string, rec *storage.D
 // markReplayQueued sets the job's status to queued for the new life, unless the status
 // already records something newer.
 func (c *Client) markReplayQueued(ctx context.Context, env *envelope.Envelope, queue string, life int) error {
-	queued := &storage.Status{
-		JobID: env.JobID, Kind: env.Kind, State: storage.StateQueued, Replay: life, MaxAttempts: env.MaxAttempts,
-		Queue: queue, EnqueuedAt: env.EnqueuedAt, Meta: env.Meta,
-	}
-	_, _, err := c.store.UpdateStatus(ctx, env.JobID, func(cur *storage.Status) *storage.Status {
-		if !queued.Supersedes(cur) {
-			return nil
-		}
-		next := *queued
-		return &next
-	})
+	_, _, err := c.store.UpdateStatus(ctx, env.JobID, storage.Replayed(env, queue).Apply)
 	return err
 }
 

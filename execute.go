@@ -177,24 +177,8 @@ func (x *executor) watch(ctx context.Context, env *envelope.Envelope, maxAttempt
 
 // markRunning records that the attempt is running, unless the status is already ahead.
 func (x *executor) markRunning(ctx context.Context, env *envelope.Envelope, maxAttempts int, started time.Time, queue string) bool {
-	running := &storage.Status{
-		JobID: env.JobID, Kind: env.Kind, State: storage.StateRunning, Replay: env.Replay,
-		Attempt: env.Attempt, MaxAttempts: maxAttempts, Queue: queue, EnqueuedAt: env.EnqueuedAt,
-		StartedAt: started, Errors: env.Errors, Meta: env.Meta, BatchID: env.BatchID,
-	}
-	_, ok, err := x.store.UpdateStatus(ctx, env.JobID, func(cur *storage.Status) *storage.Status {
-		if !running.Supersedes(cur) {
-			return nil
-		}
-		next := *running
-		if cur != nil {
-			next.Logs, next.LogsDropped, next.Batch = cur.Logs, cur.LogsDropped, cur.Batch
-			if cur.Attempt == running.Attempt && cur.Replay == running.Replay {
-				next.Progress = cur.Progress
-			}
-		}
-		return &next
-	})
+	running := storage.Running(env, storage.Run{MaxAttempts: maxAttempts, Queue: queue, StartedAt: started})
+	_, ok, err := x.store.UpdateStatus(ctx, env.JobID, running.Apply)
 	if err != nil {
 		x.log.Warn("could not record running status", "job_id", env.JobID, "error", err.Error())
 	}
@@ -209,33 +193,12 @@ func (x *executor) notify(ctx context.Context, env *envelope.Envelope, st *stora
 	return x.onJobEnd(ctx, env, st)
 }
 
-// writeStatus records the attempt's end. The fast path is one conditional write against
-// the status read before the run; when anything else wrote meanwhile, it re-reads and
-// applies the never-backwards rule (storage.Status.Supersedes).
-func (x *executor) writeStatus(ctx context.Context, st *storage.Status, lines []storage.LogLine, dropped int, cur *storage.Status, etag storage.ETag, reread bool) error {
-	build := func(c *storage.Status) *storage.Status {
-		if !st.Supersedes(c) {
-			return nil
-		}
-		next := *st
-		next.Logs, next.LogsDropped = nil, 0
-		if c != nil {
-			next.Logs = append([]storage.LogLine(nil), c.Logs...)
-			next.LogsDropped = c.LogsDropped
-			if next.StartedAt.IsZero() || (c.State == storage.StateRunning && c.Attempt == st.Attempt) {
-				next.StartedAt = c.StartedAt
-			}
-			if next.Batch == nil {
-				next.Batch = c.Batch
-			}
-			if next.Progress == nil && c.Attempt == st.Attempt && c.Replay == st.Replay {
-				next.Progress = c.Progress
-			}
-		}
-		next.AppendLogs(lines...)
-		next.LogsDropped += dropped
-		return &next
-	}
+// writeStatus records the attempt's end (t, a storage.Ended transition). The fast path is
+// one conditional write against the status read before the run; when anything else wrote
+// meanwhile, it re-reads and applies t again over what it finds (t.Apply writes nothing
+// when the status has moved past this attempt).
+func (x *executor) writeStatus(ctx context.Context, t *storage.Transition, cur *storage.Status, etag storage.ETag, reread bool) error {
+	build := t.Apply
 	if !reread {
 		if next := build(cur); next != nil {
 			_, err := x.store.PutStatus(ctx, next, etag)
@@ -249,7 +212,7 @@ func (x *executor) writeStatus(ctx context.Context, st *storage.Status, lines []
 			return nil
 		}
 	}
-	_, _, err := x.store.UpdateStatus(ctx, st.JobID, build)
+	_, _, err := x.store.UpdateStatus(ctx, t.Proposed().JobID, build)
 	return err
 }
 
@@ -401,29 +364,11 @@ func (x *executor) recordDead(ctx context.Context, d delivery) outcome {
 		return infraFailure(err)
 	}
 	if dl.JobID != "" {
-		dead := &storage.Status{
-			JobID: dl.JobID, Kind: dl.Kind, State: storage.StateDead, Replay: env.Replay, Attempt: max(env.Attempt, 1),
-			Queue: dl.Queue, EnqueuedAt: env.EnqueuedAt, FinishedAt: now, Errors: env.Errors,
-			DeadLetter: storage.DeadLetterBlob(dl.DeadID), Meta: env.Meta, BatchID: env.BatchID,
-		}
-		if n := len(env.Errors); n > 0 {
-			dead.LastError = env.Errors[n-1].Error
-		}
-		_, _, err := x.store.UpdateStatus(ctx, dl.JobID, func(cur *storage.Status) *storage.Status {
-			if !dead.Supersedes(cur) {
-				return nil
-			}
-			next := *dead
-			if cur != nil {
-				next.Logs, next.LogsDropped, next.StartedAt, next.MaxAttempts = cur.Logs, cur.LogsDropped, cur.StartedAt, cur.MaxAttempts
-				next.Batch, next.Progress = cur.Batch, cur.Progress
-			}
-			return &next
-		})
-		if err != nil {
+		dead := storage.DeadLettered(env, dl, now)
+		if _, _, err := x.store.UpdateStatus(ctx, dl.JobID, dead.Apply); err != nil {
 			return infraFailure(err)
 		}
-		if err := x.notify(ctx, env, dead); err != nil {
+		if err := x.notify(ctx, env, dead.Proposed()); err != nil {
 			return infraFailure(err)
 		}
 		if err := x.jobEnded(ctx, env, storage.StateDead); err != nil {

@@ -233,15 +233,14 @@ func (x *executor) record(ctx context.Context, a *attempt, r ran) outcome {
 		a.log.Info("job cancelled while running", "outcome", "cancelled", "duration_ms", dur.Milliseconds())
 		return outcome{Outcome: "cancelled", Logs: append(r.capture.text(), "job "+env.JobID+" was cancelled while running")}
 	}
-	st := &storage.Status{
-		JobID: env.JobID, Kind: env.Kind, Replay: env.Replay, Attempt: env.Attempt, MaxAttempts: a.maxAttempts,
-		Queue: a.d.Queue, EnqueuedAt: env.EnqueuedAt, StartedAt: r.started, FinishedAt: r.finished,
-		DurationMS: dur.Milliseconds(), Meta: env.Meta, BatchID: env.BatchID, Progress: r.progress,
+	end := storage.End{
+		MaxAttempts: a.maxAttempts, Queue: a.d.Queue, StartedAt: r.started, FinishedAt: r.finished, Progress: r.progress,
 	}
 	if r.err == nil {
 		res, err := x.storeResult(ctx, env.JobID, r.result)
 		if err == nil {
-			return x.succeeded(ctx, a, r, st, res)
+			end.State, end.Result, end.Errors = storage.StateSucceeded, res, env.Errors
+			return x.succeeded(ctx, a, r, end)
 		}
 		if !IsPermanent(err) {
 			return infraFailure(err)
@@ -250,11 +249,12 @@ func (x *executor) record(ctx context.Context, a *attempt, r ran) outcome {
 	}
 	ae := classify(r.jobCtx, r.err, env.Attempt, r.finished, dur, a.timeout)
 	env.AddError(ae)
-	st.Errors, st.LastError = env.Errors, ae.Error
+	// The status keeps the whole history: encoding the envelope may shrink env.Errors.
+	end.Errors, end.LastError = env.Errors, ae.Error
 	if reason, dead := retryDecision(ae, env.Attempt, a.maxAttempts); dead {
-		return x.dead(ctx, a, r, st, reason)
+		return x.dead(ctx, a, r, end, reason)
 	}
-	return x.retrying(ctx, a, r, st)
+	return x.retrying(ctx, a, r, end)
 }
 
 // retryDecision is the one retry decision: a permanent error, or a failure of the last
@@ -269,10 +269,10 @@ func retryDecision(ae envelope.AttemptError, attempt, maxAttempts int) (storage.
 	return "", false
 }
 
-func (x *executor) succeeded(ctx context.Context, a *attempt, r ran, st *storage.Status, res *storage.Result) outcome {
+func (x *executor) succeeded(ctx context.Context, a *attempt, r ran, end storage.End) outcome {
 	env := a.env
-	st.State, st.Result, st.Errors = storage.StateSucceeded, res, env.Errors
-	if err := x.writeEnd(ctx, a, r, st); err != nil {
+	st, err := x.writeEnd(ctx, a, r, end)
+	if err != nil {
 		return infraFailure(err)
 	}
 	if err := x.notify(ctx, env, st); err != nil {
@@ -287,14 +287,15 @@ func (x *executor) succeeded(ctx context.Context, a *attempt, r ran, st *storage
 
 // dead moves the job to the poison queue (the one poison writer for jobs that ran), where
 // RunDeadLetter records it, then writes the dead status.
-func (x *executor) dead(ctx context.Context, a *attempt, r ran, st *storage.Status, reason storage.DeadReason) outcome {
+func (x *executor) dead(ctx context.Context, a *attempt, r ran, end storage.End, reason storage.DeadReason) outcome {
 	env := a.env
 	env.DeadReason = string(reason)
 	if err := x.poisonEnvelope(ctx, a.d.Queue, env); err != nil {
 		return infraFailure(err)
 	}
-	st.State, st.DeadLetter = storage.StateDead, storage.DeadLetterBlob(env.JobID)
-	if err := x.writeEnd(ctx, a, r, st); err != nil {
+	end.State, end.DeadLetter = storage.StateDead, storage.DeadLetterBlob(env.JobID)
+	st, err := x.writeEnd(ctx, a, r, end)
+	if err != nil {
 		return infraFailure(err)
 	}
 	if err := x.jobEnded(ctx, env, storage.StateDead); err != nil {
@@ -307,7 +308,7 @@ func (x *executor) dead(ctx context.Context, a *attempt, r ran, st *storage.Stat
 // retrying enqueues the next attempt with its backoff delay, then writes "retrying". The
 // retry goes on the queue first: a crash in between leaves a status that lets the
 // redelivered original run again, never a lost job.
-func (x *executor) retrying(ctx context.Context, a *attempt, r ran, st *storage.Status) outcome {
+func (x *executor) retrying(ctx context.Context, a *attempt, r ran, end storage.End) outcome {
 	env := a.env
 	delay := a.entry.opts.Backoff.NextDelay(env.Attempt)
 	next := *env
@@ -318,8 +319,9 @@ func (x *executor) retrying(ctx context.Context, a *attempt, r ran, st *storage.
 	if err := x.enqueue(ctx, a.d.Queue, &next, delay); err != nil {
 		return infraFailure(err)
 	}
-	st.State, st.NextRunAt = storage.StateRetrying, r.finished.Add(delay)
-	if err := x.writeEnd(ctx, a, r, st); err != nil {
+	end.State, end.NextRunAt = storage.StateRetrying, r.finished.Add(delay)
+	st, err := x.writeEnd(ctx, a, r, end)
+	if err != nil {
 		return infraFailure(err)
 	}
 	a.log.Warn("job failed", "outcome", "retrying", "duration_ms", st.DurationMS, "error", st.LastError,
@@ -328,8 +330,11 @@ func (x *executor) retrying(ctx context.Context, a *attempt, r ran, st *storage.
 		fmt.Sprintf("attempt %d of job %s failed: %s; attempt %d in %s", env.Attempt, env.JobID, st.LastError, next.Attempt, delay.Round(time.Millisecond)))}
 }
 
-// writeEnd writes the attempt's final status with its captured logs.
-func (x *executor) writeEnd(ctx context.Context, a *attempt, r ran, st *storage.Status) error {
-	lines, dropped := r.capture.snapshot()
-	return x.writeStatus(ctx, st, lines, dropped, a.cur, a.etag, r.wroteRunning)
+// writeEnd writes the attempt's final status with its captured logs (storage.Ended) and
+// returns the status it proposed, without the logs and fields kept from the record: what
+// the job-end callback receives.
+func (x *executor) writeEnd(ctx context.Context, a *attempt, r ran, end storage.End) (*storage.Status, error) {
+	end.Lines, end.Dropped = r.capture.snapshot()
+	t := storage.Ended(a.env, end)
+	return t.Proposed(), x.writeStatus(ctx, t, a.cur, a.etag, r.wroteRunning)
 }

@@ -130,21 +130,8 @@ func (x *executor) progressWriter(env *envelope.Envelope, maxAttempts int, start
 	return func(ctx context.Context, p *storage.Progress) error {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 		defer cancel()
-		running := &storage.Status{
-			JobID: env.JobID, Kind: env.Kind, State: storage.StateRunning, Replay: env.Replay,
-			Attempt: env.Attempt, MaxAttempts: maxAttempts, Queue: queue, EnqueuedAt: env.EnqueuedAt,
-			StartedAt: started, Errors: env.Errors, Meta: env.Meta, Progress: p, BatchID: env.BatchID,
-		}
-		_, _, err := x.store.UpdateStatus(ctx, env.JobID, func(cur *storage.Status) *storage.Status {
-			if !running.Supersedes(cur) {
-				return nil
-			}
-			next := *running
-			if cur != nil {
-				next.Logs, next.LogsDropped, next.Batch = cur.Logs, cur.LogsDropped, cur.Batch
-			}
-			return &next
-		})
+		running := storage.Running(env, storage.Run{MaxAttempts: maxAttempts, Queue: queue, StartedAt: started, Progress: p})
+		_, _, err := x.store.UpdateStatus(ctx, env.JobID, running.Apply)
 		return err
 	}
 }

@@ -432,17 +432,7 @@ func (d *deliverer) enqueue(ctx context.Context, queue string, body []byte) erro
 // record writes the delivery outcome into the job's status, unless the job moved on to
 // another life meanwhile.
 func (d *deliverer) record(ctx context.Context, a Args, out *storage.CallbackOutcome) error {
-	_, _, err := d.store.UpdateStatus(ctx, a.JobID, func(cur *storage.Status) *storage.Status {
-		if cur == nil || cur.Replay != a.Replay {
-			return nil
-		}
-		if c := cur.Callback; c != nil && c.Delivered && c.Event == out.Event {
-			return nil // a duplicate delivery does not overwrite the first success
-		}
-		next := *cur
-		next.Callback = out
-		return &next
-	})
+	_, _, err := d.store.UpdateStatus(ctx, a.JobID, storage.CallbackRecorded(a.Replay, out).Apply)
 	return err
 }
 

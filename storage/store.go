@@ -31,7 +31,7 @@ func (c *Clients) GetStatus(ctx context.Context, jobID string) (*Status, ETag, e
 	return &st, etag, nil
 }
 
-// PutStatus writes a status record conditionally: with etag "" only if none exists
+// PutStatus writes a status record, the result of a Transition, conditionally: with etag "" only if none exists
 // (If-None-Match: *), else only if it is still at etag (If-Match). A lost race returns an
 // error for which IsConflict is true.
 func (c *Clients) PutStatus(ctx context.Context, st *Status, etag ETag) (ETag, error) {
@@ -41,7 +41,7 @@ func (c *Clients) PutStatus(ctx context.Context, st *Status, etag ETag) (ETag, e
 	return c.PutJSON(ctx, c.Layout.StatusContainer(), StatusBlob(st.JobID), st, etag)
 }
 
-// UpdateStatus applies change to the job's current status (nil when there is none) and
+// UpdateStatus applies change (a Transition's Apply) to the job's current status (nil when there is none) and
 // writes the result conditionally, re-reading and retrying when another writer got there
 // first. change returns nil to write nothing. It returns the status as stored afterwards
 // and whether this call wrote it.

@@ -169,11 +169,7 @@ func (s *Store) Put(ctx context.Context, env *envelope.Envelope, queue string) (
 		}
 		return nil, fmt.Errorf("schedule job %s: write %s/%s: %w", env.JobID, s.container(), e.Blob, err)
 	}
-	st := &storage.Status{
-		JobID: env.JobID, Kind: env.Kind, State: storage.StateQueued, Replay: env.Replay, MaxAttempts: env.MaxAttempts,
-		Queue: queue, EnqueuedAt: env.EnqueuedAt, NextRunAt: e.Due, Meta: env.Meta,
-	}
-	if _, err := s.c.PutStatus(ctx, st, ""); err != nil {
+	if _, err := s.c.PutStatus(ctx, storage.Queued(env, queue, e.Due).Apply(nil), ""); err != nil {
 		if storage.IsConflict(err) {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			defer cancel()
