@@ -94,34 +94,17 @@ func (s *Store) Receive(_ context.Context, name string, max int, visibility time
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	q, err := s.queue(name, now)
-	if err != nil {
-		return nil, err
-	}
-	out := []store.Message{}
-	for _, m := range q.msgs {
-		if len(out) == max {
-			break
-		}
-		if m.visible.After(now) {
-			continue
-		}
+	return s.visible(name, max, func(m *message, now time.Time) store.Message {
 		m.dequeues++
 		m.pop = "p" + strconv.FormatUint(s.next(), 36) + "-" + newID()
 		m.visible = now.Add(time.Duration(store.Seconds(visibility)) * time.Second)
-		out = append(out, m.export(m.pop))
-	}
-	return out, nil
+		return m.export(m.pop)
+	})
 }
 
-// Peek returns visible messages without receiving them.
-func (s *Store) Peek(_ context.Context, name string, max int) ([]store.Message, error) {
-	if _, err := store.CheckReceive(name, max, 0); err != nil {
-		return nil, err
-	}
+// visible hands at most max visible messages of queue name, oldest first, to take and
+// returns what it made of them.
+func (s *Store) visible(name string, max int, take func(m *message, now time.Time) store.Message) ([]store.Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -135,10 +118,18 @@ func (s *Store) Peek(_ context.Context, name string, max int) ([]store.Message, 
 			break
 		}
 		if !m.visible.After(now) {
-			out = append(out, m.export(""))
+			out = append(out, take(m, now))
 		}
 	}
 	return out, nil
+}
+
+// Peek returns visible messages without receiving them.
+func (s *Store) Peek(_ context.Context, name string, max int) ([]store.Message, error) {
+	if _, err := store.CheckReceive(name, max, 0); err != nil {
+		return nil, err
+	}
+	return s.visible(name, max, func(m *message, _ time.Time) store.Message { return m.export("") })
 }
 
 // find returns the index of the message with id and popReceipt; s.mu must be held.
