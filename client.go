@@ -71,9 +71,9 @@ type ClientOptions struct {
 	// Concurrency bounds the storage calls EnqueueMany, ListJobs and DeadLetters make at
 	// once; default 16.
 	Concurrency int
-	// MaxPayloadBytes bounds a job's args (claim check, docs/payloads.md); default
-	// DefaultMaxPayloadBytes, or the NIGHTSHIFT_MAX_PAYLOAD_BYTES setting with
-	// NewClientFromEnv.
+	// MaxPayloadBytes bounds a job's args (claim check, docs/payloads.md); default the
+	// storage clients' MaxPayloadBytes (NIGHTSHIFT_MAX_PAYLOAD_BYTES, read by
+	// storage.FromEnv), else DefaultMaxPayloadBytes.
 	MaxPayloadBytes int64
 	// Now returns the current time; default time.Now.
 	Now func() time.Time
@@ -121,18 +121,14 @@ func NewClient(store *storage.Clients, opts *ClientOptions) *Client {
 }
 
 // NewClientFromEnv builds storage clients from the same settings the handler reads
-// (AzureWebJobsStorage or its identity-based forms, NIGHTSHIFT_NAME_PREFIX) and returns a
-// client on them.
+// (AzureWebJobsStorage or its identity-based forms, NIGHTSHIFT_NAME_PREFIX,
+// NIGHTSHIFT_MAX_PAYLOAD_BYTES, the encryption keys) and returns a client on them.
 func NewClientFromEnv(getenv func(string) string) (*Client, error) {
 	store, err := storage.FromEnv(getenv, nil)
 	if err != nil {
 		return nil, err
 	}
-	maxPayload, err := MaxPayloadBytesFromEnv(getenv)
-	if err != nil {
-		return nil, err
-	}
-	return NewClient(store, &ClientOptions{MaxPayloadBytes: maxPayload}), nil
+	return NewClient(store, nil), nil
 }
 
 // Store returns the storage clients the client uses.

@@ -269,7 +269,8 @@ func Serve(ctx context.Context, reg *Registry, opts *ServeOptions) error {
 	if hopts.Logger == nil {
 		hopts.Logger = log
 	}
-	if hopts.MaxPayloadBytes <= 0 {
+	if hopts.MaxPayloadBytes <= 0 && opts.Store != nil {
+		// A store from FromEnv above carries the setting already; one given may not.
 		if hopts.MaxPayloadBytes, err = MaxPayloadBytesFromEnv(getenv); err != nil {
 			return err
 		}

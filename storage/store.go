@@ -141,7 +141,7 @@ func (c *Clients) listNames(ctx context.Context, container, suffix string) ([]st
 }
 
 // Enqueue puts message text on a queue, invisible for delay (at most 7 days), with the
-// service's default 7-day time to live (or ttl when positive). It returns the message id.
+// 7-day time to live (the service default, or ttl when positive). It returns the message id.
 func (c *Clients) Enqueue(ctx context.Context, queue string, text []byte, delay, ttl time.Duration) (string, error) {
 	s := c.Store()
 	id, err := s.Enqueue(ctx, queue, string(text), delay, ttl)
