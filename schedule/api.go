@@ -12,7 +12,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
 	"github.com/nightshift-jobs/nightshift"
-	"github.com/nightshift-jobs/nightshift/schedule/delayed"
+	"github.com/nightshift-jobs/nightshift/internal/delayed"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -77,8 +77,12 @@ func Enqueue(ctx context.Context, c *nightshift.Client, kind string, args json.R
 		RunAt: e.Due, Replay: env.Replay, Bytes: len(body)}, nil
 }
 
+// Entry is one job waiting in the durable schedule: its id, kind, queue, due time, the
+// envelope that goes on the queue and the blob that holds it (`nightshift schedules list`).
+type Entry = delayed.Entry
+
 // Scheduled lists the jobs waiting in the durable schedule, soonest first.
-func Scheduled(ctx context.Context, store *storage.Clients) ([]*delayed.Entry, error) {
+func Scheduled(ctx context.Context, store *storage.Clients) ([]*Entry, error) {
 	return delayed.New(store, nil).List(ctx, time.Time{})
 }
 
@@ -144,7 +148,7 @@ func Describe(ctx context.Context, store *storage.Clients, decls []Recurring, ge
 		if expr != d.Schedule {
 			in.Source = "setting"
 		}
-		s, err := d.ParsedSchedule(getenv)
+		s, err := d.parsedSchedule(getenv)
 		if err != nil {
 			in.Error = err.Error()
 		} else {

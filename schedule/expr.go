@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nightshift-jobs/nightshift/ncrontab"
+	"github.com/nightshift-jobs/nightshift/internal/ncrontab"
 )
 
 // ExprError reports a schedule expression that nightshift does not accept, with the
@@ -71,12 +71,12 @@ func fieldSpans(expr string) [][2]int {
 	return out
 }
 
-// ParseExpr parses a schedule expression the way nightshift accepts it: NCRONTAB with
+// parseExpr parses a schedule expression the way nightshift accepts it: NCRONTAB with
 // exactly six fields ({second} {minute} {hour} {day} {month} {day-of-week}). The
 // Functions host also takes five fields, but Windows Consumption rejects them
 // (docs/host-contract.md §3.1), and TimeSpan schedules only work on App Service
 // plans, so neither is accepted here. Errors are *ExprError values with the position.
-func ParseExpr(expr string) (*ncrontab.Schedule, error) {
+func parseExpr(expr string) (*ncrontab.Schedule, error) {
 	spans := fieldSpans(expr)
 	if len(spans) != 6 {
 		col, width := len(expr)+1, 1
@@ -111,10 +111,10 @@ func ParseExpr(expr string) (*ncrontab.Schedule, error) {
 	return s, nil
 }
 
-// Prev returns the latest occurrence of s at or before t (in t's location), or the zero
+// prevFire returns the latest occurrence of s at or before t (in t's location), or the zero
 // time when there is none in the last 30 years. ncrontab only searches forwards, so this
 // searches windows of growing size backwards from t.
-func Prev(s *ncrontab.Schedule, t time.Time) time.Time {
+func prevFire(s *ncrontab.Schedule, t time.Time) time.Time {
 	for _, w := range []time.Duration{2 * time.Second, 2 * time.Minute, 2 * time.Hour, 2 * 24 * time.Hour, 64 * 24 * time.Hour, 2 * 366 * 24 * time.Hour, 30 * 366 * 24 * time.Hour} {
 		o := s.Next(t.Add(-w))
 		if o.IsZero() || o.After(t) {
@@ -131,11 +131,11 @@ func Prev(s *ncrontab.Schedule, t time.Time) time.Time {
 	return time.Time{}
 }
 
-// Nearest returns the occurrence a fire at t belongs to: the latest occurrence at or
+// nearest returns the occurrence a fire at t belongs to: the latest occurrence at or
 // before t, or the next one when it is less than 500 ms away and closer (a timer can fire
 // a few milliseconds early).
-func Nearest(s *ncrontab.Schedule, t time.Time) time.Time {
-	prev := Prev(s, t)
+func nearest(s *ncrontab.Schedule, t time.Time) time.Time {
+	prev := prevFire(s, t)
 	next := s.Next(t.Add(-time.Nanosecond))
 	if !next.IsZero() && next.After(t) {
 		ahead := next.Sub(t)

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nightshift-jobs/nightshift/ncrontab"
+	"github.com/nightshift-jobs/nightshift/internal/ncrontab"
 )
 
 func TestParseExprErrorsNamePosition(t *testing.T) {
@@ -29,21 +29,21 @@ func TestParseExprErrorsNamePosition(t *testing.T) {
 		{"0 0 0 30 2 *", "", 7, 4, "never occurs"},
 	}
 	for _, c := range cases {
-		_, err := ParseExpr(c.expr)
+		_, err := parseExpr(c.expr)
 		var ee *ExprError
 		if !errors.As(err, &ee) {
-			t.Errorf("ParseExpr(%q) = %v, want *ExprError", c.expr, err)
+			t.Errorf("parseExpr(%q) = %v, want *ExprError", c.expr, err)
 			continue
 		}
 		if ee.Field != c.field || ee.Column != c.column || ee.Width != c.wide || !strings.Contains(ee.Problem, c.problem) {
-			t.Errorf("ParseExpr(%q): field %q column %d width %d problem %q; want %q %d %d containing %q",
+			t.Errorf("parseExpr(%q): field %q column %d width %d problem %q; want %q %d %d containing %q",
 				c.expr, ee.Field, ee.Column, ee.Width, ee.Problem, c.field, c.column, c.wide, c.problem)
 		}
 		if !strings.Contains(err.Error(), `"`+c.expr+`"`) {
 			t.Errorf("error %q does not quote the expression", err)
 		}
 	}
-	_, err := ParseExpr("0 61 * * * *")
+	_, err := parseExpr("0 61 * * * *")
 	var ee *ExprError
 	errors.As(err, &ee)
 	if got, want := ee.Caret(), "0 61 * * * *\n  ^^"; got != want {
@@ -52,7 +52,7 @@ func TestParseExprErrorsNamePosition(t *testing.T) {
 	if got := err.Error(); got != `schedule "0 61 * * * *": minute field at column 3: 61 is outside 0–59` {
 		t.Errorf("Error() = %q", got)
 	}
-	if _, err := ParseExpr("0 30 2 * * Mon-Fri"); err != nil {
+	if _, err := parseExpr("0 30 2 * * Mon-Fri"); err != nil {
 		t.Errorf("valid expression: %v", err)
 	}
 }
@@ -63,7 +63,7 @@ func TestSettingOverrideErrorNamesSetting(t *testing.T) {
 		t.Errorf("Setting() = %q", got)
 	}
 	env := map[string]string{d.Setting(): "0 0 3 * *"}
-	_, err := d.ParsedSchedule(func(k string) string { return env[k] })
+	_, err := d.parsedSchedule(func(k string) string { return env[k] })
 	if err == nil || !strings.HasPrefix(err.Error(), "app setting NIGHTSHIFT_SCHEDULE_NIGHTLY_CSV_STATS: schedule \"0 0 3 * *\"") {
 		t.Errorf("error %v does not name the setting", err)
 	}
@@ -143,11 +143,11 @@ func TestPrevAndNearest(t *testing.T) {
 		{yearly, base, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
 	}
 	for _, c := range cases {
-		if got := Prev(c.s, c.at); !got.Equal(c.prev) {
-			t.Errorf("Prev(%s, %s) = %s, want %s", c.s, c.at, got, c.prev)
+		if got := prevFire(c.s, c.at); !got.Equal(c.prev) {
+			t.Errorf("prevFire(%s, %s) = %s, want %s", c.s, c.at, got, c.prev)
 		}
-		if got := Nearest(c.s, c.at); !got.Equal(c.nearest) {
-			t.Errorf("Nearest(%s, %s) = %s, want %s", c.s, c.at, got, c.nearest)
+		if got := nearest(c.s, c.at); !got.Equal(c.nearest) {
+			t.Errorf("nearest(%s, %s) = %s, want %s", c.s, c.at, got, c.nearest)
 		}
 	}
 }

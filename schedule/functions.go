@@ -72,7 +72,7 @@ func Render(decls []Recurring, opts GenerateOptions) (map[string][]byte, error) 
 		if sched == "" {
 			sched = DefaultSweepSchedule
 		}
-		if _, err := ParseExpr(sched); err != nil {
+		if _, err := parseExpr(sched); err != nil {
 			return nil, fmt.Errorf("sweep schedule: %w", err)
 		}
 		// No monitor: a missed sweep needs no catch-up (the next one moves everything

@@ -1,6 +1,6 @@
 // Package schedule turns scheduled work into nightshift jobs: recurring jobs declared in
 // Go and fired by Functions timer triggers, and delayed jobs due beyond the queue's 7-day
-// visibility limit (held in Blob by package schedule/delayed and moved to their queue by
+// visibility limit (held in Blob by package internal/delayed and moved to their queue by
 // the ScheduleSweep timer). Every occurrence becomes an ordinary job, so it gets retries,
 // a status, a result and a dead letter like any other.
 //
@@ -31,7 +31,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/envelope"
-	"github.com/nightshift-jobs/nightshift/ncrontab"
+	"github.com/nightshift-jobs/nightshift/internal/ncrontab"
 )
 
 // SettingPrefix starts the app setting that holds a recurring job's schedule:
@@ -161,11 +161,11 @@ func (r Recurring) EffectiveSchedule(getenv func(string) string) (expr, source s
 	return r.Schedule, "recurring job " + r.Name
 }
 
-// ParsedSchedule parses the effective schedule (see EffectiveSchedule); errors are
+// parsedSchedule parses the effective schedule (see EffectiveSchedule); errors are
 // *ExprError values naming the source and the position.
-func (r Recurring) ParsedSchedule(getenv func(string) string) (*ncrontab.Schedule, error) {
+func (r Recurring) parsedSchedule(getenv func(string) string) (*ncrontab.Schedule, error) {
 	expr, src := r.EffectiveSchedule(getenv)
-	s, err := ParseExpr(expr)
+	s, err := parseExpr(expr)
 	if err != nil {
 		if ee, ok := err.(*ExprError); ok {
 			ee.Source = src
@@ -201,7 +201,7 @@ func (r Recurring) Validate() error {
 	if r.MaxAttempts < 0 || r.Timeout < 0 {
 		return fmt.Errorf("recurring job %s: MaxAttempts and Timeout must not be negative", r.Name)
 	}
-	if _, err := r.ParsedSchedule(nil); err != nil {
+	if _, err := r.parsedSchedule(nil); err != nil {
 		return err
 	}
 	return nil

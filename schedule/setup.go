@@ -12,9 +12,9 @@ import (
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/hostproto"
+	"github.com/nightshift-jobs/nightshift/internal/delayed"
+	"github.com/nightshift-jobs/nightshift/internal/ncrontab"
 	"github.com/nightshift-jobs/nightshift/maintenance"
-	"github.com/nightshift-jobs/nightshift/ncrontab"
-	"github.com/nightshift-jobs/nightshift/schedule/delayed"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -135,14 +135,14 @@ func newRunner(store *storage.Clients, o Options) (*runner, error) {
 		return nil, err
 	}
 	for _, d := range r.decls {
-		s, err := d.ParsedSchedule(r.getenv)
+		s, err := d.parsedSchedule(r.getenv)
 		if err != nil {
 			// The host refuses such an expression too (or, for a 5-field one, runs it):
 			// say so loudly, and work out occurrences from the host's schedule status or,
 			// failing that, the declared default.
 			r.log.Error("recurring job schedule setting is not a 6-field NCRONTAB expression; using the declared default to name occurrences",
 				"recurring", d.Name, "error", err.Error())
-			s, _ = d.ParsedSchedule(nil)
+			s, _ = d.parsedSchedule(nil)
 		}
 		r.parsed[d.Name] = s
 	}
@@ -219,7 +219,7 @@ func occurrence(d Recurring, s *ncrontab.Schedule, ti *hostproto.TimerInfo, now 
 	}
 	occ := time.Time{}
 	if s != nil {
-		occ = Nearest(s, now)
+		occ = nearest(s, now)
 	}
 	if occ.IsZero() || (d.RunOnStartup && now.Sub(occ) > time.Second) {
 		return now.Truncate(time.Second), TriggerStartup

@@ -14,9 +14,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nightshift-jobs/nightshift"
+	"github.com/nightshift-jobs/nightshift/internal/delayed"
 	"github.com/nightshift-jobs/nightshift/maintenance"
 	"github.com/nightshift-jobs/nightshift/schedule"
-	"github.com/nightshift-jobs/nightshift/schedule/delayed"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nightshift-jobs/nightshift/ncrontab"
+	"github.com/nightshift-jobs/nightshift/internal/ncrontab"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 

@@ -13,8 +13,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
 
 	"github.com/nightshift-jobs/nightshift/envelope"
+	"github.com/nightshift-jobs/nightshift/internal/delayed"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
-	"github.com/nightshift-jobs/nightshift/schedule/delayed"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
