@@ -1,4 +1,4 @@
-package storage
+package record
 
 import (
 	"encoding/json"
@@ -248,3 +248,6 @@ func (s *Status) WithoutStacks() *Status {
 	}
 	return &c
 }
+
+// DeadLetterBlob is the blob name of a dead-letter record, which a dead status names.
+func DeadLetterBlob(deadID string) string { return deadID + ".json" }
