@@ -84,6 +84,7 @@ type Handler struct {
 	log   *slog.Logger
 	mu    sync.RWMutex
 	funcs map[string]FunctionFunc
+	jobs  []FunctionSpec // the job and dead-letter functions
 }
 
 // NewHandler returns a handler serving RunJobHigh, RunJob and RunJobLow on the jobs-high,
@@ -124,18 +125,29 @@ func NewHandler(reg *Registry, store *storage.Clients, opts *HandlerOptions) *Ha
 		log:   log,
 		funcs: map[string]FunctionFunc{},
 	}
-	// One queue-triggered function per priority queue, each with its poison sibling: the
-	// host gives every function its own listener and concurrency budget (§2.1, §2.2).
-	l := store.Layout
+	h.jobs = h.jobFunctions(store.Layout)
+	for _, f := range h.jobs {
+		h.Handle(f.Name, f.Serve)
+	}
+	return h
+}
+
+// jobFunctions are the queue-triggered functions every handler serves: one per priority
+// queue, each with its poison sibling, so that the host gives each its own listener and
+// concurrency budget (docs/host-contract.md §2.1, §2.2).
+func (h *Handler) jobFunctions(l storage.Layout) []FunctionSpec {
+	var out []FunctionSpec
 	for _, f := range []struct{ run, dead, queue string }{
 		{FunctionRunJobHigh, FunctionRunDeadLetterHigh, l.HighQueue()},
 		{FunctionRunJob, FunctionRunDeadLetter, l.JobsQueue()},
 		{FunctionRunJobLow, FunctionRunDeadLetterLow, l.LowQueue()},
 	} {
-		h.Handle(f.run, h.queueFunction("message", f.queue, h.exec.runJob))
-		h.Handle(f.dead, h.queueFunction("message", l.PoisonQueue(f.queue), h.exec.recordDead))
+		poison := l.PoisonQueue(f.queue)
+		out = append(out,
+			FunctionSpec{Name: f.run, Trigger: TriggerQueue, Queue: f.queue, Serve: h.queueFunction(QueueBinding, f.queue, h.exec.runJob)},
+			FunctionSpec{Name: f.dead, Trigger: TriggerQueue, Queue: poison, Serve: h.queueFunction(QueueBinding, poison, h.exec.recordDead)})
 	}
-	return h
+	return out
 }
 
 // Handle adds or replaces the function served at POST /{name}.
@@ -281,6 +293,12 @@ func Serve(ctx context.Context, reg *Registry, opts *ServeOptions) error {
 			return err
 		}
 	}
+	return serveHandler(ctx, h, log, port, opts.DrainTimeout, reg.Kinds())
+}
+
+// serveHandler listens on 127.0.0.1:port and serves h until ctx is done, then drains
+// in-flight invocations for up to drain (default 25 s) and cancels the rest.
+func serveHandler(ctx context.Context, h *Handler, log *slog.Logger, port int, drain time.Duration, kinds []string) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
 	if err != nil {
 		return fmt.Errorf("listen on %s=%d: %w", SettingPort, port, err)
@@ -290,13 +308,12 @@ func Serve(ctx context.Context, reg *Registry, opts *ServeOptions) error {
 	srv := &http.Server{Handler: h, BaseContext: func(net.Listener) context.Context { return jobCtx }, ReadHeaderTimeout: 30 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("handler listening", "addr", ln.Addr().String(), "kinds", reg.Kinds())
+	log.Info("handler listening", "addr", ln.Addr().String(), "kinds", kinds)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	drain := opts.DrainTimeout
 	if drain <= 0 {
 		drain = 25 * time.Second
 	}

@@ -1,7 +1,7 @@
 // Command handler is nightshift's Azure Functions custom handler: the web server the
 // Functions host starts (host.json customHandler.description.defaultExecutablePath). It
-// serves RunJobHigh, RunJob and RunJobLow with their dead-letter functions, the HTTP API,
-// the recurring-job and delayed-job timers, and callbacks, with the example job kinds
+// serves RunJobHigh, RunJob and RunJobLow with their dead-letter functions, callbacks, the
+// HTTP API and the recurring-job and delayed-job timers, with the example job kinds
 // below; your own handler is the same few lines with your kinds registered (README.md).
 package main
 
@@ -32,38 +32,21 @@ func main() {
 }
 
 func run(ctx context.Context, getenv func(string) string, log *slog.Logger) error {
-	store, err := storage.FromEnv(getenv, nil)
+	app, err := newApp(getenv, log, nil)
 	if err != nil {
 		return err
 	}
+	return app.Serve(ctx)
+}
+
+// newApp is the handler's composition: the example kinds, callbacks (first: the HTTP
+// API's client applies their rule), the HTTP API, and the recurring and delayed jobs.
+// store nil builds the clients from the settings.
+func newApp(getenv func(string) string, log *slog.Logger, store *storage.Clients) (*nightshift.App, error) {
 	reg := nightshift.NewRegistry()
-	if err := register(reg, store, getenv); err != nil {
-		return err
-	}
-	// Callbacks: delivery jobs (webhooks, queue messages) enqueued when a job that asked
-	// for one ends.
-	callbacks, err := callback.FromEnv(getenv)
-	if err != nil {
-		return err
-	}
-	if err := callback.Register(reg, store, callbacks); err != nil {
-		return err
-	}
-	// Recurring jobs (the built-in maintenance job) and the sweeper of far-future delayed
-	// jobs: timer functions (functions/Recurring*, functions/ScheduleSweep).
-	scheduling := schedule.Setup(reg, &schedule.Options{Getenv: getenv, Logger: log})
-	return nightshift.Serve(ctx, reg, &nightshift.ServeOptions{
-		Getenv: getenv, Logger: log, Store: store,
-		Handler: nightshift.HandlerOptions{OnJobEnd: callback.OnJobEnd(store)},
-		// The HTTP API functions (functions/JobsAPI*): enqueue, status, cancel.
-		Setup: func(h *nightshift.Handler, store *storage.Clients) error {
-			// The API's client refuses callbacks the delivery would refuse (an origin
-			// without a webhook secret, an unlisted callback queue) with a 400.
-			client := nightshift.NewClient(store, &nightshift.ClientOptions{CheckCallback: callbacks.CheckCallback})
-			httpapi.New(client, &httpapi.Options{Kinds: reg.Kinds, Logger: log}).Register(h)
-			return scheduling(h, store)
-		},
-	})
+	examples := nightshift.FeatureFunc(func(a *nightshift.App) error { return register(reg, a.Store(), getenv) })
+	return nightshift.NewApp(reg, nightshift.Config{Getenv: getenv, Logger: log, Store: store,
+		Features: []nightshift.Feature{examples, callback.Feature(), httpapi.Feature(nil), schedule.Feature(nil)}})
 }
 
 // register adds the example job kinds, configured from their settings

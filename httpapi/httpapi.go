@@ -116,15 +116,6 @@ func New(client *nightshift.Client, opts *Options) *API {
 	return &API{client: client, store: client.Store(), opts: o}
 }
 
-// Register adds the API's functions to the handler.
-func (a *API) Register(h *nightshift.Handler) {
-	h.Handle(FunctionEnqueue, a.Enqueue)
-	h.Handle(FunctionStatus, a.Status)
-	h.Handle(FunctionCancel, a.Cancel)
-	h.Handle(FunctionBatchStart, a.StartBatch)
-	h.Handle(FunctionBatchStatus, a.BatchStatus)
-}
-
 // Request is the JSON-wrapped HTTP request the host puts in Data.req (§1.7).
 type Request struct {
 	URL     string                     `json:"Url"`

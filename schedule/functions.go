@@ -4,12 +4,13 @@ package schedule
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/nightshift-jobs/nightshift"
 )
 
 // SweepFunction is the timer function that moves due delayed jobs to their queues.
@@ -28,26 +29,27 @@ type GenerateOptions struct {
 	NoSweep bool
 }
 
-// timerBinding is a timerTrigger binding in function.json (docs/host-contract.md §5),
-// with the properties in the order they are written.
-type timerBinding struct {
-	Name         string `json:"name"`
-	Type         string `json:"type"`
-	Direction    string `json:"direction"`
-	Schedule     string `json:"schedule"`
-	RunOnStartup bool   `json:"runOnStartup"`
-	UseMonitor   bool   `json:"useMonitor"`
+// timerFunction is d's timer function: its schedule is the app-setting reference
+// %NIGHTSHIFT_SCHEDULE_<NAME>%, which the host resolves at start-up (§3.1), and the monitor
+// stays on so that past-due occurrences are caught up (§3.3, §3.4).
+func (d Recurring) timerFunction(serve nightshift.FunctionFunc) nightshift.FunctionSpec {
+	return nightshift.FunctionSpec{Name: d.FunctionName(), Trigger: nightshift.TriggerTimer,
+		Schedule: "%" + d.Setting() + "%", RunOnStartup: d.RunOnStartup, UseMonitor: true, Serve: serve}
 }
 
-func renderFunctionJSON(b timerBinding) []byte {
-	doc := struct {
-		Bindings []timerBinding `json:"bindings"`
-	}{[]timerBinding{b}}
-	out, err := json.MarshalIndent(doc, "", "  ")
+// sweepFunction is the ScheduleSweep timer. No monitor: a missed sweep needs no catch-up
+// (the next one moves everything due), and the monitor would write a status blob every
+// minute.
+func sweepFunction(sched string, serve nightshift.FunctionFunc) nightshift.FunctionSpec {
+	return nightshift.FunctionSpec{Name: SweepFunction, Trigger: nightshift.TriggerTimer, Schedule: sched, Serve: serve}
+}
+
+func renderFunctionJSON(f nightshift.FunctionSpec) []byte {
+	out, err := nightshift.FunctionJSON(f)
 	if err != nil {
-		panic(err) // plain strings and bools always encode
+		panic(err) // a timer always renders
 	}
-	return append(out, '\n')
+	return out
 }
 
 // Render returns the generated function.json files for the declarations, keyed by their
@@ -62,10 +64,7 @@ func Render(decls []Recurring, opts GenerateOptions) (map[string][]byte, error) 
 	}
 	files := map[string][]byte{}
 	for _, d := range decls {
-		files[d.FunctionName()+"/function.json"] = renderFunctionJSON(timerBinding{
-			Name: TimerBinding, Type: "timerTrigger", Direction: "in",
-			Schedule: "%" + d.Setting() + "%", RunOnStartup: d.RunOnStartup, UseMonitor: true,
-		})
+		files[d.FunctionName()+"/function.json"] = renderFunctionJSON(d.timerFunction(nil))
 	}
 	if !opts.NoSweep {
 		sched := opts.SweepSchedule
@@ -75,11 +74,7 @@ func Render(decls []Recurring, opts GenerateOptions) (map[string][]byte, error) 
 		if _, err := parseExpr(sched); err != nil {
 			return nil, fmt.Errorf("sweep schedule: %w", err)
 		}
-		// No monitor: a missed sweep needs no catch-up (the next one moves everything
-		// due), and the monitor would write a status blob every minute.
-		files[SweepFunction+"/function.json"] = renderFunctionJSON(timerBinding{
-			Name: TimerBinding, Type: "timerTrigger", Direction: "in", Schedule: sched, UseMonitor: false,
-		})
+		files[SweepFunction+"/function.json"] = renderFunctionJSON(sweepFunction(sched, nil))
 	}
 	return files, nil
 }

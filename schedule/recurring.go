@@ -43,7 +43,7 @@ const SettingPrefix = "NIGHTSHIFT_SCHEDULE_"
 const FunctionPrefix = "Recurring"
 
 // TimerBinding is the name of the timer trigger binding in generated function.json files.
-const TimerBinding = "timer"
+const TimerBinding = nightshift.TimerBinding
 
 // PastDuePolicy says what a recurring job does with the single catch-up invocation the
 // Functions host makes when it (re)starts after missing one or more occurrences

@@ -75,27 +75,40 @@ func Setup(reg *nightshift.Registry, opts *Options) func(h *nightshift.Handler, 
 		o = *opts
 	}
 	return func(h *nightshift.Handler, store *storage.Clients) error {
-		r, err := newRunner(store, o)
+		return install(reg, store, o, func(f nightshift.FunctionSpec) error {
+			h.Handle(f.Name, f.Serve)
+			return nil
+		})
+	}
+}
+
+// install registers the maintenance worker on reg and passes add the timer functions:
+// one per recurring job (Recurring<Name>) and the ScheduleSweep timer.
+func install(reg *nightshift.Registry, store *storage.Clients, o Options, add func(nightshift.FunctionSpec) error) error {
+	r, err := newRunner(store, o)
+	if err != nil {
+		return err
+	}
+	if !o.NoBuiltins {
+		cfg, err := maintenance.ConfigFromEnv(r.getenv)
 		if err != nil {
 			return err
 		}
-		if !o.NoBuiltins {
-			cfg, err := maintenance.ConfigFromEnv(r.getenv)
-			if err != nil {
-				return err
-			}
-			cfg.Extra = append(cfg.Extra, maintenance.Prefix{Container: store.Layout.ScheduleContainer(), Prefix: ClaimPrefix})
-			if err := maintenance.Register(reg, maintenance.NewWorker(store, cfg, o.Maintenance)); err != nil {
-				return err
-			}
+		cfg.Extra = append(cfg.Extra, maintenance.Prefix{Container: store.Layout.ScheduleContainer(), Prefix: ClaimPrefix})
+		if err := maintenance.Register(reg, maintenance.NewWorker(store, cfg, o.Maintenance)); err != nil {
+			return err
 		}
-		for _, d := range r.decls {
-			h.Handle(d.FunctionName(), r.fireFunc(d))
-		}
-		h.Handle(SweepFunction, r.sweep)
-		r.checkAppFolder()
-		return nil
 	}
+	for _, d := range r.decls {
+		if err := add(d.timerFunction(r.fireFunc(d))); err != nil {
+			return err
+		}
+	}
+	if err := add(sweepFunction(DefaultSweepSchedule, r.sweep)); err != nil {
+		return err
+	}
+	r.checkAppFolder()
+	return nil
 }
 
 // runner serves the timer functions.
