@@ -118,12 +118,13 @@ func NewHandler(reg *Registry, store *storage.Clients, opts *HandlerOptions) *Ha
 	}
 	h := &Handler{
 		exec: &executor{reg: reg, store: store, log: log, runningAfter: runningAfter,
-			cancelCheck: cancelCheck, onJobEnd: opts.OnJobEnd, ext: store,
+			cancelCheck: cancelCheck, ext: store,
 			client: NewClient(store, &ClientOptions{MaxPayloadBytes: maxPayload}), progressInterval: progressInterval,
 			maxPayload: maxPayload},
 		log:   log,
 		funcs: map[string]FunctionFunc{},
 	}
+	h.exec.features = newFeatures(h.exec, opts.OnJobEnd)
 	// One queue-triggered function per priority queue, each with its poison sibling: the
 	// host gives every function its own listener and concurrency budget (§2.1, §2.2).
 	l := store.Layout
