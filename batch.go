@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nightshift-jobs/nightshift/envelope"
@@ -496,25 +497,66 @@ func childIndex(env *envelope.Envelope) (int, bool) {
 	return i, err == nil && i >= 0 && strconv.Itoa(i) == rest
 }
 
-// batchChildEnded is the executor's end-of-job hook for batch children: it records the
+// batches is the batch feature's hook set on the pipeline, with the executor's caches of
+// batch records. At admission a finalizer is claimed (claimFinalizer); when a child's end
+// is recorded, however it was (its attempt, its dead letter, a redelivery after a crash),
+// the child is counted (batchChildEnded).
+type batches struct {
+	x *executor
+	// shapes caches batch shapes (id, total, shards) by batch id; shapeCount bounds it.
+	shapes     sync.Map
+	shapeCount atomic.Int64
+	// shards caches shard records by "<batch id>/<shard>"; shardCount bounds it.
+	shards     sync.Map
+	shardCount atomic.Int64
+	// records caches batch records by batch id (bounded with shapes).
+	records sync.Map
+}
+
+// admit makes a batch finalizer run once (claimFinalizer); other jobs pass.
+func (f *batches) admit(ctx context.Context, a *attempt) (outcome, bool) {
+	if !isFinalizer(a.env) {
+		return outcome{}, true
+	}
+	why, err := f.claimFinalizer(ctx, a.env, a.maxAttempts, a.cur, a.etag, a.d.Queue, a.timeout)
+	if err != nil {
+		return infraFailure(err), false
+	}
+	if why != "" {
+		return skipped(a, why), false
+	}
+	a.claimed = true
+	return outcome{}, true
+}
+
+// ended counts the end of a batch child (batchChildEnded); its error fails the
+// invocation.
+func (f *batches) ended(ctx context.Context, e jobEnd) error {
+	if e.env.BatchID == "" {
+		return nil
+	}
+	return f.batchChildEnded(ctx, e.env, e.state)
+}
+
+// batchChildEnded is the end-of-job hook for batch children: it records the
 // child's end in its shard (idempotent), and when that completes the shard, in the batch
 // record; the update that completes the batch decides its outcome and enqueues the
 // finalizer. Any error fails the invocation, so the redelivered message (which the
 // executor skips as ended) calls it again.
-func (x *executor) batchChildEnded(ctx context.Context, env *envelope.Envelope, state storage.State) error {
+func (f *batches) batchChildEnded(ctx context.Context, env *envelope.Envelope, state storage.State) error {
 	idx, ok := childIndex(env)
 	if !ok {
 		return nil
 	}
-	b, err := x.batchShape(ctx, env.BatchID)
+	b, err := f.batchShape(ctx, env.BatchID)
 	if errors.Is(err, storage.ErrNotFound) {
-		x.log.Warn("batch child ended but its batch record is missing", "job_id", env.JobID, "batch_id", env.BatchID)
+		f.x.log.Warn("batch child ended but its batch record is missing", "job_id", env.JobID, "batch_id", env.BatchID)
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	shard, lead, err := x.markChild(ctx, b, idx, state != storage.StateSucceeded)
+	shard, lead, err := f.markChild(ctx, b, idx, state != storage.StateSucceeded)
 	if err != nil {
 		return err
 	}
@@ -524,7 +566,7 @@ func (x *executor) batchChildEnded(ctx context.Context, env *envelope.Envelope, 
 		return nil
 	}
 	done, failed := shard.Counts()
-	nb, wrote, err := x.markShardDone(ctx, b.BatchID, shard.Shard, done, failed)
+	nb, wrote, err := f.markShardDone(ctx, b.BatchID, shard.Shard, done, failed)
 	if err != nil {
 		return err
 	}
@@ -532,34 +574,34 @@ func (x *executor) batchChildEnded(ctx context.Context, env *envelope.Envelope, 
 		// The shard was marked done before (this child ended twice, or a crash came
 		// between marking and finishing). This process's cached record may be behind:
 		// read it, so a batch that ended without its finalizer gets it now.
-		if nb, _, err = x.ext.GetBatch(ctx, b.BatchID); err != nil {
+		if nb, _, err = f.x.ext.GetBatch(ctx, b.BatchID); err != nil {
 			return err
 		}
 	}
 	if nb.State.Terminal() {
-		x.log.Info("batch ended", "batch_id", nb.BatchID, "state", nb.State, "succeeded", nb.Succeeded, "failed", nb.Failed)
+		f.x.log.Info("batch ended", "batch_id", nb.BatchID, "state", nb.State, "succeeded", nb.Succeeded, "failed", nb.Failed)
 	}
-	return finishBatch(ctx, x.ext, nb)
+	return finishBatch(ctx, f.x.ext, nb)
 }
 
 // batchShape returns a batch's immutable shape (id, total, shards) from the executor's
 // cache, reading the record on a miss: one read per batch and process instead of one per
 // child.
-func (x *executor) batchShape(ctx context.Context, batchID string) (*storage.Batch, error) {
-	if v, ok := x.shapes.Load(batchID); ok {
+func (f *batches) batchShape(ctx context.Context, batchID string) (*storage.Batch, error) {
+	if v, ok := f.shapes.Load(batchID); ok {
 		return v.(*storage.Batch), nil
 	}
-	b, _, err := x.ext.GetBatch(ctx, batchID)
+	b, _, err := f.x.ext.GetBatch(ctx, batchID)
 	if err != nil {
 		return nil, err
 	}
 	shape := &storage.Batch{BatchID: b.BatchID, Total: b.Total, Shards: b.Shards, PerShard: b.PerShard}
-	if x.shapeCount.Add(1) > maxCachedBatches {
-		x.shapes.Clear()
-		x.records.Clear()
-		x.shapeCount.Store(1)
+	if f.shapeCount.Add(1) > maxCachedBatches {
+		f.shapes.Clear()
+		f.records.Clear()
+		f.shapeCount.Store(1)
 	}
-	x.shapes.Store(batchID, shape)
+	f.shapes.Store(batchID, shape)
 	return shape, nil
 }
 
@@ -590,16 +632,16 @@ type shardRound struct {
 // markChild records a child's end through the shard cache: usually one conditional write
 // shared with the other children of the shard ending at the same time, and no read. lead
 // reports whether this child leads its round (see shardRound).
-func (x *executor) markChild(ctx context.Context, b *storage.Batch, idx int, failed bool) (_ *storage.BatchShard, lead bool, _ error) {
+func (f *batches) markChild(ctx context.Context, b *storage.Batch, idx int, failed bool) (_ *storage.BatchShard, lead bool, _ error) {
 	shard, _ := b.ShardOf(idx)
 	key := b.BatchID + "/" + strconv.Itoa(shard)
-	v, ok := x.shards.Load(key)
+	v, ok := f.shards.Load(key)
 	if !ok {
-		if x.shardCount.Add(1) > maxCachedShards {
-			x.shards.Clear()
-			x.shardCount.Store(1)
+		if f.shardCount.Add(1) > maxCachedShards {
+			f.shards.Clear()
+			f.shardCount.Store(1)
 		}
-		v, _ = x.shards.LoadOrStore(key, &shardEntry{})
+		v, _ = f.shards.LoadOrStore(key, &shardEntry{})
 	}
 	e := v.(*shardEntry)
 	e.mu.Lock()
@@ -624,7 +666,7 @@ func (x *executor) markChild(ctx context.Context, b *storage.Batch, idx int, fai
 		e.pending, e.next = nil, nil
 		hint, etag := e.shard, e.etag
 		e.mu.Unlock()
-		sh, newETag, err := x.ext.MarkBatchChildren(context.WithoutCancel(ctx), b, ends, hint, etag)
+		sh, newETag, err := f.x.ext.MarkBatchChildren(context.WithoutCancel(ctx), b, ends, hint, etag)
 		e.mu.Lock()
 		if err != nil {
 			e.shard, e.etag = nil, ""
@@ -650,15 +692,15 @@ type recordEntry struct {
 // of the record (usually one conditional write, no read); the update that marks the last
 // shard done decides the outcome. It returns the record as stored afterwards and whether
 // this call wrote it.
-func (x *executor) markShardDone(ctx context.Context, batchID string, s, done, failed int) (*storage.Batch, bool, error) {
-	v, ok := x.records.Load(batchID)
+func (f *batches) markShardDone(ctx context.Context, batchID string, s, done, failed int) (*storage.Batch, bool, error) {
+	v, ok := f.records.Load(batchID)
 	if !ok {
-		v, _ = x.records.LoadOrStore(batchID, &recordEntry{})
+		v, _ = f.records.LoadOrStore(batchID, &recordEntry{})
 	}
 	e := v.(*recordEntry)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	nb, etag, wrote, err := x.ext.UpdateBatchFrom(ctx, batchID, e.b, e.etag, func(cur *storage.Batch) *storage.Batch {
+	nb, etag, wrote, err := f.x.ext.UpdateBatchFrom(ctx, batchID, e.b, e.etag, func(cur *storage.Batch) *storage.Batch {
 		if s >= len(cur.ShardDone) || cur.ShardDone[s] {
 			return nil
 		}
@@ -714,12 +756,12 @@ const finalizerRecheck = time.Minute
 // running puts itself back on the queue for later, when it normally finds the finalizer
 // ended and is skipped; a claim older than the attempt's timeout (its runner died) is taken
 // over. It returns "" when this delivery may run, else why not.
-func (x *executor) claimFinalizer(ctx context.Context, env *envelope.Envelope, maxAttempts int, cur *storage.Status, etag storage.ETag, queue string, timeout time.Duration) (string, error) {
+func (f *batches) claimFinalizer(ctx context.Context, env *envelope.Envelope, maxAttempts int, cur *storage.Status, etag storage.ETag, queue string, timeout time.Duration) (string, error) {
 	now := time.Now().UTC()
 	for try := 0; try < 10; try++ {
 		if cur != nil && cur.Replay == env.Replay && cur.Attempt == env.Attempt && cur.State == storage.StateRunning &&
 			now.Sub(cur.StartedAt) < timeout+time.Minute {
-			if err := x.enqueue(ctx, queue, env, min(timeout, finalizerRecheck)); err != nil {
+			if err := f.x.enqueue(ctx, queue, env, min(timeout, finalizerRecheck)); err != nil {
 				return "", err
 			}
 			return "finalizer is running in another delivery; this duplicate checks back later", nil
@@ -731,14 +773,14 @@ func (x *executor) claimFinalizer(ctx context.Context, env *envelope.Envelope, m
 		if running == nil {
 			return fmt.Sprintf("attempt %d is superseded by the job's status (%s, attempt %d)", env.Attempt, cur.State, cur.Attempt), nil
 		}
-		_, err := x.store.PutStatus(ctx, running, etag)
+		_, err := f.x.store.PutStatus(ctx, running, etag)
 		if err == nil {
 			return "", nil
 		}
 		if !storage.IsConflict(err) {
 			return "", err
 		}
-		cur, etag, err = x.store.GetStatus(ctx, env.JobID)
+		cur, etag, err = f.x.store.GetStatus(ctx, env.JobID)
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return "", err
 		}

@@ -10,8 +10,6 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -32,8 +30,9 @@ type executor struct {
 	runningAfter time.Duration
 	// cancelCheck: how often a running job's status is read to notice a cancellation.
 	cancelCheck time.Duration
-	// onJobEnd notifies a job's callback (see HandlerOptions.OnJobEnd).
-	onJobEnd func(ctx context.Context, env *envelope.Envelope, st *storage.Status) error
+	// features hook batches, dedupe keys, payloads and the job-end callback into the
+	// pipeline, in order (hooks.go, newFeatures).
+	features []feature
 	// ext is the storage for batches, dedupe locks and claim-checked payloads; only jobs
 	// that use those features touch it.
 	ext *storage.Clients
@@ -43,14 +42,6 @@ type executor struct {
 	maxPayload int64
 	// progressInterval throttles progress writes (ProgressInterval).
 	progressInterval time.Duration
-	// shapes caches batch shapes (id, total, shards) by batch id; shapeCount bounds it.
-	shapes     sync.Map
-	shapeCount atomic.Int64
-	// shards caches shard records by "<batch id>/<shard>"; shardCount bounds it.
-	shards     sync.Map
-	shardCount atomic.Int64
-	// records caches batch records by batch id (bounded with shapes).
-	records sync.Map
 }
 
 // recordStore is the part of *storage.Clients the executor uses.
@@ -185,14 +176,6 @@ func (x *executor) markRunning(ctx context.Context, env *envelope.Envelope, maxA
 	return ok
 }
 
-// notify calls the job-end hook for jobs that asked for a callback.
-func (x *executor) notify(ctx context.Context, env *envelope.Envelope, st *storage.Status) error {
-	if env.Callback == nil || x.onJobEnd == nil {
-		return nil
-	}
-	return x.onJobEnd(ctx, env, st)
-}
-
 // writeStatus records the attempt's end (t, a storage.Ended transition). The fast path is
 // one conditional write against the status read before the run; when anything else wrote
 // meanwhile, it re-reads and applies t again over what it finds (t.Apply writes nothing
@@ -279,9 +262,8 @@ func (x *executor) storeResult(ctx context.Context, jobID string, v any) (*stora
 // deadNow sends a job that must not run (unknown kind, attempts past the maximum) to the
 // poison queue with the reason, and records its status as dead.
 func (x *executor) deadNow(ctx context.Context, log *slog.Logger, d delivery, env *envelope.Envelope, reason storage.DeadReason, detail string) outcome {
-	env.DeadReason = string(reason)
 	env.AddError(envelope.AttemptError{Attempt: env.Attempt, At: time.Now().UTC(), Error: detail, Class: "permanent"})
-	if err := x.poisonEnvelope(ctx, d.Queue, env); err != nil {
+	if err := x.poisonJob(ctx, d.Queue, env, reason); err != nil {
 		return infraFailure(err)
 	}
 	log.Warn("job not run", "outcome", "dead", "reason", reason, "error", detail)
@@ -297,7 +279,11 @@ func (x *executor) enqueue(ctx context.Context, queue string, env *envelope.Enve
 	return err
 }
 
-func (x *executor) poisonEnvelope(ctx context.Context, queue string, env *envelope.Envelope) error {
+// poisonJob sends a dead job to the poison queue (poison) with the reason in its
+// envelope: the path of every job that is dead before RunDeadLetter records it, run or not
+// (record's dead, admit's deadNow).
+func (x *executor) poisonJob(ctx context.Context, queue string, env *envelope.Envelope, reason storage.DeadReason) error {
+	env.DeadReason = string(reason)
 	body, err := env.Encode()
 	if err != nil {
 		return err
@@ -305,7 +291,9 @@ func (x *executor) poisonEnvelope(ctx context.Context, queue string, env *envelo
 	return x.poison(ctx, queue, body)
 }
 
-// poison puts a message on the queue's poison sibling, where RunDeadLetter records it.
+// poison is the one poison writer: it puts a message on the queue's poison sibling, where
+// RunDeadLetter records it. Dead jobs come through poisonJob; an undecodable message is
+// moved verbatim.
 func (x *executor) poison(ctx context.Context, queue string, body []byte) error {
 	_, err := x.store.Enqueue(ctx, queue+storage.PoisonSuffix, body, 0, 0)
 	return err
@@ -368,10 +356,7 @@ func (x *executor) recordDead(ctx context.Context, d delivery) outcome {
 		if _, _, err := x.store.UpdateStatus(ctx, dl.JobID, dead.Apply); err != nil {
 			return infraFailure(err)
 		}
-		if err := x.notify(ctx, env, dead.Proposed()); err != nil {
-			return infraFailure(err)
-		}
-		if err := x.jobEnded(ctx, env, storage.StateDead); err != nil {
+		if err := x.ended(ctx, jobEnd{env: env, state: storage.StateDead, st: dead.Proposed(), via: endDeadLetter}); err != nil {
 			return infraFailure(err)
 		}
 	}
@@ -407,24 +392,4 @@ func (x *executor) putDeadLetter(ctx context.Context, dl *storage.DeadLetter) (b
 		return true, nil
 	}
 	return false, fmt.Errorf("dead letter %s: too many concurrent writers", dl.DeadID)
-}
-
-// jobEnded runs the end-of-job hooks of the features a job uses: its batch counts its end
-// (an error fails the invocation, so the redelivery counts it), its dedupe key is freed,
-// and claim-checked args of a succeeded job are deleted (a dead job keeps them for
-// replay).
-func (x *executor) jobEnded(ctx context.Context, env *envelope.Envelope, state storage.State) error {
-	if env.BatchID != "" {
-		if err := x.batchChildEnded(ctx, env, state); err != nil {
-			return err
-		}
-	}
-	x.releaseUnique(ctx, env)
-	if env.ArgsRef != nil && state == storage.StateSucceeded {
-		// Only the job's own payload: loadArgs refused to run on any other reference.
-		if err := x.ext.DeletePayload(ctx, storage.ArgsPayloadBlob(env.JobID)); err != nil {
-			x.log.Warn("could not delete claim-checked args", "job_id", env.JobID, "error", err.Error())
-		}
-	}
-	return nil
 }

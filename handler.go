@@ -119,12 +119,13 @@ func NewHandler(reg *Registry, store *storage.Clients, opts *HandlerOptions) *Ha
 	}
 	h := &Handler{
 		exec: &executor{reg: reg, store: store, log: log, runningAfter: runningAfter,
-			cancelCheck: cancelCheck, onJobEnd: opts.OnJobEnd, ext: store,
+			cancelCheck: cancelCheck, ext: store,
 			client: NewClient(store, &ClientOptions{MaxPayloadBytes: maxPayload}), progressInterval: progressInterval,
 			maxPayload: maxPayload},
 		log:   log,
 		funcs: map[string]FunctionFunc{},
 	}
+	h.exec.features = newFeatures(h.exec, opts.OnJobEnd)
 	h.jobs = h.jobFunctions(store.Layout)
 	for _, f := range h.jobs {
 		h.Handle(f.Name, f.Serve)

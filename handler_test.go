@@ -358,7 +358,7 @@ func TestCancelledBeforeStartDoesNotRun(t *testing.T) {
 func TestCallbackRetriedOnRedelivery(t *testing.T) {
 	te := newTestEnv(t)
 	calls := 0
-	te.h.exec.onJobEnd = func(ctx context.Context, env *envelope.Envelope, st *storage.Status) error {
+	te.h.exec.features = newFeatures(te.h.exec, func(ctx context.Context, env *envelope.Envelope, st *storage.Status) error {
 		calls++
 		if calls == 1 {
 			return fmt.Errorf("callback queue unreachable")
@@ -367,7 +367,7 @@ func TestCallbackRetriedOnRedelivery(t *testing.T) {
 			t.Errorf("notified with state %s", st.State)
 		}
 		return nil
-	}
+	})
 	msg := []byte(`{"job_id":"job-cb-1","kind":"test.count","callback":{"queue":"hooks"}}`)
 	if code, _, _ := te.invoke(FunctionRunJob, hostRequest(t, FunctionRunJob, msg, hostMeta{ID: "m-cb"})); code != 500 {
 		t.Fatalf("a failed hook must fail the invocation, got %d", code)

@@ -211,3 +211,38 @@ func (x *executor) argsRefProblem(env *envelope.Envelope) string {
 	}
 	return ""
 }
+
+// payloads is the hook set of claim-checked and sealed args. At admission it resolves the
+// args: it loads claim-checked ones (loadArgs) and opens sealed ones (openArgs); a
+// permanent problem fails the attempt without running it (attempt.argsErr), a storage
+// error fails the invocation. When the attempt that succeeded records its end, the job's
+// claim-checked args are deleted (a failure is logged); a dead job keeps them for replay.
+type payloads struct{ x *executor }
+
+func (p payloads) admit(ctx context.Context, a *attempt) (outcome, bool) {
+	env := a.env
+	var err error
+	switch {
+	case env.ArgsRef != nil:
+		a.args, err = p.x.loadArgs(ctx, env)
+	case len(env.ArgsSealed) > 0:
+		a.args, err = p.x.openArgs(ctx, env)
+	}
+	if err != nil && !IsPermanent(err) {
+		return infraFailure(err), false
+	}
+	a.argsErr = err
+	return outcome{}, true
+}
+
+func (p payloads) ended(ctx context.Context, e jobEnd) error {
+	env := e.env
+	if env.ArgsRef == nil || e.state != storage.StateSucceeded || e.via != endAttempt {
+		return nil
+	}
+	// Only the job's own payload: loadArgs refused to run on any other reference.
+	if err := p.x.ext.DeletePayload(ctx, storage.ArgsPayloadBlob(env.JobID)); err != nil {
+		p.x.log.Warn("could not delete claim-checked args", "job_id", env.JobID, "error", err.Error())
+	}
+	return nil
+}

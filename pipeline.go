@@ -26,9 +26,11 @@ type attempt struct {
 	// cur and etag are the status record as admit read it (nil when there is none).
 	cur  *storage.Status
 	etag storage.ETag
-	// claimed: a finalizer's claim wrote a running status.
+	// claimed: an admit hook wrote the running status (a batch finalizer's claim).
 	claimed bool
-	args    []byte
+	// args are the job's args as the worker gets them (admit hooks may resolve them:
+	// claim-checked, sealed).
+	args []byte
 	// argsErr is a permanent error resolving the args: the attempt fails without running.
 	argsErr error
 }
@@ -63,15 +65,16 @@ func (x *executor) runJob(ctx context.Context, d delivery) outcome {
 
 // admit decodes the delivery and decides whether it runs: undecodable messages are
 // poisoned, unknown kinds and exhausted attempts are dead, stale deliveries are skipped,
-// jobs not due are deferred, a finalizer is claimed, and the args are resolved. ok is
-// false when the delivery ends here with out.
+// jobs not due are deferred; then the features' admit hooks run (hooks.go: a batch
+// finalizer is claimed, the args are resolved). ok is false when the delivery ends here
+// with out.
 func (x *executor) admit(ctx context.Context, d delivery) (a *attempt, out outcome, ok bool) {
 	env, derr := envelope.Decode(d.Body)
 	if derr != nil {
 		return nil, x.undecodable(ctx, d, derr), false
 	}
 	env.Normalize(d.Meta.InsertionTime, d.Meta.ID)
-	a = &attempt{d: d, env: env, log: x.log.With("job_id", env.JobID, "kind", env.Kind, "attempt", env.Attempt,
+	a = &attempt{d: d, env: env, args: env.Args, log: x.log.With("job_id", env.JobID, "kind", env.Kind, "attempt", env.Attempt,
 		"dequeue_count", d.Meta.DequeueCount, "invocation_id", d.InvocationID)}
 	if a.entry = x.reg.lookup(env.Kind); a.entry == nil {
 		return nil, x.deadNow(ctx, a.log, d, env, storage.ReasonUnknownKind,
@@ -82,7 +85,7 @@ func (x *executor) admit(ctx context.Context, d delivery) (a *attempt, out outco
 	if a.cur, a.etag, err = x.store.GetStatus(ctx, env.JobID); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return nil, infraFailure(err), false
 	}
-	for _, step := range []func(context.Context, *attempt) (outcome, bool){x.skipStale, x.deferUntilDue, x.deadIfExhausted, x.claim, x.resolveArgs} {
+	for _, step := range []func(context.Context, *attempt) (outcome, bool){x.skipStale, x.deferUntilDue, x.deadIfExhausted, x.admitFeatures} {
 		if out, ok := step(ctx, a); !ok {
 			return nil, out, false
 		}
@@ -102,26 +105,17 @@ func (x *executor) undecodable(ctx context.Context, d delivery, derr error) outc
 	return outcome{Outcome: "poisoned", Logs: []string{msg}}
 }
 
-// skipStale acknowledges a delivery of a job that already ended or moved on, after
-// finishing what a crash may have left undone: the batch count and the callback.
+// skipStale acknowledges a delivery of a job that already ended or moved on. When the
+// job's end (of this life) is recorded, the end hooks run again first: a crash, or a hook
+// that failed, after the status write may have left some undone.
 func (x *executor) skipStale(ctx context.Context, a *attempt) (outcome, bool) {
 	env, cur := a.env, a.cur
 	why := staleDelivery(cur, env)
 	if why == "" {
 		return outcome{}, true
 	}
-	if env.BatchID != "" && cur.State.Terminal() && cur.Replay == env.Replay {
-		// The child ended, but its end may not have been counted (a crash between the
-		// status write and the batch update): count it now, idempotently.
-		if err := x.batchChildEnded(ctx, env, cur.State); err != nil {
-			return infraFailure(err), false
-		}
-	}
-	if env.Callback != nil && cur.Replay == env.Replay && (cur.State == storage.StateSucceeded || cur.State == storage.StateDead) {
-		// The end was recorded but its callback may not have gone out (a crash or a
-		// failed hook after the status write): ask again; the delivery id is fixed,
-		// so a callback already enqueued is not sent twice.
-		if err := x.notify(ctx, env, cur); err != nil {
+	if cur.Replay == env.Replay && cur.State.Terminal() {
+		if err := x.ended(ctx, jobEnd{env: env, state: cur.State, st: cur, via: endRedelivery}); err != nil {
 			return infraFailure(err), false
 		}
 	}
@@ -154,41 +148,6 @@ func (x *executor) deadIfExhausted(ctx context.Context, a *attempt) (outcome, bo
 	}
 	return x.deadNow(ctx, a.log, a.d, a.env, storage.ReasonAttemptsExhausted,
 		fmt.Sprintf("attempt %d is past max_attempts %d", a.env.Attempt, a.maxAttempts)), false
-}
-
-// claim makes a batch finalizer run once (claimFinalizer); other jobs pass.
-func (x *executor) claim(ctx context.Context, a *attempt) (outcome, bool) {
-	if !isFinalizer(a.env) {
-		return outcome{}, true
-	}
-	why, err := x.claimFinalizer(ctx, a.env, a.maxAttempts, a.cur, a.etag, a.d.Queue, a.timeout)
-	if err != nil {
-		return infraFailure(err), false
-	}
-	if why != "" {
-		return skipped(a, why), false
-	}
-	a.claimed = true
-	return outcome{}, true
-}
-
-// resolveArgs loads claim-checked args and opens sealed ones. A permanent problem fails
-// the attempt without running it (argsErr); a storage error fails the invocation.
-func (x *executor) resolveArgs(ctx context.Context, a *attempt) (outcome, bool) {
-	env := a.env
-	a.args = env.Args
-	var err error
-	switch {
-	case env.ArgsRef != nil:
-		a.args, err = x.loadArgs(ctx, env)
-	case len(env.ArgsSealed) > 0:
-		a.args, err = x.openArgs(ctx, env)
-	}
-	if err != nil && !IsPermanent(err) {
-		return infraFailure(err), false
-	}
-	a.argsErr = err
-	return outcome{}, true
 }
 
 // run runs the worker under its timeout with a capturing logger, progress reports and a
@@ -227,7 +186,7 @@ func (x *executor) record(ctx context.Context, a *attempt, r ran) outcome {
 	dur := r.finished.Sub(r.started)
 	if r.cancelled {
 		// Cancelled through its status while running: the status already says so.
-		if err := x.jobEnded(ctx, env, storage.StateCancelled); err != nil {
+		if err := x.ended(ctx, jobEnd{env: env, state: storage.StateCancelled, via: endAttempt}); err != nil {
 			return infraFailure(err)
 		}
 		a.log.Info("job cancelled while running", "outcome", "cancelled", "duration_ms", dur.Milliseconds())
@@ -275,22 +234,18 @@ func (x *executor) succeeded(ctx context.Context, a *attempt, r ran, end storage
 	if err != nil {
 		return infraFailure(err)
 	}
-	if err := x.notify(ctx, env, st); err != nil {
-		return infraFailure(err)
-	}
-	if err := x.jobEnded(ctx, env, storage.StateSucceeded); err != nil {
+	if err := x.ended(ctx, jobEnd{env: env, state: storage.StateSucceeded, st: st, via: endAttempt}); err != nil {
 		return infraFailure(err)
 	}
 	a.log.Info("job finished", "outcome", "succeeded", "duration_ms", st.DurationMS)
 	return outcome{Outcome: "succeeded", Logs: r.capture.text()}
 }
 
-// dead moves the job to the poison queue (the one poison writer for jobs that ran), where
-// RunDeadLetter records it, then writes the dead status.
+// dead moves the job to the poison queue (poisonJob), where RunDeadLetter records it,
+// then writes the dead status.
 func (x *executor) dead(ctx context.Context, a *attempt, r ran, end storage.End, reason storage.DeadReason) outcome {
 	env := a.env
-	env.DeadReason = string(reason)
-	if err := x.poisonEnvelope(ctx, a.d.Queue, env); err != nil {
+	if err := x.poisonJob(ctx, a.d.Queue, env, reason); err != nil {
 		return infraFailure(err)
 	}
 	end.State, end.DeadLetter = storage.StateDead, storage.DeadLetterBlob(env.JobID)
@@ -298,7 +253,7 @@ func (x *executor) dead(ctx context.Context, a *attempt, r ran, end storage.End,
 	if err != nil {
 		return infraFailure(err)
 	}
-	if err := x.jobEnded(ctx, env, storage.StateDead); err != nil {
+	if err := x.ended(ctx, jobEnd{env: env, state: storage.StateDead, st: st, via: endAttempt}); err != nil {
 		return infraFailure(err)
 	}
 	a.log.Warn("job failed", "outcome", "dead", "reason", reason, "duration_ms", st.DurationMS, "error", st.LastError)

@@ -107,13 +107,21 @@ func releaseUnique(ctx context.Context, store *storage.Clients, key, jobID strin
 	return err
 }
 
-// releaseUnique is the executor's end-of-job hook for unique jobs. A failure is logged:
-// the lock of an ended job is taken over by the next enqueue anyway.
-func (x *executor) releaseUnique(ctx context.Context, env *envelope.Envelope) {
-	if env.DedupeKey == "" {
-		return
+// uniqueKeys is the dedupe-key feature's hook set: when a job's end is recorded (by its
+// attempt or its dead letter), its key is freed. A failure is logged: the lock of an
+// ended job is taken over by the next enqueue anyway.
+type uniqueKeys struct {
+	admitAll
+	x *executor
+}
+
+func (u uniqueKeys) ended(ctx context.Context, e jobEnd) error {
+	env := e.env
+	if env.DedupeKey == "" || e.via == endRedelivery {
+		return nil
 	}
-	if err := releaseUnique(ctx, x.ext, env.DedupeKey, env.JobID); err != nil {
-		x.log.Warn("could not free dedupe key", "job_id", env.JobID, "dedupe_key", env.DedupeKey, "error", err.Error())
+	if err := releaseUnique(ctx, u.x.ext, env.DedupeKey, env.JobID); err != nil {
+		u.x.log.Warn("could not free dedupe key", "job_id", env.JobID, "dedupe_key", env.DedupeKey, "error", err.Error())
 	}
+	return nil
 }
