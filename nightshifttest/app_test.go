@@ -79,8 +79,7 @@ func TestAppRetriesDeadLettersAndReplays(t *testing.T) {
 
 // An in-memory app runs the README's example job end to end: no Azurite, no network.
 func ExampleNewApp() {
-	flaky := 0
-	app, err := nightshifttest.NewApp(resizeRegistry(&flaky), nil)
+	app, err := nightshifttest.NewApp(readmeRegistry(), nil)
 	if err != nil {
 		panic(err)
 	}
