@@ -24,8 +24,9 @@ import (
 // Functions host's queue triggers until nothing is left to run. No Azurite, no network.
 //
 // The client's Enqueue, Status, Result, Wait, Cancel, DeadLetter and Replay work on it;
-// ListJobs and QueueDepths need real storage, and so does a delay beyond
-// nightshift.MaxEnqueueDelay (the durable schedule).
+// ListJobs and QueueDepths need real storage (App.Jobs lists the app's jobs instead), and
+// so does a delay beyond nightshift.MaxEnqueueDelay (the durable schedule). The Require
+// helpers assert what the app holds.
 type App struct {
 	// Client enqueues and reads jobs of the app.
 	Client *nightshift.Client
