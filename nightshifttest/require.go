@@ -29,7 +29,8 @@ type RequireOptions struct {
 	// json.RawMessage or []byte is taken as JSON text, anything else is encoded with
 	// encoding/json (a JobArgs value, a map). The app knows a job's args once a Drain
 	// delivered it or while its message is visible on a job queue; a job delayed past
-	// the last Drain does not match.
+	// the last Drain does not match, nor does one whose args are not inline in its
+	// message (claim-checked or sealed).
 	Args any
 	// Meta entries must all be in the job's meta.
 	Meta map[string]string
