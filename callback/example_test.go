@@ -13,7 +13,6 @@ import (
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/callback"
 	"github.com/nightshift-jobs/nightshift/nightshifttest"
-	"github.com/nightshift-jobs/nightshift/storage"
 )
 
 // ThumbArgs are the args of the example's job kind.
@@ -58,13 +57,10 @@ func ExampleVerify() {
 		return map[string]string{"thumb": job.Args.Blob + ".thumb"}, nil
 	}, nil)
 	app, err := nightshifttest.NewApp(reg, &nightshifttest.AppOptions{
-		Setup: func(reg *nightshift.Registry, store *storage.Clients, opts *nightshift.HandlerOptions) error {
-			opts.OnJobEnd = callback.OnJobEnd(store)
-			return callback.Register(reg, store, callback.Options{
-				Secrets: secrets, AllowPrivate: true, AllowHTTP: true, // the test server is http on loopback
-				Now: func() time.Time { return sentAt },
-			})
-		},
+		Features: []nightshift.Feature{callback.Feature(&callback.Options{
+			Secrets: secrets, AllowPrivate: true, AllowHTTP: true, // the test server is http on loopback
+			Now: func() time.Time { return sentAt },
+		})},
 	})
 	if err != nil {
 		panic(err)

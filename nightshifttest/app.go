@@ -43,13 +43,16 @@ type AppOptions struct {
 	Logger *slog.Logger
 	// Handler are more handler options (Logger is taken from above).
 	Handler nightshift.HandlerOptions
-	// Setup, when set, is called with the app's storage before the handler is built, to
-	// register kinds that need it and set handler options, as a handler's main does: for
-	// example callback.Register(reg, store, …) and opts.OnJobEnd = callback.OnJobEnd(store).
-	Setup func(reg *nightshift.Registry, store *storage.Clients, opts *nightshift.HandlerOptions) error
+	// Features are installed on the app as a handler's main installs them
+	// (nightshift.Config.Features): callback.Feature(&callback.Options{…}), for example.
+	Features []nightshift.Feature
+	// Settings are the app settings the app and its features read (nightshift.Config's
+	// Getenv); none by default, whatever the process environment holds.
+	Settings map[string]string
 }
 
-// NewApp returns an App serving reg on fresh in-memory storage.
+// NewApp returns an App serving reg on fresh in-memory storage: a nightshift.App with the
+// options' features and settings, as a handler's main builds one.
 func NewApp(reg *nightshift.Registry, opts *AppOptions) (*App, error) {
 	o := AppOptions{}
 	if opts != nil {
@@ -64,13 +67,12 @@ func NewApp(reg *nightshift.Registry, opts *AppOptions) (*App, error) {
 	}
 	ho := o.Handler
 	ho.Logger = o.Logger
-	if o.Setup != nil {
-		if err := o.Setup(reg, st, &ho); err != nil {
-			return nil, fmt.Errorf("nightshifttest: setup: %w", err)
-		}
+	app, err := nightshift.NewApp(reg, nightshift.Config{Getenv: func(k string) string { return o.Settings[k] },
+		Logger: o.Logger, Store: st, Handler: ho, Features: o.Features})
+	if err != nil {
+		return nil, fmt.Errorf("nightshifttest: %w", err)
 	}
-	return &App{Client: nightshift.NewClient(st, nil), store: st, h: nightshift.NewHandler(reg, st, &ho),
-		seen: map[string]*envelope.Envelope{}}, nil
+	return &App{Client: app.Client(), store: st, h: app.Handler(), seen: map[string]*envelope.Envelope{}}, nil
 }
 
 // Storage returns the app's in-memory storage, for building another client on it

@@ -39,9 +39,9 @@
 // which has the semantics of Azure Storage (ETags, visibility, dequeue counts, poison
 // queues). App.Client enqueues and reads jobs; App.Drain plays the Functions host's queue
 // triggers until nothing is left to run, so retries, dead letters, replays, batches,
-// unique jobs and jobs enqueued by jobs happen as in production. AppOptions.Setup wires
-// what a handler's main wires on its storage, such as callbacks (callback.Register and
-// HandlerOptions.OnJobEnd); App.Storage is that storage, App.Jobs every job it holds.
+// unique jobs and jobs enqueued by jobs happen as in production. AppOptions.Features
+// installs what a handler's main installs on its nightshift.App, such as callbacks
+// (callback.Feature); App.Storage is that storage, App.Jobs every job it holds.
 //
 //	app, err := nightshifttest.NewApp(myapp.Registry(), nil)
 //	if err != nil {
