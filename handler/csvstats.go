@@ -228,7 +228,7 @@ func (w *csvStatsWorker) Work(ctx context.Context, job *nightshift.Job[CSVStatsA
 		}
 		delim = r[0]
 	}
-	data, err := w.download(ctx, a.Container, a.Blob)
+	data, err := w.download(ctx, a.Container, a.Blob, MaxCSVBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -246,19 +246,19 @@ func (w *csvStatsWorker) Work(ctx context.Context, job *nightshift.Job[CSVStatsA
 	return report, nil
 }
 
-// download reads the CSV blob, at most MaxCSVBytes of it, through the storage boundary.
-// A missing or oversized blob is a permanent error.
-func (w *csvStatsWorker) download(ctx context.Context, cont, name string) ([]byte, error) {
+// download reads the CSV blob, at most limit (MaxCSVBytes) bytes of it, through the
+// storage boundary. A missing or oversized blob is a permanent error.
+func (w *csvStatsWorker) download(ctx context.Context, cont, name string, limit int64) ([]byte, error) {
 	bs := w.store.Store()
-	data, _, err := bs.Get(ctx, cont, name, MaxCSVBytes)
+	data, _, err := bs.Get(ctx, cont, name, limit)
 	switch {
 	case err == nil:
 		return data, nil
 	case storage.IsNotFound(err):
 		return nil, nightshift.Permanentf("csv_stats: blob %s/%s does not exist", cont, name)
 	case errors.Is(err, store.ErrTooLarge):
-		if p, perr := bs.Properties(ctx, cont, name); perr == nil && p.ContentLength > MaxCSVBytes {
-			return nil, nightshift.Permanentf("csv_stats: blob %s/%s is %d bytes, over the limit of %d (MaxCSVBytes)", cont, name, p.ContentLength, MaxCSVBytes)
+		if p, perr := bs.Properties(ctx, cont, name); perr == nil && p.ContentLength > limit {
+			return nil, nightshift.Permanentf("csv_stats: blob %s/%s is %d bytes, over the limit of %d (MaxCSVBytes)", cont, name, p.ContentLength, limit)
 		}
 		// It grew past the limit while it was read.
 		return nil, nightshift.Permanent(fmt.Errorf("csv_stats: %s/%s: %w", cont, name, errCSVTooLarge))
