@@ -63,10 +63,12 @@ func wrap(err error, what string) error {
 	}
 	var re *azcore.ResponseError
 	if !errors.As(err, &re) {
-		return fmt.Errorf("%s: %w", what, err)
+		return fmt.Errorf("%s: %w: %w", what, store.ErrUnavailable, err) // no answer
 	}
 	var kind error
 	switch {
+	case re.StatusCode >= http.StatusInternalServerError:
+		kind = store.ErrUnavailable
 	case re.ErrorCode == "PopReceiptMismatch":
 		kind = store.ErrNotFound // Azure answers 404 for the same case
 	case re.ErrorCode == "MessageTooLarge" || re.StatusCode == http.StatusRequestEntityTooLarge:
