@@ -1,8 +1,8 @@
 // Package azure is the Azure Storage driver of the storage boundary (package store): it
 // implements store.Queues, store.Blobs and store.Leases over the azqueue and azblob SDK
 // clients, validating arguments like every driver and mapping service errors onto
-// store.ErrNotFound, store.ErrConflict, store.ErrTooLarge and store.ErrInvalid (the SDK
-// error stays wrapped for errors.As).
+// store.ErrNotFound, store.ErrConflict, store.ErrTooLarge, store.ErrInvalid and
+// store.ErrUnavailable (the SDK error stays wrapped for errors.As).
 package azure
 
 import (
