@@ -196,12 +196,18 @@ func (l *queueListener) receiveFailed(p *poller, err error, fatal func(error)) b
 		return false
 	}
 	p.exists = 0
-	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) || transientStorageError(err) {
+	if backsOff(err) {
 		l.log.Warn("Receiving messages failed; backing off", "error", err)
 		return p.wait()
 	}
 	fatal(fmt.Errorf("queue %s: receive: %w (an unhandled storage error stops the host, §2.2)", l.fn.queueName, err))
 	return false
+}
+
+// backsOff reports the receive errors the listener waits out (§2.2): not found, the
+// queue being deleted or disabled (conflict), and server errors or no answer.
+func backsOff(err error) bool {
+	return errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) || transientStorageError(err)
 }
 
 // completionCtx bounds the storage calls that finish a message, which must run even
