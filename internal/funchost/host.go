@@ -94,7 +94,7 @@ type Host struct {
 	key     string
 	now     func() time.Time
 
-	clientsMu sync.Mutex
+	storesMu sync.Mutex
 	stores    map[string]store.Store // by connection name
 
 	containersMu sync.Mutex
@@ -258,8 +258,8 @@ func (h *Host) storageFor(connection string) (store.Store, error) {
 	if name == "" {
 		name = "Storage"
 	}
-	h.clientsMu.Lock()
-	defer h.clientsMu.Unlock()
+	h.storesMu.Lock()
+	defer h.storesMu.Unlock()
 	if s, ok := h.stores[name]; ok {
 		return s, nil
 	}
