@@ -95,7 +95,7 @@ type Host struct {
 	now     func() time.Time
 
 	storesMu sync.Mutex
-	stores    map[string]store.Store // by connection name
+	stores   map[string]store.Store // by connection name
 
 	containersMu sync.Mutex
 	containers   map[containerKey]bool
