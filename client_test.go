@@ -18,12 +18,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
-
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/hostproto"
+	"github.com/nightshift-jobs/nightshift/internal/store"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
@@ -42,28 +40,28 @@ type pump struct {
 // deliverOnce receives up to 32 visible messages of queue and invokes function for each.
 // It returns how many it delivered.
 func (p *pump) deliverOnce(ctx context.Context, function, queue string) int {
-	qc := p.store.Queue.NewQueueClient(queue)
-	resp, err := qc.DequeueMessages(ctx, &azqueue.DequeueMessagesOptions{NumberOfMessages: to.Ptr[int32](32), VisibilityTimeout: to.Ptr[int32](2)})
+	s := p.store.Store()
+	msgs, err := s.Receive(ctx, queue, store.MaxReceive, 2*time.Second)
 	if err != nil {
 		if ctx.Err() == nil {
 			p.t.Errorf("dequeue %s: %v", queue, err)
 		}
 		return 0
 	}
-	for _, m := range resp.Messages {
+	for _, m := range msgs {
 		body := testenv.QueueInvocation(function, m)
 		req := httptest.NewRequest(http.MethodPost, "/"+function, bytes.NewReader(body)).WithContext(ctx)
 		req.Header.Set("Content-Type", "application/json; charset=utf-8")
-		req.Header.Set(hostproto.HeaderInvocationID, fmt.Sprintf("inv-%s-%d", *m.MessageID, *m.DequeueCount))
+		req.Header.Set(hostproto.HeaderInvocationID, fmt.Sprintf("inv-%s-%d", m.ID, m.DequeueCount))
 		rec := httptest.NewRecorder()
 		p.h.ServeHTTP(rec, req)
 		if rec.Code/100 == 2 {
-			if _, err := qc.DeleteMessage(ctx, *m.MessageID, *m.PopReceipt, nil); err != nil && ctx.Err() == nil {
+			if err := s.DeleteMessage(ctx, queue, m.ID, m.PopReceipt); err != nil && ctx.Err() == nil {
 				p.t.Errorf("delete message: %v", err)
 			}
 		}
 	}
-	return len(resp.Messages)
+	return len(msgs)
 }
 
 // runUntil delivers jobs and poison messages until cond holds or the timeout passes.

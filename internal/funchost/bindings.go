@@ -6,18 +6,17 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 	"github.com/google/uuid"
 
-	"github.com/nightshift-jobs/nightshift/storage"
+	"github.com/nightshift-jobs/nightshift/internal/store"
 )
 
 // dotnetBase64 decodes like Convert.FromBase64String: whitespace (space, tab, CR, LF) is
@@ -316,7 +315,7 @@ func dateLiteral(format string, n int, t time.Time, utc bool) (string, int, bool
 // writeBlob writes a blob output (§1.9): the container is created if missing, the blob is
 // overwritten as a block blob, existing metadata is kept and AzureWebJobsParentId added.
 func (h *Host) writeBlob(ctx context.Context, connection, path string, data []byte, invocationID string) error {
-	c, err := h.storageFor(connection)
+	s, err := h.storageFor(connection)
 	if err != nil {
 		return err
 	}
@@ -324,36 +323,38 @@ func (h *Host) writeBlob(ctx context.Context, connection, path string, data []by
 	if name == "" {
 		return fmt.Errorf("blob path %q has no blob name after the container", path)
 	}
-	if err := h.ensureContainer(ctx, c, container); err != nil {
+	if err := h.ensureContainer(ctx, s, container); err != nil {
 		return err
 	}
-	bc := c.Blob.ServiceClient().NewContainerClient(container).NewBlockBlobClient(name)
-	meta := map[string]*string{}
-	if props, err := bc.GetProperties(ctx, nil); err == nil {
-		for k, v := range props.Metadata {
-			meta[k] = v
-		}
-	} else if !storage.IsNotFound(err) {
+	meta := map[string]string{}
+	if props, err := s.Properties(ctx, container, name); err == nil {
+		maps.Copy(meta, props.Metadata)
+	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	meta["AzureWebJobsParentId"] = to.Ptr(invocationID)
+	// Metadata keys are case-insensitive; the boundary stores them lower-cased.
+	meta["azurewebjobsparentid"] = invocationID
 	// Content-Type is not set by the host; the SDK default is assumed [UNCONFIRMED, §1.9].
-	_, err = bc.UploadBuffer(ctx, data, &blockblob.UploadBufferOptions{
-		Metadata:    meta,
-		HTTPHeaders: &blob.HTTPHeaders{BlobContentType: to.Ptr("application/octet-stream")},
-	})
+	_, err = s.Put(ctx, container, name, data, store.PutOptions{Metadata: meta, ContentType: "application/octet-stream"})
 	return err
 }
 
-func (h *Host) ensureContainer(ctx context.Context, c *storage.Clients, name string) error {
-	key := c.Blob.URL() + name
+// containerKey names a container of one connection's store.
+type containerKey struct {
+	s    store.Store
+	name string
+}
+
+// ensureContainer creates a container on first use (once per store and name).
+func (h *Host) ensureContainer(ctx context.Context, s store.Store, name string) error {
+	key := containerKey{s, name}
 	h.containersMu.Lock()
 	ok := h.containers[key]
 	h.containersMu.Unlock()
 	if ok {
 		return nil
 	}
-	if _, err := c.Blob.CreateContainer(ctx, name, nil); err != nil && !isStatus(err, 409) {
+	if err := s.CreateContainer(ctx, name); err != nil {
 		return fmt.Errorf("create container %s: %w", name, err)
 	}
 	h.containersMu.Lock()

@@ -22,8 +22,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-
+	"github.com/nightshift-jobs/nightshift/internal/store"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -95,11 +94,11 @@ type Host struct {
 	key     string
 	now     func() time.Time
 
-	clientsMu sync.Mutex
-	clients   map[string]*storage.Clients // by connection name
+	storesMu sync.Mutex
+	stores   map[string]store.Store // by connection name
 
 	containersMu sync.Mutex
-	containers   map[string]bool
+	containers   map[containerKey]bool
 
 	workers *workerManager
 }
@@ -122,7 +121,7 @@ func New(appRoot string, opts Options) (*Host, error) {
 		}
 		return base(k)
 	}
-	h := &Host{appRoot: root, opts: opts.withDefaults(), getenv: getenv, clients: map[string]*storage.Clients{}, containers: map[string]bool{}}
+	h := &Host{appRoot: root, opts: opts.withDefaults(), getenv: getenv, stores: map[string]store.Store{}, containers: map[containerKey]bool{}}
 	h.log = opts.Logger
 	if h.log == nil {
 		h.log = slog.Default()
@@ -251,17 +250,18 @@ func utf16Pair(r rune) (rune, rune) {
 	return 0xD800 + (r>>10)&0x3FF, 0xDC00 + r&0x3FF
 }
 
-// storageFor returns clients for a binding's connection name, resolved like the host
-// (§4.1): empty means "Storage"; AzureWebJobs{name} is tried before {name}.
-func (h *Host) storageFor(connection string) (*storage.Clients, error) {
+// storageFor returns the storage boundary for a binding's connection name, resolved like
+// the host (§4.1): empty means "Storage"; AzureWebJobs{name} is tried before {name}. The
+// store is made once per connection name.
+func (h *Host) storageFor(connection string) (store.Store, error) {
 	name := connection
 	if name == "" {
 		name = "Storage"
 	}
-	h.clientsMu.Lock()
-	defer h.clientsMu.Unlock()
-	if c, ok := h.clients[name]; ok {
-		return c, nil
+	h.storesMu.Lock()
+	defer h.storesMu.Unlock()
+	if s, ok := h.stores[name]; ok {
+		return s, nil
 	}
 	prefix := ""
 	for _, cand := range []string{"AzureWebJobs" + name, name} {
@@ -283,8 +283,9 @@ func (h *Host) storageFor(connection string) (*storage.Clients, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connection %q (%s): %w", connection, prefix, err)
 	}
-	h.clients[name] = c
-	return c, nil
+	s := c.Store()
+	h.stores[name] = s
+	return s, nil
 }
 
 // handlerEnv is the handler's environment: inherited + app settings (§1.2); the worker
@@ -370,15 +371,14 @@ func (h *Host) Run(ctx context.Context) error {
 	return nil
 }
 
-// isStatus reports whether err is a storage response error with the given status.
-func isStatus(err error, status int) bool {
-	var re *azcore.ResponseError
-	return errors.As(err, &re) && re.StatusCode == status
+// isGone reports the errors the host ignores when it deletes or updates a message: pop
+// receipt mismatch (400), not found (404), queue being deleted or disabled (409).
+func isGone(err error) bool {
+	return errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict)
 }
 
-// isStatusFn calls f with the status of a storage response error, reporting whether err
-// carried one.
-func isStatusFn(err error, f func(int) bool) bool {
-	var re *azcore.ResponseError
-	return errors.As(err, &re) && f(re.StatusCode)
+// transientStorageError reports server errors (5xx) and transport failures: the driver
+// maps both onto store.ErrUnavailable.
+func transientStorageError(err error) bool {
+	return errors.Is(err, store.ErrUnavailable)
 }

@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
+	"github.com/nightshift-jobs/nightshift/internal/store"
 )
 
 // backoff is RandomizedExponentialBackoffStrategy with randomisation factor 0.2 (§2.2).
@@ -51,8 +49,9 @@ func (b *backoff) next(found bool) time.Duration {
 type queueListener struct {
 	h      *Host
 	fn     *Function
-	q      *azqueue.QueueClient
-	poison *azqueue.QueueClient // nil: the queue has no poison queue (§2.4)
+	s      store.Queues
+	queue  string
+	poison string // "": the queue has no poison queue (§2.4)
 	opts   QueueOptions
 	log    *slog.Logger
 }
@@ -99,16 +98,13 @@ func (p *poller) reap(block bool) {
 }
 
 func (h *Host) runQueueListener(ctx, invCtx context.Context, inflight *sync.WaitGroup, fn *Function, fatal func(error)) {
-	c, err := h.storageFor(fn.Trigger.Connection)
+	s, err := h.storageFor(fn.Trigger.Connection)
 	if err != nil {
 		fatal(err)
 		return
 	}
-	l := &queueListener{h: h, fn: fn, q: c.Queue.NewQueueClient(fn.queueName), opts: h.cfg.Queues,
+	l := &queueListener{h: h, fn: fn, s: s, queue: fn.queueName, poison: fn.poisonName, opts: h.cfg.Queues,
 		log: h.log.With("function", fn.Name, "queue", fn.queueName)}
-	if fn.poisonName != "" {
-		l.poison = c.Queue.NewQueueClient(fn.poisonName)
-	}
 	l.log.Info("Queue listener started", "batchSize", l.opts.BatchSize, "newBatchThreshold", l.opts.NewBatchThreshold,
 		"maxPollingInterval", l.opts.MaxPollingInterval, "visibilityTimeout", l.opts.VisibilityTimeout,
 		"maxDequeueCount", l.opts.MaxDequeueCount, "base64", l.opts.Base64, "poisonQueue", fn.poisonName)
@@ -159,11 +155,11 @@ func (l *queueListener) poll(p *poller, invCtx context.Context, inflight *sync.W
 // ok false: stop the listener.
 func (l *queueListener) checkExists(p *poller, fatal func(error)) (ready, ok bool) {
 	if p.exists == 0 {
-		_, err := l.q.GetProperties(p.ctx, nil)
+		_, err := l.s.Count(p.ctx, l.queue)
 		switch {
 		case err == nil:
 			p.exists = 1
-		case isStatus(err, http.StatusNotFound):
+		case errors.Is(err, store.ErrNotFound):
 			p.exists = -1
 		case p.ctx.Err() != nil:
 			return false, false
@@ -187,17 +183,10 @@ func (l *queueListener) checkExists(p *poller, fatal func(error)) (ready, ok boo
 // cancelled half-way by a stop: Azurite or Azure may already have hidden the messages,
 // which would then stay invisible for the whole receive visibility. What arrives is
 // processed under invCtx, like any in-flight work.
-func (l *queueListener) receive(ctx context.Context) ([]*azqueue.DequeuedMessage, error) {
+func (l *queueListener) receive(ctx context.Context) ([]store.Message, error) {
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer rcancel()
-	resp, err := l.q.DequeueMessages(rctx, &azqueue.DequeueMessagesOptions{
-		NumberOfMessages:  to.Ptr(int32(l.opts.BatchSize)),
-		VisibilityTimeout: to.Ptr(int32(l.h.opts.ReceiveVisibility / time.Second)),
-	})
-	if err != nil {
-		return nil, err
-	}
-	return resp.Messages, nil
+	return l.s.Receive(rctx, l.queue, l.opts.BatchSize, l.h.opts.ReceiveVisibility)
 }
 
 // receiveFailed handles a failed receive (§2.2): 404, 409 and 5xx back off; anything else
@@ -207,7 +196,7 @@ func (l *queueListener) receiveFailed(p *poller, err error, fatal func(error)) b
 		return false
 	}
 	p.exists = 0
-	if isStatus(err, http.StatusNotFound) || isStatus(err, http.StatusConflict) || transientStorageError(err) {
+	if backsOff(err) {
 		l.log.Warn("Receiving messages failed; backing off", "error", err)
 		return p.wait()
 	}
@@ -215,13 +204,10 @@ func (l *queueListener) receiveFailed(p *poller, err error, fatal func(error)) b
 	return false
 }
 
-// transientStorageError reports 5xx responses and transport failures (no response).
-func transientStorageError(err error) bool {
-	var code int
-	if isStatusFn(err, func(c int) bool { code = c; return true }) {
-		return code >= 500
-	}
-	return true // no HTTP response: connection refused, timeout, …
+// backsOff reports the receive errors the listener waits out (§2.2): not found, the
+// queue being deleted or disabled (conflict), and server errors or no answer.
+func backsOff(err error) bool {
+	return errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) || transientStorageError(err)
 }
 
 // completionCtx bounds the storage calls that finish a message, which must run even
@@ -240,18 +226,12 @@ func (p *popReceipt) get() string { p.mu.Lock(); defer p.mu.Unlock(); return p.v
 
 func (p *popReceipt) set(v string) { p.mu.Lock(); p.v = v; p.mu.Unlock() }
 
-// isGone reports the errors the host ignores when it deletes or updates a message: pop
-// receipt mismatch (400), not found (404), queue being deleted or disabled (409).
-func isGone(err error) bool {
-	return isStatus(err, 400) || isStatus(err, 404) || isStatus(err, 409)
-}
-
 // process handles one message (§2.3, §2.6).
-func (l *queueListener) process(ctx context.Context, m *azqueue.DequeuedMessage) {
-	id, text := *m.MessageID, *m.MessageText
-	dequeueCount := *m.DequeueCount
+func (l *queueListener) process(ctx context.Context, m store.Message) {
+	id, text := m.ID, m.Text
+	dequeueCount := m.DequeueCount
 	log := l.log.With("messageId", id)
-	pop := &popReceipt{v: *m.PopReceipt}
+	pop := &popReceipt{v: m.PopReceipt}
 	body, ok := l.begin(ctx, log, id, pop, text, dequeueCount)
 	if !ok {
 		return
@@ -267,7 +247,7 @@ func (l *queueListener) process(ctx context.Context, m *azqueue.DequeuedMessage)
 // invisible), and so does undecodable base64 (§2.6). It returns the message body.
 func (l *queueListener) begin(ctx context.Context, log *slog.Logger, id string, pop *popReceipt, text string, dequeueCount int64) ([]byte, bool) {
 	if dequeueCount > int64(l.opts.MaxDequeueCount) {
-		if l.poison != nil {
+		if l.poison != "" {
 			l.moveToPoison(ctx, log, id, pop.get(), text)
 		}
 		return nil, false
@@ -280,7 +260,7 @@ func (l *queueListener) begin(ctx context.Context, log *slog.Logger, id string, 
 		// §2.6: undecodable base64 goes to poison at once, raw text unchanged; the
 		// handler is never invoked.
 		log.Warn(fmt.Sprintf("Message decoding has failed! Check MessageEncoding settings. MessageId=%s.", id))
-		if l.poison != nil {
+		if l.poison != "" {
 			l.moveToPoison(ctx, log, id, pop.get(), text)
 		}
 		return nil, false
@@ -305,7 +285,7 @@ func (l *queueListener) renew(ctx context.Context, log *slog.Logger, id string, 
 			case <-t.C:
 			}
 			rctx, cancel := completionCtx(ctx)
-			resp, err := l.q.UpdateMessage(rctx, id, pop.get(), text, &azqueue.UpdateMessageOptions{VisibilityTimeout: to.Ptr(int32(vis / time.Second))})
+			receipt, err := l.s.Update(rctx, l.queue, id, pop.get(), text, vis)
 			cancel()
 			if err != nil {
 				if isGone(err) {
@@ -315,7 +295,7 @@ func (l *queueListener) renew(ctx context.Context, log *slog.Logger, id string, 
 				log.Warn("Renewing the message visibility failed; will retry", "error", err)
 				continue
 			}
-			pop.set(*resp.PopReceipt)
+			pop.set(receipt)
 		}
 	}()
 	return func() {
@@ -325,7 +305,7 @@ func (l *queueListener) renew(ctx context.Context, log *slog.Logger, id string, 
 }
 
 // run invokes the function for the message; nil means it succeeded.
-func (l *queueListener) run(ctx context.Context, log *slog.Logger, m *azqueue.DequeuedMessage, body []byte) error {
+func (l *queueListener) run(ctx context.Context, log *slog.Logger, m store.Message, body []byte) error {
 	inv := l.payload(m, body)
 	if !strings.EqualFold(l.fn.Trigger.DataType, "binary") && !utf8.Valid(body) {
 		// §1.5: the string binding decodes strict UTF-8; the binding fails before the
@@ -345,19 +325,19 @@ func (l *queueListener) complete(ctx context.Context, log *slog.Logger, id, pop,
 	cctx, cancel := completionCtx(ctx)
 	defer cancel()
 	if err == nil {
-		if _, derr := l.q.DeleteMessage(cctx, id, pop, nil); derr != nil && !isGone(derr) {
+		if derr := l.s.DeleteMessage(cctx, l.queue, id, pop); derr != nil && !isGone(derr) {
 			log.Error("Deleting the completed message failed", "error", derr)
 		}
 		return
 	}
-	if l.poison == nil {
+	if l.poison == "" {
 		return
 	}
 	if dequeueCount >= int64(l.opts.MaxDequeueCount) {
 		l.moveToPoison(ctx, log, id, pop, text)
 		return
 	}
-	_, uerr := l.q.UpdateMessage(cctx, id, pop, text, &azqueue.UpdateMessageOptions{VisibilityTimeout: to.Ptr(int32(l.opts.VisibilityTimeout / time.Second))})
+	_, uerr := l.s.Update(cctx, l.queue, id, pop, text, l.opts.VisibilityTimeout)
 	if uerr != nil && !isGone(uerr) {
 		log.Error("Releasing the failed message failed", "error", uerr)
 	}
@@ -369,25 +349,25 @@ func (l *queueListener) moveToPoison(ctx context.Context, log interface{ Warn(st
 	log.Warn(fmt.Sprintf("Message has reached MaxDequeueCount of %d. Moving message to queue '%s'.", l.opts.MaxDequeueCount, l.fn.poisonName))
 	cctx, cancel := completionCtx(ctx)
 	defer cancel()
-	_, err := l.poison.EnqueueMessage(cctx, text, nil)
-	if isStatus(err, http.StatusNotFound) {
-		if _, cerr := l.poison.Create(cctx, nil); cerr != nil && !isStatus(cerr, http.StatusConflict) {
+	_, err := l.s.Enqueue(cctx, l.poison, text, 0, 0)
+	if errors.Is(err, store.ErrNotFound) {
+		if cerr := l.s.CreateQueue(cctx, l.poison); cerr != nil {
 			l.h.log.Error("Creating the poison queue failed", "queue", l.fn.poisonName, "error", cerr)
 			return
 		}
-		_, err = l.poison.EnqueueMessage(cctx, text, nil)
+		_, err = l.s.Enqueue(cctx, l.poison, text, 0, 0)
 	}
 	if err != nil {
 		l.h.log.Error("Copying the message to the poison queue failed; it will be retried when it reappears", "queue", l.fn.poisonName, "error", err)
 		return
 	}
-	if _, err := l.q.DeleteMessage(cctx, id, pop, nil); err != nil && !isGone(err) {
+	if err := l.s.DeleteMessage(cctx, l.queue, id, pop); err != nil && !isGone(err) {
 		l.h.log.Error("Deleting the poisoned message failed", "error", err)
 	}
 }
 
 // payload builds the invocation for a queue message (§1.4, §1.5).
-func (l *queueListener) payload(m *azqueue.DequeuedMessage, body []byte) *invocation {
+func (l *queueListener) payload(m store.Message, body []byte) *invocation {
 	fn := l.fn
 	inv := l.h.newInvocation(fn, fmt.Sprintf("New queue message detected on '%s'.", fn.queueName))
 	binaryType := strings.EqualFold(fn.Trigger.DataType, "binary")
@@ -397,22 +377,23 @@ func (l *queueListener) payload(m *azqueue.DequeuedMessage, body []byte) *invoca
 	if valid {
 		bd.set("QueueTrigger", text)
 	}
-	bd.set("DequeueCount", *m.DequeueCount)
+	bd.set("DequeueCount", m.DequeueCount)
+	// A zero time is one the service did not report.
 	exp := time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
-	if m.ExpirationTime != nil {
-		exp = *m.ExpirationTime
+	if !m.ExpirationTime.IsZero() {
+		exp = m.ExpirationTime
 	}
 	bd.set("ExpirationTime", dateTimeOffset(exp.UTC()))
-	bd.set("Id", *m.MessageID)
+	bd.set("Id", m.ID)
 	ins := l.h.now()
-	if m.InsertionTime != nil {
-		ins = *m.InsertionTime
+	if !m.InsertionTime.IsZero() {
+		ins = m.InsertionTime
 	}
 	bd.set("InsertionTime", dateTimeOffset(ins.UTC()))
-	if m.TimeNextVisible != nil {
-		bd.set("NextVisibleTime", dateTimeOffset(m.TimeNextVisible.UTC()))
+	if !m.NextVisible.IsZero() {
+		bd.set("NextVisibleTime", dateTimeOffset(m.NextVisible.UTC()))
 	}
-	bd.set("PopReceipt", *m.PopReceipt)
+	bd.set("PopReceipt", m.PopReceipt)
 	bd.set("sys", inv.sys)
 	if binaryType {
 		// dataType binary: the trigger value is byte[], a single base64 string, and JSON

@@ -4,18 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/lease"
-	"github.com/google/uuid"
-
+	"github.com/nightshift-jobs/nightshift/internal/store"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -57,28 +50,18 @@ func parseStatusTime(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%q is not an ISO-8601 time", s)
 }
 
-func (h *Host) hostBlob(name string) (*blockblob.Client, *storage.Clients, error) {
-	c, err := h.storageFor("")
-	if err != nil {
-		return nil, nil, err
-	}
-	return c.Blob.ServiceClient().NewContainerClient(storage.HostContainer).NewBlockBlobClient(name), c, nil
-}
+// maxStatusBytes bounds a timer status blob read: it holds three short times.
+const maxStatusBytes = 64 * 1024
 
 func (h *Host) readStatus(ctx context.Context, fn *Function) (*scheduleStatus, error) {
-	bc, _, err := h.hostBlob(TimerStatusBlob(h.hostID, fn.Name))
+	s, err := h.storageFor("")
 	if err != nil {
 		return nil, err
 	}
-	resp, err := bc.DownloadStream(ctx, nil)
-	if storage.IsNotFound(err) {
+	raw, _, err := s.Get(ctx, storage.HostContainer, TimerStatusBlob(h.hostID, fn.Name), maxStatusBytes)
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	raw, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
 	if err != nil {
 		return nil, err
 	}
@@ -86,25 +69,25 @@ func (h *Host) readStatus(ctx context.Context, fn *Function) (*scheduleStatus, e
 	if err := json.Unmarshal(raw, &doc); err != nil {
 		return nil, fmt.Errorf("timer status blob: %w", err)
 	}
-	var s scheduleStatus
-	if s.Last, err = parseStatusTime(doc.Last); err != nil {
+	var st scheduleStatus
+	if st.Last, err = parseStatusTime(doc.Last); err != nil {
 		return nil, err
 	}
-	if s.Next, err = parseStatusTime(doc.Next); err != nil {
+	if st.Next, err = parseStatusTime(doc.Next); err != nil {
 		return nil, err
 	}
-	if s.LastUpdated, err = parseStatusTime(doc.LastUpdated); err != nil {
+	if st.LastUpdated, err = parseStatusTime(doc.LastUpdated); err != nil {
 		return nil, err
 	}
-	return &s, nil
+	return &st, nil
 }
 
 // writeStatus uploads the status with overwrite; failures are logged and ignored (§3.3).
-func (h *Host) writeStatus(ctx context.Context, fn *Function, s scheduleStatus) {
-	bc, c, err := h.hostBlob(TimerStatusBlob(h.hostID, fn.Name))
+func (h *Host) writeStatus(ctx context.Context, fn *Function, st scheduleStatus) {
+	s, err := h.storageFor("")
 	if err == nil {
-		if err = h.ensureContainer(ctx, c, storage.HostContainer); err == nil {
-			_, err = bc.UploadBuffer(ctx, h.statusJSON(s), nil)
+		if err = h.ensureContainer(ctx, s, storage.HostContainer); err == nil {
+			_, err = s.Put(ctx, storage.HostContainer, TimerStatusBlob(h.hostID, fn.Name), h.statusJSON(st), store.PutOptions{})
 		}
 	}
 	if err != nil {
@@ -112,35 +95,48 @@ func (h *Host) writeStatus(ctx context.Context, fn *Function, s scheduleStatus) 
 	}
 }
 
+// listenerLock is the timer's singleton lease on its lock blob (§3.5).
+type listenerLock struct {
+	s        store.Store
+	name, id string
+}
+
+func (l *listenerLock) renew(ctx context.Context) error {
+	return l.s.RenewLease(ctx, storage.HostContainer, l.name, l.id)
+}
+
+func (l *listenerLock) release(ctx context.Context) error {
+	return l.s.ReleaseLease(ctx, storage.HostContainer, l.name, l.id)
+}
+
 // runTimer runs a timer function's listener while this host holds the singleton lease
 // (§3.5); a non-owner retries every ListenerLockRecoveryPollingInterval.
 func (h *Host) runTimer(ctx, invCtx context.Context, fn *Function) {
 	log := h.log.With("function", fn.Name)
-	bc, c, err := h.hostBlob(TimerLockBlob(h.hostID, fn.Name))
+	s, err := h.storageFor("")
 	if err != nil {
 		log.Error("Timer listener cannot start", "error", err)
 		return
 	}
-	period := int32(h.opts.ListenerLockPeriod / time.Second)
 	for ctx.Err() == nil {
-		lc, err := h.acquireListenerLock(ctx, c, bc, period)
+		lock, err := h.acquireListenerLock(ctx, s, TimerLockBlob(h.hostID, fn.Name))
 		if err != nil {
 			log.Warn("Acquiring the timer's singleton lock failed; will retry", "error", err)
 		}
-		if lc == nil {
+		if lock == nil {
 			if !sleepCtx(ctx, h.opts.ListenerLockRecoveryPollingInterval) {
 				return
 			}
 			continue
 		}
-		log.Info("Acquired the timer's singleton lock; starting the timer listener", "lock", TimerLockBlob(h.hostID, fn.Name))
+		log.Info("Acquired the timer's singleton lock; starting the timer listener", "lock", lock.name)
 		lctx, cancel := context.WithCancel(ctx)
 		renewDone := make(chan struct{})
 		go func() {
 			defer close(renewDone)
 			for sleepCtx(lctx, h.opts.ListenerLockPeriod/2) {
 				rctx, rcancel := context.WithTimeout(lctx, h.opts.ListenerLockPeriod/2)
-				_, err := lc.RenewLease(rctx, nil)
+				err := lock.renew(rctx)
 				rcancel()
 				if err != nil && lctx.Err() == nil {
 					log.Error("Lost the timer's singleton lock; stopping the timer listener", "error", err)
@@ -153,33 +149,29 @@ func (h *Host) runTimer(ctx, invCtx context.Context, fn *Function) {
 		cancel()
 		<-renewDone
 		rctx, rcancel := completionCtx(ctx)
-		_, _ = lc.ReleaseLease(rctx, nil) // released when the listener stops (§3.5)
+		_ = lock.release(rctx) // released when the listener stops (§3.5)
 		rcancel()
 	}
 }
 
-// acquireListenerLock returns the lease client when this host got the lease, nil when
-// another host holds it.
-func (h *Host) acquireListenerLock(ctx context.Context, c *storage.Clients, bc *blockblob.Client, period int32) (*lease.BlobClient, error) {
-	if err := h.ensureContainer(ctx, c, storage.HostContainer); err != nil {
+// acquireListenerLock returns the lock when this host got the lease, nil when another
+// host holds it. The lock blob is created empty first when missing.
+func (h *Host) acquireListenerLock(ctx context.Context, s store.Store, name string) (*listenerLock, error) {
+	if err := h.ensureContainer(ctx, s, storage.HostContainer); err != nil {
 		return nil, err
 	}
-	_, err := bc.UploadBuffer(ctx, nil, &blockblob.UploadBufferOptions{AccessConditions: &blob.AccessConditions{
-		ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfNoneMatch: to.Ptr(azcore.ETagAny)}}})
-	if err != nil && !isStatus(err, http.StatusConflict) && !isStatus(err, http.StatusPreconditionFailed) {
+	_, err := s.Put(ctx, storage.HostContainer, name, nil, store.PutOptions{IfNoneMatchAny: true})
+	if err != nil && !errors.Is(err, store.ErrConflict) {
 		return nil, err
 	}
-	lc, err := lease.NewBlobClient(bc, &lease.BlobClientOptions{LeaseID: to.Ptr(uuid.NewString())})
+	id, err := s.AcquireLease(ctx, storage.HostContainer, name, h.opts.ListenerLockPeriod)
 	if err != nil {
-		return nil, err
-	}
-	if _, err := lc.AcquireLease(ctx, period, nil); err != nil {
-		if isStatus(err, http.StatusConflict) {
+		if errors.Is(err, store.ErrConflict) {
 			return nil, nil // held by another host
 		}
 		return nil, err
 	}
-	return lc, nil
+	return &listenerLock{s: s, name: name, id: id}, nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

@@ -9,8 +9,9 @@
 //     prefix in name order.
 //   - Leases: blob leases for singleton locks and moving an entry exactly once.
 //
-// Store combines the three. Failures map onto ErrNotFound, ErrConflict, ErrTooLarge and
-// ErrInvalid, tested with errors.Is; a driver keeps its own error wrapped as well.
+// Store combines the three. Failures map onto ErrNotFound, ErrConflict, ErrTooLarge,
+// ErrInvalid and ErrUnavailable, tested with errors.Is; a driver keeps its own error
+// wrapped as well.
 // Arguments are validated the same way by every driver (ValidQueueName,
 // ValidContainerName, CheckEnqueue, …), so a bad name or duration fails alike on every
 // driver, with a message naming the bound.

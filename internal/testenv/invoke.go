@@ -10,31 +10,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
-
 	"github.com/nightshift-jobs/nightshift/internal/store"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
-// QueueInvocation returns the body the Functions host posts to function for a received
-// queue message bound as "message": Data and Metadata values double-encoded as the host
-// sends them (docs/host-contract.md §1.4–1.5).
-func QueueInvocation(function string, m *azqueue.DequeuedMessage) []byte {
-	deref := func(t *time.Time) time.Time {
-		if t == nil {
-			return time.Time{}
-		}
-		return *t
-	}
-	return MessageInvocation(function, store.Message{
-		ID: *m.MessageID, PopReceipt: *m.PopReceipt, Text: *m.MessageText, DequeueCount: *m.DequeueCount,
-		InsertionTime: deref(m.InsertionTime), ExpirationTime: deref(m.ExpirationTime), NextVisible: deref(m.TimeNextVisible),
-	})
-}
-
-// MessageInvocation is QueueInvocation for a message received through the storage
-// boundary (any driver). Zero times are sent as the current time.
-func MessageInvocation(function string, m store.Message) []byte {
+// QueueInvocation returns the body the Functions host posts to function for a queue
+// message received through the storage boundary (any driver) and bound as "message":
+// Data and Metadata values double-encoded as the host sends them
+// (docs/host-contract.md §1.4–1.5). Zero times are sent as the current time.
+func QueueInvocation(function string, m store.Message) []byte {
 	enc := func(v any) json.RawMessage { b, _ := json.Marshal(v); return b }
 	twice := func(s string) json.RawMessage { return enc(string(enc(s))) }
 	iso := func(tm time.Time) json.RawMessage {
@@ -58,6 +42,11 @@ func MessageInvocation(function string, m store.Message) []byte {
 	return b
 }
 
+// MessageInvocation is QueueInvocation, kept for callers not yet moved to it.
+func MessageInvocation(function string, m store.Message) []byte {
+	return QueueInvocation(function, m)
+}
+
 // DeliverOnce plays the queue trigger once: it receives up to 32 visible messages of
 // queue through the storage boundary (so it works on Azurite and on storage.NewMemory),
 // invokes function on h with each as the host would, and deletes each message. A failed
@@ -71,7 +60,7 @@ func DeliverOnce(tb testing.TB, clients *storage.Clients, h http.Handler, functi
 		tb.Fatal(err)
 	}
 	for _, m := range msgs {
-		req := httptest.NewRequest(http.MethodPost, "/"+function, bytes.NewReader(MessageInvocation(function, m)))
+		req := httptest.NewRequest(http.MethodPost, "/"+function, bytes.NewReader(QueueInvocation(function, m)))
 		req.Header.Set("Content-Type", "application/json; charset=utf-8")
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)

@@ -1,8 +1,8 @@
 // Package azure is the Azure Storage driver of the storage boundary (package store): it
 // implements store.Queues, store.Blobs and store.Leases over the azqueue and azblob SDK
 // clients, validating arguments like every driver and mapping service errors onto
-// store.ErrNotFound, store.ErrConflict, store.ErrTooLarge and store.ErrInvalid (the SDK
-// error stays wrapped for errors.As).
+// store.ErrNotFound, store.ErrConflict, store.ErrTooLarge, store.ErrInvalid and
+// store.ErrUnavailable (the SDK error stays wrapped for errors.As).
 package azure
 
 import (
@@ -63,10 +63,12 @@ func wrap(err error, what string) error {
 	}
 	var re *azcore.ResponseError
 	if !errors.As(err, &re) {
-		return fmt.Errorf("%s: %w", what, err)
+		return fmt.Errorf("%s: %w: %w", what, store.ErrUnavailable, err) // no answer
 	}
 	var kind error
 	switch {
+	case re.StatusCode >= http.StatusInternalServerError:
+		kind = store.ErrUnavailable
 	case re.ErrorCode == "PopReceiptMismatch":
 		kind = store.ErrNotFound // Azure answers 404 for the same case
 	case re.ErrorCode == "MessageTooLarge" || re.StatusCode == http.StatusRequestEntityTooLarge:
