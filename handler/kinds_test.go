@@ -25,11 +25,11 @@ func TestCSVStats(t *testing.T) {
 	store := testenv.Clients(t)
 	ctx := context.Background()
 	container := store.Layout.Name("inputs")
-	if _, err := store.Blob.CreateContainer(ctx, container, nil); err != nil {
+	if _, err := testenv.BlobService(store).CreateContainer(ctx, container, nil); err != nil {
 		t.Fatal(err)
 	}
 	csvText := "city,temp,note\nOslo,3.5,cold\nRome,18,\nOslo,-1.5,\"snow, wind\"\n"
-	if _, err := store.Blob.UploadBuffer(ctx, container, "daily.csv", []byte(csvText), nil); err != nil {
+	if _, err := testenv.BlobService(store).UploadBuffer(ctx, container, "daily.csv", []byte(csvText), nil); err != nil {
 		t.Fatal(err)
 	}
 	w, err := newCSVStatsWorker(store, container)
@@ -68,7 +68,7 @@ func TestCSVStats(t *testing.T) {
 			t.Errorf("%s: want a permanent error, got %v", name, err)
 		}
 	}
-	if _, err := store.Blob.UploadBuffer(ctx, container, "broken.csv", []byte("a,b\n\"unterminated,1\n"), nil); err != nil {
+	if _, err := testenv.BlobService(store).UploadBuffer(ctx, container, "broken.csv", []byte("a,b\n\"unterminated,1\n"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := w.Work(ctx, job(CSVStatsArgs{Container: container, Blob: "broken.csv"})); !nightshift.IsPermanent(err) || !strings.Contains(err.Error(), "line") {

@@ -22,7 +22,7 @@ func putStatus(t *testing.T, c *storage.Clients, st storage.Status) {
 
 func exists(t *testing.T, c *storage.Clients, container, name string) bool {
 	t.Helper()
-	_, err := c.Blob.ServiceClient().NewContainerClient(container).NewBlobClient(name).GetProperties(context.Background(), nil)
+	_, err := testenv.BlobService(c).ServiceClient().NewContainerClient(container).NewBlobClient(name).GetProperties(context.Background(), nil)
 	if storage.IsNotFound(err) {
 		return false
 	}
@@ -57,10 +57,10 @@ func TestRetention(t *testing.T) {
 		}
 	}
 	claims := maintenance.Prefix{Container: c.Layout.ScheduleContainer(), Prefix: "fired/"}
-	if _, err := c.Blob.UploadBuffer(ctx, claims.Container, "fired/x/1.json", []byte("{}"), nil); err != nil {
+	if _, err := testenv.BlobService(c).UploadBuffer(ctx, claims.Container, "fired/x/1.json", []byte("{}"), nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Blob.UploadBuffer(ctx, claims.Container, "due/keep.json", []byte("{}"), nil); err != nil {
+	if _, err := testenv.BlobService(c).UploadBuffer(ctx, claims.Container, "due/keep.json", []byte("{}"), nil); err != nil {
 		t.Fatal(err)
 	}
 

@@ -35,7 +35,7 @@ func newEnv(id string, due time.Time) *envelope.Envelope {
 // messages drains the queue's messages (visible ones) and returns their texts.
 func visibleIDs(t *testing.T, c *storage.Clients, queue string) []string {
 	t.Helper()
-	resp, err := c.Queue.NewQueueClient(queue).PeekMessages(context.Background(), &azqueue.PeekMessagesOptions{NumberOfMessages: to.Ptr(int32(32))})
+	resp, err := testenv.QueueService(c).NewQueueClient(queue).PeekMessages(context.Background(), &azqueue.PeekMessagesOptions{NumberOfMessages: to.Ptr(int32(32))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func visibleIDs(t *testing.T, c *storage.Clients, queue string) []string {
 
 func approxCount(t *testing.T, c *storage.Clients, queue string) int {
 	t.Helper()
-	p, err := c.Queue.NewQueueClient(queue).GetProperties(context.Background(), nil)
+	p, err := testenv.QueueService(c).NewQueueClient(queue).GetProperties(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +233,7 @@ func TestConcurrentSweepersMoveEachJobOnce(t *testing.T) {
 	}
 	seen := map[string]int{}
 	for {
-		resp, err := c.Queue.NewQueueClient(q).DequeueMessages(ctx, &azqueue.DequeueMessagesOptions{NumberOfMessages: to.Ptr(int32(32))})
+		resp, err := testenv.QueueService(c).NewQueueClient(q).DequeueMessages(ctx, &azqueue.DequeueMessagesOptions{NumberOfMessages: to.Ptr(int32(32))})
 		if err != nil {
 			t.Fatal(err)
 		}
