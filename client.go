@@ -14,11 +14,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
-
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/internal/delayed"
+	"github.com/nightshift-jobs/nightshift/internal/store"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -788,16 +786,12 @@ type statusBlob struct {
 // zero), in listing order.
 func (c *Client) listStatusBlobs(ctx context.Context, since time.Time) ([]statusBlob, error) {
 	var items []statusBlob
-	pager := c.store.Blob.NewListBlobsFlatPager(c.store.Layout.StatusContainer(), nil)
-	for pager.More() {
-		page, err := pager.NextPage(ctx)
+	for it, err := range c.store.Store().List(ctx, c.store.Layout.StatusContainer(), "") {
 		if err != nil {
 			return nil, fmt.Errorf("nightshift: list jobs: %w", err)
 		}
-		for _, it := range page.Segment.BlobItems {
-			if b, ok := statusBlobOf(it, since); ok {
-				items = append(items, b)
-			}
+		if b, ok := statusBlobOf(it, since); ok {
+			items = append(items, b)
 		}
 	}
 	return items, nil
@@ -805,19 +799,16 @@ func (c *Client) listStatusBlobs(ctx context.Context, since time.Time) ([]status
 
 // statusBlobOf returns the listing entry it as a status record, and false when it is not
 // a status record or was modified before since.
-func statusBlobOf(it *container.BlobItem, since time.Time) (statusBlob, bool) {
-	if it.Name == nil || !strings.HasSuffix(*it.Name, ".json") {
+func statusBlobOf(it store.Item, since time.Time) (statusBlob, bool) {
+	if !strings.HasSuffix(it.Name, ".json") {
 		return statusBlob{}, false
 	}
-	var mod time.Time
-	if it.Properties != nil && it.Properties.LastModified != nil {
-		mod = *it.Properties.LastModified
-	}
+	mod := it.LastModified
 	// Blob times have 1 s precision; compare at that grain.
 	if !since.IsZero() && mod.Before(since.Truncate(time.Second)) {
 		return statusBlob{}, false
 	}
-	return statusBlob{strings.TrimSuffix(*it.Name, ".json"), mod}, true
+	return statusBlob{strings.TrimSuffix(it.Name, ".json"), mod}, true
 }
 
 // sortStatusBlobs orders items most recently modified first, then by job id descending.
@@ -1100,17 +1091,14 @@ func (c *Client) QueueDepths(ctx context.Context) ([]QueueDepth, error) {
 }
 
 func (c *Client) count(ctx context.Context, queue string) (int, bool, error) {
-	resp, err := c.store.Queue.NewQueueClient(queue).GetProperties(ctx, &azqueue.GetQueuePropertiesOptions{})
+	n, err := c.store.Store().Count(ctx, queue)
 	if err != nil {
 		if storage.IsNotFound(err) {
 			return 0, true, nil
 		}
 		return 0, false, fmt.Errorf("nightshift: properties of queue %s: %w", queue, err)
 	}
-	if resp.ApproximateMessagesCount == nil {
-		return 0, false, nil
-	}
-	return int(*resp.ApproximateMessagesCount), false, nil
+	return n, false, nil
 }
 
 // queueProblem says why jobs may not be put on queue ("" when they may): only the

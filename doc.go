@@ -72,8 +72,11 @@
 //
 // # Testing job code
 //
-// Package nightshifttest runs one attempt of a worker as the handler would, without
-// storage: nightshifttest.Work returns the result as stored, the error class, whether the
-// job would be retried or be dead, the captured (redacted) log lines and every progress
-// report (docs/testing.md).
+// Package nightshifttest is the test kit. nightshifttest.Work runs one attempt of a
+// worker as the handler would, without storage, and returns the result as stored, the
+// error class, whether the job would be retried or be dead, the captured (redacted) log
+// lines and every progress report. nightshifttest.NewApp runs a whole app in memory (the
+// real handler and queues, no Azurite): enqueue, Drain, then assert with
+// RequireEnqueued, RequireSucceeded and RequireDied (docs/testing.md). The examples of
+// this package run their jobs that way.
 package nightshift

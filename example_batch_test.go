@@ -73,27 +73,85 @@ func ExampleStartBatch() {
 		}
 		return map[string]int{"words": total, "failed_files": failed}, nil
 	}, nil)
-	fmt.Println(reg.Kinds())
-
-	// A child runs on its own; the parent and the finalizer need a client on storage
-	// (nightshifttest.WorkOptions.Client) for StartBatch and BatchChildren.
-	res, err := nightshifttest.Run(context.Background(), reg, "count_words", []byte(`{"file":"a.txt"}`), nil)
+	app, err := nightshifttest.NewApp(reg, nil)
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println(res.Outcome, string(res.JSON))
+	ctx := context.Background()
+	parent, err := app.Client.Enqueue(ctx, CountAllArgs{Files: []string{"a.txt", "b.txt", "c.txt"}}, nil)
+	if err != nil {
+		panic(err)
+	}
+	if _, err := app.Drain(ctx); err != nil { // the parent, its three children, then the finalizer
+		panic(err)
+	}
+	// The parent's result says where the batch went; the finalizer's holds the total.
+	var batch nightshift.BatchInfo
+	if err := app.Client.Result(ctx, parent.JobID, &batch); err != nil {
+		panic(err)
+	}
+	fmt.Println(batch.Total, batch.State)
+	st, err := app.Client.Status(ctx, batch.FinalizerJobID)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(st.Kind, st.State, string(st.Result.JSON), st.Progress.Message)
 	// Output:
-	// [count_all count_words total_words]
-	// succeeded 42
+	// 3 running
+	// total_words succeeded {"failed_files":0,"words":126} 3 of 3 files
 }
 
 // Unique jobs: while a job with the dedupe key is pending or running, another enqueue with
 // the key is refused and names the job holding it.
 func ExampleDuplicateJobError() {
-	err := fmt.Errorf("nightshift: enqueue report: %w", &nightshift.DuplicateJobError{Key: "report:2026-11", JobID: "01a2-holder"})
+	reg := nightshift.NewRegistry()
+	nightshift.AddWorkerFunc(reg, func(ctx context.Context, job *nightshift.Job[ReportArgs]) (any, error) {
+		return "report for " + job.Args.Month, nil
+	}, nil)
+	app, err := nightshifttest.NewApp(reg, nil)
+	if err != nil {
+		panic(err)
+	}
+	ctx := context.Background()
+	enqueue := func(id string) error {
+		_, err := app.Client.Enqueue(ctx, ReportArgs{Month: "2026-11"}, &nightshift.EnqueueOptions{JobID: id, DedupeKey: "report:2026-11"})
+		return err
+	}
+	if err := enqueue("report-1"); err != nil {
+		panic(err)
+	}
+	err = enqueue("report-2")
 	var dup *nightshift.DuplicateJobError
 	if errors.Is(err, nightshift.ErrDuplicate) && errors.As(err, &dup) {
 		fmt.Println("already queued as", dup.JobID)
 	}
-	// Output: already queued as 01a2-holder
+
+	// Once the job ended, the key is free again.
+	if _, err := app.Drain(ctx); err != nil {
+		panic(err)
+	}
+	fmt.Println(enqueue("report-3"))
+	if _, err := app.Drain(ctx); err != nil {
+		panic(err)
+	}
+	for _, id := range []string{"report-1", "report-3"} {
+		st, err := app.Client.Status(ctx, id)
+		if err != nil {
+			panic(err)
+		}
+		fmt.Println(id, st.State, string(st.Result.JSON))
+	}
+	// Output:
+	// already queued as report-1
+	// <nil>
+	// report-1 succeeded "report for 2026-11"
+	// report-3 succeeded "report for 2026-11"
 }
+
+// ReportArgs build a monthly report; one at a time per month.
+type ReportArgs struct {
+	Month string `json:"month"`
+}
+
+// Kind implements nightshift.JobArgs.
+func (ReportArgs) Kind() string { return "report" }

@@ -31,7 +31,8 @@ func sendEmail(ctx context.Context, job *nightshift.Job[SendEmailArgs]) (any, er
 }
 
 // A job kind is an args type plus a worker, registered on a Registry with per-kind
-// options. nightshifttest runs one attempt of it as the handler would.
+// options. Here the registry is served by an in-memory app (nightshifttest.NewApp): the
+// real handler and queues, without Azure.
 func ExampleAddWorkerFunc() {
 	reg := nightshift.NewRegistry()
 	nightshift.AddWorkerFunc(reg, sendEmail, &nightshift.WorkerOptions{
@@ -39,19 +40,29 @@ func ExampleAddWorkerFunc() {
 		MaxAttempts: 5,
 		Backoff:     nightshift.ExponentialBackoff{Base: 10 * time.Second, Factor: 3, Max: time.Hour},
 	})
-	fmt.Println(reg.Kinds())
-
-	res, err := nightshifttest.Run(context.Background(), reg, "send_email",
-		[]byte(`{"to":"ann@example.com","subject":"Welcome"}`), &nightshifttest.WorkOptions{JobID: "welcome-42"})
+	app, err := nightshifttest.NewApp(reg, nil)
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println(res.Outcome, string(res.JSON))
-	fmt.Println(res.Logs)
+	ctx := context.Background()
+	_, err = app.Client.Enqueue(ctx, SendEmailArgs{To: "ann@example.com", Subject: "Welcome"}, &nightshift.EnqueueOptions{JobID: "welcome-42"})
+	if err != nil {
+		panic(err)
+	}
+	if _, err := app.Drain(ctx); err != nil {
+		panic(err)
+	}
+	st, err := app.Client.Status(ctx, "welcome-42")
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(st.Kind, st.State, st.Attempt, st.MaxAttempts, string(st.Result.JSON))
+	for _, l := range st.Logs {
+		fmt.Println(l.Level, l.Message)
+	}
 	// Output:
-	// [send_email]
-	// succeeded {"message_id":"m-welcome-42"}
-	// [INFO sending to=ann@example.com attempt=1]
+	// send_email succeeded 1 5 {"message_id":"m-welcome-42"}
+	// INFO sending to=ann@example.com attempt=1
 }
 
 // Errors are retried by default; Permanent marks the ones that must not be: the job is
@@ -98,23 +109,33 @@ func ExampleExponentialBackoff() {
 	// 5 retryable dead 0s
 }
 
-// Any language can enqueue a job: the message is the envelope's JSON text. Its args run
-// through the registered worker exactly as the handler decodes them.
+// Any language can enqueue a job: the message is the envelope's JSON text, put on the
+// jobs queue. The handler decodes its args into the kind's type and runs the worker.
 func ExampleRegistry_envelope() {
 	reg := nightshift.NewRegistry()
 	nightshift.AddWorkerFunc(reg, sendEmail, nil)
+	app, err := nightshifttest.NewApp(reg, nil)
+	if err != nil {
+		panic(err)
+	}
 
 	// The text a Python or Node.js producer puts on the queue.
 	text := []byte(`{"job_id":"welcome-42","kind":"send_email","args":{"to":"ann@example.com","subject":"Welcome"},"meta":{"tenant":"acme"}}`)
-	env, err := envelope.Decode(text)
+	if _, err := envelope.Decode(text); err != nil {
+		panic(err) // what the handler would dead-letter at once
+	}
+	ctx := context.Background()
+	store := app.Storage()
+	if _, err := store.Enqueue(ctx, store.Layout.JobsQueue(), text, 0, 0); err != nil {
+		panic(err)
+	}
+	if _, err := app.Drain(ctx); err != nil {
+		panic(err)
+	}
+	st, err := app.Client.Status(ctx, "welcome-42")
 	if err != nil {
 		panic(err)
 	}
-	res, err := nightshifttest.Run(context.Background(), reg, env.Kind, env.Args,
-		&nightshifttest.WorkOptions{JobID: env.JobID, Meta: env.Meta})
-	if err != nil {
-		panic(err)
-	}
-	fmt.Println(env.Kind, res.Outcome, string(res.JSON))
-	// Output: send_email succeeded {"message_id":"m-welcome-42"}
+	fmt.Println(st.Kind, st.State, st.Meta["tenant"], string(st.Result.JSON))
+	// Output: send_email succeeded acme {"message_id":"m-welcome-42"}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/csv"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/nightshift-jobs/nightshift"
+	"github.com/nightshift-jobs/nightshift/internal/store"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -202,8 +204,8 @@ func (c *capped) Read(p []byte) (int, error) {
 	return k, err
 }
 
-// Work downloads the blob as a stream and summarises it row by row, so large files use
-// little memory. A container not listed in SettingCSVContainers, a bad blob name, a
+// Work reads the blob (at most MaxCSVBytes, through the storage boundary) and
+// summarises it row by row. A container not listed in SettingCSVContainers, a bad blob name, a
 // missing, oversized or malformed blob are permanent: retrying cannot fix them.
 func (w *csvStatsWorker) Work(ctx context.Context, job *nightshift.Job[CSVStatsArgs]) (any, error) {
 	a := job.Args
@@ -226,19 +228,12 @@ func (w *csvStatsWorker) Work(ctx context.Context, job *nightshift.Job[CSVStatsA
 		}
 		delim = r[0]
 	}
-	resp, err := w.store.Blob.DownloadStream(ctx, a.Container, a.Blob, nil)
+	data, err := w.download(ctx, a.Container, a.Blob, MaxCSVBytes)
 	if err != nil {
-		if storage.IsNotFound(err) {
-			return nil, nightshift.Permanentf("csv_stats: blob %s/%s does not exist", a.Container, a.Blob)
-		}
-		return nil, fmt.Errorf("csv_stats: download %s/%s: %w", a.Container, a.Blob, err)
-	}
-	defer resp.Body.Close()
-	if resp.ContentLength != nil && *resp.ContentLength > MaxCSVBytes {
-		return nil, nightshift.Permanentf("csv_stats: blob %s/%s is %d bytes, over the limit of %d (MaxCSVBytes)", a.Container, a.Blob, *resp.ContentLength, MaxCSVBytes)
+		return nil, err
 	}
 	job.Logger.Info("summarising CSV", "container", a.Container, "blob", a.Blob)
-	report, err := summarise(&capped{r: resp.Body, n: MaxCSVBytes}, delim, !a.NoHeader)
+	report, err := summarise(&capped{r: bytes.NewReader(data), n: MaxCSVBytes}, delim, !a.NoHeader)
 	if err != nil {
 		var pe *csv.ParseError
 		if errors.As(err, &pe) || errors.Is(err, errCSVTooLarge) {
@@ -249,6 +244,26 @@ func (w *csvStatsWorker) Work(ctx context.Context, job *nightshift.Job[CSVStatsA
 	report.Source = a.Container + "/" + a.Blob
 	job.Logger.Info("CSV summarised", "rows", report.Rows, "columns", len(report.Columns))
 	return report, nil
+}
+
+// download reads the CSV blob, at most limit (MaxCSVBytes) bytes of it, through the
+// storage boundary. A missing or oversized blob is a permanent error.
+func (w *csvStatsWorker) download(ctx context.Context, cont, name string, limit int64) ([]byte, error) {
+	bs := w.store.Store()
+	data, _, err := bs.Get(ctx, cont, name, limit)
+	switch {
+	case err == nil:
+		return data, nil
+	case storage.IsNotFound(err):
+		return nil, nightshift.Permanentf("csv_stats: blob %s/%s does not exist", cont, name)
+	case errors.Is(err, store.ErrTooLarge):
+		if p, perr := bs.Properties(ctx, cont, name); perr == nil && p.ContentLength > limit {
+			return nil, nightshift.Permanentf("csv_stats: blob %s/%s is %d bytes, over the limit of %d (MaxCSVBytes)", cont, name, p.ContentLength, limit)
+		}
+		// It grew past the limit while it was read.
+		return nil, nightshift.Permanent(fmt.Errorf("csv_stats: %s/%s: %w", cont, name, errCSVTooLarge))
+	}
+	return nil, fmt.Errorf("csv_stats: download %s/%s: %w", cont, name, err)
 }
 
 func summarise(r io.Reader, delim rune, header bool) (*CSVReport, error) {

@@ -8,12 +8,15 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/internal/netguard"
+	bstore "github.com/nightshift-jobs/nightshift/internal/store"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/storage"
 )
 
 func job[T nightshift.JobArgs](args T) *nightshift.Job[T] {
@@ -22,14 +25,19 @@ func job[T nightshift.JobArgs](args T) *nightshift.Job[T] {
 }
 
 func TestCSVStats(t *testing.T) {
-	store := testenv.Clients(t)
+	for _, b := range testenv.Backends() {
+		t.Run(b.Name, func(t *testing.T) { testCSVStats(t, b.Clients(t)) })
+	}
+}
+
+func testCSVStats(t *testing.T, store *storage.Clients) {
 	ctx := context.Background()
 	container := store.Layout.Name("inputs")
-	if _, err := testenv.BlobService(store).CreateContainer(ctx, container, nil); err != nil {
+	if err := store.Store().CreateContainer(ctx, container); err != nil {
 		t.Fatal(err)
 	}
 	csvText := "city,temp,note\nOslo,3.5,cold\nRome,18,\nOslo,-1.5,\"snow, wind\"\n"
-	if _, err := testenv.BlobService(store).UploadBuffer(ctx, container, "daily.csv", []byte(csvText), nil); err != nil {
+	if _, err := store.Store().Put(ctx, container, "daily.csv", []byte(csvText), bstore.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	w, err := newCSVStatsWorker(store, container)
@@ -68,11 +76,16 @@ func TestCSVStats(t *testing.T) {
 			t.Errorf("%s: want a permanent error, got %v", name, err)
 		}
 	}
-	if _, err := testenv.BlobService(store).UploadBuffer(ctx, container, "broken.csv", []byte("a,b\n\"unterminated,1\n"), nil); err != nil {
+	if _, err := store.Store().Put(ctx, container, "broken.csv", []byte("a,b\n\"unterminated,1\n"), bstore.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := w.Work(ctx, job(CSVStatsArgs{Container: container, Blob: "broken.csv"})); !nightshift.IsPermanent(err) || !strings.Contains(err.Error(), "line") {
 		t.Fatalf("malformed CSV: %v", err)
+	}
+	// A blob over the limit is refused from its size, naming it.
+	if _, err := w.download(ctx, container, "daily.csv", 10); !nightshift.IsPermanent(err) ||
+		!strings.Contains(err.Error(), "is "+strconv.Itoa(len(csvText))+" bytes, over the limit of 10") {
+		t.Fatalf("oversized CSV: %v", err)
 	}
 }
 

@@ -46,7 +46,7 @@ func newApp(getenv func(string) string, log *slog.Logger, store *storage.Clients
 	reg := nightshift.NewRegistry()
 	examples := nightshift.FeatureFunc(func(a *nightshift.App) error { return register(reg, a.Store(), getenv) })
 	return nightshift.NewApp(reg, nightshift.Config{Getenv: getenv, Logger: log, Store: store,
-		Features: []nightshift.Feature{examples, callback.Feature(), httpapi.Feature(nil), schedule.Feature(nil)}})
+		Features: []nightshift.Feature{examples, callback.Feature(nil), httpapi.Feature(nil), schedule.Feature(nil)}})
 }
 
 // register adds the example job kinds, configured from their settings

@@ -28,16 +28,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/hostproto"
+	"github.com/nightshift-jobs/nightshift/internal/store"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -76,7 +72,8 @@ const ProblemTypeBase = "urn:nightshift:problem:"
 
 // Options configure the API. The zero value is fine.
 type Options struct {
-	// ResultLinkTTL is how long a result link stays valid; default 15 minutes.
+	// ResultLinkTTL is how long a result link stays valid; default 15 minutes. With
+	// identity-based storage (user delegation links) it may be at most 5 hours.
 	ResultLinkTTL time.Duration
 	// Kinds, when set, lists the kinds the handler runs: POST /api/jobs refuses others
 	// (otherwise an unknown kind is accepted and ends in the dead letters).
@@ -91,11 +88,10 @@ type Options struct {
 type API struct {
 	client *nightshift.Client
 	store  *storage.Clients
-	opts   Options
-
-	mu      sync.Mutex
-	udc     *service.UserDelegationCredential
-	udcTill time.Time
+	// links signs result links; nil when the storage driver has no URLs (the memory
+	// driver), and then results stored as blobs are answered inline.
+	links store.Linker
+	opts  Options
 }
 
 // New returns the API on a client.
@@ -113,7 +109,10 @@ func New(client *nightshift.Client, opts *Options) *API {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &API{client: client, store: client.Store(), opts: o}
+	cs := client.Store()
+	// One driver for the API's lifetime, so a user delegation key is reused across links.
+	links, _ := cs.Store().(store.Linker)
+	return &API{client: client, store: cs, links: links, opts: o}
 }
 
 // Request is the JSON-wrapped HTTP request the host puts in Data.req (§1.7).
@@ -633,9 +632,10 @@ func (a *API) Status(ctx context.Context, inv *nightshift.Invocation) (*hostprot
 	}
 	if res := st.Result; res != nil {
 		rv := &ResultView{ContentType: res.ContentType, Size: res.Size, JSON: res.JSON, Bytes: res.Bytes}
-		if res.Blob != "" && a.store.Sealer != nil {
-			// A link would hand out ciphertext: the API opens the result and answers inline.
-			if fail := a.inlineSealedResult(ctx, r, st, rv); fail != nil {
+		if res.Blob != "" && (a.store.Sealer != nil || a.links == nil) {
+			// A link would hand out ciphertext, or the storage has no URLs (the memory
+			// driver): the API reads the result and answers inline.
+			if fail := a.inlineResult(ctx, r, st, rv); fail != nil {
 				return fail, nil
 			}
 		} else if res.Blob != "" {
@@ -656,12 +656,12 @@ func (a *API) Status(ctx context.Context, inv *nightshift.Invocation) (*hostprot
 	return respond(http.StatusOK, hdr, out, fmt.Sprintf("status of job %s: %s", id, st.State)), nil
 }
 
-// inlineSealedResult puts an encrypted result blob, opened, into rv (JSON or bytes). A
+// inlineResult puts a result blob, read (and opened when sealed), into rv (JSON or bytes). A
 // non-nil return is the problem answer.
-func (a *API) inlineSealedResult(ctx context.Context, r *Request, st *storage.Status, rv *ResultView) *hostproto.InvokeResponse {
+func (a *API) inlineResult(ctx context.Context, r *Request, st *storage.Status, rv *ResultView) *hostproto.InvokeResponse {
 	ct, data, err := a.store.GetResult(ctx, st)
 	if err != nil {
-		a.opts.Logger.Error("sealed result unavailable", "job_id", st.JobID, "error", err.Error())
+		a.opts.Logger.Error("result blob unavailable", "job_id", st.JobID, "error", err.Error())
 		return a.fail(r, problem(http.StatusServiceUnavailable, "storage-unavailable", "Result unavailable", "the result is stored, but could not be read; try again"))
 	}
 	if json.Valid(data) && strings.Contains(strings.ToLower(ct), "json") {
@@ -702,60 +702,18 @@ func (a *API) Cancel(ctx context.Context, inv *nightshift.Invocation) (*hostprot
 	return respond(http.StatusOK, nil, StatusResponse{Status: st, StatusURL: statusURL(base, id)}, "cancelled job "+id), nil
 }
 
-// resultLink returns a read-only SAS URL for a result blob, valid for ResultLinkTTL: a
-// service SAS signed with the account key when the connection has one (Azurite, dev), else
-// a user delegation SAS (identity-based connections; the identity needs a role that may
-// delegate, e.g. Storage Blob Data Contributor/Owner).
+// resultLink returns a read-only URL of a result blob, valid for ResultLinkTTL, from the
+// storage driver (store.Linker): a service SAS signed with the account key when the
+// connection has one (Azurite, dev), else a user delegation SAS (identity-based
+// connections; the identity needs a role that may delegate, e.g. Storage Blob Data
+// Contributor/Owner).
 func (a *API) resultLink(ctx context.Context, blobName string) (string, time.Time, error) {
 	now := a.opts.Now().UTC()
 	start := now.Add(-5 * time.Minute) // clock skew
 	expiry := now.Add(a.opts.ResultLinkTTL)
-	container := a.store.Layout.ResultsContainer()
-	svc := a.store.Blob.ServiceClient()
-	blobURL := svc.NewContainerClient(container).NewBlobClient(blobName).URL()
-	proto := sas.ProtocolHTTPS
-	if strings.HasPrefix(blobURL, "http://") {
-		proto = sas.ProtocolHTTPSandHTTP
-	}
-	vals := sas.BlobSignatureValues{
-		Protocol: proto, StartTime: start, ExpiryTime: expiry, Permissions: (&sas.BlobPermissions{Read: true}).String(),
-		ContainerName: container, BlobName: blobName,
-	}
-	var qp sas.QueryParameters
-	var err error
-	switch {
-	case a.store.BlobKey != nil:
-		qp, err = vals.SignWithSharedKey(a.store.BlobKey)
-	case a.store.Token != nil:
-		var udc *service.UserDelegationCredential
-		udc, err = a.delegation(ctx, svc, now)
-		if err == nil {
-			qp, err = vals.SignWithUserDelegation(udc)
-		}
-	default:
-		return "", time.Time{}, errors.New("the storage connection has neither an account key nor a token credential (a SAS connection string cannot sign links)")
-	}
+	link, err := a.links.ReadURL(ctx, a.store.Layout.ResultsContainer(), blobName, start, expiry)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("sign result link: %w", err)
 	}
-	return blobURL + "?" + qp.Encode(), expiry, nil
-}
-
-// delegation returns a cached user delegation key, renewed an hour before it lapses (keys
-// are requested for 6 hours).
-func (a *API) delegation(ctx context.Context, svc *service.Client, now time.Time) (*service.UserDelegationCredential, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.udc != nil && now.Add(a.opts.ResultLinkTTL).Before(a.udcTill.Add(-time.Hour)) {
-		return a.udc, nil
-	}
-	till := now.Add(6 * time.Hour)
-	udc, err := svc.GetUserDelegationCredential(ctx, service.KeyInfo{
-		Start: to.Ptr(now.Add(-5 * time.Minute).Format(sas.TimeFormat)), Expiry: to.Ptr(till.Format(sas.TimeFormat)),
-	}, nil)
-	if err != nil {
-		return nil, fmt.Errorf("get user delegation key: %w", err)
-	}
-	a.udc, a.udcTill = udc, till
-	return udc, nil
+	return link, expiry, nil
 }

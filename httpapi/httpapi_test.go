@@ -43,7 +43,12 @@ type env struct {
 // newEnv builds the API on a fresh prefix; settings are extra key, value pairs.
 func newEnv(t *testing.T, settings ...string) *env {
 	t.Helper()
-	store := testenv.Clients(t, settings...)
+	return newEnvOn(t, testenv.Clients(t, settings...))
+}
+
+// newEnvOn builds the API on the given storage clients.
+func newEnvOn(t *testing.T, store *storage.Clients) *env {
+	t.Helper()
 	reg := nightshift.NewRegistry()
 	nightshift.AddWorkerFunc(reg, func(ctx context.Context, job *nightshift.Job[echoArgs]) (any, error) {
 		if job.Args.Repeat > 0 {
@@ -198,6 +203,38 @@ func TestEnqueueStatusResultFlow(t *testing.T) {
 	// Cancelling a finished job is a conflict.
 	c := e.call(httpapi.FunctionCancel, "POST", want+"/cancel", "", map[string]string{"id": id}, nil)
 	checkProblem(t, c, http.StatusConflict, "job-ended", "already succeeded")
+}
+
+// TestResultInlineOnMemory checks storage without URLs (the memory driver, no
+// store.Linker): a result stored as a blob is answered inline instead of as a link.
+func TestResultInlineOnMemory(t *testing.T) {
+	e := newEnvOn(t, testenv.Memory(t))
+	r := e.enqueue(`{"kind":"test.echo","args":{"text":"abcd","repeat":5000}}`)
+	if r.status != http.StatusAccepted {
+		t.Fatalf("POST = %d %s", r.status, r.body)
+	}
+	id := r.json(t)["job_id"].(string)
+	e.runJobs()
+	st, err := e.client.Status(context.Background(), id)
+	if err != nil || st.Result == nil || st.Result.Blob == "" {
+		t.Fatalf("the result is not stored as a blob: %+v, %v", st, err)
+	}
+	s := e.status(id, "")
+	var sr struct {
+		State  string
+		Result struct {
+			ContentType string `json:"content_type"`
+			Size        int    `json:"size"`
+			URL         string `json:"url"`
+			Bytes       []byte `json:"bytes"`
+		}
+	}
+	if err := json.Unmarshal(s.body, &sr); err != nil || s.status != http.StatusOK || sr.State != "succeeded" {
+		t.Fatalf("status = %d %s (%v)", s.status, s.body, err)
+	}
+	if sr.Result.URL != "" || string(sr.Result.Bytes) != strings.Repeat("abcd", 5000) || sr.Result.ContentType != "text/plain" || sr.Result.Size != 20000 {
+		t.Fatalf("result = %s, want the 20000 bytes inline and no link", s.body)
+	}
 }
 
 func TestResultLinkDownloads(t *testing.T) {

@@ -26,13 +26,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
-
 	"github.com/nightshift-jobs/nightshift"
+	"github.com/nightshift-jobs/nightshift/internal/store"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -209,9 +204,7 @@ func (w *Worker) Run(ctx context.Context, args Args, ref time.Time, log *slog.Lo
 		return nil, err
 	}
 	name := ReportBlob(rep.Date)
-	if _, err := w.store.Blob.UploadBuffer(ctx, w.store.Layout.ReportsContainer(), name, data, &azblob.UploadBufferOptions{
-		HTTPHeaders: &blob.HTTPHeaders{BlobContentType: to.Ptr("application/json")},
-	}); err != nil {
+	if _, err := w.store.Store().Put(ctx, w.store.Layout.ReportsContainer(), name, data, store.PutOptions{ContentType: "application/json"}); err != nil {
 		return nil, fmt.Errorf("write report %s/%s: %w", w.store.Layout.ReportsContainer(), name, err)
 	}
 	log.Info("maintenance done", "report", name, "jobs", rep.Jobs, "deleted_statuses", ret.DeletedStatuses,
@@ -223,39 +216,19 @@ func (w *Worker) Run(ctx context.Context, args Args, ref time.Time, log *slog.Lo
 type item struct {
 	name string
 	mod  time.Time
-	etag azcore.ETag
+	etag storage.ETag
 }
 
 func (w *Worker) list(ctx context.Context, cont, prefix string) ([]item, error) {
-	var opts *container.ListBlobsFlatOptions
-	if prefix != "" {
-		opts = &container.ListBlobsFlatOptions{Prefix: to.Ptr(prefix)}
-	}
 	var out []item
-	pager := w.store.Blob.NewListBlobsFlatPager(cont, opts)
-	for pager.More() {
-		page, err := pager.NextPage(ctx)
+	for it, err := range w.store.Store().List(ctx, cont, prefix) {
 		if err != nil {
 			if storage.IsNotFound(err) {
 				return nil, nil // container not created yet: nothing to do
 			}
 			return nil, fmt.Errorf("list %s: %w", cont, err)
 		}
-		for _, it := range page.Segment.BlobItems {
-			if it.Name == nil {
-				continue
-			}
-			i := item{name: *it.Name}
-			if it.Properties != nil {
-				if it.Properties.LastModified != nil {
-					i.mod = *it.Properties.LastModified
-				}
-				if it.Properties.ETag != nil {
-					i.etag = *it.Properties.ETag
-				}
-			}
-			out = append(out, i)
-		}
+		out = append(out, item{name: it.Name, mod: it.LastModified, etag: it.ETag})
 	}
 	return out, nil
 }
@@ -296,12 +269,8 @@ func (w *Worker) download(ctx context.Context, cont, name string, v any) error {
 
 // deleteIf deletes a blob if it is still at etag (any version when etag is empty). A
 // blob that is gone or changed meanwhile is not an error.
-func (w *Worker) deleteIf(ctx context.Context, cont, name string, etag azcore.ETag) (bool, error) {
-	var opts *blob.DeleteOptions
-	if etag != "" {
-		opts = &blob.DeleteOptions{AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfMatch: to.Ptr(etag)}}}
-	}
-	_, err := w.store.Blob.DeleteBlob(ctx, cont, name, opts)
+func (w *Worker) deleteIf(ctx context.Context, cont, name string, etag storage.ETag) (bool, error) {
+	err := w.store.Store().Delete(ctx, cont, name, store.DeleteOptions{IfMatch: etag})
 	switch {
 	case err == nil:
 		return true, nil

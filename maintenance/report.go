@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"sort"
 	"strings"
@@ -274,16 +273,11 @@ func ReadReport(ctx context.Context, store *storage.Clients, date string) (*Repo
 	} else if _, err := time.Parse(DateLayout, date); err != nil {
 		return nil, fmt.Errorf("report date %q is not yyyy-mm-dd", date)
 	}
-	resp, err := store.Blob.DownloadStream(ctx, cont, ReportBlob(date), nil)
+	b, _, err := store.Store().Get(ctx, cont, ReportBlob(date), 0)
 	if err != nil {
 		if storage.IsNotFound(err) {
 			return nil, fmt.Errorf("no report for %s in %s: %w", date, cont, storage.ErrNotFound)
 		}
-		return nil, fmt.Errorf("read report %s: %w", date, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
 		return nil, fmt.Errorf("read report %s: %w", date, err)
 	}
 	var r Report

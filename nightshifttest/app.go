@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"time"
 
 	"github.com/nightshift-jobs/nightshift"
+	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/internal/store"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/storage"
@@ -22,13 +24,17 @@ import (
 // Functions host's queue triggers until nothing is left to run. No Azurite, no network.
 //
 // The client's Enqueue, Status, Result, Wait, Cancel, DeadLetter and Replay work on it;
-// ListJobs and QueueDepths need real storage, and so does a delay beyond
-// nightshift.MaxEnqueueDelay (the durable schedule).
+// ListJobs and QueueDepths need real storage (App.Jobs lists the app's jobs instead), and
+// so does a delay beyond nightshift.MaxEnqueueDelay (the durable schedule). The Require
+// helpers assert what the app holds.
 type App struct {
 	// Client enqueues and reads jobs of the app.
 	Client *nightshift.Client
 	store  *storage.Clients
 	h      http.Handler
+
+	mu   sync.Mutex
+	seen map[string]*envelope.Envelope // the envelope Drain last delivered, per job id
 }
 
 // AppOptions configure an App. The zero value is fine.
@@ -37,9 +43,16 @@ type AppOptions struct {
 	Logger *slog.Logger
 	// Handler are more handler options (Logger is taken from above).
 	Handler nightshift.HandlerOptions
+	// Features are installed on the app as a handler's main installs them
+	// (nightshift.Config.Features): callback.Feature(&callback.Options{…}), for example.
+	Features []nightshift.Feature
+	// Settings are the app settings the app and its features read (nightshift.Config's
+	// Getenv); none by default, whatever the process environment holds.
+	Settings map[string]string
 }
 
-// NewApp returns an App serving reg on fresh in-memory storage.
+// NewApp returns an App serving reg on fresh in-memory storage: a nightshift.App with the
+// options' features and settings, as a handler's main builds one.
 func NewApp(reg *nightshift.Registry, opts *AppOptions) (*App, error) {
 	o := AppOptions{}
 	if opts != nil {
@@ -54,8 +67,17 @@ func NewApp(reg *nightshift.Registry, opts *AppOptions) (*App, error) {
 	}
 	ho := o.Handler
 	ho.Logger = o.Logger
-	return &App{Client: nightshift.NewClient(st, nil), store: st, h: nightshift.NewHandler(reg, st, &ho)}, nil
+	app, err := nightshift.NewApp(reg, nightshift.Config{Getenv: func(k string) string { return o.Settings[k] },
+		Logger: o.Logger, Store: st, Handler: ho, Features: o.Features})
+	if err != nil {
+		return nil, fmt.Errorf("nightshifttest: %w", err)
+	}
+	return &App{Client: app.Client(), store: st, h: app.Handler(), seen: map[string]*envelope.Envelope{}}, nil
 }
+
+// Storage returns the app's in-memory storage, for building another client on it
+// (nightshift.NewClient) or reading its records.
+func (a *App) Storage() *storage.Clients { return a.store }
 
 // queueFunctions pairs each job queue with its run and dead-letter functions.
 func (a *App) queueFunctions() [][3]string {
@@ -102,6 +124,7 @@ func (a *App) deliver(ctx context.Context, queue, function string) (int, error) 
 		return 0, err
 	}
 	for _, m := range msgs {
+		a.remember(m.Text)
 		req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/"+function, bytes.NewReader(testenv.MessageInvocation(function, m)))
 		req.Header.Set("Content-Type", "application/json; charset=utf-8")
 		rec := httptest.NewRecorder()
@@ -114,4 +137,15 @@ func (a *App) deliver(ctx context.Context, queue, function string) (int, error) 
 		}
 	}
 	return len(msgs), nil
+}
+
+// remember keeps the envelope of a delivered message, for matching a job's args.
+func (a *App) remember(text string) {
+	env, err := envelope.Decode([]byte(text))
+	if err != nil || env.JobID == "" {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.seen[env.JobID] = env
 }

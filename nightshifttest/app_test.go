@@ -13,14 +13,8 @@ import (
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
-// ResizeArgs is the README's example kind.
-type ResizeArgs struct {
-	Blob  string `json:"blob"`
-	Width int    `json:"width"`
-}
-
-func (ResizeArgs) Kind() string { return "resize" }
-
+// resizeRegistry registers the README's resize worker (readme_test.go) with a failure
+// for the first flaky attempts and no backoff, so that one Drain sees the retries.
 func resizeRegistry(flaky *int) *nightshift.Registry {
 	reg := nightshift.NewRegistry()
 	nightshift.AddWorkerFunc(reg, func(ctx context.Context, job *nightshift.Job[ResizeArgs]) (any, error) {
@@ -37,10 +31,11 @@ func resizeRegistry(flaky *int) *nightshift.Registry {
 	return reg
 }
 
-// TestAppRunsTheREADMEJob runs the README's example job end to end on the in-memory app:
-// enqueue with the client, drain the queues as the host would, read status and result; a
-// retried attempt, a permanent failure that ends as a dead letter, and its replay.
-func TestAppRunsTheREADMEJob(t *testing.T) {
+// TestAppRetriesDeadLettersAndReplays runs the README's resize job (made flaky) end to
+// end on the in-memory app: enqueue with the client, drain the queues as the host would,
+// read status and result; a retried attempt, a permanent failure that ends as a dead
+// letter, and its replay. TestREADMEExample runs the README's code as written.
+func TestAppRetriesDeadLettersAndReplays(t *testing.T) {
 	flaky := 1
 	app, err := nightshifttest.NewApp(resizeRegistry(&flaky), nil)
 	if err != nil {
@@ -84,8 +79,7 @@ func TestAppRunsTheREADMEJob(t *testing.T) {
 
 // An in-memory app runs the README's example job end to end: no Azurite, no network.
 func ExampleNewApp() {
-	flaky := 0
-	app, err := nightshifttest.NewApp(resizeRegistry(&flaky), nil)
+	app, err := nightshifttest.NewApp(readmeRegistry(), nil)
 	if err != nil {
 		panic(err)
 	}

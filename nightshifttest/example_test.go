@@ -8,6 +8,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/nightshifttest"
+	"github.com/nightshift-jobs/nightshift/storage"
 )
 
 // ImportArgs are the args of an application's "import_rows" kind.
@@ -109,4 +110,102 @@ func ExampleRun() {
 	// succeeded {"imported":1}
 	// permanent dead
 	// permanent: args do not decode into nightshifttest_test.ImportArgs: json: cannot unmarshal string into Go struct field ImportArgs.rows of type []string
+}
+
+// printTB stands in for a test's *testing.T in these examples: it prints what would fail
+// the test. In a test, pass t.
+type printTB struct{}
+
+func (printTB) Helper() {}
+
+func (printTB) Fatalf(format string, args ...any) { fmt.Printf("FAIL "+format+"\n", args...) }
+
+// NotifyArgs are the args of a job that import_rows enqueues when it is done.
+type NotifyArgs struct {
+	Message string `json:"message"`
+}
+
+// Kind implements nightshift.JobArgs.
+func (NotifyArgs) Kind() string { return "notify" }
+
+// importThenNotify registers import_rows, which enqueues a notify job when it is done.
+func importThenNotify() *nightshift.Registry {
+	reg := nightshift.NewRegistry()
+	nightshift.AddWorkerFunc(reg, func(ctx context.Context, job *nightshift.Job[ImportArgs]) (any, error) {
+		res, err := ImportWorker{}.Work(ctx, job)
+		if err != nil {
+			return nil, err
+		}
+		msg := fmt.Sprintf("imported %d rows", len(job.Args.Rows))
+		if _, err := nightshift.JobClient(ctx).Enqueue(ctx, NotifyArgs{Message: msg}, nil); err != nil {
+			return nil, err
+		}
+		return res, nil
+	}, importOptions)
+	nightshift.AddWorkerFunc(reg, func(ctx context.Context, job *nightshift.Job[NotifyArgs]) (any, error) {
+		return "sent", nil
+	}, nil)
+	return reg
+}
+
+// The Require helpers assert what an in-memory app holds after a Drain, in the style of
+// River's rivertest: a job of a kind was enqueued (here by another job), with these
+// args, and it succeeded. A helper that fails calls tb.Fatalf and returns nil.
+func ExampleRequireEnqueued() {
+	var t printTB // in a test: the *testing.T
+	app, err := nightshifttest.NewApp(importThenNotify(), nil)
+	if err != nil {
+		panic(err)
+	}
+	ctx := context.Background()
+	if _, err := app.Client.Enqueue(ctx, ImportArgs{Rows: []string{"a", "b"}}, nil); err != nil {
+		panic(err)
+	}
+	if _, err := app.Drain(ctx); err != nil {
+		panic(err)
+	}
+
+	st := nightshifttest.RequireEnqueued(ctx, t, app, "notify", &nightshifttest.RequireOptions{Args: NotifyArgs{Message: "imported 2 rows"}})
+	st = nightshifttest.RequireSucceeded(ctx, t, app, st.JobID)
+	fmt.Println(st.Kind, st.State, string(st.Result.JSON))
+	nightshifttest.RequireEnqueuedN(ctx, t, app, "import_rows", 1, &nightshifttest.RequireOptions{State: storage.StateSucceeded})
+	nightshifttest.RequireNotEnqueued(ctx, t, app, "import_rows", &nightshifttest.RequireOptions{State: storage.StateDead})
+
+	// What a failing assertion reports.
+	nightshifttest.RequireEnqueued(ctx, t, app, "notify", &nightshifttest.RequireOptions{Args: NotifyArgs{Message: "imported 3 rows"}})
+	// Output:
+	// notify succeeded "sent"
+	// FAIL nightshifttest: want 1 job(s) of kind "notify" with args {"message":"imported 3 rows"}, found 0; the app holds import_rows succeeded, notify succeeded
+}
+
+// RequireDied returns the dead-letter record of a job that is dead: why, and every failed
+// attempt. A job that keeps failing retries with its kind's backoff, so the test gives
+// the kind no delay to see its end in one Drain.
+func ExampleRequireDied() {
+	var t printTB // in a test: the *testing.T
+	reg := nightshift.NewRegistry()
+	nightshift.AddWorker(reg, ImportWorker{}, &nightshift.WorkerOptions{MaxAttempts: 2, Backoff: nightshift.ConstantBackoff(0)})
+	app, err := nightshifttest.NewApp(reg, nil)
+	if err != nil {
+		panic(err)
+	}
+	ctx := context.Background()
+	blank, err := app.Client.Enqueue(ctx, ImportArgs{Rows: []string{"a", " "}}, nil)
+	if err != nil {
+		panic(err)
+	}
+	empty, err := app.Client.Enqueue(ctx, ImportArgs{}, nil)
+	if err != nil {
+		panic(err)
+	}
+	if _, err := app.Drain(ctx); err != nil {
+		panic(err)
+	}
+	for _, id := range []string{blank.JobID, empty.JobID} {
+		dl := nightshifttest.RequireDied(ctx, t, app, id)
+		fmt.Println(dl.Reason, len(dl.Errors), dl.Detail)
+	}
+	// Output:
+	// attempts_exhausted 2 row 2 is blank
+	// permanent_error 1 permanent: import_rows: no rows
 }

@@ -1,31 +1,3 @@
-// Package nightshifttest runs job code in tests, without Azure, Azurite or a Functions
-// host.
-//
-// Work runs one attempt of a worker the way the nightshift handler runs it: the args go
-// through JSON exactly as a queued envelope's args are decoded (an unexported field, or
-// one tagged `json:"-"`, arrives empty as it would from a queue), the job gets its id, attempt, replay, meta and a Logger whose lines are
-// captured and redacted like the handler's (nightshift.Secret, nightshift.Sensitive and
-// `nightshift:"sensitive"` fields read [redacted]), progress reports are recorded, the
-// attempt's timeout applies, a panic is recovered, and the result is encoded as the
-// status would store it. The Result says what the handler would record: the error class,
-// whether the job would be retried (and after which delay) or be dead.
-//
-//	func TestSendEmail(t *testing.T) {
-//		res, err := nightshifttest.Work(t.Context(), myapp.SendEmailWorker{}, myapp.SendEmailArgs{To: "ann@example.com"}, nil)
-//		if err != nil {
-//			t.Fatal(err)
-//		}
-//		if res.Err != nil {
-//			t.Fatalf("send_email failed (%s): %v\nlogs: %q", res.Class, res.Err, res.Logs)
-//		}
-//	}
-//
-// Run does the same for a kind registered on an application's own Registry, with the args
-// as raw JSON, such as a producer in another language sends them.
-//
-// Nothing is stored: JobClient, StartBatch and BatchChildren inside the job need
-// WorkOptions.Client (a client on test storage); without one JobClient returns nil and
-// the other two return an error.
 package nightshifttest
 
 import (

@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
-
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/internal/delayed"
@@ -177,20 +175,14 @@ func Describe(ctx context.Context, store *storage.Clients, decls []Recurring, ge
 func lastRun(ctx context.Context, store *storage.Clients, name string) (*LastRun, error) {
 	prefix := JobIDPrefix(name)
 	var ids []string
-	pager := store.Blob.NewListBlobsFlatPager(store.Layout.StatusContainer(), &container.ListBlobsFlatOptions{Prefix: to.Ptr(prefix)})
-	for pager.More() {
-		page, err := pager.NextPage(ctx)
+	for it, err := range store.Store().List(ctx, store.Layout.StatusContainer(), prefix) {
 		if err != nil {
 			if storage.IsNotFound(err) {
 				return nil, nil
 			}
 			return nil, fmt.Errorf("list %s: %w", store.Layout.StatusContainer(), err)
 		}
-		for _, it := range page.Segment.BlobItems {
-			if it.Name != nil {
-				ids = append(ids, (*it.Name)[:len(*it.Name)-len(".json")])
-			}
-		}
+		ids = append(ids, strings.TrimSuffix(it.Name, ".json"))
 	}
 	type occ struct {
 		id string

@@ -7,11 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
-
 	"github.com/nightshift-jobs/nightshift"
+	"github.com/nightshift-jobs/nightshift/internal/store"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -86,8 +83,7 @@ func (r *runner) enqueueOnce(ctx context.Context, d Recurring, occ time.Time, id
 	case err != nil:
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		_, _ = r.store.Blob.DeleteBlob(dctx, cont, name, &blob.DeleteOptions{AccessConditions: &blob.AccessConditions{
-			ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfMatch: to.Ptr(etag)}}})
+		_ = r.store.Store().Delete(dctx, cont, name, store.DeleteOptions{IfMatch: etag})
 		return "", err
 	}
 	c.State = "enqueued"
@@ -97,7 +93,7 @@ func (r *runner) enqueueOnce(ctx context.Context, d Recurring, occ time.Time, id
 	return outcome, nil
 }
 
-func (r *runner) getClaim(ctx context.Context, cont, name string) (*claim, azcore.ETag, error) {
+func (r *runner) getClaim(ctx context.Context, cont, name string) (*claim, storage.ETag, error) {
 	var c claim
 	etag, err := r.store.GetJSON(ctx, cont, name, &c)
 	if err != nil {

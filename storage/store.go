@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-
 	"github.com/nightshift-jobs/nightshift/internal/store"
 )
 
@@ -18,7 +16,9 @@ import (
 var ErrNotFound = errors.New("not found")
 
 // ETag identifies a version of a record for conditional writes; "" means "must not exist".
-type ETag = azcore.ETag
+// It is the storage boundary's ETag (internal/store), so a record's ETag conditions any
+// write or delete through Clients.Store.
+type ETag = store.ETag
 
 // GetStatus reads a job's status record and its ETag. It returns ErrNotFound (wrapped) when
 // there is none.
@@ -185,7 +185,7 @@ func (c *Clients) download(ctx context.Context, container, name string) ([]byte,
 	if err != nil {
 		return nil, "", err
 	}
-	return data, ETag(props.ETag), nil
+	return data, props.ETag, nil
 }
 
 // PutJSON writes v as the JSON blob container/name, conditionally: with etag "" only if
@@ -200,12 +200,12 @@ func (c *Clients) PutJSON(ctx context.Context, container, name string, v any, et
 	if data, err = c.sealBlob(ctx, container, name, data); err != nil {
 		return "", err
 	}
-	opts := store.PutOptions{ContentType: "application/json", IfMatch: store.ETag(etag), IfNoneMatchAny: etag == ""}
+	opts := store.PutOptions{ContentType: "application/json", IfMatch: etag, IfNoneMatchAny: etag == ""}
 	newETag, err := c.upload(ctx, container, name, data, opts)
 	if err != nil {
 		return "", fmt.Errorf("write %s/%s: %w", container, name, err)
 	}
-	return ETag(newETag), nil
+	return newETag, nil
 }
 
 // upload writes a blob. When one of nightshift's own containers is missing (a fresh

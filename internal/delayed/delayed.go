@@ -26,14 +26,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/lease"
-
 	"github.com/nightshift-jobs/nightshift/envelope"
+	"github.com/nightshift-jobs/nightshift/internal/store"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -52,8 +46,9 @@ const QueueLimit = 7 * 24 * time.Hour
 // sweep after they are due.
 const DefaultLookahead = 2 * time.Minute
 
-// leaseSeconds is the lease a sweeper holds on an entry while moving it (15–60 s).
-const leaseSeconds = 60
+// leaseDuration is the lease a sweeper holds on an entry while moving it
+// (store.MinLease … store.MaxLease).
+const leaseDuration = 60 * time.Second
 
 // ErrJobExists is returned (wrapped) by Put when the job id already has a status record
 // or a schedule entry: a job id names one job.
@@ -159,10 +154,7 @@ func (s *Store) Put(ctx context.Context, env *envelope.Envelope, queue string) (
 	if err != nil {
 		return nil, err
 	}
-	_, err = s.c.Blob.UploadBuffer(ctx, s.container(), e.Blob, data, &azblob.UploadBufferOptions{
-		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: to.Ptr("application/json")},
-		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfNoneMatch: to.Ptr(azcore.ETagAny)}},
-	})
+	_, err = s.c.Store().Put(ctx, s.container(), e.Blob, data, store.PutOptions{ContentType: "application/json", IfNoneMatchAny: true})
 	if err != nil {
 		if storage.IsConflict(err) {
 			return nil, fmt.Errorf("schedule job %s: already scheduled for %s: %w", env.JobID, e.Due.Format(time.RFC3339), ErrJobExists)
@@ -173,7 +165,7 @@ func (s *Store) Put(ctx context.Context, env *envelope.Envelope, queue string) (
 		if storage.IsConflict(err) {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			defer cancel()
-			if _, derr := s.c.Blob.DeleteBlob(dctx, s.container(), e.Blob, nil); derr != nil && !storage.IsNotFound(derr) {
+			if derr := s.c.Store().Delete(dctx, s.container(), e.Blob, store.DeleteOptions{}); derr != nil && !storage.IsNotFound(derr) {
 				return nil, fmt.Errorf("schedule job %s: the id was taken meanwhile, and removing the entry %s failed: %w", env.JobID, e.Blob, derr)
 			}
 			return nil, fmt.Errorf("schedule job %s: the id was taken meanwhile: %w", env.JobID, ErrJobExists)
@@ -207,43 +199,35 @@ func (s *Store) List(ctx context.Context, until time.Time) ([]*Entry, error) {
 // names lists entry blob names due at or before until (all when zero), in due order.
 func (s *Store) names(ctx context.Context, until time.Time) ([]string, error) {
 	var out []string
-	pager := s.c.Blob.NewListBlobsFlatPager(s.container(), &container.ListBlobsFlatOptions{Prefix: to.Ptr(Prefix)})
-	for pager.More() {
-		page, err := pager.NextPage(ctx)
+	for it, err := range s.c.Store().List(ctx, s.container(), Prefix) {
 		if err != nil {
 			if storage.IsNotFound(err) {
 				return nil, nil // no container yet: nothing scheduled
 			}
 			return nil, fmt.Errorf("list %s: %w", s.container(), err)
 		}
-		for _, it := range page.Segment.BlobItems {
-			if it.Name == nil {
-				continue
-			}
-			due, _, ok := parseName(*it.Name)
-			if !ok {
-				continue
-			}
-			if !until.IsZero() && due.After(until) {
-				return out, nil
-			}
-			out = append(out, *it.Name)
+		due, _, ok := parseName(it.Name)
+		if !ok {
+			continue
 		}
+		if !until.IsZero() && due.After(until) {
+			return out, nil
+		}
+		out = append(out, it.Name)
 	}
 	return out, nil
 }
 
 func (s *Store) read(ctx context.Context, name string) (*Entry, error) {
-	resp, err := s.c.Blob.DownloadStream(ctx, s.container(), name, nil)
+	data, _, err := s.c.Store().Get(ctx, s.container(), name, 0)
 	if err != nil {
 		if storage.IsNotFound(err) {
 			return nil, fmt.Errorf("%s/%s: %w", s.container(), name, storage.ErrNotFound)
 		}
 		return nil, fmt.Errorf("read %s/%s: %w", s.container(), name, err)
 	}
-	defer resp.Body.Close()
 	var e Entry
-	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+	if err := json.Unmarshal(data, &e); err != nil {
 		return nil, fmt.Errorf("%s/%s is not a schedule entry: %w", s.container(), name, err)
 	}
 	e.Blob = name
@@ -277,7 +261,7 @@ func (s *Store) Remove(ctx context.Context, jobID string) (bool, error) {
 	if err != nil || e == nil {
 		return false, err
 	}
-	_, err = s.c.Blob.DeleteBlob(ctx, s.container(), e.Blob, nil)
+	err = s.c.Store().Delete(ctx, s.container(), e.Blob, store.DeleteOptions{})
 	switch {
 	case err == nil:
 		return true, nil
@@ -367,22 +351,19 @@ const (
 
 // move moves one entry under a lease: enqueue, then delete.
 func (s *Store) move(ctx context.Context, name string) (moveOutcome, string, error) {
-	bc := s.c.Blob.ServiceClient().NewContainerClient(s.container()).NewBlobClient(name)
-	lc, err := lease.NewBlobClient(bc, nil)
+	bs := s.c.Store()
+	leaseID, err := bs.AcquireLease(ctx, s.container(), name, leaseDuration)
 	if err != nil {
-		return failed, "", err
-	}
-	if _, err := lc.AcquireLease(ctx, leaseSeconds, nil); err != nil {
 		if storage.IsNotFound(err) || storage.IsConflict(err) {
 			return busy, "", nil // moved already, or another sweeper holds it
 		}
 		return failed, "", fmt.Errorf("lease %s/%s: %w", s.container(), name, err)
 	}
-	leased := &blob.DeleteOptions{AccessConditions: &blob.AccessConditions{LeaseAccessConditions: &blob.LeaseAccessConditions{LeaseID: lc.LeaseID()}}}
+	leased := store.DeleteOptions{LeaseID: leaseID}
 	release := func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		_, _ = lc.ReleaseLease(rctx, nil)
+		_ = bs.ReleaseLease(rctx, s.container(), name, leaseID)
 	}
 	e, err := s.read(ctx, name)
 	if err != nil {
@@ -400,7 +381,7 @@ func (s *Store) move(ctx context.Context, name string) (moveOutcome, string, err
 	}
 	if st != nil && st.State.Terminal() {
 		// Cancelled (or ended some other way) while it waited: never enqueue it.
-		if _, err := bc.Delete(ctx, leased); err != nil && !storage.IsNotFound(err) {
+		if err := bs.Delete(ctx, s.container(), name, leased); err != nil && !storage.IsNotFound(err) {
 			release()
 			return failed, e.JobID, fmt.Errorf("drop entry %s of %s job %s: %w", name, st.State, e.JobID, err)
 		}
@@ -414,7 +395,7 @@ func (s *Store) move(ctx context.Context, name string) (moveOutcome, string, err
 		release()
 		return failed, e.JobID, fmt.Errorf("move scheduled job %s to %s: %w", e.JobID, e.Queue, err)
 	}
-	if _, err := bc.Delete(ctx, leased); err != nil && !storage.IsNotFound(err) {
+	if err := bs.Delete(ctx, s.container(), name, leased); err != nil && !storage.IsNotFound(err) {
 		// Enqueued but still in the schedule: the next sweep enqueues it again (same job
 		// id, run once). Report it, keep going.
 		log.Warn("scheduled job moved but its entry could not be deleted", "error", err.Error())
