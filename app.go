@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nightshift-jobs/nightshift/envelope"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -60,7 +61,7 @@ type App struct {
 	getenv    func(string) string
 	log       *slog.Logger
 	funcs     []FunctionSpec
-	endHooks  []func(ctx context.Context, env *envelope.Envelope, st *storage.Status) error
+	endHooks  []func(ctx context.Context, env *envelope.Envelope, st *record.Status) error
 	check     func(cb envelope.Callback) *envelope.FieldError
 	client    *Client
 	handler   *Handler
@@ -123,7 +124,7 @@ func (a *App) openStore() error {
 // chainEndHooks runs the features' end hooks in install order, then last (the
 // configuration's own); the first error stops the chain and fails the invocation, so the
 // host delivers the message again.
-func (a *App) chainEndHooks(last func(context.Context, *envelope.Envelope, *storage.Status) error) func(context.Context, *envelope.Envelope, *storage.Status) error {
+func (a *App) chainEndHooks(last func(context.Context, *envelope.Envelope, *record.Status) error) func(context.Context, *envelope.Envelope, *record.Status) error {
 	hooks := a.endHooks
 	if last != nil {
 		hooks = append(hooks, last)
@@ -131,7 +132,7 @@ func (a *App) chainEndHooks(last func(context.Context, *envelope.Envelope, *stor
 	if len(hooks) == 0 {
 		return nil
 	}
-	return func(ctx context.Context, env *envelope.Envelope, st *storage.Status) error {
+	return func(ctx context.Context, env *envelope.Envelope, st *record.Status) error {
 		for _, h := range hooks {
 			if err := h(ctx, env, st); err != nil {
 				return err
@@ -183,7 +184,7 @@ func (a *App) AddFunction(f FunctionSpec) error {
 
 // OnJobEnd adds an end hook: called after a job whose envelope asks for a callback reaches
 // succeeded or dead (HandlerOptions.OnJobEnd). A feature calls it from Install.
-func (a *App) OnJobEnd(fn func(ctx context.Context, env *envelope.Envelope, st *storage.Status) error) error {
+func (a *App) OnJobEnd(fn func(ctx context.Context, env *envelope.Envelope, st *record.Status) error) error {
 	if a.installed {
 		return errInstalled
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nightshift-jobs/nightshift/envelope"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -69,11 +70,11 @@ type BatchParams struct {
 
 // BatchInfo describes a started batch.
 type BatchInfo struct {
-	BatchID        string             `json:"batch_id"`
-	ParentID       string             `json:"parent_id,omitempty"`
-	Total          int                `json:"total"`
-	State          storage.BatchState `json:"state"`
-	FinalizerJobID string             `json:"finalizer_job_id,omitempty"`
+	BatchID        string            `json:"batch_id"`
+	ParentID       string            `json:"parent_id,omitempty"`
+	Total          int               `json:"total"`
+	State          record.BatchState `json:"state"`
+	FinalizerJobID string            `json:"finalizer_job_id,omitempty"`
 	// Resumed is true when the batch existed already and this call resumed (or found
 	// complete) its start.
 	Resumed bool `json:"resumed,omitempty"`
@@ -144,7 +145,7 @@ func (c *Client) startBatch(ctx context.Context, p BatchParams, parentID string)
 	if err != nil {
 		return nil, fmt.Errorf("nightshift: start batch: %w", err)
 	}
-	if err := c.store.PutBatchManifest(ctx, &storage.BatchManifest{BatchID: b.BatchID, Children: children}); err != nil {
+	if err := c.store.PutBatchManifest(ctx, &record.BatchManifest{BatchID: b.BatchID, Children: children}); err != nil {
 		return nil, fmt.Errorf("nightshift: start batch: %w", err)
 	}
 	resumed := false
@@ -156,7 +157,7 @@ func (c *Client) startBatch(ctx context.Context, p BatchParams, parentID string)
 		if b, _, err = c.store.GetBatch(ctx, b.BatchID); err != nil {
 			return nil, fmt.Errorf("nightshift: resume batch: %w", err)
 		}
-		if b.State != storage.BatchEnqueuing {
+		if b.State != record.BatchEnqueuing {
 			return batchInfo(b, true), nil
 		}
 		m, err := c.store.GetBatchManifest(ctx, b.BatchID)
@@ -184,7 +185,7 @@ func (c *Client) ResumeBatch(ctx context.Context, batchID string) (*BatchInfo, e
 	if err != nil {
 		return nil, fmt.Errorf("nightshift: %w", err)
 	}
-	if b.State == storage.BatchEnqueuing {
+	if b.State == record.BatchEnqueuing {
 		m, err := c.store.GetBatchManifest(ctx, batchID)
 		if err != nil {
 			return nil, fmt.Errorf("nightshift: resume batch: %w", err)
@@ -199,7 +200,7 @@ func (c *Client) ResumeBatch(ctx context.Context, batchID string) (*BatchInfo, e
 	return batchInfo(b, true), nil
 }
 
-func batchInfo(b *storage.Batch, resumed bool) *BatchInfo {
+func batchInfo(b *record.Batch, resumed bool) *BatchInfo {
 	bi := &BatchInfo{BatchID: b.BatchID, ParentID: b.ParentID, Total: b.Total, State: b.State, Resumed: resumed}
 	if b.Finalizer != nil {
 		bi.FinalizerJobID = b.Finalizer.JobID
@@ -232,7 +233,7 @@ func checkBatchBounds(p *BatchParams) error {
 }
 
 // buildBatch validates the params and builds the record and the children's envelopes.
-func (c *Client) buildBatch(ctx context.Context, p BatchParams, parentID string) (*storage.Batch, []*envelope.Envelope, error) {
+func (c *Client) buildBatch(ctx context.Context, p BatchParams, parentID string) (*record.Batch, []*envelope.Envelope, error) {
 	if err := checkBatchParams(&p); err != nil {
 		return nil, nil, err
 	}
@@ -244,21 +245,21 @@ func (c *Client) buildBatch(ctx context.Context, p BatchParams, parentID string)
 	b := newBatchRecord(&p, parentID, queue, now)
 	children := make([]*envelope.Envelope, len(p.Children))
 	for i, ep := range p.Children {
-		env, err := c.batchEnvelope(ctx, b, ep, storage.ChildJobID(b.BatchID, i))
+		env, err := c.batchEnvelope(ctx, b, ep, record.ChildJobID(b.BatchID, i))
 		if err != nil {
 			return nil, nil, fmt.Errorf("child %d: %w", i, err)
 		}
 		children[i] = env
 	}
 	if p.Finalizer != nil {
-		env, err := c.batchEnvelope(ctx, b, *p.Finalizer, storage.FinalizerJobID(b.BatchID))
+		env, err := c.batchEnvelope(ctx, b, *p.Finalizer, record.FinalizerJobID(b.BatchID))
 		if err != nil {
 			return nil, nil, fmt.Errorf("finalizer: %w", err)
 		}
 		b.Finalizer, b.FinalizerQueue = env, queue
 	}
 	if b.Total == 0 {
-		b.State, b.FinishedAt = storage.BatchSucceeded, now
+		b.State, b.FinishedAt = record.BatchSucceeded, now
 	}
 	return b, children, nil
 }
@@ -295,11 +296,11 @@ func (c *Client) batchQueue(p *BatchParams) (string, error) {
 }
 
 // newBatchRecord returns the record of a batch that is being enqueued, with its shards.
-func newBatchRecord(p *BatchParams, parentID, queue string, now time.Time) *storage.Batch {
-	b := &storage.Batch{
+func newBatchRecord(p *BatchParams, parentID, queue string, now time.Time) *record.Batch {
+	b := &record.Batch{
 		BatchID: p.BatchID, ParentID: parentID, Total: len(p.Children),
 		Queue: queue, FailurePolicy: string(p.FailurePolicy), AllowedFailures: p.AllowedFailures,
-		State: storage.BatchEnqueuing, Meta: p.Meta, CreatedAt: now,
+		State: record.BatchEnqueuing, Meta: p.Meta, CreatedAt: now,
 	}
 	b.Shards, b.PerShard = batchShards(b.Total)
 	b.ShardDone = make([]bool, b.Shards)
@@ -310,7 +311,7 @@ func newBatchRecord(p *BatchParams, parentID, queue string, now time.Time) *stor
 
 // batchEnvelope builds the envelope of one child or the finalizer of batch b, with job id
 // jobID, on the batch's queue; large args are claim-checked.
-func (c *Client) batchEnvelope(ctx context.Context, b *storage.Batch, ep EnqueueParams, jobID string) (*envelope.Envelope, error) {
+func (c *Client) batchEnvelope(ctx context.Context, b *record.Batch, ep EnqueueParams, jobID string) (*envelope.Envelope, error) {
 	kind, raw, err := paramsKindArgs(ep)
 	if err != nil {
 		return nil, err
@@ -365,7 +366,7 @@ func (c *Client) maxPayload() int64 {
 // progress after each chunk; then marks the batch running (or finishes an empty batch).
 // Children are sent without a "queued" status: the batch record says how many are on the
 // queue, and each child's status appears when it runs.
-func (c *Client) enqueueChildren(ctx context.Context, b *storage.Batch, children []*envelope.Envelope) error {
+func (c *Client) enqueueChildren(ctx context.Context, b *record.Batch, children []*envelope.Envelope) error {
 	if len(children) != b.Total {
 		return fmt.Errorf("manifest has %d children; the batch record says %d", len(children), b.Total)
 	}
@@ -374,7 +375,7 @@ func (c *Client) enqueueChildren(ctx context.Context, b *storage.Batch, children
 		if err := c.sendAll(ctx, b.Queue, children[start:end]); err != nil {
 			return err
 		}
-		if _, _, err := c.store.UpdateBatch(ctx, b.BatchID, func(cur *storage.Batch) *storage.Batch {
+		if _, _, err := c.store.UpdateBatch(ctx, b.BatchID, func(cur *record.Batch) *record.Batch {
 			if cur.Enqueued >= end {
 				return nil
 			}
@@ -385,12 +386,12 @@ func (c *Client) enqueueChildren(ctx context.Context, b *storage.Batch, children
 			return err
 		}
 	}
-	nb, _, err := c.store.UpdateBatch(ctx, b.BatchID, func(cur *storage.Batch) *storage.Batch {
-		if cur.State != storage.BatchEnqueuing {
+	nb, _, err := c.store.UpdateBatch(ctx, b.BatchID, func(cur *record.Batch) *record.Batch {
+		if cur.State != record.BatchEnqueuing {
 			return nil
 		}
 		next := *cur
-		next.State = storage.BatchRunning
+		next.State = record.BatchRunning
 		next.Enqueued = next.Total
 		return &next
 	})
@@ -436,16 +437,16 @@ func (c *Client) sendAll(ctx context.Context, queue string, envs []*envelope.Env
 
 // updateParent records the batch in its parent's status (Status.Batch), without changing
 // the parent's state. Best effort: the batch record is the source of truth.
-func (c *Client) updateParent(ctx context.Context, b *storage.Batch) {
+func (c *Client) updateParent(ctx context.Context, b *record.Batch) {
 	_ = updateParentStatus(ctx, c.store, b)
 }
 
-func updateParentStatus(ctx context.Context, store *storage.Clients, b *storage.Batch) error {
+func updateParentStatus(ctx context.Context, store *storage.Clients, b *record.Batch) error {
 	if b.ParentID == "" {
 		return nil
 	}
-	sum := &storage.BatchSummary{BatchID: b.BatchID, State: b.State, Total: b.Total, Succeeded: b.Succeeded, Failed: b.Failed}
-	_, _, err := store.UpdateStatus(ctx, b.ParentID, storage.BatchSummarised(sum).Apply)
+	sum := &record.BatchSummary{BatchID: b.BatchID, State: b.State, Total: b.Total, Succeeded: b.Succeeded, Failed: b.Failed}
+	_, _, err := store.UpdateStatus(ctx, b.ParentID, record.BatchSummarised(sum).Apply)
 	return err
 }
 
@@ -453,11 +454,11 @@ func updateParentStatus(ctx context.Context, store *storage.Clients, b *storage.
 // policy skips it), records the outcome in the parent's status, then marks the finalizer
 // enqueued. A crash anywhere in between makes a later call do it again; the finalizer's id
 // is fixed and its execution is claimed (claimFinalizer), so it still runs once.
-func finishBatch(ctx context.Context, store *storage.Clients, b *storage.Batch) error {
+func finishBatch(ctx context.Context, store *storage.Clients, b *record.Batch) error {
 	if !b.State.Terminal() || b.FinalizerEnqueued {
 		return nil
 	}
-	if b.Finalizer != nil && (b.FailurePolicy != string(FailBatch) || b.State == storage.BatchSucceeded) {
+	if b.Finalizer != nil && (b.FailurePolicy != string(FailBatch) || b.State == record.BatchSucceeded) {
 		env := *b.Finalizer
 		body, err := env.Encode()
 		if err != nil {
@@ -467,7 +468,7 @@ func finishBatch(ctx context.Context, store *storage.Clients, b *storage.Batch) 
 			return err
 		}
 		// The finalizer's envelope names the batch and is of life 0, due now.
-		st := storage.Queued(&env, b.FinalizerQueue, time.Time{}).Apply(nil)
+		st := record.Queued(&env, b.FinalizerQueue, time.Time{}).Apply(nil)
 		if _, err := store.PutStatus(ctx, st, ""); err != nil && !storage.IsConflict(err) {
 			return err
 		}
@@ -475,7 +476,7 @@ func finishBatch(ctx context.Context, store *storage.Clients, b *storage.Batch) 
 	if err := updateParentStatus(ctx, store, b); err != nil {
 		return err
 	}
-	_, _, err := store.UpdateBatch(ctx, b.BatchID, func(cur *storage.Batch) *storage.Batch {
+	_, _, err := store.UpdateBatch(ctx, b.BatchID, func(cur *record.Batch) *record.Batch {
 		if cur.FinalizerEnqueued {
 			return nil
 		}
@@ -543,7 +544,7 @@ func (f *batches) ended(ctx context.Context, e jobEnd) error {
 // record; the update that completes the batch decides its outcome and enqueues the
 // finalizer. Any error fails the invocation, so the redelivered message (which the
 // executor skips as ended) calls it again.
-func (f *batches) batchChildEnded(ctx context.Context, env *envelope.Envelope, state storage.State) error {
+func (f *batches) batchChildEnded(ctx context.Context, env *envelope.Envelope, state record.State) error {
 	idx, ok := childIndex(env)
 	if !ok {
 		return nil
@@ -556,7 +557,7 @@ func (f *batches) batchChildEnded(ctx context.Context, env *envelope.Envelope, s
 	if err != nil {
 		return err
 	}
-	shard, lead, err := f.markChild(ctx, b, idx, state != storage.StateSucceeded)
+	shard, lead, err := f.markChild(ctx, b, idx, state != record.StateSucceeded)
 	if err != nil {
 		return err
 	}
@@ -587,15 +588,15 @@ func (f *batches) batchChildEnded(ctx context.Context, env *envelope.Envelope, s
 // batchShape returns a batch's immutable shape (id, total, shards) from the executor's
 // cache, reading the record on a miss: one read per batch and process instead of one per
 // child.
-func (f *batches) batchShape(ctx context.Context, batchID string) (*storage.Batch, error) {
+func (f *batches) batchShape(ctx context.Context, batchID string) (*record.Batch, error) {
 	if v, ok := f.shapes.Load(batchID); ok {
-		return v.(*storage.Batch), nil
+		return v.(*record.Batch), nil
 	}
 	b, _, err := f.x.ext.GetBatch(ctx, batchID)
 	if err != nil {
 		return nil, err
 	}
-	shape := &storage.Batch{BatchID: b.BatchID, Total: b.Total, Shards: b.Shards, PerShard: b.PerShard}
+	shape := &record.Batch{BatchID: b.BatchID, Total: b.Total, Shards: b.Shards, PerShard: b.PerShard}
 	if f.shapeCount.Add(1) > maxCachedBatches {
 		f.shapes.Clear()
 		f.records.Clear()
@@ -612,7 +613,7 @@ func (f *batches) batchShape(ctx context.Context, batchID string) (*storage.Batc
 // ETag.
 type shardEntry struct {
 	mu      sync.Mutex
-	shard   *storage.BatchShard
+	shard   *record.BatchShard
 	etag    storage.ETag
 	pending []storage.ChildEnd
 	next    *shardRound // the round the pending ends will be written in
@@ -625,14 +626,14 @@ type shardEntry struct {
 type shardRound struct {
 	done   chan struct{}
 	leader int
-	shard  *storage.BatchShard
+	shard  *record.BatchShard
 	err    error
 }
 
 // markChild records a child's end through the shard cache: usually one conditional write
 // shared with the other children of the shard ending at the same time, and no read. lead
 // reports whether this child leads its round (see shardRound).
-func (f *batches) markChild(ctx context.Context, b *storage.Batch, idx int, failed bool) (_ *storage.BatchShard, lead bool, _ error) {
+func (f *batches) markChild(ctx context.Context, b *record.Batch, idx int, failed bool) (_ *record.BatchShard, lead bool, _ error) {
 	shard, _ := b.ShardOf(idx)
 	key := b.BatchID + "/" + strconv.Itoa(shard)
 	v, ok := f.shards.Load(key)
@@ -684,7 +685,7 @@ func (f *batches) markChild(ctx context.Context, b *storage.Batch, idx int, fail
 // recordEntry is the executor's last known version of a batch record (see shardEntry).
 type recordEntry struct {
 	mu   sync.Mutex
-	b    *storage.Batch
+	b    *record.Batch
 	etag storage.ETag
 }
 
@@ -692,7 +693,7 @@ type recordEntry struct {
 // of the record (usually one conditional write, no read); the update that marks the last
 // shard done decides the outcome. It returns the record as stored afterwards and whether
 // this call wrote it.
-func (f *batches) markShardDone(ctx context.Context, batchID string, s, done, failed int) (*storage.Batch, bool, error) {
+func (f *batches) markShardDone(ctx context.Context, batchID string, s, done, failed int) (*record.Batch, bool, error) {
 	v, ok := f.records.Load(batchID)
 	if !ok {
 		v, _ = f.records.LoadOrStore(batchID, &recordEntry{})
@@ -700,7 +701,7 @@ func (f *batches) markShardDone(ctx context.Context, batchID string, s, done, fa
 	e := v.(*recordEntry)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	nb, etag, wrote, err := f.x.ext.UpdateBatchFrom(ctx, batchID, e.b, e.etag, func(cur *storage.Batch) *storage.Batch {
+	nb, etag, wrote, err := f.x.ext.UpdateBatchFrom(ctx, batchID, e.b, e.etag, func(cur *record.Batch) *record.Batch {
 		if s >= len(cur.ShardDone) || cur.ShardDone[s] {
 			return nil
 		}
@@ -717,9 +718,9 @@ func (f *batches) markShardDone(ctx context.Context, batchID string, s, done, fa
 			next.Failed += next.ShardFailed[i]
 		}
 		if all {
-			next.State = storage.BatchSucceeded
+			next.State = record.BatchSucceeded
 			if next.Failed > next.AllowedFailures {
-				next.State = storage.BatchFailed
+				next.State = record.BatchFailed
 			}
 			next.FinishedAt = time.Now().UTC()
 		} else {
@@ -743,7 +744,7 @@ const maxCachedBatches = 1024
 
 // isFinalizer reports whether env is a batch's finalizer job.
 func isFinalizer(env *envelope.Envelope) bool {
-	return env.BatchID != "" && env.JobID == storage.FinalizerJobID(env.BatchID)
+	return env.BatchID != "" && env.JobID == record.FinalizerJobID(env.BatchID)
 }
 
 // finalizerRecheck bounds how long a duplicate finalizer message waits before it looks
@@ -756,10 +757,10 @@ const finalizerRecheck = time.Minute
 // running puts itself back on the queue for later, when it normally finds the finalizer
 // ended and is skipped; a claim older than the attempt's timeout (its runner died) is taken
 // over. It returns "" when this delivery may run, else why not.
-func (f *batches) claimFinalizer(ctx context.Context, env *envelope.Envelope, maxAttempts int, cur *storage.Status, etag storage.ETag, queue string, timeout time.Duration) (string, error) {
+func (f *batches) claimFinalizer(ctx context.Context, env *envelope.Envelope, maxAttempts int, cur *record.Status, etag storage.ETag, queue string, timeout time.Duration) (string, error) {
 	now := time.Now().UTC()
 	for try := 0; try < 10; try++ {
-		if cur != nil && cur.Replay == env.Replay && cur.Attempt == env.Attempt && cur.State == storage.StateRunning &&
+		if cur != nil && cur.Replay == env.Replay && cur.Attempt == env.Attempt && cur.State == record.StateRunning &&
 			now.Sub(cur.StartedAt) < timeout+time.Minute {
 			if err := f.x.enqueue(ctx, queue, env, min(timeout, finalizerRecheck)); err != nil {
 				return "", err
@@ -769,7 +770,7 @@ func (f *batches) claimFinalizer(ctx context.Context, env *envelope.Envelope, ma
 		if why := staleDelivery(cur, env); why != "" {
 			return why, nil
 		}
-		running := storage.Claimed(env, storage.Run{MaxAttempts: maxAttempts, Queue: queue}, now).Apply(cur)
+		running := record.Claimed(env, record.Run{MaxAttempts: maxAttempts, Queue: queue}, now).Apply(cur)
 		if running == nil {
 			return fmt.Sprintf("attempt %d is superseded by the job's status (%s, attempt %d)", env.Attempt, cur.State, cur.Attempt), nil
 		}
@@ -790,13 +791,13 @@ func (f *batches) claimFinalizer(ctx context.Context, env *envelope.Envelope, ma
 
 // BatchStatus is a batch's live state: its record plus counts read from its shards.
 type BatchStatus struct {
-	BatchID   string             `json:"batch_id"`
-	ParentID  string             `json:"parent_id,omitempty"`
-	State     storage.BatchState `json:"state"`
-	Total     int                `json:"total"`
-	Enqueued  int                `json:"enqueued"`
-	Succeeded int                `json:"succeeded"`
-	Failed    int                `json:"failed"`
+	BatchID   string            `json:"batch_id"`
+	ParentID  string            `json:"parent_id,omitempty"`
+	State     record.BatchState `json:"state"`
+	Total     int               `json:"total"`
+	Enqueued  int               `json:"enqueued"`
+	Succeeded int               `json:"succeeded"`
+	Failed    int               `json:"failed"`
 	// Pending counts children that have not ended (queued, running or retrying).
 	Pending int `json:"pending"`
 	// Running counts children whose status says running or retrying; -1 unless asked
@@ -805,12 +806,12 @@ type BatchStatus struct {
 	FailurePolicy   string            `json:"failure_policy"`
 	AllowedFailures int               `json:"allowed_failures,omitempty"`
 	FinalizerJobID  string            `json:"finalizer_job_id,omitempty"`
-	Finalizer       *storage.Status   `json:"finalizer,omitempty"`
+	Finalizer       *record.Status    `json:"finalizer,omitempty"`
 	CreatedAt       time.Time         `json:"created_at"`
 	FinishedAt      time.Time         `json:"finished_at,omitzero"`
 	Meta            map[string]string `json:"meta,omitempty"`
-	Record          *storage.Batch    `json:"-"`
-	shards          []*storage.BatchShard
+	Record          *record.Batch     `json:"-"`
+	shards          []*record.BatchShard
 }
 
 // BatchStatusOptions tune Client.Batch.
@@ -830,11 +831,11 @@ func (c *Client) Batch(ctx context.Context, batchID string, opts *BatchStatusOpt
 		Running: -1, FailurePolicy: b.FailurePolicy, AllowedFailures: b.AllowedFailures,
 		CreatedAt: b.CreatedAt, FinishedAt: b.FinishedAt, Meta: b.Meta, Record: b,
 	}
-	bs.shards = make([]*storage.BatchShard, b.Shards)
+	bs.shards = make([]*record.BatchShard, b.Shards)
 	err = c.each(ctx, b.Shards, func(ctx context.Context, s int) error {
 		sh, _, err := c.store.GetBatchShard(ctx, batchID, s)
 		if errors.Is(err, storage.ErrNotFound) {
-			sh, err = &storage.BatchShard{BatchID: batchID, Shard: s, Size: b.ShardLen(s)}, nil
+			sh, err = &record.BatchShard{BatchID: batchID, Shard: s, Size: b.ShardLen(s)}, nil
 		}
 		bs.shards[s] = sh
 		return err
@@ -861,14 +862,14 @@ func (c *Client) Batch(ctx context.Context, batchID string, opts *BatchStatusOpt
 			if s, pos := b.ShardOf(i); bs.shards[s].Has(pos) {
 				return nil
 			}
-			st, _, err := c.store.GetStatus(ctx, storage.ChildJobID(batchID, i))
+			st, _, err := c.store.GetStatus(ctx, record.ChildJobID(batchID, i))
 			if errors.Is(err, storage.ErrNotFound) {
 				return nil
 			}
 			if err != nil {
 				return err
 			}
-			if st.State == storage.StateRunning || st.State == storage.StateRetrying {
+			if st.State == record.StateRunning || st.State == record.StateRetrying {
 				mu.Lock()
 				running++
 				mu.Unlock()
@@ -885,9 +886,9 @@ func (c *Client) Batch(ctx context.Context, batchID string, opts *BatchStatusOpt
 
 // BatchChild is one child's outcome as a finalizer (or anyone) reads it.
 type BatchChild struct {
-	Index int           `json:"index"`
-	JobID string        `json:"job_id"`
-	State storage.State `json:"state"`
+	Index int          `json:"index"`
+	JobID string       `json:"job_id"`
+	State record.State `json:"state"`
 	// ContentType and Result hold a succeeded child's result (JSON or bytes).
 	ContentType string          `json:"content_type,omitempty"`
 	Result      json.RawMessage `json:"result,omitempty"`
@@ -904,8 +905,8 @@ func (c *Client) BatchChildren(ctx context.Context, batchID string) ([]BatchChil
 	}
 	out := make([]BatchChild, b.Total)
 	err = c.each(ctx, b.Total, func(ctx context.Context, i int) error {
-		id := storage.ChildJobID(batchID, i)
-		ch := BatchChild{Index: i, JobID: id, State: storage.StateQueued}
+		id := record.ChildJobID(batchID, i)
+		ch := BatchChild{Index: i, JobID: id, State: record.StateQueued}
 		st, _, err := c.store.GetStatus(ctx, id)
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
@@ -913,7 +914,7 @@ func (c *Client) BatchChildren(ctx context.Context, batchID string) ([]BatchChil
 			return err
 		default:
 			ch.State, ch.Error = st.State, st.LastError
-			if st.State == storage.StateSucceeded && st.Result != nil {
+			if st.State == record.StateSucceeded && st.Result != nil {
 				ct, data, err := c.store.GetResult(ctx, st)
 				if err != nil {
 					return err

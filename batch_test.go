@@ -12,6 +12,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -61,7 +62,7 @@ func (k *batchKinds) registry() *Registry {
 		var r sumResult
 		for _, c := range children {
 			switch c.State {
-			case storage.StateSucceeded:
+			case record.StateSucceeded:
 				var v int
 				if err := json.Unmarshal(c.Result, &v); err != nil {
 					return nil, err
@@ -106,7 +107,7 @@ func squares(n int) (params []EnqueueParams, sum int) {
 func (fe *featEnv) finalResult(batchID string) sumResult {
 	fe.t.Helper()
 	var r sumResult
-	if err := fe.client.Result(context.Background(), storage.FinalizerJobID(batchID), &r); err != nil {
+	if err := fe.client.Result(context.Background(), record.FinalizerJobID(batchID), &r); err != nil {
 		fe.t.Fatal(err)
 	}
 	return r
@@ -124,7 +125,7 @@ func TestBatchChildrenTwiceFinalizerOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bi.Total != 60 || bi.State != storage.BatchRunning || bi.FinalizerJobID != storage.FinalizerJobID(bi.BatchID) {
+	if bi.Total != 60 || bi.State != record.BatchRunning || bi.FinalizerJobID != record.FinalizerJobID(bi.BatchID) {
 		t.Fatalf("batch info %+v", bi)
 	}
 	m, err := fe.store.GetBatchManifest(ctx, bi.BatchID)
@@ -146,8 +147,8 @@ func TestBatchChildrenTwiceFinalizerOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bs.State != storage.BatchSucceeded || bs.Succeeded != 60 || bs.Failed != 0 || bs.Pending != 0 || bs.Running != 0 ||
-		bs.Finalizer == nil || bs.Finalizer.State != storage.StateSucceeded || !bs.Record.FinalizerEnqueued {
+	if bs.State != record.BatchSucceeded || bs.Succeeded != 60 || bs.Failed != 0 || bs.Pending != 0 || bs.Running != 0 ||
+		bs.Finalizer == nil || bs.Finalizer.State != record.StateSucceeded || !bs.Record.FinalizerEnqueued {
 		t.Fatalf("batch status %+v", bs)
 	}
 }
@@ -199,7 +200,7 @@ func TestBatchFinalizerDuplicateMessageRunsOnce(t *testing.T) {
 		}
 	}
 	b, _, err := fe.store.GetBatch(ctx, bi.BatchID)
-	if err != nil || b.State != storage.BatchSucceeded || !b.FinalizerEnqueued {
+	if err != nil || b.State != record.BatchSucceeded || !b.FinalizerEnqueued {
 		t.Fatalf("batch %+v %v", b, err)
 	}
 	// The completion trigger fires again (e.g. a redelivered last child): a second
@@ -233,12 +234,12 @@ func TestBatchFailurePolicy(t *testing.T) {
 	for _, tc := range []struct {
 		policy    FailurePolicy
 		allowed   int
-		wantState storage.BatchState
+		wantState record.BatchState
 		finalizer bool
 	}{
-		{FinalizeAlways, 0, storage.BatchFailed, true},
-		{FailBatch, 0, storage.BatchFailed, false},
-		{FailBatch, 1, storage.BatchSucceeded, true},
+		{FinalizeAlways, 0, record.BatchFailed, true},
+		{FailBatch, 0, record.BatchFailed, false},
+		{FailBatch, 1, record.BatchSucceeded, true},
 	} {
 		t.Run(fmt.Sprintf("%s-%d", tc.policy, tc.allowed), func(t *testing.T) {
 			t.Parallel()
@@ -289,7 +290,7 @@ func TestBatchResumeAfterCrashMidEnqueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := fe.store.PutBatchManifest(ctx, &storage.BatchManifest{BatchID: b.BatchID, Children: children}); err != nil {
+	if err := fe.store.PutBatchManifest(ctx, &record.BatchManifest{BatchID: b.BatchID, Children: children}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := fe.store.PutBatch(ctx, b, ""); err != nil {
@@ -303,7 +304,7 @@ func TestBatchResumeAfterCrashMidEnqueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bi.Resumed || bi.Total != 40 || bi.State != storage.BatchRunning {
+	if !bi.Resumed || bi.Total != 40 || bi.State != record.BatchRunning {
 		t.Fatalf("resumed batch %+v", bi)
 	}
 	if n := fe.queueCount(b.Queue); n != 65 {
@@ -352,7 +353,7 @@ func TestStartBatchFromJob(t *testing.T) {
 			t.Logf("batch %+v %v; record %+v; finalizer %+v", bs, err, bs.Record, fe.statusOf(bi.FinalizerJobID))
 			for i := 0; i < 10; i++ {
 				if !bs.shards[0].Has(i) {
-					t.Logf("child %d: %+v", i, fe.statusOf(storage.ChildJobID(bi.BatchID, i)))
+					t.Logf("child %d: %+v", i, fe.statusOf(record.ChildJobID(bi.BatchID, i)))
 				}
 			}
 		}
@@ -362,10 +363,10 @@ func TestStartBatchFromJob(t *testing.T) {
 		t.Fatalf("result %+v", r)
 	}
 	st := fe.statusOf(res.JobID)
-	if st.Batch == nil || st.Batch.BatchID != bi.BatchID || st.Batch.State != storage.BatchSucceeded || st.Batch.Succeeded != 10 {
+	if st.Batch == nil || st.Batch.BatchID != bi.BatchID || st.Batch.State != record.BatchSucceeded || st.Batch.Succeeded != 10 {
 		t.Fatalf("parent status batch %+v", st.Batch)
 	}
-	if c := fe.statusOf(storage.ChildJobID(bi.BatchID, 3)); c.BatchID != bi.BatchID {
+	if c := fe.statusOf(record.ChildJobID(bi.BatchID, 3)); c.BatchID != bi.BatchID {
 		t.Fatalf("child status %+v", c)
 	}
 	// The same job id and life derive the same batch id: a rerun resumes it.
@@ -378,7 +379,7 @@ func TestStartBatchFromJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again.BatchID != bi.BatchID || !again.Resumed || again.State != storage.BatchSucceeded {
+	if again.BatchID != bi.BatchID || !again.Resumed || again.State != record.BatchSucceeded {
 		t.Fatalf("rerun %+v, first %+v", again, bi)
 	}
 }
@@ -405,7 +406,7 @@ func TestStartBatchValidation(t *testing.T) {
 }
 
 func TestBatchShardBits(t *testing.T) {
-	s := &storage.BatchShard{Size: 10}
+	s := &record.BatchShard{Size: 10}
 	if !s.Set(3, false) || s.Set(3, true) || !s.Set(9, true) {
 		t.Fatal("Set must report changes only")
 	}
@@ -414,7 +415,7 @@ func TestBatchShardBits(t *testing.T) {
 	}
 	for _, n := range []int{0, 1, 15, 16, 17, 33, 1000, 10000, 16384, 20000, 123457} {
 		shards, per := batchShards(n)
-		b := &storage.Batch{Total: n, Shards: shards, PerShard: per}
+		b := &record.Batch{Total: n, Shards: shards, PerShard: per}
 		sum := 0
 		for sh := 0; sh < shards; sh++ {
 			if b.ShardLen(sh) < 1 && n > 0 {
@@ -442,7 +443,7 @@ func TestBatchEmpty(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bi.State != storage.BatchSucceeded || bi.Total != 0 {
+	if bi.State != record.BatchSucceeded || bi.Total != 0 {
 		t.Fatalf("empty batch %+v", bi)
 	}
 	fe.runUntil(30*time.Second, "the finalizer", func() bool { return fe.ended(bi.FinalizerJobID) })

@@ -15,6 +15,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -22,11 +23,11 @@ import (
 // storage. Storage behaviour itself is only ever tested against Azurite.
 type memStore struct {
 	mu       sync.Mutex
-	statuses map[string]*storage.Status
+	statuses map[string]*record.Status
 	n        int
 }
 
-func (m *memStore) GetStatus(ctx context.Context, id string) (*storage.Status, storage.ETag, error) {
+func (m *memStore) GetStatus(ctx context.Context, id string) (*record.Status, storage.ETag, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st, ok := m.statuses[id]
@@ -37,7 +38,7 @@ func (m *memStore) GetStatus(ctx context.Context, id string) (*storage.Status, s
 	return &c, storage.ETag(fmt.Sprint(m.n)), nil
 }
 
-func (m *memStore) PutStatus(ctx context.Context, st *storage.Status, etag storage.ETag) (storage.ETag, error) {
+func (m *memStore) PutStatus(ctx context.Context, st *record.Status, etag storage.ETag) (storage.ETag, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.n++
@@ -46,7 +47,7 @@ func (m *memStore) PutStatus(ctx context.Context, st *storage.Status, etag stora
 	return storage.ETag(fmt.Sprint(m.n)), nil
 }
 
-func (m *memStore) UpdateStatus(ctx context.Context, id string, change func(*storage.Status) *storage.Status) (*storage.Status, bool, error) {
+func (m *memStore) UpdateStatus(ctx context.Context, id string, change func(*record.Status) *record.Status) (*record.Status, bool, error) {
 	cur, _, err := m.GetStatus(ctx, id)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return nil, false, err
@@ -63,10 +64,10 @@ func (m *memStore) PutResult(context.Context, string, string, []byte) (bool, err
 func (m *memStore) Enqueue(context.Context, string, []byte, time.Duration, time.Duration) (string, error) {
 	return "id", nil
 }
-func (m *memStore) GetDeadLetter(context.Context, string) (*storage.DeadLetter, storage.ETag, error) {
+func (m *memStore) GetDeadLetter(context.Context, string) (*record.DeadLetter, storage.ETag, error) {
 	return nil, "", storage.ErrNotFound
 }
-func (m *memStore) PutDeadLetter(context.Context, *storage.DeadLetter, storage.ETag) (storage.ETag, error) {
+func (m *memStore) PutDeadLetter(context.Context, *record.DeadLetter, storage.ETag) (storage.ETag, error) {
 	return "1", nil
 }
 
@@ -101,7 +102,7 @@ func runInvocations(b *testing.B, h http.Handler) {
 // dispatch a no-op job, encode the response — with records kept in memory, so this is
 // the handler's own cost.
 func BenchmarkInvocation(b *testing.B) {
-	runInvocations(b, benchHandler(b, &memStore{statuses: map[string]*storage.Status{}}))
+	runInvocations(b, benchHandler(b, &memStore{statuses: map[string]*record.Status{}}))
 }
 
 // BenchmarkInvocationAzurite is the same against Azurite; BenchmarkStorageBaseline is the
@@ -123,7 +124,7 @@ func BenchmarkStorageBaseline(b *testing.B) {
 		if _, _, err := c.GetStatus(ctx, id); !errors.Is(err, storage.ErrNotFound) {
 			b.Fatal(err)
 		}
-		if _, err := c.PutStatus(ctx, &storage.Status{JobID: id, State: storage.StateSucceeded}, ""); err != nil {
+		if _, err := c.PutStatus(ctx, &record.Status{JobID: id, State: record.StateSucceeded}, ""); err != nil {
 			b.Fatal(err)
 		}
 	}

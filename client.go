@@ -17,6 +17,7 @@ import (
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/internal/delayed"
 	"github.com/nightshift-jobs/nightshift/internal/store"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -47,7 +48,7 @@ const MaxEnqueueDelay = delayed.QueueLimit
 // JobExistsError reports an Enqueue with a job id that already has a status record.
 type JobExistsError struct {
 	JobID string
-	State storage.State
+	State record.State
 }
 
 func (e *JobExistsError) Error() string {
@@ -495,7 +496,7 @@ func (c *Client) send(ctx context.Context, env *envelope.Envelope, queue string,
 		}
 		return nil, fmt.Errorf("nightshift: enqueue %s: %w", env.Kind, err)
 	}
-	st := storage.Queued(env, queue, env.RunAt).Apply(nil)
+	st := record.Queued(env, queue, env.RunAt).Apply(nil)
 	// The queued status lets Status and Wait answer at once. If the job already ran (or
 	// the id was used meanwhile), the existing status wins: If-None-Match. It is a
 	// convenience: the job is on the queue, so failing here would invite a duplicate
@@ -519,7 +520,7 @@ func (c *Client) sendDelayed(ctx context.Context, env *envelope.Envelope, queue 
 			_ = releaseUnique(context.WithoutCancel(ctx), c.store, env.DedupeKey, env.JobID)
 		}
 		if errors.Is(err, delayed.ErrJobExists) {
-			err = &JobExistsError{JobID: env.JobID, State: storage.StateQueued}
+			err = &JobExistsError{JobID: env.JobID, State: record.StateQueued}
 		}
 		return nil, fmt.Errorf("nightshift: enqueue %s: %w", env.Kind, err)
 	}
@@ -577,7 +578,7 @@ func (c *Client) EnqueueMany(ctx context.Context, params []EnqueueParams) ([]Enq
 }
 
 // Status returns the job's status record; an error wrapping ErrNotFound when it has none.
-func (c *Client) Status(ctx context.Context, jobID string) (*storage.Status, error) {
+func (c *Client) Status(ctx context.Context, jobID string) (*record.Status, error) {
 	if p := envelope.ValidJobID(jobID); p != "" {
 		return nil, fmt.Errorf("nightshift: job id %s: %w", p, ErrNotFound)
 	}
@@ -596,13 +597,13 @@ type WaitOptions struct {
 	MaxInterval time.Duration
 	// Progress, when set, is called with every status read that differs from the previous
 	// one (state, attempt, replay or update time), and with nil while there is no status.
-	Progress func(st *storage.Status)
+	Progress func(st *record.Status)
 }
 
 // Wait polls the job's status until it is terminal (succeeded, dead or cancelled) and
 // returns that status. A job without a status yet is waited for too. It returns ctx's
 // error (wrapped) when ctx ends first; bound the wait with a context deadline.
-func (c *Client) Wait(ctx context.Context, jobID string, opts *WaitOptions) (*storage.Status, error) {
+func (c *Client) Wait(ctx context.Context, jobID string, opts *WaitOptions) (*record.Status, error) {
 	o := WaitOptions{}
 	if opts != nil {
 		o = *opts
@@ -620,7 +621,7 @@ func (c *Client) Wait(ctx context.Context, jobID string, opts *WaitOptions) (*st
 		return nil, fmt.Errorf("nightshift: job id %s: %w", p, ErrNotFound)
 	}
 	interval := o.MinInterval
-	var last *storage.Status
+	var last *record.Status
 	first := true
 	for {
 		st, _, err := c.store.GetStatus(ctx, jobID)
@@ -657,7 +658,7 @@ func (c *Client) Wait(ctx context.Context, jobID string, opts *WaitOptions) (*st
 	}
 }
 
-func changed(a, b *storage.Status) bool {
+func changed(a, b *record.Status) bool {
 	return a.State != b.State || a.Attempt != b.Attempt || a.Replay != b.Replay || !a.UpdatedAt.Equal(b.UpdatedAt)
 }
 
@@ -669,7 +670,7 @@ func (c *Client) ResultBytes(ctx context.Context, jobID string) (string, []byte,
 	if err != nil {
 		return "", nil, err
 	}
-	if st.State != storage.StateSucceeded {
+	if st.State != record.StateSucceeded {
 		return "", nil, fmt.Errorf("nightshift: job %s is %s: %w", jobID, st.State, ErrNotFinished)
 	}
 	ct, data, err := c.store.GetResult(ctx, st)
@@ -699,9 +700,9 @@ func (c *Client) Result(ctx context.Context, jobID string, v any) error {
 	return nil
 }
 
-// Logs returns the job's captured log lines (the newest storage.MaxLogLines) and how many
+// Logs returns the job's captured log lines (the newest record.MaxLogLines) and how many
 // older lines were dropped.
-func (c *Client) Logs(ctx context.Context, jobID string) ([]storage.LogLine, int, error) {
+func (c *Client) Logs(ctx context.Context, jobID string) ([]record.LogLine, int, error) {
 	st, err := c.Status(ctx, jobID)
 	if err != nil {
 		return nil, 0, err
@@ -715,20 +716,20 @@ func (c *Client) Logs(ctx context.Context, jobID string) ([]storage.LogLine, int
 // checks its status (every few seconds). A job that already ended cannot be cancelled: the error
 // wraps ErrTerminal. Cancelling an id with no status records the cancellation, so a job
 // enqueued later with that id will not run.
-func (c *Client) Cancel(ctx context.Context, jobID string) (*storage.Status, error) {
+func (c *Client) Cancel(ctx context.Context, jobID string) (*record.Status, error) {
 	if p := envelope.ValidJobID(jobID); p != "" {
 		return nil, fmt.Errorf("nightshift: cancel: job id %s", p)
 	}
-	var ended *storage.Status
-	st, _, err := c.store.UpdateStatus(ctx, jobID, func(cur *storage.Status) *storage.Status {
+	var ended *record.Status
+	st, _, err := c.store.UpdateStatus(ctx, jobID, func(cur *record.Status) *record.Status {
 		ended = nil
 		if cur != nil && cur.State.Terminal() {
 			ended = cur
 			return nil
 		}
 		// The cancelled status names the attempt that is running or runs next; being
-		// terminal, no later status of this life supersedes it (storage.Status.Supersedes).
-		return storage.Cancelled(jobID, c.opts.Now().UTC()).Apply(cur)
+		// terminal, no later status of this life supersedes it (record.Status.Supersedes).
+		return record.Cancelled(jobID, c.opts.Now().UTC()).Apply(cur)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("nightshift: cancel job %s: %w", jobID, err)
@@ -742,7 +743,7 @@ func (c *Client) Cancel(ctx context.Context, jobID string) (*storage.Status, err
 // JobFilter selects jobs for ListJobs. Zero fields match everything.
 type JobFilter struct {
 	// State keeps jobs in this state.
-	State storage.State
+	State record.State
 	// Kind keeps jobs of this kind.
 	Kind string
 	// Since keeps jobs whose status changed at or after this time.
@@ -754,7 +755,7 @@ type JobFilter struct {
 // ListJobs returns the status records matching f, most recently updated first. It reads
 // the status container's listing (names and modification times) and then the newest
 // matching records; with many jobs, narrow it with Since.
-func (c *Client) ListJobs(ctx context.Context, f JobFilter) ([]*storage.Status, error) {
+func (c *Client) ListJobs(ctx context.Context, f JobFilter) ([]*record.Status, error) {
 	if f.Limit <= 0 {
 		f.Limit = 50
 	}
@@ -763,7 +764,7 @@ func (c *Client) ListJobs(ctx context.Context, f JobFilter) ([]*storage.Status, 
 		return nil, err
 	}
 	sortStatusBlobs(items)
-	var out []*storage.Status
+	var out []*record.Status
 	// Read in chunks, in order, until Limit matches are found.
 	for start := 0; start < len(items) && len(out) < f.Limit; start += c.opts.Concurrency {
 		end := min(start+c.opts.Concurrency, len(items))
@@ -823,8 +824,8 @@ func sortStatusBlobs(items []statusBlob) {
 
 // readStatuses reads the status records of items concurrently; the i-th record and
 // error belong to items[i].
-func (c *Client) readStatuses(ctx context.Context, items []statusBlob) ([]*storage.Status, []error) {
-	sts := make([]*storage.Status, len(items))
+func (c *Client) readStatuses(ctx context.Context, items []statusBlob) ([]*record.Status, []error) {
+	sts := make([]*record.Status, len(items))
 	errs := make([]error, len(items))
 	var wg sync.WaitGroup
 	for i := range items {
@@ -841,7 +842,7 @@ func (c *Client) readStatuses(ctx context.Context, items []statusBlob) ([]*stora
 // appendMatches appends to out, in order, the records of sts that match the filter, until
 // out holds Limit records. A record deleted since the listing is skipped; any other read
 // error met before the limit is returned.
-func (f *JobFilter) appendMatches(out []*storage.Status, sts []*storage.Status, errs []error) ([]*storage.Status, error) {
+func (f *JobFilter) appendMatches(out []*record.Status, sts []*record.Status, errs []error) ([]*record.Status, error) {
 	for i, st := range sts {
 		if errs[i] != nil {
 			if errors.Is(errs[i], storage.ErrNotFound) {
@@ -860,18 +861,18 @@ func (f *JobFilter) appendMatches(out []*storage.Status, sts []*storage.Status, 
 }
 
 // matches says whether st passes the filter's state, kind and since conditions.
-func (f *JobFilter) matches(st *storage.Status) bool {
+func (f *JobFilter) matches(st *record.Status) bool {
 	return (f.State == "" || st.State == f.State) && (f.Kind == "" || st.Kind == f.Kind) &&
 		(f.Since.IsZero() || !st.UpdatedAt.Before(f.Since))
 }
 
 // DeadLetters returns every dead-letter record, most recent death first.
-func (c *Client) DeadLetters(ctx context.Context) ([]*storage.DeadLetter, error) {
+func (c *Client) DeadLetters(ctx context.Context) ([]*record.DeadLetter, error) {
 	ids, err := c.store.ListDeadLetters(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("nightshift: %w", err)
 	}
-	out := make([]*storage.DeadLetter, len(ids))
+	out := make([]*record.DeadLetter, len(ids))
 	errs := make([]error, len(ids))
 	sem := make(chan struct{}, c.opts.Concurrency)
 	var wg sync.WaitGroup
@@ -901,7 +902,7 @@ func (c *Client) DeadLetters(ctx context.Context) ([]*storage.DeadLetter, error)
 
 // DeadLetter returns one dead-letter record (its id is the job id, or "msg-…" for a
 // message that was not a valid envelope).
-func (c *Client) DeadLetter(ctx context.Context, deadID string) (*storage.DeadLetter, error) {
+func (c *Client) DeadLetter(ctx context.Context, deadID string) (*record.DeadLetter, error) {
 	d, _, err := c.store.GetDeadLetter(ctx, deadID)
 	if err != nil {
 		return nil, fmt.Errorf("nightshift: %w", err)
@@ -946,7 +947,7 @@ func (c *Client) Replay(ctx context.Context, deadID string) (*EnqueueResult, err
 
 // loadReplayable reads the dead-letter record deadID and its etag, refusing a record of a
 // message that was not a valid job envelope.
-func (c *Client) loadReplayable(ctx context.Context, deadID string) (*storage.DeadLetter, storage.ETag, error) {
+func (c *Client) loadReplayable(ctx context.Context, deadID string) (*record.DeadLetter, storage.ETag, error) {
 	rec, etag, err := c.store.GetDeadLetter(ctx, deadID)
 	if err != nil {
 		return nil, "", fmt.Errorf("nightshift: replay: %w", err)
@@ -960,11 +961,11 @@ func (c *Client) loadReplayable(ctx context.Context, deadID string) (*storage.De
 // nextLife returns the replay number of the new life: one above the record's replays, the
 // envelope's and the status's. It refuses (ErrNotDead) when the job's status is no
 // longer dead.
-func (c *Client) nextLife(ctx context.Context, deadID string, rec *storage.DeadLetter, env *envelope.Envelope) (int, error) {
+func (c *Client) nextLife(ctx context.Context, deadID string, rec *record.DeadLetter, env *envelope.Envelope) (int, error) {
 	life := max(rec.Replays+1, env.Replay+1)
 	cur, _, err := c.store.GetStatus(ctx, env.JobID)
 	switch {
-	case err == nil && cur.State != storage.StateDead:
+	case err == nil && cur.State != record.StateDead:
 		// A replay is pending, running or done (or the job was cancelled): another one
 		// would run the job again, or cut the current life short.
 		return 0, fmt.Errorf("nightshift: replay %s: job %s is %s (life %d): %w", deadID, env.JobID, cur.State, cur.Replay, ErrNotDead)
@@ -978,7 +979,7 @@ func (c *Client) nextLife(ctx context.Context, deadID string, rec *storage.DeadL
 
 // resetForReplay turns the dead envelope into the first attempt of life: original args
 // (by reference when the record redacted them), attempt 1, no errors, due now.
-func resetForReplay(env *envelope.Envelope, rec *storage.DeadLetter, life int) {
+func resetForReplay(env *envelope.Envelope, rec *record.DeadLetter, life int) {
 	if rec.ArgsRef != nil { // the record shows the args redacted; the originals are here
 		env.Args, env.ArgsRef = nil, rec.ArgsRef
 	}
@@ -994,7 +995,7 @@ func resetForReplay(env *envelope.Envelope, rec *storage.DeadLetter, life int) {
 
 // replayQueue returns the queue the replay goes to: the record's, else the envelope's,
 // else the client's default; it must be a job queue.
-func (c *Client) replayQueue(deadID string, rec *storage.DeadLetter, env *envelope.Envelope) (string, error) {
+func (c *Client) replayQueue(deadID string, rec *record.DeadLetter, env *envelope.Envelope) (string, error) {
 	queue := rec.Queue
 	if queue == "" {
 		queue = env.Queue
@@ -1029,7 +1030,7 @@ func (c *Client) requeue(ctx context.Context, deadID string, env *envelope.Envel
 
 // recordReplay counts the replay in the dead-letter record, rereading it on a conflicting
 // write (up to 10 times).
-func (c *Client) recordReplay(ctx context.Context, deadID string, rec *storage.DeadLetter, etag storage.ETag, life int, now time.Time, msgID string) error {
+func (c *Client) recordReplay(ctx context.Context, deadID string, rec *record.DeadLetter, etag storage.ETag, life int, now time.Time, msgID string) error {
 	var err error
 	for try := 0; ; try++ {
 		rec.Replays = max(rec.Replays, life)
@@ -1049,7 +1050,7 @@ func (c *Client) recordReplay(ctx context.Context, deadID string, rec *storage.D
 // markReplayQueued sets the job's status to queued for the new life, unless the status
 // already records something newer.
 func (c *Client) markReplayQueued(ctx context.Context, env *envelope.Envelope, queue string, life int) error {
-	_, _, err := c.store.UpdateStatus(ctx, env.JobID, storage.Replayed(env, queue).Apply)
+	_, _, err := c.store.UpdateStatus(ctx, env.JobID, record.Replayed(env, queue).Apply)
 	return err
 }
 

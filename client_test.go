@@ -25,6 +25,7 @@ import (
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/hostproto"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -173,7 +174,7 @@ func TestEnqueueWaitResult(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.State != storage.StateQueued || st.Kind != "test.greet" || st.Meta["tenant"] != "t1" || st.MaxAttempts != 3 {
+	if st.State != record.StateQueued || st.Kind != "test.greet" || st.Meta["tenant"] != "t1" || st.MaxAttempts != 3 {
 		t.Fatalf("status after enqueue = %+v", st)
 	}
 	// The message is a raw JSON envelope v1 that Decode accepts.
@@ -189,16 +190,16 @@ func TestEnqueueWaitResult(t *testing.T) {
 		t.Fatalf("envelope = %+v", env)
 	}
 
-	var seen []storage.State
+	var seen []record.State
 	var mu sync.Mutex
 	done := make(chan struct{})
-	var final *storage.Status
+	var final *record.Status
 	var werr error
 	go func() {
 		defer close(done)
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		final, werr = f.client.Wait(wctx, res.JobID, &nightshift.WaitOptions{Progress: func(st *storage.Status) {
+		final, werr = f.client.Wait(wctx, res.JobID, &nightshift.WaitOptions{Progress: func(st *record.Status) {
 			mu.Lock()
 			defer mu.Unlock()
 			if st != nil {
@@ -211,11 +212,11 @@ func TestEnqueueWaitResult(t *testing.T) {
 	if werr != nil {
 		t.Fatal(werr)
 	}
-	if final.State != storage.StateSucceeded {
+	if final.State != record.StateSucceeded {
 		t.Fatalf("final = %+v", final)
 	}
 	mu.Lock()
-	if len(seen) == 0 || seen[0] != storage.StateQueued || seen[len(seen)-1] != storage.StateSucceeded {
+	if len(seen) == 0 || seen[0] != record.StateQueued || seen[len(seen)-1] != record.StateSucceeded {
 		t.Errorf("progress saw %v, want queued first and succeeded last", seen)
 	}
 	mu.Unlock()
@@ -294,12 +295,12 @@ func TestEnqueueIDDelayAndMany(t *testing.T) {
 		t.Fatalf("peek of a delayed job: %v %d messages, want none visible", err, len(peek.Messages))
 	}
 	st, err := c.Status(ctx, "order-42")
-	if err != nil || st.State != storage.StateQueued || !st.NextRunAt.Equal(res.RunAt) {
+	if err != nil || st.State != record.StateQueued || !st.NextRunAt.Equal(res.RunAt) {
 		t.Fatalf("status = %+v, %v", st, err)
 	}
 	_, err = c.Enqueue(ctx, greetArgs{"B"}, &nightshift.EnqueueOptions{JobID: "order-42"})
 	var je *nightshift.JobExistsError
-	if !errors.Is(err, nightshift.ErrJobExists) || !errors.As(err, &je) || je.State != storage.StateQueued {
+	if !errors.Is(err, nightshift.ErrJobExists) || !errors.As(err, &je) || je.State != record.StateQueued {
 		t.Fatalf("second enqueue with the same id: %v", err)
 	}
 
@@ -333,14 +334,14 @@ func TestCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, err := f.client.Cancel(ctx, q.JobID)
-	if err != nil || st.State != storage.StateCancelled || st.Kind != "test.greet" {
+	if err != nil || st.State != record.StateCancelled || st.Kind != "test.greet" {
 		t.Fatalf("cancel = %+v, %v", st, err)
 	}
 	f.pump.runUntil(ctx, 20*time.Second, func() bool {
 		d, _ := f.client.QueueDepths(ctx)
 		return len(d) == 3 && d[0].Messages == 0
 	})
-	if st, _ := f.client.Status(ctx, q.JobID); st.State != storage.StateCancelled || st.Result != nil {
+	if st, _ := f.client.Status(ctx, q.JobID); st.State != record.StateCancelled || st.Result != nil {
 		t.Fatalf("after delivery: %+v, want still cancelled without result", st)
 	}
 	if _, err := f.client.Cancel(ctx, q.JobID); !errors.Is(err, nightshift.ErrTerminal) || !strings.Contains(err.Error(), "already cancelled") {
@@ -368,7 +369,7 @@ func TestCancel(t *testing.T) {
 	}
 	testenv.WaitFor(t, 10*time.Second, "the job to end", func() bool {
 		st, err := f.client.Status(ctx, r.JobID)
-		return err == nil && st.State == storage.StateRunning
+		return err == nil && st.State == record.StateRunning
 	})
 	if _, err := f.client.Cancel(ctx, r.JobID); err != nil {
 		t.Fatal(err)
@@ -376,7 +377,7 @@ func TestCancel(t *testing.T) {
 	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	final, err := f.client.Wait(wctx, r.JobID, nil)
-	if err != nil || final.State != storage.StateCancelled || final.Attempt != 1 {
+	if err != nil || final.State != record.StateCancelled || final.Attempt != 1 {
 		t.Fatalf("final = %+v, %v", final, err)
 	}
 
@@ -403,7 +404,7 @@ func TestCancel(t *testing.T) {
 		t.Fatalf("cancel of a picked-up job: %+v, %v", st, err)
 	}
 	final, err = slow.client.Wait(wctx, r2.JobID, nil)
-	if err != nil || final.State != storage.StateCancelled {
+	if err != nil || final.State != record.StateCancelled {
 		t.Fatalf("picked-up job after cancel = %+v, %v", final, err)
 	}
 	// The worker's context is cancelled: the run ends.
@@ -412,7 +413,7 @@ func TestCancel(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the picked-up job kept running after it was cancelled")
 	}
-	if st, _ := slow.client.Status(ctx, r2.JobID); st.State != storage.StateCancelled {
+	if st, _ := slow.client.Status(ctx, r2.JobID); st.State != record.StateCancelled {
 		t.Fatalf("status after the run ended = %+v", st)
 	}
 
@@ -439,11 +440,11 @@ func TestDeadLetterReplay(t *testing.T) {
 		return err == nil
 	})
 	dls, err := f.client.DeadLetters(ctx)
-	if err != nil || len(dls) != 1 || dls[0].JobID != res.JobID || dls[0].Reason != storage.ReasonPermanentError {
+	if err != nil || len(dls) != 1 || dls[0].JobID != res.JobID || dls[0].Reason != record.ReasonPermanentError {
 		t.Fatalf("dead letters = %+v, %v", dls, err)
 	}
 	st, _ := f.client.Status(ctx, res.JobID)
-	if st.State != storage.StateDead {
+	if st.State != record.StateDead {
 		t.Fatalf("status = %+v, want dead", st)
 	}
 	if err := f.client.Result(ctx, res.JobID, new(any)); !errors.Is(err, nightshift.ErrNotFinished) {
@@ -458,7 +459,7 @@ func TestDeadLetterReplay(t *testing.T) {
 		t.Fatalf("replay = %+v", rep)
 	}
 	st, _ = f.client.Status(ctx, res.JobID)
-	if st.State != storage.StateQueued || st.Replay != 1 {
+	if st.State != record.StateQueued || st.Replay != 1 {
 		t.Fatalf("status after replay = %+v, want queued life 1", st)
 	}
 	dl, _ := f.client.DeadLetter(ctx, res.JobID)
@@ -481,7 +482,7 @@ func TestDeadLetterReplay(t *testing.T) {
 	}
 	dead := func() bool {
 		st, err := f.client.Status(ctx, twice.JobID)
-		return err == nil && st.State == storage.StateDead
+		return err == nil && st.State == record.StateDead
 	}
 	f.pump.runUntil(ctx, 30*time.Second, dead)
 	if _, err := f.client.Replay(ctx, twice.JobID); err != nil {
@@ -495,7 +496,7 @@ func TestDeadLetterReplay(t *testing.T) {
 		t.Fatalf("replay after the second death = %+v, %v", rep, err)
 	}
 	f.pump.runUntil(ctx, 30*time.Second, f.state(t, twice.JobID))
-	if st, _ := f.client.Status(ctx, twice.JobID); st.State != storage.StateSucceeded || st.Replay != 2 {
+	if st, _ := f.client.Status(ctx, twice.JobID); st.State != record.StateSucceeded || st.Replay != 2 {
 		t.Fatalf("after the second replay: %+v", st)
 	}
 	if _, err := f.client.Replay(ctx, "no-such-job"); !errors.Is(err, nightshift.ErrNotFound) {
@@ -536,11 +537,11 @@ func TestListJobsResultBlobAndWaitTimeout(t *testing.T) {
 	if err != nil || len(all) != 3 {
 		t.Fatalf("ListJobs = %d, %v", len(all), err)
 	}
-	succ, err := f.client.ListJobs(ctx, nightshift.JobFilter{State: storage.StateSucceeded, Kind: "test.greet"})
+	succ, err := f.client.ListJobs(ctx, nightshift.JobFilter{State: record.StateSucceeded, Kind: "test.greet"})
 	if err != nil || len(succ) != 1 || succ[0].JobID != small.JobID {
 		t.Fatalf("ListJobs(succeeded, test.greet) = %+v, %v", succ, err)
 	}
-	queued, err := f.client.ListJobs(ctx, nightshift.JobFilter{State: storage.StateQueued})
+	queued, err := f.client.ListJobs(ctx, nightshift.JobFilter{State: record.StateQueued})
 	if err != nil || len(queued) != 1 || queued[0].JobID != pending.JobID {
 		t.Fatalf("ListJobs(queued) = %+v, %v", queued, err)
 	}
@@ -554,7 +555,7 @@ func TestListJobsResultBlobAndWaitTimeout(t *testing.T) {
 	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	calls := 0
-	_, err = f.client.Wait(wctx, pending.JobID, &nightshift.WaitOptions{Progress: func(*storage.Status) { calls++ }})
+	_, err = f.client.Wait(wctx, pending.JobID, &nightshift.WaitOptions{Progress: func(*record.Status) { calls++ }})
 	if !errors.Is(err, context.DeadlineExceeded) || calls != 1 {
 		t.Fatalf("Wait on a pending job: %v (progress calls %d, want 1)", err, calls)
 	}
@@ -616,7 +617,7 @@ func TestNodeProducerWithDefaultOptions(t *testing.T) {
 	})
 	for _, id := range []string{"from-node", "from-node-b64"} {
 		st, err := f.client.Status(context.Background(), id)
-		if err != nil || st.State != storage.StateSucceeded || st.Meta["from"] != "node" {
+		if err != nil || st.State != record.StateSucceeded || st.Meta["from"] != "node" {
 			t.Fatalf("job %s: %+v, %v", id, st, err)
 		}
 		var res struct{ Greeting string }
@@ -682,7 +683,7 @@ func TestEnqueueSucceedsWithoutStatusContainer(t *testing.T) {
 	}
 	// The status container is one of nightshift's own: the first write makes it again, so
 	// the queued status is there (before, it was skipped with a warning).
-	if st, err := c.Status(ctx, res.JobID); err != nil || st.State != storage.StateQueued {
+	if st, err := c.Status(ctx, res.JobID); err != nil || st.State != record.StateQueued {
 		t.Fatalf("queued status %+v, %v; log %q", st, err, logs.String())
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nightshift-jobs/nightshift/envelope"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -55,7 +56,7 @@ func TestStrictDecodingMessagesEndDeadWithTheFieldNamed(t *testing.T) {
 				t.Fatalf("dead letters %v %v", ids, err)
 			}
 			dl, _, err := te.store.GetDeadLetter(context.Background(), ids[0])
-			if err != nil || dl.Reason != storage.ReasonUndecodable || dl.Raw != c.msg || !strings.Contains(dl.Detail, c.want) {
+			if err != nil || dl.Reason != record.ReasonUndecodable || dl.Raw != c.msg || !strings.Contains(dl.Detail, c.want) {
 				t.Fatalf("dead letter %+v %v; want reason undecodable, the raw message, detail containing %q", dl, err, c.want)
 			}
 			// Nothing ran: no status record was written for the job id in the message.
@@ -72,7 +73,7 @@ func TestClaimCheckedArgsWithDuplicateKeysAreRefused(t *testing.T) {
 	t.Parallel()
 	te := newTestEnv(t)
 	st := te.runClaimChecked("dup-payload", []byte(`{"A":1,"B":2,"B":40}`))
-	if st.State != storage.StateDead || st.Result != nil || !strings.Contains(st.LastError, `envelope field "args.B": is a duplicate key`) {
+	if st.State != record.StateDead || st.Result != nil || !strings.Contains(st.LastError, `envelope field "args.B": is a duplicate key`) {
 		t.Fatalf("status %s, result %v, last error %q; want dead naming args.B", st.State, st.Result, st.LastError)
 	}
 }
@@ -135,7 +136,7 @@ func TestReplayBounded(t *testing.T) {
 	te := newTestEnv(t)
 	c := NewClient(te.store, nil)
 	env := &envelope.Envelope{Version: 1, JobID: "replayed-a-lot", Kind: "test.add", Attempt: 1, Replay: envelope.MaxReplays, EnqueuedAt: time.Now().UTC()}
-	dl := &storage.DeadLetter{DeadID: env.JobID, JobID: env.JobID, Kind: env.Kind, Reason: storage.ReasonPermanentError, DiedAt: time.Now().UTC(),
+	dl := &record.DeadLetter{DeadID: env.JobID, JobID: env.JobID, Kind: env.Kind, Reason: record.ReasonPermanentError, DiedAt: time.Now().UTC(),
 		Envelope: env, Replays: envelope.MaxReplays}
 	if _, err := te.store.PutDeadLetter(context.Background(), dl, ""); err != nil {
 		t.Fatal(err)

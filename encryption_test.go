@@ -19,6 +19,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/seal"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
@@ -166,7 +167,7 @@ func assertClientRoundTrip(t *testing.T, client *Client) {
 			t.Fatalf("Result(%s) = %v, %v", id, r, err)
 		}
 	}
-	if _, data, err := client.ResultBytes(ctx, "blob"); err != nil || len(data) < 2*storage.MaxInlineResult || !bytes.HasPrefix(data, []byte(sealMarker)) {
+	if _, data, err := client.ResultBytes(ctx, "blob"); err != nil || len(data) < 2*record.MaxInlineResult || !bytes.HasPrefix(data, []byte(sealMarker)) {
 		t.Fatalf("ResultBytes(blob) = %d bytes, %v", len(data), err)
 	}
 	logs, _, err := client.Logs(ctx, "inline")
@@ -188,7 +189,7 @@ func TestEncryptionAtRestSealsArgsResultsLogsAndDeadLetters(t *testing.T) {
 		}
 	}
 	enq("inline", sealArgs{Secret: sealMarker})
-	enq("blob", sealArgs{Secret: sealMarker, Big: 2 * storage.MaxInlineResult})
+	enq("blob", sealArgs{Secret: sealMarker, Big: 2 * record.MaxInlineResult})
 	enq("claimed", sealArgs{Secret: sealMarker, Pad: strings.Repeat(sealMarker, ClaimCheckThreshold/len(sealMarker)+1)})
 	enq("failing", sealArgs{Secret: sealMarker, Fail: true})
 
@@ -205,12 +206,12 @@ func TestEncryptionAtRestSealsArgsResultsLogsAndDeadLetters(t *testing.T) {
 		assertSealed(t, store, l.StatusContainer(), storage.StatusBlob(id), "k1")
 	}
 	assertSealed(t, store, l.ResultsContainer(), storage.ResultBlob("blob"), "k1")
-	assertSealed(t, store, l.DeadLettersContainer(), storage.DeadLetterBlob("failing"), "k1")
+	assertSealed(t, store, l.DeadLettersContainer(), record.DeadLetterBlob("failing"), "k1")
 
 	// Round trip for the client: results, logs and the dead letter read plain.
 	assertClientRoundTrip(t, fe.client)
 	st := fe.statusOf("failing")
-	if st.State != storage.StateDead || !strings.Contains(st.LastError, "refused on purpose") {
+	if st.State != record.StateDead || !strings.Contains(st.LastError, "refused on purpose") {
 		t.Fatalf("failing: %s %q", st.State, st.LastError)
 	}
 	dl, err := fe.client.DeadLetter(ctx, "failing")
@@ -249,7 +250,7 @@ func TestEncryptionKeyRotation(t *testing.T) {
 		t.Fatalf("after rotation Result(before) = %v, %v", r, err)
 	}
 	feNew.runUntil(30*time.Second, "job queued under k1", func() bool { return feNew.ended("queued-under-k1") })
-	if st := feNew.statusOf("queued-under-k1"); st.State != storage.StateSucceeded {
+	if st := feNew.statusOf("queued-under-k1"); st.State != record.StateSucceeded {
 		t.Fatalf("queued-under-k1: %s %q", st.State, st.LastError)
 	}
 	assertSealed(t, old, l.StatusContainer(), storage.StatusBlob("queued-under-k1"), "k2")
@@ -294,7 +295,7 @@ func TestSealedValuesBoundToTheirPlace(t *testing.T) {
 	}
 	fe.runUntil(30*time.Second, "both jobs ended", func() bool { return fe.ended("victim") && fe.ended("swapped") })
 	st := fe.statusOf("swapped")
-	if st.State != storage.StateDead || !strings.Contains(st.LastError, "args_sealed does not open") || st.Result != nil {
+	if st.State != record.StateDead || !strings.Contains(st.LastError, "args_sealed does not open") || st.Result != nil {
 		t.Fatalf("swapped args: %s %q", st.State, st.LastError)
 	}
 	if len(st.Logs) > 0 {
@@ -332,10 +333,10 @@ func TestSealedArgsWithoutKeyAndPlainInputs(t *testing.T) {
 		return err == nil
 	})
 	st := fe.statusOf("no-key")
-	if st.State != storage.StateDead || st.Attempt != 1 || !strings.Contains(st.LastError, seal.SettingLocalKeys) || !strings.Contains(st.LastError, seal.SettingKeyURL) {
+	if st.State != record.StateDead || st.Attempt != 1 || !strings.Contains(st.LastError, seal.SettingLocalKeys) || !strings.Contains(st.LastError, seal.SettingKeyURL) {
 		t.Fatalf("sealed args without a key: %s attempt %d %q", st.State, st.Attempt, st.LastError)
 	}
-	if dl, err := fe.client.DeadLetter(ctx, "no-key"); err != nil || dl.Reason != storage.ReasonPermanentError {
+	if dl, err := fe.client.DeadLetter(ctx, "no-key"); err != nil || dl.Reason != record.ReasonPermanentError {
 		t.Fatalf("dead letter: %+v, %v", dl, err)
 	}
 
@@ -346,7 +347,7 @@ func TestSealedArgsWithoutKeyAndPlainInputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	fs := featEnvOn(t, sealed, sealRegistry())
-	if st, _, err := sealed.GetStatus(ctx, "no-key"); err != nil || st.State != storage.StateDead {
+	if st, _, err := sealed.GetStatus(ctx, "no-key"); err != nil || st.State != record.StateDead {
 		t.Fatalf("plain record read with a key: %v, %v", st, err)
 	}
 	fs.runUntil(30*time.Second, "plain-producer job ended", func() bool { return fs.ended("plain-producer") })

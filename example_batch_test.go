@@ -8,7 +8,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/nightshifttest"
-	"github.com/nightshift-jobs/nightshift/storage"
+	"github.com/nightshift-jobs/nightshift/record"
 )
 
 // CountWordsArgs counts the words of one file (a batch child).
@@ -60,7 +60,7 @@ func ExampleStartBatch() {
 		}
 		total, failed := 0, 0
 		for i, c := range children {
-			if c.State != storage.StateSucceeded {
+			if c.State != record.StateSucceeded {
 				failed++
 				continue
 			}

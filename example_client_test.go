@@ -13,7 +13,7 @@ import (
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/nightshifttest"
-	"github.com/nightshift-jobs/nightshift/storage"
+	"github.com/nightshift-jobs/nightshift/record"
 )
 
 // ResizeArgs are the args of an example job kind.
@@ -87,7 +87,7 @@ func ExampleClient_Wait() {
 	if _, err := app.Drain(ctx); err != nil { // in production, the Functions host runs the job
 		log.Fatal(err)
 	}
-	st, err := client.Wait(ctx, res.JobID, &nightshift.WaitOptions{Progress: func(st *storage.Status) {
+	st, err := client.Wait(ctx, res.JobID, &nightshift.WaitOptions{Progress: func(st *record.Status) {
 		if st != nil {
 			fmt.Printf("%s (attempt %d of %d)\n", st.State, st.Attempt, st.MaxAttempts)
 		}
@@ -95,7 +95,7 @@ func ExampleClient_Wait() {
 	if err != nil {
 		log.Fatal(err) // the deadline passed; the job may still finish later
 	}
-	if st.State != storage.StateSucceeded {
+	if st.State != record.StateSucceeded {
 		log.Fatalf("job %s ended %s: %s", st.JobID, st.State, st.LastError)
 	}
 	var out struct {
@@ -172,7 +172,7 @@ func ExampleClient_Replay() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	slices.SortFunc(dead, func(a, b *storage.DeadLetter) int { return strings.Compare(a.DeadID, b.DeadID) })
+	slices.SortFunc(dead, func(a, b *record.DeadLetter) int { return strings.Compare(a.DeadID, b.DeadID) })
 	for _, d := range dead {
 		if d.Kind != "resize" || d.Envelope == nil {
 			continue

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/hostproto"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -46,13 +47,13 @@ type executor struct {
 
 // recordStore is the part of *storage.Clients the executor uses.
 type recordStore interface {
-	GetStatus(ctx context.Context, jobID string) (*storage.Status, storage.ETag, error)
-	PutStatus(ctx context.Context, st *storage.Status, etag storage.ETag) (storage.ETag, error)
-	UpdateStatus(ctx context.Context, jobID string, change func(cur *storage.Status) *storage.Status) (*storage.Status, bool, error)
+	GetStatus(ctx context.Context, jobID string) (*record.Status, storage.ETag, error)
+	PutStatus(ctx context.Context, st *record.Status, etag storage.ETag) (storage.ETag, error)
+	UpdateStatus(ctx context.Context, jobID string, change func(cur *record.Status) *record.Status) (*record.Status, bool, error)
 	PutResult(ctx context.Context, jobID, contentType string, data []byte) (bool, error)
 	Enqueue(ctx context.Context, queue string, text []byte, delay, ttl time.Duration) (string, error)
-	GetDeadLetter(ctx context.Context, deadID string) (*storage.DeadLetter, storage.ETag, error)
-	PutDeadLetter(ctx context.Context, d *storage.DeadLetter, etag storage.ETag) (storage.ETag, error)
+	GetDeadLetter(ctx context.Context, deadID string) (*record.DeadLetter, storage.ETag, error)
+	PutDeadLetter(ctx context.Context, d *record.DeadLetter, etag storage.ETag) (storage.ETag, error)
 }
 
 // delivery is one queue message handed to a function.
@@ -76,7 +77,7 @@ func infraFailure(err error) outcome { return outcome{Outcome: "error", Err: err
 // staleDelivery says why a delivery must not run ("" when it should): its job already
 // ended, or a later attempt or life of it exists. Messages can arrive twice (at-least-once
 // delivery, a crash before the host deleted the message, a duplicate enqueue).
-func staleDelivery(cur *storage.Status, env *envelope.Envelope) string {
+func staleDelivery(cur *record.Status, env *envelope.Envelope) string {
 	switch {
 	case cur == nil:
 		return ""
@@ -88,7 +89,7 @@ func staleDelivery(cur *storage.Status, env *envelope.Envelope) string {
 		return fmt.Sprintf("job already %s; not running it again", cur.State)
 	case cur.Attempt > env.Attempt:
 		return fmt.Sprintf("attempt %d is superseded by attempt %d", env.Attempt, cur.Attempt)
-	case cur.Attempt == env.Attempt && cur.State == storage.StateRetrying:
+	case cur.Attempt == env.Attempt && cur.State == record.StateRetrying:
 		return fmt.Sprintf("attempt %d already failed and its retry is enqueued", env.Attempt)
 	}
 	return ""
@@ -154,7 +155,7 @@ func (x *executor) watch(ctx context.Context, env *envelope.Envelope, maxAttempt
 				wrote <- ok
 				return
 			case <-tick.C:
-				if cur, _, err := x.store.GetStatus(ctx, env.JobID); err == nil && cur.State == storage.StateCancelled && cur.Replay == env.Replay {
+				if cur, _, err := x.store.GetStatus(ctx, env.JobID); err == nil && cur.State == record.StateCancelled && cur.Replay == env.Replay {
 					cancelRun(errCancelled)
 				}
 			}
@@ -168,7 +169,7 @@ func (x *executor) watch(ctx context.Context, env *envelope.Envelope, maxAttempt
 
 // markRunning records that the attempt is running, unless the status is already ahead.
 func (x *executor) markRunning(ctx context.Context, env *envelope.Envelope, maxAttempts int, started time.Time, queue string) bool {
-	running := storage.Running(env, storage.Run{MaxAttempts: maxAttempts, Queue: queue, StartedAt: started})
+	running := record.Running(env, record.Run{MaxAttempts: maxAttempts, Queue: queue, StartedAt: started})
 	_, ok, err := x.store.UpdateStatus(ctx, env.JobID, running.Apply)
 	if err != nil {
 		x.log.Warn("could not record running status", "job_id", env.JobID, "error", err.Error())
@@ -176,11 +177,11 @@ func (x *executor) markRunning(ctx context.Context, env *envelope.Envelope, maxA
 	return ok
 }
 
-// writeStatus records the attempt's end (t, a storage.Ended transition). The fast path is
+// writeStatus records the attempt's end (t, a record.Ended transition). The fast path is
 // one conditional write against the status read before the run; when anything else wrote
 // meanwhile, it re-reads and applies t again over what it finds (t.Apply writes nothing
 // when the status has moved past this attempt).
-func (x *executor) writeStatus(ctx context.Context, t *storage.Transition, cur *storage.Status, etag storage.ETag, reread bool) error {
+func (x *executor) writeStatus(ctx context.Context, t *record.Transition, cur *record.Status, etag storage.ETag, reread bool) error {
 	build := t.Apply
 	if !reread {
 		if next := build(cur); next != nil {
@@ -207,7 +208,7 @@ const maxInlineBytes = 4 * 1024
 
 // storeResult encodes a worker's result and stores it inline or as a blob. A result that
 // cannot be encoded is a permanent error: retrying would produce the same value.
-func (x *executor) storeResult(ctx context.Context, jobID string, v any) (*storage.Result, error) {
+func (x *executor) storeResult(ctx context.Context, jobID string, v any) (*record.Result, error) {
 	var ct string
 	var data []byte
 	isJSON := false
@@ -241,9 +242,9 @@ func (x *executor) storeResult(ctx context.Context, jobID string, v any) (*stora
 		}
 		ct, data, isJSON = "application/json", b, true
 	}
-	res := &storage.Result{ContentType: ct, Size: int64(len(data))}
+	res := &record.Result{ContentType: ct, Size: int64(len(data))}
 	switch {
-	case isJSON && len(data) <= storage.MaxInlineResult:
+	case isJSON && len(data) <= record.MaxInlineResult:
 		res.JSON = data
 	case !isJSON && len(data) <= maxInlineBytes:
 		res.Bytes = data
@@ -261,7 +262,7 @@ func (x *executor) storeResult(ctx context.Context, jobID string, v any) (*stora
 
 // deadNow sends a job that must not run (unknown kind, attempts past the maximum) to the
 // poison queue with the reason, and records its status as dead.
-func (x *executor) deadNow(ctx context.Context, log *slog.Logger, d delivery, env *envelope.Envelope, reason storage.DeadReason, detail string) outcome {
+func (x *executor) deadNow(ctx context.Context, log *slog.Logger, d delivery, env *envelope.Envelope, reason record.DeadReason, detail string) outcome {
 	env.AddError(envelope.AttemptError{Attempt: env.Attempt, At: time.Now().UTC(), Error: detail, Class: "permanent"})
 	if err := x.poisonJob(ctx, d.Queue, env, reason); err != nil {
 		return infraFailure(err)
@@ -282,7 +283,7 @@ func (x *executor) enqueue(ctx context.Context, queue string, env *envelope.Enve
 // poisonJob sends a dead job to the poison queue (poison) with the reason in its
 // envelope: the path of every job that is dead before RunDeadLetter records it, run or not
 // (record's dead, admit's deadNow).
-func (x *executor) poisonJob(ctx context.Context, queue string, env *envelope.Envelope, reason storage.DeadReason) error {
+func (x *executor) poisonJob(ctx context.Context, queue string, env *envelope.Envelope, reason record.DeadReason) error {
 	env.DeadReason = string(reason)
 	body, err := env.Encode()
 	if err != nil {
@@ -305,14 +306,14 @@ func (x *executor) poison(ctx context.Context, queue string, body []byte) error 
 func (x *executor) recordDead(ctx context.Context, d delivery) outcome {
 	now := time.Now().UTC()
 	sum := sha256.Sum256(d.Body)
-	dl := &storage.DeadLetter{
+	dl := &record.DeadLetter{
 		DeadID: "msg-" + hex.EncodeToString(sum[:16]),
 		Queue:  strings.TrimSuffix(d.Queue, storage.PoisonSuffix),
 		DiedAt: now, PoisonMessageID: d.Meta.ID, PoisonInsertedAt: d.Meta.InsertionTime,
 	}
 	env, derr := envelope.Decode(d.Body)
 	if derr != nil {
-		dl.Reason = storage.ReasonUndecodable
+		dl.Reason = record.ReasonUndecodable
 		dl.Detail = derr.Error()
 		if utf8.Valid(d.Body) {
 			dl.Raw = string(d.Body)
@@ -326,15 +327,15 @@ func (x *executor) recordDead(ctx context.Context, d delivery) outcome {
 		dl.Kind, dl.Envelope, dl.EnqueuedAt = env.Kind, env, env.EnqueuedAt
 		switch {
 		case env.DeadReason != "":
-			dl.Reason = storage.DeadReason(env.DeadReason)
+			dl.Reason = record.DeadReason(env.DeadReason)
 			if n := len(env.Errors); n > 0 {
 				dl.Detail = env.Errors[n-1].Error
 			}
 		case x.reg.lookup(env.Kind) == nil:
-			dl.Reason = storage.ReasonUnknownKind
+			dl.Reason = record.ReasonUnknownKind
 			dl.Detail = fmt.Sprintf("no worker is registered for kind %q", env.Kind)
 		default:
-			dl.Reason = storage.ReasonHostRetriesExhausted
+			dl.Reason = record.ReasonHostRetriesExhausted
 			dl.Detail = fmt.Sprintf("the Functions host moved the message to %s after its maxDequeueCount deliveries failed "+
 				"(handler crash, function timeout or storage errors); no attempt recorded an error", d.Queue)
 			env.AddError(envelope.AttemptError{Attempt: max(env.Attempt, 1), At: now, Error: dl.Detail, Class: "host"})
@@ -352,11 +353,11 @@ func (x *executor) recordDead(ctx context.Context, d delivery) outcome {
 		return infraFailure(err)
 	}
 	if dl.JobID != "" {
-		dead := storage.DeadLettered(env, dl, now)
+		dead := record.DeadLettered(env, dl, now)
 		if _, _, err := x.store.UpdateStatus(ctx, dl.JobID, dead.Apply); err != nil {
 			return infraFailure(err)
 		}
-		if err := x.ended(ctx, jobEnd{env: env, state: storage.StateDead, st: dead.Proposed(), via: endDeadLetter}); err != nil {
+		if err := x.ended(ctx, jobEnd{env: env, state: record.StateDead, st: dead.Proposed(), via: endDeadLetter}); err != nil {
 			return infraFailure(err)
 		}
 	}
@@ -370,7 +371,7 @@ func (x *executor) recordDead(ctx context.Context, d delivery) outcome {
 
 // putDeadLetter creates the record, or replaces an existing one only when this is a new
 // death (a later life of a replayed job). A redelivered poison message writes nothing.
-func (x *executor) putDeadLetter(ctx context.Context, dl *storage.DeadLetter) (bool, error) {
+func (x *executor) putDeadLetter(ctx context.Context, dl *record.DeadLetter) (bool, error) {
 	for try := 0; try < 20; try++ {
 		cur, etag, err := x.store.GetDeadLetter(ctx, dl.DeadID)
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {

@@ -14,6 +14,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -130,7 +131,7 @@ func (fe *featEnv) runUntil(timeout time.Duration, what string, cond func() bool
 	}
 }
 
-func (fe *featEnv) statusOf(id string) *storage.Status {
+func (fe *featEnv) statusOf(id string) *record.Status {
 	st, _, err := fe.store.GetStatus(context.Background(), id)
 	if err != nil {
 		return nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -108,7 +109,7 @@ func TestClaimCheckLimits(t *testing.T) {
 	}
 	fe.runUntil(30*time.Second, "the job", func() bool { return fe.ended(res.JobID) })
 	st := fe.statusOf(res.JobID)
-	if st.State != storage.StateDead || !strings.Contains(st.LastError, "args_ref says") {
+	if st.State != record.StateDead || !strings.Contains(st.LastError, "args_ref says") {
 		t.Fatalf("status %s: %s", st.State, st.LastError)
 	}
 }
@@ -165,9 +166,9 @@ func TestDedupeKeyConcurrentEnqueues(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A lock whose job ended without freeing it (crash before the hook) is stale.
-	if _, _, err := fe.store.UpdateStatus(ctx, second.JobID, func(cur *storage.Status) *storage.Status {
+	if _, _, err := fe.store.UpdateStatus(ctx, second.JobID, func(cur *record.Status) *record.Status {
 		next := *cur
-		next.State = storage.StateCancelled
+		next.State = record.StateCancelled
 		return &next
 	}); err != nil {
 		t.Fatal(err)
@@ -218,16 +219,16 @@ func TestProgressThrottledAndFlushed(t *testing.T) {
 	ct.mu.Lock()
 	ct.calls = nil
 	ct.mu.Unlock()
-	var seen *storage.Progress
+	var seen *record.Progress
 	fe.runUntil(30*time.Second, "the job", func() bool {
 		st := fe.statusOf(res.JobID)
-		if st != nil && st.State == storage.StateRunning && st.Progress != nil {
+		if st != nil && st.State == record.StateRunning && st.Progress != nil {
 			seen = st.Progress
 		}
 		return st != nil && st.State.Terminal()
 	})
 	st := fe.statusOf(res.JobID)
-	if st.State != storage.StateSucceeded || st.Progress == nil || st.Progress.Fraction != 1 || st.Progress.Message != "all done" {
+	if st.State != record.StateSucceeded || st.Progress == nil || st.Progress.Fraction != 1 || st.Progress.Message != "all done" {
 		t.Fatalf("final status %s progress %+v", st.State, st.Progress)
 	}
 	if seen == nil || seen.Fraction <= 0 || seen.Fraction > 1 {
@@ -276,7 +277,7 @@ func TestPriorityQueues(t *testing.T) {
 		t.Fatal(err)
 	}
 	fe.runUntil(30*time.Second, "the low job", func() bool { return fe.ended(res.JobID) })
-	if st := fe.statusOf(res.JobID); st.State != storage.StateSucceeded || st.Queue != low {
+	if st := fe.statusOf(res.JobID); st.State != record.StateSucceeded || st.Queue != low {
 		t.Fatalf("status %s on %s", st.State, st.Queue)
 	}
 	for _, fn := range []string{FunctionRunJobHigh, FunctionRunJobLow, FunctionRunDeadLetterHigh, FunctionRunDeadLetterLow} {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -40,10 +41,10 @@ func TestDeadLetterOnAFreshAccount(t *testing.T) {
 		t.Fatalf("delivered %d messages", n)
 	}
 	client := nightshift.NewClient(store, nil)
-	if dl, err := client.DeadLetter(ctx, "fresh-1"); err != nil || dl.Reason != storage.ReasonUnknownKind {
+	if dl, err := client.DeadLetter(ctx, "fresh-1"); err != nil || dl.Reason != record.ReasonUnknownKind {
 		t.Fatalf("dead letter %+v, %v", dl, err)
 	}
-	if st, err := client.Status(ctx, "fresh-1"); err != nil || st.State != storage.StateDead {
+	if st, err := client.Status(ctx, "fresh-1"); err != nil || st.State != record.StateDead {
 		t.Fatalf("status %+v, %v", st, err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/hostproto"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -67,7 +68,7 @@ type HandlerOptions struct {
 	// OnJobEnd is called after a job whose envelope asks for a callback reaches
 	// succeeded or dead (package callback provides one). An error fails the invocation,
 	// so the host delivers the message again and the call is retried.
-	OnJobEnd func(ctx context.Context, env *envelope.Envelope, st *storage.Status) error
+	OnJobEnd func(ctx context.Context, env *envelope.Envelope, st *record.Status) error
 	// ProgressInterval is the least time between two progress writes of a job; default
 	// ProgressInterval (2 s).
 	ProgressInterval time.Duration

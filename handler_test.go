@@ -10,7 +10,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
-	"github.com/nightshift-jobs/nightshift/storage"
+	"github.com/nightshift-jobs/nightshift/record"
 )
 
 func TestReadinessProbe(t *testing.T) {
@@ -32,7 +32,7 @@ func TestSuccessWritesStatusWithInlineResult(t *testing.T) {
 		t.Fatalf("logs %q", out.Logs)
 	}
 	st := te.status("job-ok-1")
-	if st.State != storage.StateSucceeded || st.Attempt != 1 || st.Kind != "test.add" || st.FinishedAt.IsZero() {
+	if st.State != record.StateSucceeded || st.Attempt != 1 || st.Kind != "test.add" || st.FinishedAt.IsZero() {
 		t.Fatalf("status %+v", st)
 	}
 	if st.Result == nil || string(st.Result.JSON) != `{"sum":42}` || st.Result.ContentType != "application/json" {
@@ -71,7 +71,7 @@ func TestRetryableFailureReenqueuesWithBackoff(t *testing.T) {
 		t.Fatalf("logs %q", out.Logs)
 	}
 	st := te.status("job-fail-1")
-	if st.State != storage.StateRetrying || st.Attempt != 1 || !strings.Contains(st.LastError, "failing on purpose: first") || st.NextRunAt.IsZero() {
+	if st.State != record.StateRetrying || st.Attempt != 1 || !strings.Contains(st.LastError, "failing on purpose: first") || st.NextRunAt.IsZero() {
 		t.Fatalf("status %+v", st)
 	}
 	// The retry is on the queue but invisible for the backoff delay (1 s here).
@@ -110,7 +110,7 @@ func TestAttemptsExhaustedGoToPoisonAndDeadLetter(t *testing.T) {
 		t.Fatalf("jobs queue still holds %d", n)
 	}
 	st := te.status("job-dead-1")
-	if st.State != storage.StateDead || st.Attempt != 2 || len(st.Errors) != 2 {
+	if st.State != record.StateDead || st.Attempt != 2 || len(st.Errors) != 2 {
 		t.Fatalf("status %+v", st)
 	}
 	code, out, raw := te.deliver(FunctionRunDeadLetter, te.poison(), 5*time.Second)
@@ -121,7 +121,7 @@ func TestAttemptsExhaustedGoToPoisonAndDeadLetter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dl.Reason != storage.ReasonAttemptsExhausted || dl.Kind != "test.fail" || len(dl.Errors) != 2 ||
+	if dl.Reason != record.ReasonAttemptsExhausted || dl.Kind != "test.fail" || len(dl.Errors) != 2 ||
 		dl.Envelope == nil || string(dl.Envelope.Args) != `{"Msg":"always"}` || dl.PoisonMessageID == "" {
 		t.Fatalf("dead letter %+v", dl)
 	}
@@ -148,10 +148,10 @@ func TestPermanentErrorIsNotRetried(t *testing.T) {
 	}
 	te.deliver(FunctionRunDeadLetter, te.poison(), 5*time.Second)
 	dl, _, err := te.store.GetDeadLetter(context.Background(), "job-perm-1")
-	if err != nil || dl.Reason != storage.ReasonPermanentError || !strings.Contains(dl.Detail, "never retry") {
+	if err != nil || dl.Reason != record.ReasonPermanentError || !strings.Contains(dl.Detail, "never retry") {
 		t.Fatalf("%+v %v", dl, err)
 	}
-	if st := te.status("job-perm-1"); st.State != storage.StateDead || st.Attempt != 1 {
+	if st := te.status("job-perm-1"); st.State != record.StateDead || st.Attempt != 1 {
 		t.Fatalf("status %+v", st)
 	}
 }
@@ -163,7 +163,7 @@ func TestPanicIsRecordedWithStack(t *testing.T) {
 		t.Fatalf("%d %s", code, raw)
 	}
 	st := te.status("job-panic-1")
-	if st.State != storage.StateRetrying || len(st.Errors) != 1 || st.Errors[0].Class != "panic" ||
+	if st.State != record.StateRetrying || len(st.Errors) != 1 || st.Errors[0].Class != "panic" ||
 		!strings.Contains(st.Errors[0].Error, "assignment to entry in nil map") || !strings.Contains(st.Errors[0].Stack, "helpers_test.go") {
 		t.Fatalf("status %+v", st)
 	}
@@ -178,10 +178,10 @@ func TestUnknownKindGoesStraightToDeadLetter(t *testing.T) {
 	}
 	te.deliver(FunctionRunDeadLetter, te.poison(), 5*time.Second)
 	dl, _, err := te.store.GetDeadLetter(context.Background(), "job-unknown-1")
-	if err != nil || dl.Reason != storage.ReasonUnknownKind || string(dl.Envelope.Args) != "[1]" {
+	if err != nil || dl.Reason != record.ReasonUnknownKind || string(dl.Envelope.Args) != "[1]" {
 		t.Fatalf("%+v %v", dl, err)
 	}
-	if st := te.status("job-unknown-1"); st.State != storage.StateDead {
+	if st := te.status("job-unknown-1"); st.State != record.StateDead {
 		t.Fatalf("status %+v", st)
 	}
 }
@@ -200,7 +200,7 @@ func TestGarbageMessageBecomesDeadLetter(t *testing.T) {
 		t.Fatalf("%v %v", ids, err)
 	}
 	dl, _, _ := te.store.GetDeadLetter(context.Background(), ids[0])
-	if dl.Reason != storage.ReasonUndecodable || dl.Raw != garbage || !strings.Contains(dl.Detail, "neither a JSON object nor base64") {
+	if dl.Reason != record.ReasonUndecodable || dl.Raw != garbage || !strings.Contains(dl.Detail, "neither a JSON object nor base64") {
 		t.Fatalf("dead letter %+v", dl)
 	}
 }
@@ -229,7 +229,7 @@ func TestDeadLetterCopesWithBytesAndRedelivery(t *testing.T) {
 		t.Fatalf("records %v", ids)
 	}
 	dl, _, _ := te.store.GetDeadLetter(context.Background(), ids[0])
-	if string(dl.RawBase64) != string(bin) || dl.Reason != storage.ReasonUndecodable {
+	if string(dl.RawBase64) != string(bin) || dl.Reason != record.ReasonUndecodable {
 		t.Fatalf("%+v", dl)
 	}
 }
@@ -245,10 +245,10 @@ func TestHostMovedMessageIsRecorded(t *testing.T) {
 		t.Fatalf("%d %s", code, raw)
 	}
 	dl, _, err := te.store.GetDeadLetter(context.Background(), "job-crash-1")
-	if err != nil || dl.Reason != storage.ReasonHostRetriesExhausted || len(dl.Errors) != 1 || dl.Errors[0].Class != "host" {
+	if err != nil || dl.Reason != record.ReasonHostRetriesExhausted || len(dl.Errors) != 1 || dl.Errors[0].Class != "host" {
 		t.Fatalf("%+v %v", dl, err)
 	}
-	if st := te.status("job-crash-1"); st.State != storage.StateDead || st.StartedAt.IsZero() {
+	if st := te.status("job-crash-1"); st.State != record.StateDead || st.StartedAt.IsZero() {
 		t.Fatalf("status %+v", st)
 	}
 }
@@ -302,7 +302,7 @@ func TestMetadataCopiesDoNotConfuseTheHandler(t *testing.T) {
 	if code, _, raw := te.invoke(FunctionRunJob, body); code != 200 {
 		t.Fatalf("%d %s", code, raw)
 	}
-	if st := te.status("job-meta-1"); st.State != storage.StateSucceeded || st.Meta["tenant"] != "t1" {
+	if st := te.status("job-meta-1"); st.State != record.StateSucceeded || st.Meta["tenant"] != "t1" {
 		t.Fatalf("status %+v", st)
 	}
 	// A producer's "id" property overwrites the host's Id (contract §1.5) — and is not an
@@ -345,7 +345,7 @@ func TestBadInvocationRequests(t *testing.T) {
 
 func TestCancelledBeforeStartDoesNotRun(t *testing.T) {
 	te := newTestEnv(t)
-	if _, err := te.store.PutStatus(context.Background(), &storage.Status{JobID: "job-cancel-1", State: storage.StateCancelled}, ""); err != nil {
+	if _, err := te.store.PutStatus(context.Background(), &record.Status{JobID: "job-cancel-1", State: record.StateCancelled}, ""); err != nil {
 		t.Fatal(err)
 	}
 	code, out, _ := te.invoke(FunctionRunJob, hostRequest(t, FunctionRunJob, []byte(`{"job_id":"job-cancel-1","kind":"test.count"}`), hostMeta{}))
@@ -359,12 +359,12 @@ func TestCancelledBeforeStartDoesNotRun(t *testing.T) {
 func TestCallbackRetriedOnRedelivery(t *testing.T) {
 	te := newTestEnv(t)
 	calls := 0
-	te.h.exec.features = newFeatures(te.h.exec, func(ctx context.Context, env *envelope.Envelope, st *storage.Status) error {
+	te.h.exec.features = newFeatures(te.h.exec, func(ctx context.Context, env *envelope.Envelope, st *record.Status) error {
 		calls++
 		if calls == 1 {
 			return fmt.Errorf("callback queue unreachable")
 		}
-		if st.State != storage.StateSucceeded {
+		if st.State != record.StateSucceeded {
 			t.Errorf("notified with state %s", st.State)
 		}
 		return nil

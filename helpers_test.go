@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nightshift-jobs/nightshift/hostproto"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -241,7 +242,7 @@ func (te *testEnv) queueLen(queue string) int {
 	return int(*p.ApproximateMessagesCount)
 }
 
-func (te *testEnv) status(id string) *storage.Status {
+func (te *testEnv) status(id string) *record.Status {
 	te.t.Helper()
 	st, _, err := te.store.GetStatus(context.Background(), id)
 	if err != nil {

@@ -4,7 +4,7 @@ import (
 	"context"
 
 	"github.com/nightshift-jobs/nightshift/envelope"
-	"github.com/nightshift-jobs/nightshift/storage"
+	"github.com/nightshift-jobs/nightshift/record"
 )
 
 // The features a job may use — batches, dedupe keys, claim-checked and sealed args, the
@@ -45,10 +45,10 @@ const (
 // jobEnd is a job's end as the end hooks see it.
 type jobEnd struct {
 	env   *envelope.Envelope
-	state storage.State
+	state record.State
 	// st is the status recorded (what HandlerOptions.OnJobEnd receives); nil for a job
 	// cancelled while running, whose status the cancellation wrote.
-	st  *storage.Status
+	st  *record.Status
 	via endVia
 }
 
@@ -57,7 +57,7 @@ type jobEnd struct {
 // claim-checked args of a succeeded job are deleted (failures logged), and last the
 // job-end callback is asked for (its failure fails the invocation). At admission a
 // batch's finalizer is claimed, then the args are resolved.
-func newFeatures(x *executor, onJobEnd func(ctx context.Context, env *envelope.Envelope, st *storage.Status) error) []feature {
+func newFeatures(x *executor, onJobEnd func(ctx context.Context, env *envelope.Envelope, st *record.Status) error) []feature {
 	return []feature{&batches{x: x}, uniqueKeys{x: x}, payloads{x: x}, callbacks{onJobEnd: onJobEnd}}
 }
 
@@ -95,7 +95,7 @@ func (admitAll) admit(context.Context, *attempt) (outcome, bool) { return outcom
 // job's id is fixed, so one already enqueued is not sent twice).
 type callbacks struct {
 	admitAll
-	onJobEnd func(ctx context.Context, env *envelope.Envelope, st *storage.Status) error
+	onJobEnd func(ctx context.Context, env *envelope.Envelope, st *record.Status) error
 }
 
 func (c callbacks) ended(ctx context.Context, e jobEnd) error {
@@ -103,8 +103,8 @@ func (c callbacks) ended(ctx context.Context, e jobEnd) error {
 		return nil
 	}
 	switch {
-	case e.state == storage.StateSucceeded:
-	case e.state == storage.StateDead && e.via != endAttempt:
+	case e.state == record.StateSucceeded:
+	case e.state == record.StateDead && e.via != endAttempt:
 	default:
 		return nil
 	}

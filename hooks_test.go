@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/nightshift-jobs/nightshift/envelope"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -59,7 +60,7 @@ func hookExecutor(t *testing.T, b *fakeFeature) (*executor, *[]string, *atomic.I
 	}, nil)
 	h := NewHandler(reg, &storage.Clients{}, &HandlerOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	x := h.exec
-	x.store = &memStore{statuses: map[string]*storage.Status{}}
+	x.store = &memStore{statuses: map[string]*record.Status{}}
 	calls := &[]string{}
 	b.name, b.log = "b", calls
 	x.features = []feature{&fakeFeature{name: "a", log: calls}, b, &fakeFeature{name: "c", log: calls}}
@@ -156,32 +157,32 @@ func TestCallbackHookRules(t *testing.T) {
 	failing := errors.New("unreachable")
 	for _, c := range []struct {
 		env   *envelope.Envelope
-		state storage.State
+		state record.State
 		via   endVia
 		call  bool
 	}{
-		{withCB, storage.StateSucceeded, endAttempt, true},
-		{withCB, storage.StateSucceeded, endRedelivery, true},
-		{withCB, storage.StateDead, endAttempt, false},
-		{withCB, storage.StateDead, endDeadLetter, true},
-		{withCB, storage.StateDead, endRedelivery, true},
-		{withCB, storage.StateCancelled, endAttempt, false},
-		{withCB, storage.StateCancelled, endRedelivery, false},
-		{without, storage.StateSucceeded, endAttempt, false},
-		{without, storage.StateDead, endDeadLetter, false},
+		{withCB, record.StateSucceeded, endAttempt, true},
+		{withCB, record.StateSucceeded, endRedelivery, true},
+		{withCB, record.StateDead, endAttempt, false},
+		{withCB, record.StateDead, endDeadLetter, true},
+		{withCB, record.StateDead, endRedelivery, true},
+		{withCB, record.StateCancelled, endAttempt, false},
+		{withCB, record.StateCancelled, endRedelivery, false},
+		{without, record.StateSucceeded, endAttempt, false},
+		{without, record.StateDead, endDeadLetter, false},
 	} {
 		called := false
-		cb := callbacks{onJobEnd: func(ctx context.Context, env *envelope.Envelope, st *storage.Status) error {
+		cb := callbacks{onJobEnd: func(ctx context.Context, env *envelope.Envelope, st *record.Status) error {
 			called = true
 			return failing
 		}}
-		st := &storage.Status{JobID: "j", State: c.state}
+		st := &record.Status{JobID: "j", State: c.state}
 		err := cb.ended(context.Background(), jobEnd{env: c.env, state: c.state, st: st, via: c.via})
 		if called != c.call || (err != nil) != c.call || (err != nil && !errors.Is(err, failing)) {
 			t.Errorf("callback %v, %s via %s: called %v, err %v", c.env.Callback != nil, c.state, viaNames[c.via], called, err)
 		}
 	}
-	if err := (callbacks{}).ended(context.Background(), jobEnd{env: withCB, state: storage.StateSucceeded}); err != nil {
+	if err := (callbacks{}).ended(context.Background(), jobEnd{env: withCB, state: record.StateSucceeded}); err != nil {
 		t.Fatalf("no OnJobEnd: %v", err)
 	}
 }

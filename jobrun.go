@@ -12,7 +12,7 @@ import (
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/hostproto"
 	"github.com/nightshift-jobs/nightshift/internal/jobrun"
-	"github.com/nightshift-jobs/nightshift/storage"
+	"github.com/nightshift-jobs/nightshift/record"
 )
 
 // The test kit (package nightshifttest) runs one attempt of a worker through the
@@ -36,7 +36,7 @@ type resultSink struct {
 	data []byte
 }
 
-func (s *resultSink) UpdateStatus(context.Context, string, func(*storage.Status) *storage.Status) (*storage.Status, bool, error) {
+func (s *resultSink) UpdateStatus(context.Context, string, func(*record.Status) *record.Status) (*record.Status, bool, error) {
 	return nil, false, nil
 }
 
@@ -76,7 +76,7 @@ func runTestAttempt(ctx context.Context, req *jobrun.Request) (*jobrun.Result, e
 
 	out := &jobrun.Result{}
 	var mu sync.Mutex
-	ctx = withProgressObserver(ctx, func(p storage.Progress) {
+	ctx = withProgressObserver(ctx, func(p record.Progress) {
 		mu.Lock()
 		defer mu.Unlock()
 		out.Progress = append(out.Progress, jobrun.Progress{Fraction: p.Fraction, Message: p.Message})
@@ -104,7 +104,7 @@ func runTestAttempt(ctx context.Context, req *jobrun.Request) (*jobrun.Result, e
 
 // setResultData copies the stored form of a result (inline JSON, inline bytes or the
 // blob's content) into out.
-func setResultData(out *jobrun.Result, res *storage.Result, sink *resultSink) {
+func setResultData(out *jobrun.Result, res *record.Result, sink *resultSink) {
 	if res == nil {
 		return
 	}

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nightshift-jobs/nightshift/storage"
+	"github.com/nightshift-jobs/nightshift/record"
 )
 
 // captureHandler tees a job's log records: to the handler's own slog handler (stdout JSON),
@@ -23,7 +23,7 @@ type captureHandler struct {
 type captureBuf struct {
 	mu      sync.Mutex
 	attempt int
-	lines   []storage.LogLine
+	lines   []record.LogLine
 	dropped int
 }
 
@@ -66,7 +66,7 @@ func (h *captureHandler) Handle(ctx context.Context, r slog.Record) error {
 	if t.IsZero() {
 		t = time.Now()
 	}
-	h.buf.add(storage.LogLine{Time: t.UTC(), Level: r.Level.String(), Message: b.String(), Attempt: h.buf.attempt})
+	h.buf.add(record.LogLine{Time: t.UTC(), Level: r.Level.String(), Message: b.String(), Attempt: h.buf.attempt})
 	if h.next.Enabled(ctx, r.Level) {
 		return h.next.Handle(ctx, r)
 	}
@@ -94,21 +94,21 @@ func (h *captureHandler) WithGroup(name string) slog.Handler {
 	return &c
 }
 
-func (b *captureBuf) add(l storage.LogLine) {
+func (b *captureBuf) add(l record.LogLine) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.lines = append(b.lines, l)
-	if len(b.lines) > storage.MaxLogLines {
+	if len(b.lines) > record.MaxLogLines {
 		b.dropped++
 		b.lines = b.lines[1:]
 	}
 }
 
 // snapshot returns the captured lines and how many older ones were dropped.
-func (b *captureBuf) snapshot() ([]storage.LogLine, int) {
+func (b *captureBuf) snapshot() ([]record.LogLine, int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return append([]storage.LogLine(nil), b.lines...), b.dropped
+	return append([]record.LogLine(nil), b.lines...), b.dropped
 }
 
 // text renders captured lines for the invocation's Logs.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -62,7 +63,7 @@ func TestEndToEndOnMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	big, err := client.Enqueue(ctx, memBigArgs{Size: storage.MaxInlineResult + 1}, nil)
+	big, err := client.Enqueue(ctx, memBigArgs{Size: record.MaxInlineResult + 1}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func TestEndToEndOnMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st, err := client.Status(ctx, small.JobID); err != nil || st.State != storage.StateQueued {
+	if st, err := client.Status(ctx, small.JobID); err != nil || st.State != record.StateQueued {
 		t.Fatalf("before delivery: %+v, %v", st, err)
 	}
 	payloads, argsBlob := store.Layout.PayloadsContainer(), storage.ArgsPayloadBlob(claimed.JobID)
@@ -85,7 +86,7 @@ func TestEndToEndOnMemory(t *testing.T) {
 		want map[string]int
 	}{{small.JobID, map[string]int{"sum": 5, "pad": 0}}, {claimed.JobID, map[string]int{"sum": 42, "pad": len(pad)}}} {
 		st, err := client.Status(ctx, c.id)
-		if err != nil || st.State != storage.StateSucceeded {
+		if err != nil || st.State != record.StateSucceeded {
 			t.Fatalf("job %s: %+v, %v", c.id, st, err)
 		}
 		var got map[string]int
@@ -99,18 +100,18 @@ func TestEndToEndOnMemory(t *testing.T) {
 	if _, err := store.Store().Properties(ctx, payloads, argsBlob); !storage.IsNotFound(err) {
 		t.Fatalf("claim-checked args of the succeeded job: %v, want them deleted", err)
 	}
-	if st, err := client.Status(ctx, big.JobID); err != nil || st.State != storage.StateSucceeded || st.Result == nil || st.Result.Blob == "" {
+	if st, err := client.Status(ctx, big.JobID); err != nil || st.State != record.StateSucceeded || st.Result == nil || st.Result.Blob == "" {
 		t.Fatalf("big result: %+v, %v (want a result blob)", st, err)
 	}
 	ct, data, err := client.ResultBytes(ctx, big.JobID)
-	if err != nil || ct != "text/plain" || len(data) != storage.MaxInlineResult+1 {
+	if err != nil || ct != "text/plain" || len(data) != record.MaxInlineResult+1 {
 		t.Fatalf("big result: %q, %d bytes, %v", ct, len(data), err)
 	}
-	if st, err := client.Status(ctx, refused.JobID); err != nil || st.State != storage.StateDead {
+	if st, err := client.Status(ctx, refused.JobID); err != nil || st.State != record.StateDead {
 		t.Fatalf("refused job: %+v, %v", st, err)
 	}
 	dls, err := client.DeadLetters(ctx)
-	if err != nil || len(dls) != 1 || dls[0].JobID != refused.JobID || dls[0].Reason != storage.ReasonPermanentError {
+	if err != nil || len(dls) != 1 || dls[0].JobID != refused.JobID || dls[0].Reason != record.ReasonPermanentError {
 		t.Fatalf("dead letters %+v, %v", dls, err)
 	}
 }

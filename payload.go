@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/nightshift-jobs/nightshift/envelope"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/seal"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
@@ -104,7 +105,7 @@ func putArgsPayload(ctx context.Context, store *storage.Clients, jobID string, a
 // record's envelope shows them redacted, and the original args go to the job's own
 // payload blob, which the record references (ArgsRef) so that a replay runs with them.
 // Claim-checked args are in that blob already and shown nowhere.
-func (x *executor) redactDeadArgs(ctx context.Context, dl *storage.DeadLetter, env *envelope.Envelope) error {
+func (x *executor) redactDeadArgs(ctx context.Context, dl *record.DeadLetter, env *envelope.Envelope) error {
 	e := x.reg.lookup(env.Kind)
 	if e == nil || len(e.sensitive) == 0 {
 		return nil
@@ -237,7 +238,7 @@ func (p payloads) admit(ctx context.Context, a *attempt) (outcome, bool) {
 
 func (p payloads) ended(ctx context.Context, e jobEnd) error {
 	env := e.env
-	if env.ArgsRef == nil || e.state != storage.StateSucceeded || e.via != endAttempt {
+	if env.ArgsRef == nil || e.state != record.StateSucceeded || e.via != endAttempt {
 		return nil
 	}
 	// Only the job's own payload: loadArgs refused to run on any other reference.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nightshift-jobs/nightshift/envelope"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -24,7 +25,7 @@ type attempt struct {
 	maxAttempts int
 	timeout     time.Duration
 	// cur and etag are the status record as admit read it (nil when there is none).
-	cur  *storage.Status
+	cur  *record.Status
 	etag storage.ETag
 	// claimed: an admit hook wrote the running status (a batch finalizer's claim).
 	claimed bool
@@ -43,7 +44,7 @@ type ran struct {
 	wroteRunning bool
 	started      time.Time
 	finished     time.Time
-	progress     *storage.Progress
+	progress     *record.Progress
 	capture      *captureBuf
 	// jobCtx is the context the job ran under (before record's own timeout): classify
 	// tells a shutdown from a failure by it.
@@ -77,7 +78,7 @@ func (x *executor) admit(ctx context.Context, d delivery) (a *attempt, out outco
 	a = &attempt{d: d, env: env, args: env.Args, log: x.log.With("job_id", env.JobID, "kind", env.Kind, "attempt", env.Attempt,
 		"dequeue_count", d.Meta.DequeueCount, "invocation_id", d.InvocationID)}
 	if a.entry = x.reg.lookup(env.Kind); a.entry == nil {
-		return nil, x.deadNow(ctx, a.log, d, env, storage.ReasonUnknownKind,
+		return nil, x.deadNow(ctx, a.log, d, env, record.ReasonUnknownKind,
 			fmt.Sprintf("no worker is registered for kind %q (check the name and that this app registers it)", env.Kind)), false
 	}
 	a.maxAttempts, a.timeout = a.entry.limits(env)
@@ -146,7 +147,7 @@ func (x *executor) deadIfExhausted(ctx context.Context, a *attempt) (outcome, bo
 	if a.env.Attempt <= a.maxAttempts {
 		return outcome{}, true
 	}
-	return x.deadNow(ctx, a.log, a.d, a.env, storage.ReasonAttemptsExhausted,
+	return x.deadNow(ctx, a.log, a.d, a.env, record.ReasonAttemptsExhausted,
 		fmt.Sprintf("attempt %d is past max_attempts %d", a.env.Attempt, a.maxAttempts)), false
 }
 
@@ -186,19 +187,19 @@ func (x *executor) record(ctx context.Context, a *attempt, r ran) outcome {
 	dur := r.finished.Sub(r.started)
 	if r.cancelled {
 		// Cancelled through its status while running: the status already says so.
-		if err := x.ended(ctx, jobEnd{env: env, state: storage.StateCancelled, via: endAttempt}); err != nil {
+		if err := x.ended(ctx, jobEnd{env: env, state: record.StateCancelled, via: endAttempt}); err != nil {
 			return infraFailure(err)
 		}
 		a.log.Info("job cancelled while running", "outcome", "cancelled", "duration_ms", dur.Milliseconds())
 		return outcome{Outcome: "cancelled", Logs: append(r.capture.text(), "job "+env.JobID+" was cancelled while running")}
 	}
-	end := storage.End{
+	end := record.End{
 		MaxAttempts: a.maxAttempts, Queue: a.d.Queue, StartedAt: r.started, FinishedAt: r.finished, Progress: r.progress,
 	}
 	if r.err == nil {
 		res, err := x.storeResult(ctx, env.JobID, r.result)
 		if err == nil {
-			end.State, end.Result, end.Errors = storage.StateSucceeded, res, env.Errors
+			end.State, end.Result, end.Errors = record.StateSucceeded, res, env.Errors
 			return x.succeeded(ctx, a, r, end)
 		}
 		if !IsPermanent(err) {
@@ -218,23 +219,23 @@ func (x *executor) record(ctx context.Context, a *attempt, r ran) outcome {
 
 // retryDecision is the one retry decision: a permanent error, or a failure of the last
 // attempt, makes the job dead (with the reason); anything else is retried.
-func retryDecision(ae envelope.AttemptError, attempt, maxAttempts int) (storage.DeadReason, bool) {
+func retryDecision(ae envelope.AttemptError, attempt, maxAttempts int) (record.DeadReason, bool) {
 	switch {
 	case ae.Class == "permanent":
-		return storage.ReasonPermanentError, true
+		return record.ReasonPermanentError, true
 	case attempt >= maxAttempts:
-		return storage.ReasonAttemptsExhausted, true
+		return record.ReasonAttemptsExhausted, true
 	}
 	return "", false
 }
 
-func (x *executor) succeeded(ctx context.Context, a *attempt, r ran, end storage.End) outcome {
+func (x *executor) succeeded(ctx context.Context, a *attempt, r ran, end record.End) outcome {
 	env := a.env
 	st, err := x.writeEnd(ctx, a, r, end)
 	if err != nil {
 		return infraFailure(err)
 	}
-	if err := x.ended(ctx, jobEnd{env: env, state: storage.StateSucceeded, st: st, via: endAttempt}); err != nil {
+	if err := x.ended(ctx, jobEnd{env: env, state: record.StateSucceeded, st: st, via: endAttempt}); err != nil {
 		return infraFailure(err)
 	}
 	a.log.Info("job finished", "outcome", "succeeded", "duration_ms", st.DurationMS)
@@ -243,17 +244,17 @@ func (x *executor) succeeded(ctx context.Context, a *attempt, r ran, end storage
 
 // dead moves the job to the poison queue (poisonJob), where RunDeadLetter records it,
 // then writes the dead status.
-func (x *executor) dead(ctx context.Context, a *attempt, r ran, end storage.End, reason storage.DeadReason) outcome {
+func (x *executor) dead(ctx context.Context, a *attempt, r ran, end record.End, reason record.DeadReason) outcome {
 	env := a.env
 	if err := x.poisonJob(ctx, a.d.Queue, env, reason); err != nil {
 		return infraFailure(err)
 	}
-	end.State, end.DeadLetter = storage.StateDead, storage.DeadLetterBlob(env.JobID)
+	end.State, end.DeadLetter = record.StateDead, record.DeadLetterBlob(env.JobID)
 	st, err := x.writeEnd(ctx, a, r, end)
 	if err != nil {
 		return infraFailure(err)
 	}
-	if err := x.ended(ctx, jobEnd{env: env, state: storage.StateDead, st: st, via: endAttempt}); err != nil {
+	if err := x.ended(ctx, jobEnd{env: env, state: record.StateDead, st: st, via: endAttempt}); err != nil {
 		return infraFailure(err)
 	}
 	a.log.Warn("job failed", "outcome", "dead", "reason", reason, "duration_ms", st.DurationMS, "error", st.LastError)
@@ -263,7 +264,7 @@ func (x *executor) dead(ctx context.Context, a *attempt, r ran, end storage.End,
 // retrying enqueues the next attempt with its backoff delay, then writes "retrying". The
 // retry goes on the queue first: a crash in between leaves a status that lets the
 // redelivered original run again, never a lost job.
-func (x *executor) retrying(ctx context.Context, a *attempt, r ran, end storage.End) outcome {
+func (x *executor) retrying(ctx context.Context, a *attempt, r ran, end record.End) outcome {
 	env := a.env
 	delay := a.entry.opts.Backoff.NextDelay(env.Attempt)
 	next := *env
@@ -274,7 +275,7 @@ func (x *executor) retrying(ctx context.Context, a *attempt, r ran, end storage.
 	if err := x.enqueue(ctx, a.d.Queue, &next, delay); err != nil {
 		return infraFailure(err)
 	}
-	end.State, end.NextRunAt = storage.StateRetrying, r.finished.Add(delay)
+	end.State, end.NextRunAt = record.StateRetrying, r.finished.Add(delay)
 	st, err := x.writeEnd(ctx, a, r, end)
 	if err != nil {
 		return infraFailure(err)
@@ -285,11 +286,11 @@ func (x *executor) retrying(ctx context.Context, a *attempt, r ran, end storage.
 		fmt.Sprintf("attempt %d of job %s failed: %s; attempt %d in %s", env.Attempt, env.JobID, st.LastError, next.Attempt, delay.Round(time.Millisecond)))}
 }
 
-// writeEnd writes the attempt's final status with its captured logs (storage.Ended) and
+// writeEnd writes the attempt's final status with its captured logs (record.Ended) and
 // returns the status it proposed, without the logs and fields kept from the record: what
 // the job-end callback receives.
-func (x *executor) writeEnd(ctx context.Context, a *attempt, r ran, end storage.End) (*storage.Status, error) {
+func (x *executor) writeEnd(ctx context.Context, a *attempt, r ran, end record.End) (*record.Status, error) {
 	end.Lines, end.Dropped = r.capture.snapshot()
-	t := storage.Ended(a.env, end)
+	t := record.Ended(a.env, end)
 	return t.Proposed(), x.writeStatus(ctx, t, a.cur, a.etag, r.wroteRunning)
 }

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/nightshift-jobs/nightshift/envelope"
-	"github.com/nightshift-jobs/nightshift/storage"
+	"github.com/nightshift-jobs/nightshift/record"
 )
 
 // ProgressInterval is the least time between two progress writes of one job: however
@@ -22,13 +22,13 @@ const maxProgressMessage = 512
 // progressReporter throttles one attempt's progress writes. The first report is written at
 // once; later ones within interval of the last write are folded into one trailing write.
 type progressReporter struct {
-	write    func(ctx context.Context, p *storage.Progress) error
+	write    func(ctx context.Context, p *record.Progress) error
 	interval time.Duration
 	log      *slog.Logger
 	ctx      context.Context
 
 	mu        sync.Mutex
-	latest    *storage.Progress
+	latest    *record.Progress
 	lastWrite time.Time
 	pending   bool // a write is scheduled or running
 	closed    bool
@@ -37,11 +37,11 @@ type progressReporter struct {
 	done      chan struct{} // closed by stop: a scheduled write is dropped
 	// observe, when the context carries one (withProgressObserver), sees every report
 	// before throttling: the test kit records them all.
-	observe func(storage.Progress)
+	observe func(record.Progress)
 }
 
-func newProgressReporter(ctx context.Context, interval time.Duration, log *slog.Logger, write func(context.Context, *storage.Progress) error) *progressReporter {
-	observe, _ := ctx.Value(progressObserverKey{}).(func(storage.Progress))
+func newProgressReporter(ctx context.Context, interval time.Duration, log *slog.Logger, write func(context.Context, *record.Progress) error) *progressReporter {
+	observe, _ := ctx.Value(progressObserverKey{}).(func(record.Progress))
 	return &progressReporter{ctx: ctx, interval: interval, log: log, write: write, done: make(chan struct{}), observe: observe}
 }
 
@@ -49,7 +49,7 @@ type progressObserverKey struct{}
 
 // withProgressObserver makes the progress reporters created under ctx call observe with
 // every report, in order, before throttling.
-func withProgressObserver(ctx context.Context, observe func(storage.Progress)) context.Context {
+func withProgressObserver(ctx context.Context, observe func(record.Progress)) context.Context {
 	return context.WithValue(ctx, progressObserverKey{}, observe)
 }
 
@@ -60,7 +60,7 @@ func (r *progressReporter) report(_ context.Context, fraction float64, message s
 	if math.IsNaN(fraction) {
 		fraction = 0
 	}
-	p := &storage.Progress{Fraction: min(max(fraction, 0), 1), Message: envelope.Truncate(message, maxProgressMessage), At: time.Now().UTC()}
+	p := &record.Progress{Fraction: min(max(fraction, 0), 1), Message: envelope.Truncate(message, maxProgressMessage), At: time.Now().UTC()}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.observe != nil && !r.closed {
@@ -107,7 +107,7 @@ func (r *progressReporter) flushAfter(wait time.Duration) {
 
 // stop ends reporting: no write starts after it, a write in flight is waited for, and the
 // latest value is returned so the job's final status carries it.
-func (r *progressReporter) stop() *storage.Progress {
+func (r *progressReporter) stop() *record.Progress {
 	if r == nil {
 		return nil
 	}
@@ -126,11 +126,11 @@ func (r *progressReporter) stop() *storage.Progress {
 // progressWriter returns the write function of a job attempt's progress: the status
 // becomes (or stays) "running" for this attempt with the new progress, unless the status
 // has moved past this attempt.
-func (x *executor) progressWriter(env *envelope.Envelope, maxAttempts int, started time.Time, queue string) func(context.Context, *storage.Progress) error {
-	return func(ctx context.Context, p *storage.Progress) error {
+func (x *executor) progressWriter(env *envelope.Envelope, maxAttempts int, started time.Time, queue string) func(context.Context, *record.Progress) error {
+	return func(ctx context.Context, p *record.Progress) error {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 		defer cancel()
-		running := storage.Running(env, storage.Run{MaxAttempts: maxAttempts, Queue: queue, StartedAt: started, Progress: p})
+		running := record.Running(env, record.Run{MaxAttempts: maxAttempts, Queue: queue, StartedAt: started, Progress: p})
 		_, _, err := x.store.UpdateStatus(ctx, env.JobID, running.Apply)
 		return err
 	}

@@ -8,16 +8,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nightshift-jobs/nightshift/storage"
+	"github.com/nightshift-jobs/nightshift/record"
 )
 
 // The reporter writes the first report at once, folds later ones into one trailing write
 // per interval, never writes after stop, and stop returns promptly with the last value.
 func TestProgressReporterThrottle(t *testing.T) {
 	var mu sync.Mutex
-	var writes []storage.Progress
+	var writes []record.Progress
 	r := newProgressReporter(context.Background(), 200*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)),
-		func(_ context.Context, p *storage.Progress) error {
+		func(_ context.Context, p *record.Progress) error {
 			mu.Lock()
 			writes = append(writes, *p)
 			mu.Unlock()

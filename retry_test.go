@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/nightshift-jobs/nightshift/envelope"
-	"github.com/nightshift-jobs/nightshift/storage"
+	"github.com/nightshift-jobs/nightshift/record"
 )
 
 // TestRetryDecision: the one retry decision over every error class and attempt position.
@@ -13,17 +13,17 @@ func TestRetryDecision(t *testing.T) {
 		class        string
 		attempt, max int
 		dead         bool
-		reason       storage.DeadReason
+		reason       record.DeadReason
 	}{
 		{"retryable", 1, 3, false, ""},
 		{"timeout", 2, 3, false, ""},
 		{"panic", 2, 3, false, ""},
 		{"cancelled", 1, 3, false, ""},
-		{"retryable", 3, 3, true, storage.ReasonAttemptsExhausted},
-		{"panic", 3, 3, true, storage.ReasonAttemptsExhausted},
-		{"permanent", 1, 3, true, storage.ReasonPermanentError},
-		{"permanent", 3, 3, true, storage.ReasonPermanentError},
-		{"retryable", 1, 1, true, storage.ReasonAttemptsExhausted},
+		{"retryable", 3, 3, true, record.ReasonAttemptsExhausted},
+		{"panic", 3, 3, true, record.ReasonAttemptsExhausted},
+		{"permanent", 1, 3, true, record.ReasonPermanentError},
+		{"permanent", 3, 3, true, record.ReasonPermanentError},
+		{"retryable", 1, 1, true, record.ReasonAttemptsExhausted},
 	} {
 		reason, dead := retryDecision(envelope.AttemptError{Class: c.class}, c.attempt, c.max)
 		if dead != c.dead || reason != c.reason {

@@ -14,6 +14,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -80,7 +81,7 @@ func TestArgsRefConfinedToTheJobsOwnPayload(t *testing.T) {
 			t.Fatalf("%s: %d %s", c.name, code, raw)
 		}
 		st := te.status(id)
-		if st.State != storage.StateDead || st.Result != nil || !strings.Contains(st.LastError, "args_ref") {
+		if st.State != record.StateDead || st.Result != nil || !strings.Contains(st.LastError, "args_ref") {
 			t.Fatalf("%s: status %s, result %v, last error %q; want dead, no result, an args_ref error", c.name, st.State, st.Result, st.LastError)
 		}
 		if !blobExists(t, te.store, c.container, strings.ReplaceAll(c.blob, "evil-3/../", "")) {
@@ -120,7 +121,7 @@ func TestArgsRefBoundedAndHashed(t *testing.T) {
 			t.Fatalf("%s: %d %s", c.id, code, raw)
 		}
 		st := te.status(c.id)
-		if st.State != storage.StateDead || !strings.Contains(st.LastError, c.want) {
+		if st.State != record.StateDead || !strings.Contains(st.LastError, c.want) {
 			t.Fatalf("%s: status %s, last error %q; want dead mentioning %q", c.id, st.State, st.LastError, c.want)
 		}
 	}
@@ -128,7 +129,7 @@ func TestArgsRefBoundedAndHashed(t *testing.T) {
 	name := storage.ArgsPayloadBlob("fine")
 	st := te.runClaimChecked("fine", small)
 	var sum map[string]int
-	if st.State != storage.StateSucceeded || json.Unmarshal(st.Result.JSON, &sum) != nil || sum["sum"] != 3 {
+	if st.State != record.StateSucceeded || json.Unmarshal(st.Result.JSON, &sum) != nil || sum["sum"] != 3 {
 		t.Fatalf("fine: %s %s", st.State, st.LastError)
 	}
 	if blobExists(t, te.store, te.store.Layout.PayloadsContainer(), name) {
@@ -163,7 +164,7 @@ func TestClientQueuesConfined(t *testing.T) {
 		t.Errorf("enqueue on an extra queue: %v", err)
 	}
 	env := &envelope.Envelope{Version: envelope.Version, JobID: "tampered", Kind: "test.add", Args: json.RawMessage(`{"A":1}`), Attempt: 1}
-	if _, err := te.store.PutDeadLetter(ctx, &storage.DeadLetter{DeadID: "tampered", JobID: "tampered", Kind: "test.add", Reason: storage.ReasonAttemptsExhausted,
+	if _, err := te.store.PutDeadLetter(ctx, &record.DeadLetter{DeadID: "tampered", JobID: "tampered", Kind: "test.add", Reason: record.ReasonAttemptsExhausted,
 		Envelope: env, Queue: foreign, DiedAt: time.Now().UTC()}, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -182,14 +183,14 @@ func TestClientQueuesConfined(t *testing.T) {
 		t.Fatalf("deliver dead letter: %d %s", code, raw)
 	}
 	st := te.status("unknown-kind")
-	if st.State != storage.StateDead || !strings.Contains(st.LastError, "no.such.kind") || strings.Contains(st.LastError, "test.add") {
+	if st.State != record.StateDead || !strings.Contains(st.LastError, "no.such.kind") || strings.Contains(st.LastError, "test.add") {
 		t.Errorf("unknown kind: %s %q", st.State, st.LastError)
 	}
 }
 
 // runClaimChecked writes data as job id's payload blob, delivers a test.add job whose
 // honest args_ref names it, and returns the job's status.
-func (te *testEnv) runClaimChecked(id string, data []byte) *storage.Status {
+func (te *testEnv) runClaimChecked(id string, data []byte) *record.Status {
 	te.t.Helper()
 	name := storage.ArgsPayloadBlob(id)
 	if err := te.store.PutPayload(context.Background(), name, "application/json", data); err != nil {

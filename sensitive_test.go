@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -135,7 +136,7 @@ func testSensitiveArgsRedacted(t *testing.T, sealed bool) {
 	}
 	l := te.store.Layout
 	stRaw := readBlob(t, te.store, l.StatusContainer(), storage.StatusBlob(res.JobID))
-	dlRaw := readBlob(t, te.store, l.DeadLettersContainer(), storage.DeadLetterBlob(res.JobID))
+	dlRaw := readBlob(t, te.store, l.DeadLettersContainer(), record.DeadLetterBlob(res.JobID))
 	if sealed { // what an operator with the key sees: the record, opened
 		dl, err := client.DeadLetter(ctx, res.JobID)
 		if err != nil || dl.Envelope == nil || len(dl.Envelope.ArgsSealed) != 0 {
@@ -167,7 +168,7 @@ func testSensitiveArgsRedacted(t *testing.T, sealed bool) {
 	if code, _, raw := te.deliver(FunctionRunJob, te.jobs(), 5*time.Second); code != 200 {
 		t.Fatalf("deliver replay: %d %s", code, raw)
 	}
-	if st := te.status(res.JobID); st.State != storage.StateSucceeded {
+	if st := te.status(res.JobID); st.State != record.StateSucceeded {
 		t.Fatalf("replay: %s %s", st.State, st.LastError)
 	}
 	mu.Lock()

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
-	"github.com/nightshift-jobs/nightshift/storage"
+	"github.com/nightshift-jobs/nightshift/record"
 )
 
 type slowArgs struct{ MS int }
@@ -26,10 +26,10 @@ func TestServeDrainsInFlightJobs(t *testing.T) {
 	for _, c := range []struct {
 		name  string
 		drain time.Duration
-		state storage.State
+		state record.State
 	}{
-		{"finishes within the drain deadline", 10 * time.Second, storage.StateSucceeded},
-		{"interrupted after the drain deadline", 200 * time.Millisecond, storage.StateRetrying},
+		{"finishes within the drain deadline", 10 * time.Second, record.StateSucceeded},
+		{"interrupted after the drain deadline", 200 * time.Millisecond, record.StateRetrying},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			l, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -90,7 +90,7 @@ func TestServeDrainsInFlightJobs(t *testing.T) {
 			if err != nil || st.State != c.state {
 				t.Fatalf("%+v %v", st, err)
 			}
-			if c.state == storage.StateRetrying && st.Errors[0].Class != "cancelled" {
+			if c.state == record.StateRetrying && st.Errors[0].Class != "cancelled" {
 				t.Fatalf("errors %+v", st.Errors)
 			}
 		})

@@ -6,7 +6,7 @@
 // Delivery is itself a job of kind "nightshift.callback": when a job with a callback
 // succeeds or is dead, the handler's OnJobEnd hook enqueues a delivery job, so delivery
 // gets retries with backoff, a status record and dead letters like any job. The outcome
-// of the delivery is recorded in the original job's status (storage.Status.Callback).
+// of the delivery is recorded in the original job's status (record.Status.Callback).
 //
 // Webhook requests carry
 //
@@ -40,6 +40,7 @@ import (
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/internal/netguard"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -185,8 +186,8 @@ type Payload struct {
 	// Status is the job's status record as read when this attempt was sent, without its
 	// log lines (and without an inline result when the body would be too large: then
 	// ResultOmitted is true).
-	Status        *storage.Status `json:"status"`
-	ResultOmitted bool            `json:"result_omitted,omitempty"`
+	Status        *record.Status `json:"status"`
+	ResultOmitted bool           `json:"result_omitted,omitempty"`
 }
 
 // Register adds the delivery kind to reg.
@@ -219,17 +220,17 @@ func Register(reg *nightshift.Registry, store *storage.Clients, opts Options) er
 // for a callback and succeeded or is dead, it enqueues a delivery job. The delivery job's
 // id is derived from the job id, its life and the event, so a repeated call enqueues a
 // duplicate that the handler skips.
-func OnJobEnd(store *storage.Clients) func(ctx context.Context, env *envelope.Envelope, st *storage.Status) error {
+func OnJobEnd(store *storage.Clients) func(ctx context.Context, env *envelope.Envelope, st *record.Status) error {
 	client := nightshift.NewClient(store, nil)
-	return func(ctx context.Context, env *envelope.Envelope, st *storage.Status) error {
+	return func(ctx context.Context, env *envelope.Envelope, st *record.Status) error {
 		if env == nil || env.Callback == nil || st == nil {
 			return nil
 		}
 		var event string
 		switch st.State {
-		case storage.StateSucceeded:
+		case record.StateSucceeded:
 			event = EventSucceeded
-		case storage.StateDead:
+		case record.StateDead:
 			event = EventDead
 		default:
 			return nil
@@ -275,7 +276,7 @@ func (d *deliverer) Work(ctx context.Context, job *nightshift.Job[Args]) (any, e
 	if err != nil {
 		return nil, nightshift.Permanent(err)
 	}
-	out := &storage.CallbackOutcome{Event: a.Event, Attempts: job.Attempt}
+	out := &record.CallbackOutcome{Event: a.Event, Attempts: job.Attempt}
 	var status int
 	var derr error
 	switch {
@@ -311,7 +312,7 @@ func (d *deliverer) Work(ctx context.Context, job *nightshift.Job[Args]) (any, e
 
 // payload builds the body: the status without logs or stacks, and without the inline
 // result if the body would not fit in a queue message.
-func (d *deliverer) payload(deliveryID string, a Args, st *storage.Status) ([]byte, bool, error) {
+func (d *deliverer) payload(deliveryID string, a Args, st *record.Status) ([]byte, bool, error) {
 	s := st.WithoutStacks()
 	s.Logs, s.LogsDropped, s.Callback = nil, 0, nil
 	p := Payload{Event: a.Event, JobID: a.JobID, Kind: st.Kind, Replay: a.Replay, DeliveryID: deliveryID, SentAt: d.opts.Now().UTC(), Status: s}
@@ -431,8 +432,8 @@ func (d *deliverer) enqueue(ctx context.Context, queue string, body []byte) erro
 
 // record writes the delivery outcome into the job's status, unless the job moved on to
 // another life meanwhile.
-func (d *deliverer) record(ctx context.Context, a Args, out *storage.CallbackOutcome) error {
-	_, _, err := d.store.UpdateStatus(ctx, a.JobID, storage.CallbackRecorded(a.Replay, out).Apply)
+func (d *deliverer) record(ctx context.Context, a Args, out *record.CallbackOutcome) error {
+	_, _, err := d.store.UpdateStatus(ctx, a.JobID, record.CallbackRecorded(a.Replay, out).Apply)
 	return err
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/nightshift-jobs/nightshift/callback"
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -281,7 +282,7 @@ func TestWebhookRetriedUntilDelivered(t *testing.T) {
 		t.Fatal(err)
 	}
 	if p.Event != callback.EventSucceeded || p.JobID != res.JobID || p.Kind != "test.work" || p.Status == nil ||
-		p.Status.State != storage.StateSucceeded || p.Status.Result == nil || p.DeliveryID == "" {
+		p.Status.State != record.StateSucceeded || p.Status.Result == nil || p.DeliveryID == "" {
 		t.Fatalf("payload = %s", rcv.bodies[2])
 	}
 	req := rcv.requests[2]
@@ -298,7 +299,7 @@ func TestWebhookRetriedUntilDelivered(t *testing.T) {
 	}
 	// The delivery job has its own status, under the derived id.
 	ds, err := f.client.Status(ctx, p.DeliveryID)
-	if err != nil || ds.State != storage.StateSucceeded || ds.Kind != callback.Kind || ds.Attempt != 3 {
+	if err != nil || ds.State != record.StateSucceeded || ds.Kind != callback.Kind || ds.Attempt != 3 {
 		t.Fatalf("delivery job status = %+v, %v", ds, err)
 	}
 }
@@ -364,12 +365,12 @@ func TestWebhookRefusals(t *testing.T) {
 			}
 			st, _ := f.client.Status(ctx, res.JobID)
 			cb := st.Callback
-			if st.State != storage.StateSucceeded || cb == nil || cb.Delivered || cb.Attempts != 1 || !strings.Contains(cb.LastError, tc.want) {
+			if st.State != record.StateSucceeded || cb == nil || cb.Delivered || cb.Attempts != 1 || !strings.Contains(cb.LastError, tc.want) {
 				t.Fatalf("status %s, callback outcome = %+v, want undelivered after 1 attempt with %q", st.State, cb, tc.want)
 			}
 			// Refusals are permanent: the delivery job is dead at once, not retried.
 			ds, err := f.client.Status(ctx, callback.DeliveryID(res.EnqueuedAt, res.JobID, 0, callback.EventSucceeded))
-			if err != nil || ds.State != storage.StateDead || ds.Attempt != 1 {
+			if err != nil || ds.State != record.StateDead || ds.Attempt != 1 {
 				t.Fatalf("delivery status = %+v, %v", ds, err)
 			}
 		})
@@ -409,7 +410,7 @@ func TestQueueCallbackAndDeadEvent(t *testing.T) {
 	}
 	f.runJobs()
 	dst, _ := f.client.Status(ctx, dead.JobID)
-	if dst.State != storage.StateDead {
+	if dst.State != record.StateDead {
 		t.Fatalf("status = %s, want dead", dst.State)
 	}
 	env := &envelope.Envelope{JobID: dead.JobID, Kind: "test.work", EnqueuedAt: dead.EnqueuedAt, Callback: &envelope.Callback{Queue: target}}
@@ -429,7 +430,7 @@ func TestQueueCallbackAndDeadEvent(t *testing.T) {
 		_ = json.Unmarshal([]byte(*m.MessageText), &p)
 		if p.JobID == dead.JobID {
 			events = append(events, p.Event)
-			if p.Status.State != storage.StateDead || p.Status.LastError == "" {
+			if p.Status.State != record.StateDead || p.Status.LastError == "" {
 				t.Errorf("dead payload status = %+v", p.Status)
 			}
 		}
@@ -441,10 +442,10 @@ func TestQueueCallbackAndDeadEvent(t *testing.T) {
 		t.Fatalf("dead job callback outcome = %+v", dst.Callback)
 	}
 	// A job without a callback, or still running, is not notified.
-	if err := hook(ctx, &envelope.Envelope{JobID: "x", Kind: "k"}, &storage.Status{JobID: "x", State: storage.StateSucceeded}); err != nil {
+	if err := hook(ctx, &envelope.Envelope{JobID: "x", Kind: "k"}, &record.Status{JobID: "x", State: record.StateSucceeded}); err != nil {
 		t.Fatal(err)
 	}
-	if err := hook(ctx, env, &storage.Status{JobID: dead.JobID, State: storage.StateRetrying}); err != nil {
+	if err := hook(ctx, env, &record.Status{JobID: dead.JobID, State: record.StateRetrying}); err != nil {
 		t.Fatal(err)
 	}
 	if d, _ := f.client.QueueDepths(ctx); d[0].Messages != 0 {

@@ -12,6 +12,7 @@ import (
 	"github.com/nightshift-jobs/nightshift/callback"
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -217,11 +218,11 @@ func TestCallbackRefusedAtDelivery(t *testing.T) {
 		f.runJobs()
 		st, _ := f.client.Status(ctx, res.JobID)
 		cb := st.Callback
-		if st.State != storage.StateSucceeded || cb == nil || cb.Delivered || cb.Attempts != 1 || !strings.Contains(cb.LastError, callback.SettingCallbackQueues) {
+		if st.State != record.StateSucceeded || cb == nil || cb.Delivered || cb.Attempts != 1 || !strings.Contains(cb.LastError, callback.SettingCallbackQueues) {
 			t.Fatalf("queue %s: status %s, callback outcome %+v; want refused after 1 attempt naming %s", q, st.State, cb, callback.SettingCallbackQueues)
 		}
 		ds, err := f.client.Status(ctx, callback.DeliveryID(res.EnqueuedAt, res.JobID, 0, callback.EventSucceeded))
-		if err != nil || ds.State != storage.StateDead || ds.Attempt != 1 {
+		if err != nil || ds.State != record.StateDead || ds.Attempt != 1 {
 			t.Fatalf("queue %s: delivery status = %+v, %v", q, ds, err)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift/internal/appfolder"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -93,7 +94,7 @@ func TestRunServesHostRequests(t *testing.T) {
 		t.Fatalf("%d %s", resp.StatusCode, raw)
 	}
 	st, _, err := store.GetStatus(context.Background(), "main-1")
-	if err != nil || st.State != storage.StateSucceeded || !strings.Contains(string(st.Result.JSON), `"sum":3`) {
+	if err != nil || st.State != record.StateSucceeded || !strings.Contains(string(st.Result.JSON), `"sum":3`) {
 		t.Fatalf("%+v %v", st, err)
 	}
 	cancel()

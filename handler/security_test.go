@@ -13,6 +13,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -55,7 +56,7 @@ func newKindsEnv(t *testing.T, settings func(*storage.Clients) map[string]string
 
 // run enqueues one job, plays the host's queue triggers until the queues are empty and
 // returns the job's status.
-func (e *kindsEnv) run(t *testing.T, id, kind, args string, maxAttempts int) *storage.Status {
+func (e *kindsEnv) run(t *testing.T, id, kind, args string, maxAttempts int) *record.Status {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := e.client.EnqueueRaw(ctx, kind, json.RawMessage(args), &nightshift.EnqueueOptions{JobID: id, MaxAttempts: maxAttempts}); err != nil {
@@ -71,7 +72,7 @@ func (e *kindsEnv) run(t *testing.T, id, kind, args string, maxAttempts int) *st
 
 // everything returns all an API caller or operator can see of a job: its status (with
 // result and logs), its result blob, its dead letter and the handler's log.
-func (e *kindsEnv) everything(t *testing.T, st *storage.Status) string {
+func (e *kindsEnv) everything(t *testing.T, st *record.Status) string {
 	t.Helper()
 	ctx := context.Background()
 	raw, _ := json.Marshal(st)
@@ -126,7 +127,7 @@ func TestCSVStatsReadsOnlyListedContainers(t *testing.T) {
 		"csv-long-name":   `{"container":"` + inputs + `","blob":"` + strings.Repeat("a", MaxCSVBlobName+1) + `"}`,
 	} {
 		st := e.run(t, id, "csv_stats", args, 0)
-		if st.State != storage.StateDead || st.Attempt != 1 {
+		if st.State != record.StateDead || st.Attempt != 1 {
 			t.Errorf("%s: state %s after %d attempts, want dead after 1 (permanent): %s", id, st.State, st.Attempt, st.LastError)
 		}
 		if strings.HasPrefix(id, "csv-dot") || id == "csv-long-name" {
@@ -142,7 +143,7 @@ func TestCSVStatsReadsOnlyListedContainers(t *testing.T) {
 	}
 	// The listed container still works.
 	st := e.run(t, "csv-ok", "csv_stats", `{"container":"`+inputs+`","blob":"daily.csv"}`, 0)
-	if st.State != storage.StateSucceeded || !strings.Contains(string(st.Result.JSON), `"sum":3`) {
+	if st.State != record.StateSucceeded || !strings.Contains(string(st.Result.JSON), `"sum":3`) {
 		t.Fatalf("listed container: %+v", st)
 	}
 }
@@ -248,7 +249,7 @@ func TestHTTPFetchCutsRemoteBodyInErrors(t *testing.T) {
 		"fetch-422": {"/422", "422 Unprocessable Entity: bad?input??" + head[:MaxErrorBodyBytes-len("bad?input??")] + "..."},
 	} {
 		st := e.run(t, id, "http_fetch", `{"url":"`+srv.URL+c.path+`"}`, 1)
-		if st.State != storage.StateDead || !strings.Contains(st.LastError, c.want) {
+		if st.State != record.StateDead || !strings.Contains(st.LastError, c.want) {
 			t.Errorf("%s: state %s, last_error %q, want it to contain %q", id, st.State, st.LastError, c.want)
 		}
 		if all := e.everything(t, st); strings.Contains(all, "SECRET-TAIL") || strings.Contains(all, "yyyy") {
@@ -279,7 +280,7 @@ func TestHTTPFetchTimeoutBounded(t *testing.T) {
 	e := newKindsEnv(t, func(*storage.Clients) map[string]string { return nil })
 	for id, v := range map[string]string{"fetch-1e300": "1e300", "fetch-hour-and-a-bit": "3601"} {
 		st := e.run(t, id, "http_fetch", `{"url":"https://example.invalid/","timeout_seconds":`+v+`}`, 1)
-		if st.State != storage.StateDead || !strings.Contains(st.LastError, "args.timeout_seconds") || !strings.Contains(st.LastError, "3600") {
+		if st.State != record.StateDead || !strings.Contains(st.LastError, "args.timeout_seconds") || !strings.Contains(st.LastError, "3600") {
 			t.Errorf("%s: %s %q", id, st.State, st.LastError)
 		}
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/hostproto"
-	"github.com/nightshift-jobs/nightshift/storage"
+	"github.com/nightshift-jobs/nightshift/record"
 )
 
 // MaxBatchRequestBytes bounds the body of POST /api/batches (the whole invocation, with
@@ -269,7 +269,7 @@ func (a *API) BatchStatus(ctx context.Context, inv *nightshift.Invocation) (*hos
 // and its finalizer (if any) ended or will never run.
 func batchDone(bs *nightshift.BatchStatus) bool {
 	switch bs.State {
-	case storage.BatchEnqueuing, storage.BatchRunning:
+	case record.BatchEnqueuing, record.BatchRunning:
 		return false
 	}
 	if bs.FinalizerJobID == "" {
@@ -279,5 +279,5 @@ func batchDone(bs *nightshift.BatchStatus) bool {
 		return bs.Finalizer.State.Terminal()
 	}
 	// A failed batch under FailBatch never runs its finalizer.
-	return bs.State == storage.BatchFailed && bs.FailurePolicy == string(nightshift.FailBatch)
+	return bs.State == record.BatchFailed && bs.FailurePolicy == string(nightshift.FailBatch)
 }

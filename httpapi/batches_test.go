@@ -9,7 +9,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift/httpapi"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
-	"github.com/nightshift-jobs/nightshift/storage"
+	"github.com/nightshift-jobs/nightshift/record"
 )
 
 const batchesBase = "https://app.example.test/api/batches"
@@ -34,7 +34,7 @@ func TestBatchStartStatusFlow(t *testing.T) {
 	body := r.json(t)
 	want := batchesBase + "/b-flow"
 	if body["batch_id"] != "b-flow" || body["total"] != 3.0 || body["status_url"] != want || r.headers["Location"] != want ||
-		body["finalizer_status_url"] != base+"/b-flow-finalizer" || body["state"] != string(storage.BatchRunning) {
+		body["finalizer_status_url"] != base+"/b-flow-finalizer" || body["state"] != string(record.BatchRunning) {
 		t.Fatalf("202 body %s, Location %q", r.body, r.headers["Location"])
 	}
 	s := e.batchStatus("b-flow", "?running=true")

@@ -33,6 +33,7 @@ import (
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/httpapi"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -134,8 +135,8 @@ func TestResultLinkWithUserDelegation(t *testing.T) {
 	if _, err := store.PutResult(ctx, "job-1", "text/plain", data); err != nil {
 		t.Fatal(err)
 	}
-	st := &storage.Status{JobID: "job-1", Kind: "k", State: storage.StateSucceeded, Attempt: 1,
-		Result: &storage.Result{ContentType: "text/plain", Size: int64(len(data)), Blob: storage.ResultBlob("job-1")}}
+	st := &record.Status{JobID: "job-1", Kind: "k", State: record.StateSucceeded, Attempt: 1,
+		Result: &record.Result{ContentType: "text/plain", Size: int64(len(data)), Blob: storage.ResultBlob("job-1")}}
 	if _, err := store.PutStatus(ctx, st, ""); err != nil {
 		t.Fatal(err)
 	}

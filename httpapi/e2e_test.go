@@ -23,6 +23,7 @@ import (
 	"github.com/nightshift-jobs/nightshift/internal/appfolder"
 	"github.com/nightshift-jobs/nightshift/internal/funchost"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -198,7 +199,7 @@ func TestE2EThroughLocalHost(t *testing.T) {
 				Body   json.RawMessage `json:"body"`
 			} `json:"json"`
 		} `json:"result"`
-		Callback *storage.CallbackOutcome `json:"callback"`
+		Callback *record.CallbackOutcome `json:"callback"`
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {

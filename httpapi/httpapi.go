@@ -34,6 +34,7 @@ import (
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/hostproto"
 	"github.com/nightshift-jobs/nightshift/internal/store"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -334,14 +335,14 @@ type EnqueueRequest struct {
 
 // EnqueueResponse is the 202 body of POST /api/jobs.
 type EnqueueResponse struct {
-	JobID      string        `json:"job_id"`
-	Kind       string        `json:"kind"`
-	State      storage.State `json:"state"`
-	StatusURL  string        `json:"status_url"`
-	CancelURL  string        `json:"cancel_url"`
-	Queue      string        `json:"queue"`
-	EnqueuedAt time.Time     `json:"enqueued_at"`
-	RunAt      time.Time     `json:"run_at,omitzero"`
+	JobID      string       `json:"job_id"`
+	Kind       string       `json:"kind"`
+	State      record.State `json:"state"`
+	StatusURL  string       `json:"status_url"`
+	CancelURL  string       `json:"cancel_url"`
+	Queue      string       `json:"queue"`
+	EnqueuedAt time.Time    `json:"enqueued_at"`
+	RunAt      time.Time    `json:"run_at,omitzero"`
 }
 
 // parseEnqueue decodes the body field by field, so that every problem names its field.
@@ -434,7 +435,7 @@ func (a *API) Enqueue(ctx context.Context, inv *nightshift.Invocation) (*hostpro
 	}
 	su := statusURL(base, res.JobID)
 	out := EnqueueResponse{
-		JobID: res.JobID, Kind: res.Kind, State: storage.StateQueued, StatusURL: su, CancelURL: su + "/cancel",
+		JobID: res.JobID, Kind: res.Kind, State: record.StateQueued, StatusURL: su, CancelURL: su + "/cancel",
 		Queue: res.Queue, EnqueuedAt: res.EnqueuedAt, RunAt: res.RunAt,
 	}
 	a.opts.Logger.Info("job enqueued over http", "job_id", res.JobID, "kind", res.Kind)
@@ -556,7 +557,7 @@ func summarize(errs []FieldProblem) string {
 // StatusResponse is the body of GET /api/jobs/{id}: the status record (without its log
 // lines unless ?logs=true) with links.
 type StatusResponse struct {
-	*storage.Status
+	*record.Status
 	StatusURL string      `json:"status_url"`
 	CancelURL string      `json:"cancel_url,omitempty"`
 	Result    *ResultView `json:"result,omitempty"`
@@ -658,7 +659,7 @@ func (a *API) Status(ctx context.Context, inv *nightshift.Invocation) (*hostprot
 
 // inlineResult puts a result blob, read (and opened when sealed), into rv (JSON or bytes). A
 // non-nil return is the problem answer.
-func (a *API) inlineResult(ctx context.Context, r *Request, st *storage.Status, rv *ResultView) *hostproto.InvokeResponse {
+func (a *API) inlineResult(ctx context.Context, r *Request, st *record.Status, rv *ResultView) *hostproto.InvokeResponse {
 	ct, data, err := a.store.GetResult(ctx, st)
 	if err != nil {
 		a.opts.Logger.Error("result blob unavailable", "job_id", st.JobID, "error", err.Error())

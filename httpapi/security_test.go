@@ -9,6 +9,7 @@ import (
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/httpapi"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -78,10 +79,10 @@ func TestStatusViewsHaveNoStacks(t *testing.T) {
 	ctx := context.Background()
 	const stack = "goroutine 7 [running]:\nmain.work()\n\t/home/build/app/worker.go:42 +0x1d"
 	for _, id := range []string{"panicked", "retrying"} {
-		st := &storage.Status{JobID: id, Kind: "test.echo", State: storage.StateDead, UpdatedAt: time.Now().UTC(), LastError: "panic: boom",
+		st := &record.Status{JobID: id, Kind: "test.echo", State: record.StateDead, UpdatedAt: time.Now().UTC(), LastError: "panic: boom",
 			Errors: []envelope.AttemptError{{Attempt: 1, At: time.Now().UTC(), Error: "panic: boom", Class: "panic", Stack: stack}}}
 		if id == "retrying" {
-			st.State = storage.StateRetrying
+			st.State = record.StateRetrying
 		}
 		if _, err := e.store.PutStatus(ctx, st, ""); err != nil {
 			t.Fatal(err)

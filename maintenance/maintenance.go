@@ -28,6 +28,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/internal/store"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -365,7 +366,7 @@ func (c *cleanupRun) statuses(ctx context.Context) error {
 		c.exists[strings.TrimSuffix(it.name, ".json")] = true
 	}
 	return c.w.each(ctx, older(all, c.cut), func(ctx context.Context, it item) error {
-		var st storage.Status
+		var st record.Status
 		if err := c.w.download(ctx, container, it.name, &st); err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
 				return nil
@@ -384,7 +385,7 @@ func (c *cleanupRun) statuses(ctx context.Context) error {
 // statusExpired: a terminal status untouched since the cut-off, or a non-terminal one for
 // which no message can be left (nothing written or due for longer than the retention and
 // a message's life).
-func (c *cleanupRun) statusExpired(st storage.Status) bool {
+func (c *cleanupRun) statusExpired(st record.Status) bool {
 	if st.State.Terminal() {
 		return st.UpdatedAt.Before(c.cut)
 	}
@@ -418,7 +419,7 @@ func (c *cleanupRun) deadLetters(ctx context.Context) error {
 		return err
 	}
 	return c.w.each(ctx, older(all, c.dlCut), func(ctx context.Context, it item) error {
-		var d storage.DeadLetter
+		var d record.DeadLetter
 		if err := c.w.download(ctx, container, it.name, &d); err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
 				return nil

@@ -11,10 +11,11 @@ import (
 	"github.com/nightshift-jobs/nightshift/internal/store"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/maintenance"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
-func putStatus(t *testing.T, c *storage.Clients, st storage.Status) {
+func putStatus(t *testing.T, c *storage.Clients, st record.Status) {
 	t.Helper()
 	if _, err := c.PutStatus(context.Background(), &st, ""); err != nil {
 		t.Fatal(err)
@@ -51,19 +52,19 @@ func TestRetention(t *testing.T) {
 		ctx := context.Background()
 		real := time.Now().UTC()
 		day := 24 * time.Hour
-		putStatus(t, c, storage.Status{JobID: "old-done", Kind: "k", State: storage.StateSucceeded, Attempt: 1, UpdatedAt: real,
-			Logs: []storage.LogLine{{Time: real, Level: "INFO", Message: "captured log line"}}})
-		putStatus(t, c, storage.Status{JobID: "recent-done", Kind: "k", State: storage.StateSucceeded, Attempt: 1, UpdatedAt: real.Add(15 * day)})
-		putStatus(t, c, storage.Status{JobID: "old-queued", Kind: "k", State: storage.StateQueued, UpdatedAt: real})
-		putStatus(t, c, storage.Status{JobID: "far-queued", Kind: "k", State: storage.StateQueued, UpdatedAt: real, NextRunAt: real.Add(30 * day)})
+		putStatus(t, c, record.Status{JobID: "old-done", Kind: "k", State: record.StateSucceeded, Attempt: 1, UpdatedAt: real,
+			Logs: []record.LogLine{{Time: real, Level: "INFO", Message: "captured log line"}}})
+		putStatus(t, c, record.Status{JobID: "recent-done", Kind: "k", State: record.StateSucceeded, Attempt: 1, UpdatedAt: real.Add(15 * day)})
+		putStatus(t, c, record.Status{JobID: "old-queued", Kind: "k", State: record.StateQueued, UpdatedAt: real})
+		putStatus(t, c, record.Status{JobID: "far-queued", Kind: "k", State: record.StateQueued, UpdatedAt: real, NextRunAt: real.Add(30 * day)})
 		for _, id := range []string{"old-done", "recent-done", "ghost"} {
 			if _, err := c.PutResult(ctx, id, "application/octet-stream", []byte("result of "+id)); err != nil {
 				t.Fatal(err)
 			}
 		}
-		for _, d := range []*storage.DeadLetter{
-			{DeadID: "dl-old", JobID: "dl-old", Reason: storage.ReasonAttemptsExhausted, DiedAt: real},
-			{DeadID: "dl-replayed", JobID: "dl-replayed", Reason: storage.ReasonPermanentError, DiedAt: real, ReplayedAt: real.Add(50 * day), Replays: 1},
+		for _, d := range []*record.DeadLetter{
+			{DeadID: "dl-old", JobID: "dl-old", Reason: record.ReasonAttemptsExhausted, DiedAt: real},
+			{DeadID: "dl-replayed", JobID: "dl-replayed", Reason: record.ReasonPermanentError, DiedAt: real, ReplayedAt: real.Add(50 * day), Replays: 1},
 		} {
 			if _, err := c.PutDeadLetter(ctx, d, ""); err != nil {
 				t.Fatal(err)
@@ -155,24 +156,24 @@ func TestDailyReport(t *testing.T) {
 		fail := func(class, msg string) []envelope.AttemptError {
 			return []envelope.AttemptError{{Attempt: 1, At: real, Error: msg, Class: class}}
 		}
-		for _, st := range []storage.Status{
-			{JobID: "a1", Kind: "a", State: storage.StateSucceeded, Attempt: 1, DurationMS: 100},
-			{JobID: "a2", Kind: "a", State: storage.StateSucceeded, Attempt: 2, DurationMS: 200, Errors: fail("retryable", "timeout talking to upstream\nstack…")},
-			{JobID: "a3", Kind: "a", State: storage.StateDead, Attempt: 1, DurationMS: 300, LastError: "boom", Errors: fail("permanent", "boom")},
-			{JobID: "b1", Kind: "b", State: storage.StateRetrying, Attempt: 1, LastError: "boom", Errors: fail("retryable", "boom")},
-			{JobID: "b2", Kind: "b", State: storage.StateSucceeded, Attempt: 1, DurationMS: 50},
-			{JobID: "b3", Kind: "b", State: storage.StateRetrying, Attempt: 1, LastError: "boom", Errors: fail("retryable", "boom")},
-			{JobID: "old", Kind: "b", State: storage.StateSucceeded, Attempt: 1, UpdatedAt: real.Add(-48 * time.Hour)},
+		for _, st := range []record.Status{
+			{JobID: "a1", Kind: "a", State: record.StateSucceeded, Attempt: 1, DurationMS: 100},
+			{JobID: "a2", Kind: "a", State: record.StateSucceeded, Attempt: 2, DurationMS: 200, Errors: fail("retryable", "timeout talking to upstream\nstack…")},
+			{JobID: "a3", Kind: "a", State: record.StateDead, Attempt: 1, DurationMS: 300, LastError: "boom", Errors: fail("permanent", "boom")},
+			{JobID: "b1", Kind: "b", State: record.StateRetrying, Attempt: 1, LastError: "boom", Errors: fail("retryable", "boom")},
+			{JobID: "b2", Kind: "b", State: record.StateSucceeded, Attempt: 1, DurationMS: 50},
+			{JobID: "b3", Kind: "b", State: record.StateRetrying, Attempt: 1, LastError: "boom", Errors: fail("retryable", "boom")},
+			{JobID: "old", Kind: "b", State: record.StateSucceeded, Attempt: 1, UpdatedAt: real.Add(-48 * time.Hour)},
 		} {
 			if st.UpdatedAt.IsZero() {
 				st.UpdatedAt = real
 			}
 			putStatus(t, c, st)
 		}
-		for _, d := range []*storage.DeadLetter{
-			{DeadID: "a3", JobID: "a3", Reason: storage.ReasonPermanentError, DiedAt: real},
-			{DeadID: "msg-x", Reason: storage.ReasonUndecodable, DiedAt: real},
-			{DeadID: "older", Reason: storage.ReasonUndecodable, DiedAt: real.Add(-72 * time.Hour)},
+		for _, d := range []*record.DeadLetter{
+			{DeadID: "a3", JobID: "a3", Reason: record.ReasonPermanentError, DiedAt: real},
+			{DeadID: "msg-x", Reason: record.ReasonUndecodable, DiedAt: real},
+			{DeadID: "older", Reason: record.ReasonUndecodable, DiedAt: real.Add(-72 * time.Hour)},
 		} {
 			if _, err := c.PutDeadLetter(ctx, d, ""); err != nil {
 				t.Fatal(err)
@@ -191,7 +192,7 @@ func TestDailyReport(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rep.Date != date || rep.Jobs != 6 || rep.ByState[storage.StateSucceeded] != 3 || rep.ByState[storage.StateRetrying] != 2 || rep.ByState[storage.StateDead] != 1 {
+		if rep.Date != date || rep.Jobs != 6 || rep.ByState[record.StateSucceeded] != 3 || rep.ByState[record.StateRetrying] != 2 || rep.ByState[record.StateDead] != 1 {
 			t.Errorf("report totals: date %s jobs %d by state %v", rep.Date, rep.Jobs, rep.ByState)
 		}
 		if len(rep.Kinds) != 2 {
@@ -207,19 +208,19 @@ func TestDailyReport(t *testing.T) {
 		if len(rep.Failures) != 3 {
 			t.Fatalf("failures %+v", rep.Failures)
 		}
-		if f := rep.Failures[0]; f.Kind != "b" || f.Count != 2 || f.Error != "boom" || f.State != storage.StateRetrying || f.Class != "retryable" {
+		if f := rep.Failures[0]; f.Kind != "b" || f.Count != 2 || f.Error != "boom" || f.State != record.StateRetrying || f.Class != "retryable" {
 			t.Errorf("top failure %+v", f)
 		}
 		found := false
 		for _, f := range rep.Failures {
-			if f.Kind == "a" && f.State == storage.StateSucceeded && f.Error == "timeout talking to upstream" {
+			if f.Kind == "a" && f.State == record.StateSucceeded && f.Error == "timeout talking to upstream" {
 				found = true
 			}
 		}
 		if !found {
 			t.Errorf("failures %+v lack a2's retried error (first line only)", rep.Failures)
 		}
-		if len(rep.DeadLetters) != 2 || rep.DeadLetters[storage.ReasonPermanentError] != 1 || rep.DeadLetters[storage.ReasonUndecodable] != 1 {
+		if len(rep.DeadLetters) != 2 || rep.DeadLetters[record.ReasonPermanentError] != 1 || rep.DeadLetters[record.ReasonUndecodable] != 1 {
 			t.Errorf("dead letters %v", rep.DeadLetters)
 		}
 		if _, err := maintenance.ReadReport(ctx, c, "1999-01-01"); !errors.Is(err, storage.ErrNotFound) {

@@ -12,6 +12,7 @@ import (
 
 	"encoding/json"
 
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -24,15 +25,15 @@ type Report struct {
 	To          time.Time `json:"to"`
 	GeneratedAt time.Time `json:"generated_at"`
 	// Jobs counts the jobs; ByState splits them by state.
-	Jobs    int                   `json:"jobs"`
-	ByState map[storage.State]int `json:"by_state"`
+	Jobs    int                  `json:"jobs"`
+	ByState map[record.State]int `json:"by_state"`
 	// Kinds has one entry per kind, in name order.
 	Kinds []KindSummary `json:"kinds"`
 	// Failures groups the last error of failed, retrying and retried jobs, most frequent
 	// first (at most MaxFailures).
 	Failures []Failure `json:"failures"`
 	// DeadLetters counts the dead letters recorded during the day, by reason.
-	DeadLetters map[storage.DeadReason]int `json:"dead_letters"`
+	DeadLetters map[record.DeadReason]int `json:"dead_letters"`
 	// Retention is what the same maintenance pass deleted.
 	Retention Retention `json:"retention"`
 }
@@ -45,9 +46,9 @@ const MaxFailures = 20
 
 // KindSummary is one kind's line in the report.
 type KindSummary struct {
-	Kind    string                `json:"kind"`
-	Jobs    int                   `json:"jobs"`
-	ByState map[storage.State]int `json:"by_state"`
+	Kind    string               `json:"kind"`
+	Jobs    int                  `json:"jobs"`
+	ByState map[record.State]int `json:"by_state"`
 	// Retried counts jobs that needed more than one attempt.
 	Retried int `json:"retried"`
 	// Duration summarises the run time of the last attempt of finished jobs.
@@ -66,7 +67,7 @@ type Durations struct {
 type Failure struct {
 	Kind string `json:"kind"`
 	// State is the jobs' state (dead, retrying, or succeeded after retries).
-	State storage.State `json:"state"`
+	State record.State `json:"state"`
 	// Class is the error class of the last failed attempt (retryable, permanent, panic,
 	// timeout, cancelled, host).
 	Class string `json:"class,omitempty"`
@@ -83,7 +84,7 @@ func (w *Worker) report(ctx context.Context, day, now time.Time) (*Report, error
 	from := day.UTC().Truncate(24 * time.Hour)
 	to := from.Add(24 * time.Hour)
 	rep := &Report{Date: from.Format(DateLayout), From: from, To: to, GeneratedAt: now,
-		ByState: map[storage.State]int{}, DeadLetters: map[storage.DeadReason]int{}}
+		ByState: map[record.State]int{}, DeadLetters: map[record.DeadReason]int{}}
 
 	// Every write of a status sets UpdatedAt just before the upload, so a record last
 	// written during the day was last modified during it (give the writer's clock a few
@@ -99,9 +100,9 @@ func (w *Worker) report(ctx context.Context, day, now time.Time) (*Report, error
 		}
 	}
 	var mu sync.Mutex
-	var dayStatuses []*storage.Status
+	var dayStatuses []*record.Status
 	err = w.each(ctx, cand, func(ctx context.Context, it item) error {
-		var st storage.Status
+		var st record.Status
 		if err := w.download(ctx, l.StatusContainer(), it.name, &st); err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
 				return nil
@@ -132,7 +133,7 @@ func (w *Worker) report(ctx context.Context, day, now time.Time) (*Report, error
 		}
 	}
 	err = w.each(ctx, dcand, func(ctx context.Context, it item) error {
-		var d storage.DeadLetter
+		var d record.DeadLetter
 		if err := w.download(ctx, l.DeadLettersContainer(), it.name, &d); err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
 				return nil
@@ -154,13 +155,13 @@ func (w *Worker) report(ctx context.Context, day, now time.Time) (*Report, error
 }
 
 // summarise fills the job counts, kinds, durations and failures from the day's statuses.
-func summarise(rep *Report, sts []*storage.Status) {
+func summarise(rep *Report, sts []*record.Status) {
 	sort.Slice(sts, func(i, j int) bool { return sts[i].JobID < sts[j].JobID })
 	kinds := map[string]*KindSummary{}
 	durs := map[string][]int64{}
 	type fkey struct {
 		kind  string
-		state storage.State
+		state record.State
 		class string
 		err   string
 	}
@@ -170,7 +171,7 @@ func summarise(rep *Report, sts []*storage.Status) {
 		rep.ByState[st.State]++
 		k := kinds[st.Kind]
 		if k == nil {
-			k = &KindSummary{Kind: st.Kind, ByState: map[storage.State]int{}}
+			k = &KindSummary{Kind: st.Kind, ByState: map[record.State]int{}}
 			kinds[st.Kind] = k
 		}
 		k.Jobs++
@@ -178,7 +179,7 @@ func summarise(rep *Report, sts []*storage.Status) {
 		if st.Attempt > 1 {
 			k.Retried++
 		}
-		if st.State == storage.StateSucceeded || st.State == storage.StateDead {
+		if st.State == record.StateSucceeded || st.State == record.StateDead {
 			durs[st.Kind] = append(durs[st.Kind], st.DurationMS)
 		}
 		msg, class := st.LastError, ""

@@ -10,7 +10,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/nightshifttest"
-	"github.com/nightshift-jobs/nightshift/storage"
+	"github.com/nightshift-jobs/nightshift/record"
 )
 
 // resizeRegistry registers the README's resize worker (readme_test.go) with a failure
@@ -55,7 +55,7 @@ func TestAppRetriesDeadLettersAndReplays(t *testing.T) {
 		t.Fatalf("drained %d deliveries, %v; want 4", n, err)
 	}
 	st, err := app.Client.Status(ctx, ok.JobID)
-	if err != nil || st.State != storage.StateSucceeded || st.Attempt != 2 || len(st.Errors) != 1 {
+	if err != nil || st.State != record.StateSucceeded || st.Attempt != 2 || len(st.Errors) != 1 {
 		t.Fatalf("status %+v %v", st, err)
 	}
 	var res map[string]string
@@ -63,7 +63,7 @@ func TestAppRetriesDeadLettersAndReplays(t *testing.T) {
 		t.Errorf("result %s", st.Result.JSON)
 	}
 	dl, err := app.Client.DeadLetter(ctx, bad.JobID)
-	if err != nil || dl.Reason != storage.ReasonPermanentError {
+	if err != nil || dl.Reason != record.ReasonPermanentError {
 		t.Fatalf("dead letter %+v %v", dl, err)
 	}
 	if _, err := app.Client.Replay(ctx, bad.JobID); err != nil {
@@ -72,7 +72,7 @@ func TestAppRetriesDeadLettersAndReplays(t *testing.T) {
 	if _, err := app.Drain(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := app.Client.Status(ctx, bad.JobID); err != nil || st.State != storage.StateDead || st.Replay != 1 {
+	if st, err := app.Client.Status(ctx, bad.JobID); err != nil || st.State != record.StateDead || st.Replay != 1 {
 		t.Fatalf("replayed status %+v %v", st, err)
 	}
 }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/nightshifttest"
-	"github.com/nightshift-jobs/nightshift/storage"
+	"github.com/nightshift-jobs/nightshift/record"
 )
 
 // ImportArgs are the args of an application's "import_rows" kind.
@@ -168,8 +168,8 @@ func ExampleRequireEnqueued() {
 	st := nightshifttest.RequireEnqueued(ctx, t, app, "notify", &nightshifttest.RequireOptions{Args: NotifyArgs{Message: "imported 2 rows"}})
 	st = nightshifttest.RequireSucceeded(ctx, t, app, st.JobID)
 	fmt.Println(st.Kind, st.State, string(st.Result.JSON))
-	nightshifttest.RequireEnqueuedN(ctx, t, app, "import_rows", 1, &nightshifttest.RequireOptions{State: storage.StateSucceeded})
-	nightshifttest.RequireNotEnqueued(ctx, t, app, "import_rows", &nightshifttest.RequireOptions{State: storage.StateDead})
+	nightshifttest.RequireEnqueuedN(ctx, t, app, "import_rows", 1, &nightshifttest.RequireOptions{State: record.StateSucceeded})
+	nightshifttest.RequireNotEnqueued(ctx, t, app, "import_rows", &nightshifttest.RequireOptions{State: record.StateDead})
 
 	// What a failing assertion reports.
 	nightshifttest.RequireEnqueued(ctx, t, app, "notify", &nightshifttest.RequireOptions{Args: NotifyArgs{Message: "imported 3 rows"}})

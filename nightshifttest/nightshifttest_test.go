@@ -12,7 +12,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/nightshifttest"
-	"github.com/nightshift-jobs/nightshift/storage"
+	"github.com/nightshift-jobs/nightshift/record"
 )
 
 type echoArgs struct {
@@ -240,7 +240,7 @@ func TestWorkResultEncodings(t *testing.T) {
 	if res.ContentType != "image/png" || string(res.Bytes) != "\x89PNG" || res.JSON != nil {
 		t.Errorf("bytes: %+v", res)
 	}
-	big := strings.Repeat("a", storage.MaxInlineResult+10)
+	big := strings.Repeat("a", record.MaxInlineResult+10)
 	res = work(t, func(ctx context.Context, job *nightshift.Job[echoArgs]) (any, error) {
 		return big, nil
 	}, echoArgs{}, nil)

@@ -9,7 +9,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/nightshifttest"
-	"github.com/nightshift-jobs/nightshift/storage"
+	"github.com/nightshift-jobs/nightshift/record"
 )
 
 // The code between each "README:" marker and "README end" is the README's, as written
@@ -82,10 +82,10 @@ func TestREADMEExample(t *testing.T) {
 		}
 		nightshifttest.RequireSucceeded(ctx, t, app, "raw")
 		dl := nightshifttest.RequireDied(ctx, t, app, bad.JobID)
-		if dl.Reason != storage.ReasonPermanentError || len(dl.Errors) != 1 || dl.Detail != "permanent: width must be positive" {
+		if dl.Reason != record.ReasonPermanentError || len(dl.Errors) != 1 || dl.Detail != "permanent: width must be positive" {
 			t.Errorf("dead letter %+v", dl)
 		}
-		nightshifttest.RequireEnqueuedN(ctx, t, app, "resize", 2, &nightshifttest.RequireOptions{State: storage.StateSucceeded})
+		nightshifttest.RequireEnqueuedN(ctx, t, app, "resize", 2, &nightshifttest.RequireOptions{State: record.StateSucceeded})
 	})
 	t.Run("matches the README", func(t *testing.T) {
 		readme, err := os.ReadFile("../README.md")

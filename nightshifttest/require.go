@@ -12,7 +12,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/internal/store"
-	"github.com/nightshift-jobs/nightshift/storage"
+	"github.com/nightshift-jobs/nightshift/record"
 )
 
 // TB is the part of testing.TB the Require helpers use: a *testing.T or *testing.B
@@ -34,16 +34,16 @@ type RequireOptions struct {
 	Args any
 	// Meta entries must all be in the job's meta.
 	Meta map[string]string
-	// State, when set, is the state the job must be in (storage.StateQueued,
+	// State, when set, is the state the job must be in (record.StateQueued,
 	// StateSucceeded, StateDead, …).
-	State storage.State
+	State record.State
 }
 
 // Jobs returns the status of every job the app's storage holds — each job enqueued so
 // far, by the app's Client or from inside a job (batch children and finalizers, callback
 // deliveries) — ordered by enqueue time, then job id.
-func (a *App) Jobs(ctx context.Context) ([]*storage.Status, error) {
-	var out []*storage.Status
+func (a *App) Jobs(ctx context.Context) ([]*record.Status, error) {
+	var out []*record.Status
 	for item, err := range a.store.Store().List(ctx, a.store.Layout.StatusContainer(), "") {
 		if err != nil {
 			return nil, fmt.Errorf("nightshifttest: list jobs: %w", err)
@@ -58,7 +58,7 @@ func (a *App) Jobs(ctx context.Context) ([]*storage.Status, error) {
 		}
 		out = append(out, st)
 	}
-	slices.SortStableFunc(out, func(x, y *storage.Status) int {
+	slices.SortStableFunc(out, func(x, y *record.Status) int {
 		if c := x.EnqueuedAt.Compare(y.EnqueuedAt); c != 0 {
 			return c
 		}
@@ -93,7 +93,7 @@ func (a *App) args(ctx context.Context, jobID string) (json.RawMessage, error) {
 }
 
 // matching returns the jobs of kind that opts admit, and every job the app holds.
-func (a *App) matching(ctx context.Context, kind string, opts *RequireOptions) (match, all []*storage.Status, err error) {
+func (a *App) matching(ctx context.Context, kind string, opts *RequireOptions) (match, all []*record.Status, err error) {
 	if opts == nil {
 		opts = &RequireOptions{}
 	}
@@ -179,7 +179,7 @@ func describe(kind string, opts *RequireOptions) string {
 
 // summary lists the jobs an app holds by kind and state, in a stable order and without
 // ids, for a failure message: "resize succeeded ×2, send_email dead".
-func summary(all []*storage.Status) string {
+func summary(all []*record.Status) string {
 	if len(all) == 0 {
 		return "no jobs"
 	}
@@ -200,7 +200,7 @@ func summary(all []*storage.Status) string {
 // RequireEnqueued fails tb unless the app holds exactly one job of kind that opts admit
 // (in any state unless opts.State says which), and returns its status. Use
 // RequireEnqueuedN for several, RequireNotEnqueued for none.
-func RequireEnqueued(ctx context.Context, tb TB, app *App, kind string, opts *RequireOptions) *storage.Status {
+func RequireEnqueued(ctx context.Context, tb TB, app *App, kind string, opts *RequireOptions) *record.Status {
 	tb.Helper()
 	sts := requireN(ctx, tb, app, kind, 1, opts)
 	if len(sts) != 1 {
@@ -211,7 +211,7 @@ func RequireEnqueued(ctx context.Context, tb TB, app *App, kind string, opts *Re
 
 // RequireEnqueuedN fails tb unless the app holds exactly n jobs of kind that opts admit,
 // and returns their statuses in enqueue order.
-func RequireEnqueuedN(ctx context.Context, tb TB, app *App, kind string, n int, opts *RequireOptions) []*storage.Status {
+func RequireEnqueuedN(ctx context.Context, tb TB, app *App, kind string, n int, opts *RequireOptions) []*record.Status {
 	tb.Helper()
 	return requireN(ctx, tb, app, kind, n, opts)
 }
@@ -222,7 +222,7 @@ func RequireNotEnqueued(ctx context.Context, tb TB, app *App, kind string, opts 
 	requireN(ctx, tb, app, kind, 0, opts)
 }
 
-func requireN(ctx context.Context, tb TB, app *App, kind string, n int, opts *RequireOptions) []*storage.Status {
+func requireN(ctx context.Context, tb TB, app *App, kind string, n int, opts *RequireOptions) []*record.Status {
 	tb.Helper()
 	match, all, err := app.matching(ctx, kind, opts)
 	if err != nil {
@@ -237,7 +237,7 @@ func requireN(ctx context.Context, tb TB, app *App, kind string, n int, opts *Re
 }
 
 // status reads a job's status, failing tb when there is none.
-func status(ctx context.Context, tb TB, app *App, jobID string) *storage.Status {
+func status(ctx context.Context, tb TB, app *App, jobID string) *record.Status {
 	tb.Helper()
 	st, err := app.Client.Status(ctx, jobID)
 	if errors.Is(err, nightshift.ErrNotFound) {
@@ -254,13 +254,13 @@ func status(ctx context.Context, tb TB, app *App, jobID string) *storage.Status 
 // RequireSucceeded fails tb unless the job succeeded, and returns its status (the result
 // is in Status.Result; app.Client.Result decodes it). Drain the app first: a job that has
 // not run yet is queued, not succeeded.
-func RequireSucceeded(ctx context.Context, tb TB, app *App, jobID string) *storage.Status {
+func RequireSucceeded(ctx context.Context, tb TB, app *App, jobID string) *record.Status {
 	tb.Helper()
 	st := status(ctx, tb, app, jobID)
 	if st == nil {
 		return nil
 	}
-	if st.State != storage.StateSucceeded {
+	if st.State != record.StateSucceeded {
 		tb.Fatalf("nightshifttest: job %s (%s) is %s, not succeeded%s", jobID, st.Kind, st.State, lastError(st))
 		return nil
 	}
@@ -270,13 +270,13 @@ func RequireSucceeded(ctx context.Context, tb TB, app *App, jobID string) *stora
 // RequireDied fails tb unless the job is dead, and returns its dead-letter record: why
 // it died (Reason, Detail), every failed attempt (Errors) and its envelope, which
 // app.Client.Replay starts again from.
-func RequireDied(ctx context.Context, tb TB, app *App, jobID string) *storage.DeadLetter {
+func RequireDied(ctx context.Context, tb TB, app *App, jobID string) *record.DeadLetter {
 	tb.Helper()
 	st := status(ctx, tb, app, jobID)
 	if st == nil {
 		return nil
 	}
-	if st.State != storage.StateDead {
+	if st.State != record.StateDead {
 		tb.Fatalf("nightshifttest: job %s (%s) is %s, not dead%s", jobID, st.Kind, st.State, lastError(st))
 		return nil
 	}
@@ -288,7 +288,7 @@ func RequireDied(ctx context.Context, tb TB, app *App, jobID string) *storage.De
 	return dl
 }
 
-func lastError(st *storage.Status) string {
+func lastError(st *record.Status) string {
 	if st.LastError == "" {
 		return ""
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/nightshifttest"
-	"github.com/nightshift-jobs/nightshift/storage"
+	"github.com/nightshift-jobs/nightshift/record"
 )
 
 // testing.TB is a nightshifttest.TB.
@@ -71,16 +71,16 @@ func TestRequireEnqueued(t *testing.T) {
 
 	st := nightshifttest.RequireEnqueued(ctx, tb, app, "resize", &nightshifttest.RequireOptions{Args: ResizeArgs{Blob: "cat.png", Width: 64}})
 	tb.check(t, "args of a drained job", false, "")
-	if st == nil || st.JobID != ok || st.State != storage.StateSucceeded {
+	if st == nil || st.JobID != ok || st.State != record.StateSucceeded {
 		t.Errorf("matched %+v, want job %s", st, ok)
 	}
 	// A job not delivered yet is matched by the args on its queue message.
 	st = nightshifttest.RequireEnqueued(ctx, tb, app, "resize", &nightshifttest.RequireOptions{Args: json.RawMessage(`{"width":32,"blob":"owl.png"}`)})
 	tb.check(t, "args of a queued job", false, "")
-	if st == nil || st.JobID != queued || st.State != storage.StateQueued {
+	if st == nil || st.JobID != queued || st.State != record.StateQueued {
 		t.Errorf("matched %+v, want job %s", st, queued)
 	}
-	st = nightshifttest.RequireEnqueued(ctx, tb, app, "resize", &nightshifttest.RequireOptions{Meta: map[string]string{"tenant": "acme"}, State: storage.StateSucceeded})
+	st = nightshifttest.RequireEnqueued(ctx, tb, app, "resize", &nightshifttest.RequireOptions{Meta: map[string]string{"tenant": "acme"}, State: record.StateSucceeded})
 	tb.check(t, "meta and state", false, "")
 	if st == nil || st.JobID != ok {
 		t.Errorf("matched %+v, want job %s", st, ok)
@@ -118,9 +118,9 @@ func TestRequireEnqueuedNAndNotEnqueued(t *testing.T) {
 
 	nightshifttest.RequireNotEnqueued(ctx, tb, app, "send_email", nil)
 	tb.check(t, "no send_email", false, "")
-	nightshifttest.RequireNotEnqueued(ctx, tb, app, "resize", &nightshifttest.RequireOptions{State: storage.StateCancelled})
+	nightshifttest.RequireNotEnqueued(ctx, tb, app, "resize", &nightshifttest.RequireOptions{State: record.StateCancelled})
 	tb.check(t, "no cancelled resize", false, "")
-	nightshifttest.RequireNotEnqueued(ctx, tb, app, "resize", &nightshifttest.RequireOptions{State: storage.StateDead})
+	nightshifttest.RequireNotEnqueued(ctx, tb, app, "resize", &nightshifttest.RequireOptions{State: record.StateDead})
 	tb.check(t, "a dead resize", true, `want 0 job(s) of kind "resize" in state dead, found 1`)
 }
 
@@ -145,7 +145,7 @@ func TestRequireSucceededAndDied(t *testing.T) {
 
 	dl := nightshifttest.RequireDied(ctx, tb, app, bad)
 	tb.check(t, "died", false, "")
-	if dl == nil || dl.Reason != storage.ReasonPermanentError || dl.Envelope == nil || dl.Envelope.JobID != bad {
+	if dl == nil || dl.Reason != record.ReasonPermanentError || dl.Envelope == nil || dl.Envelope.JobID != bad {
 		t.Errorf("dead letter %+v", dl)
 	}
 	if dl := nightshifttest.RequireDied(ctx, tb, app, ok); dl != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/internal/delayed"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -88,7 +89,7 @@ func Scheduled(ctx context.Context, store *storage.Clients) ([]*Entry, error) {
 // skips any message of it) and its schedule entry, if any, is removed. It reports whether
 // an entry was removed. A job that already ended cannot be cancelled: the error wraps
 // nightshift.ErrTerminal.
-func Cancel(ctx context.Context, c *nightshift.Client, jobID string) (removed bool, st *storage.Status, err error) {
+func Cancel(ctx context.Context, c *nightshift.Client, jobID string) (removed bool, st *record.Status, err error) {
 	st, err = c.Cancel(ctx, jobID)
 	if err != nil {
 		return false, st, err
@@ -122,13 +123,13 @@ type Info struct {
 
 // LastRun is the latest occurrence's job.
 type LastRun struct {
-	JobID      string        `json:"job_id"`
-	Occurrence time.Time     `json:"occurrence"`
-	State      storage.State `json:"state"`
-	Attempt    int           `json:"attempt"`
-	FinishedAt time.Time     `json:"finished_at,omitzero"`
-	LastError  string        `json:"last_error,omitempty"`
-	Trigger    string        `json:"trigger,omitempty"`
+	JobID      string       `json:"job_id"`
+	Occurrence time.Time    `json:"occurrence"`
+	State      record.State `json:"state"`
+	Attempt    int          `json:"attempt"`
+	FinishedAt time.Time    `json:"finished_at,omitzero"`
+	LastError  string       `json:"last_error,omitempty"`
+	Trigger    string       `json:"trigger,omitempty"`
 }
 
 // Describe returns what `nightshift schedules` shows for each declaration: the schedule

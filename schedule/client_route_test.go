@@ -8,8 +8,8 @@ import (
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/schedule"
-	"github.com/nightshift-jobs/nightshift/storage"
 )
 
 // The Go client routes delays beyond the queue's 7-day limit into the durable schedule.
@@ -35,7 +35,7 @@ func TestClientRoutesFarDelaysToTheSchedule(t *testing.T) {
 		t.Fatalf("schedule %+v, %v", entries, err)
 	}
 	st, err := c.Status(ctx, "far-1")
-	if err != nil || st.State != storage.StateQueued || !st.NextRunAt.Equal(due) {
+	if err != nil || st.State != record.StateQueued || !st.NextRunAt.Equal(due) {
 		t.Errorf("status %+v, %v", st, err)
 	}
 	// A job id names one job, scheduled or not.

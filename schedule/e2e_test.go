@@ -17,6 +17,7 @@ import (
 	"github.com/nightshift-jobs/nightshift/internal/funchost"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/maintenance"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/schedule"
 	"github.com/nightshift-jobs/nightshift/schedule/internal/schedtest"
 	"github.com/nightshift-jobs/nightshift/storage"
@@ -141,11 +142,11 @@ func must(t testing.TB, err error) {
 func (a *app) runsOf(id string) int { return testenv.Runs(a.runs, id) }
 
 // occurrenceJobs returns the statuses of a declaration's occurrence jobs.
-func (a *app) occurrenceJobs(name string) []*storage.Status {
+func (a *app) occurrenceJobs(name string) []*record.Status {
 	a.t.Helper()
 	ids, err := a.store.ListStatuses(context.Background())
 	must(a.t, err)
-	var out []*storage.Status
+	var out []*record.Status
 	for _, id := range ids {
 		if _, ok := schedule.OccurrenceOf(name, id); !ok {
 			continue
@@ -158,10 +159,10 @@ func (a *app) occurrenceJobs(name string) []*storage.Status {
 	return out
 }
 
-func succeeded(sts []*storage.Status) int {
+func succeeded(sts []*record.Status) int {
 	n := 0
 	for _, st := range sts {
-		if st.State == storage.StateSucceeded {
+		if st.State == record.StateSucceeded {
 			n++
 		}
 	}
@@ -175,7 +176,7 @@ func TestE2E_RecurringJobRunsOnItsSchedule(t *testing.T) {
 	a := newApp(t, []string{"Tick", "Maintenance"}, "", map[string]string{
 		"NIGHTSHIFT_SCHEDULE_TICK": "*/2 * * * * *", schedule.SettingMaintenanceSchedule: "*/5 * * * * *"})
 	a.run(a.prefix)
-	var jobs []*storage.Status
+	var jobs []*record.Status
 	testenv.WaitFor(t, 40*time.Second, "three Tick occurrences to succeed", func() bool {
 		jobs = a.occurrenceJobs("Tick")
 		return succeeded(jobs) >= 3
@@ -185,7 +186,7 @@ func TestE2E_RecurringJobRunsOnItsSchedule(t *testing.T) {
 		if occ.Unix()%2 != 0 {
 			t.Errorf("job %s: occurrence %s is not on the */2 schedule", st.JobID, occ)
 		}
-		if st.State == storage.StateSucceeded && a.runsOf(st.JobID) != 1 {
+		if st.State == record.StateSucceeded && a.runsOf(st.JobID) != 1 {
 			t.Errorf("job %s ran %d times", st.JobID, a.runsOf(st.JobID))
 		}
 		if st.Meta[schedule.MetaRecurring] != "Tick" {
@@ -266,13 +267,13 @@ func TestE2E_TwoHostsOneRunPerOccurrence(t *testing.T) {
 	// lease, so BOTH fire every occurrence: the occurrence claim must keep it to one job.
 	a.run(a.prefix + "a")
 	a.run(a.prefix + "b")
-	var jobs []*storage.Status
+	var jobs []*record.Status
 	testenv.WaitFor(t, 40*time.Second, "four Tick occurrences to succeed", func() bool {
 		jobs = a.occurrenceJobs("Tick")
 		return succeeded(jobs) >= 4
 	})
 	for _, st := range jobs {
-		if n := a.runsOf(st.JobID); st.State == storage.StateSucceeded && n != 1 {
+		if n := a.runsOf(st.JobID); st.State == record.StateSucceeded && n != 1 {
 			t.Errorf("job %s ran %d times", st.JobID, n)
 		}
 	}
@@ -287,10 +288,10 @@ func TestE2E_FailedScheduledRunIsRetriedWithBackoff(t *testing.T) {
 	t.Parallel()
 	a := newApp(t, []string{"Flaky"}, "", map[string]string{"NIGHTSHIFT_SCHEDULE_FLAKY": "*/2 * * * * *"})
 	a.run(a.prefix)
-	var st *storage.Status
+	var st *record.Status
 	testenv.WaitFor(t, 40*time.Second, "a Flaky occurrence to succeed", func() bool {
 		for _, j := range a.occurrenceJobs("Flaky") {
-			if j.State == storage.StateSucceeded {
+			if j.State == record.StateSucceeded {
 				st = j
 				return true
 			}
@@ -331,7 +332,7 @@ func TestE2E_DelayedJobs(t *testing.T) {
 		t.Fatalf("schedule holds %+v, want the cancelled-to-be job then the held one", entries)
 	}
 	removed, st, err := schedule.Cancel(ctx, a.client, cancelled.JobID)
-	if err != nil || !removed || st.State != storage.StateCancelled {
+	if err != nil || !removed || st.State != record.StateCancelled {
 		t.Fatalf("Cancel = %v, %+v, %v", removed, st, err)
 	}
 	for _, j := range []*nightshift.EnqueueResult{soon, held} {
@@ -341,7 +342,7 @@ func TestE2E_DelayedJobs(t *testing.T) {
 		if err != nil && st == nil {
 			t.Fatalf("wait for %s: %v", j.JobID, err)
 		}
-		if st.State != storage.StateSucceeded {
+		if st.State != record.StateSucceeded {
 			t.Fatalf("job %s: %+v", j.JobID, st)
 		}
 		if st.StartedAt.Before(j.RunAt) {
@@ -353,7 +354,7 @@ func TestE2E_DelayedJobs(t *testing.T) {
 	if n := a.runsOf(cancelled.JobID); n != 0 {
 		t.Errorf("cancelled job ran %d times", n)
 	}
-	if st, _ := a.client.Status(ctx, cancelled.JobID); st == nil || st.State != storage.StateCancelled {
+	if st, _ := a.client.Status(ctx, cancelled.JobID); st == nil || st.State != record.StateCancelled {
 		t.Errorf("cancelled job status %+v", st)
 	}
 	if entries, _ := schedule.Scheduled(ctx, a.store); len(entries) != 0 {
@@ -387,7 +388,7 @@ func TestE2E_RealDowntimeCatchesUpOnce(t *testing.T) {
 	id := m[2]
 	testenv.WaitFor(t, 30*time.Second, "the catch-up occurrence's job to succeed", func() bool {
 		st, _, err := a.store.GetStatus(context.Background(), id)
-		return err == nil && st.State == storage.StateSucceeded
+		return err == nil && st.State == record.StateSucceeded
 	})
 	occ, _ := schedule.OccurrenceOf("Tick", id)
 	if occ.Before(down.Add(-3*time.Second)) || occ.After(down.Add(2*time.Second)) {
@@ -400,7 +401,7 @@ func TestE2E_RealDowntimeCatchesUpOnce(t *testing.T) {
 		if !before[st.JobID] && o.After(occ) && o.Before(down.Add(4*time.Second)) {
 			t.Errorf("job %s for an occurrence during the downtime (trigger %s)", st.JobID, st.Meta[schedule.MetaTrigger])
 		}
-		if n := a.runsOf(st.JobID); st.State == storage.StateSucceeded && n != 1 {
+		if n := a.runsOf(st.JobID); st.State == record.StateSucceeded && n != 1 {
 			t.Errorf("job %s ran %d times", st.JobID, n)
 		}
 	}

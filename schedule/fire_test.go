@@ -19,6 +19,7 @@ import (
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -153,7 +154,7 @@ func TestFireEnqueuesOneJobPerOccurrence(t *testing.T) {
 		t.Errorf("meta %v", m.Meta)
 	}
 	st, _, err := f.store.GetStatus(context.Background(), m.JobID)
-	if err != nil || st.State != storage.StateQueued {
+	if err != nil || st.State != record.StateQueued {
 		t.Errorf("status %+v, %v", st, err)
 	}
 	// The next occurrence is a new job.

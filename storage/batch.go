@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/nightshift-jobs/nightshift/record"
 )
 
 // BatchBlob is the blob name of a batch record.
@@ -20,8 +22,8 @@ func BatchShardBlob(batchID string, shard int) string {
 func BatchManifestBlob(batchID string) string { return batchID + "/manifest.json" }
 
 // GetBatch reads a batch record and its ETag (ErrNotFound wrapped when there is none).
-func (c *Clients) GetBatch(ctx context.Context, batchID string) (*Batch, ETag, error) {
-	var b Batch
+func (c *Clients) GetBatch(ctx context.Context, batchID string) (*record.Batch, ETag, error) {
+	var b record.Batch
 	etag, err := c.GetJSON(ctx, c.Layout.BatchesContainer(), BatchBlob(batchID), &b)
 	if err != nil {
 		return nil, "", fmt.Errorf("batch %s: %w", batchID, err)
@@ -30,7 +32,7 @@ func (c *Clients) GetBatch(ctx context.Context, batchID string) (*Batch, ETag, e
 }
 
 // PutBatch writes a batch record conditionally (etag "" = only if none exists).
-func (c *Clients) PutBatch(ctx context.Context, b *Batch, etag ETag) (ETag, error) {
+func (c *Clients) PutBatch(ctx context.Context, b *record.Batch, etag ETag) (ETag, error) {
 	b.UpdatedAt = time.Now().UTC()
 	return c.PutJSON(ctx, c.Layout.BatchesContainer(), BatchBlob(b.BatchID), b, etag)
 }
@@ -38,7 +40,7 @@ func (c *Clients) PutBatch(ctx context.Context, b *Batch, etag ETag) (ETag, erro
 // UpdateBatch applies change to the batch record and writes it with If-Match, re-reading
 // and retrying when another writer got there first. change returns nil to write nothing.
 // It returns the record as stored afterwards and whether this call wrote it.
-func (c *Clients) UpdateBatch(ctx context.Context, batchID string, change func(cur *Batch) *Batch) (*Batch, bool, error) {
+func (c *Clients) UpdateBatch(ctx context.Context, batchID string, change func(cur *record.Batch) *record.Batch) (*record.Batch, bool, error) {
 	b, _, wrote, err := c.UpdateBatchFrom(ctx, batchID, nil, "", change)
 	return b, wrote, err
 }
@@ -46,7 +48,7 @@ func (c *Clients) UpdateBatch(ctx context.Context, batchID string, change func(c
 // UpdateBatchFrom is UpdateBatch starting from hint (a version read or written before,
 // with its ETag) instead of a read; a stale hint costs a re-read. It also returns the ETag
 // of the version it returns. change must not modify its argument.
-func (c *Clients) UpdateBatchFrom(ctx context.Context, batchID string, hint *Batch, hintETag ETag, change func(cur *Batch) *Batch) (*Batch, ETag, bool, error) {
+func (c *Clients) UpdateBatchFrom(ctx context.Context, batchID string, hint *record.Batch, hintETag ETag, change func(cur *record.Batch) *record.Batch) (*record.Batch, ETag, bool, error) {
 	cur, etag := hint, hintETag
 	for try := 0; ; try++ {
 		if cur == nil {
@@ -75,8 +77,8 @@ func (c *Clients) UpdateBatchFrom(ctx context.Context, batchID string, hint *Bat
 }
 
 // GetBatchShard reads a shard record (ErrNotFound wrapped when no child of it ended yet).
-func (c *Clients) GetBatchShard(ctx context.Context, batchID string, shard int) (*BatchShard, ETag, error) {
-	var s BatchShard
+func (c *Clients) GetBatchShard(ctx context.Context, batchID string, shard int) (*record.BatchShard, ETag, error) {
+	var s record.BatchShard
 	etag, err := c.GetJSON(ctx, c.Layout.BatchesContainer(), BatchShardBlob(batchID, shard), &s)
 	if err != nil {
 		return nil, "", fmt.Errorf("batch %s shard %d: %w", batchID, shard, err)
@@ -91,7 +93,7 @@ type ChildEnd struct {
 }
 
 // MarkBatchChild records the end of a child in its shard; see MarkBatchChildren.
-func (c *Clients) MarkBatchChild(ctx context.Context, b *Batch, index int, failed bool, hint *BatchShard, hintETag ETag) (*BatchShard, ETag, error) {
+func (c *Clients) MarkBatchChild(ctx context.Context, b *record.Batch, index int, failed bool, hint *record.BatchShard, hintETag ETag) (*record.BatchShard, ETag, error) {
 	return c.MarkBatchChildren(ctx, b, []ChildEnd{{index, failed}}, hint, hintETag)
 }
 
@@ -101,7 +103,7 @@ func (c *Clients) MarkBatchChild(ctx context.Context, b *Batch, index int, faile
 // shard read or written before: the write is tried against it without reading first
 // (If-Match), and only a lost race costs a read. Bits are only ever set, so a stale hint
 // can only lack bits.
-func (c *Clients) MarkBatchChildren(ctx context.Context, b *Batch, ends []ChildEnd, hint *BatchShard, hintETag ETag) (*BatchShard, ETag, error) {
+func (c *Clients) MarkBatchChildren(ctx context.Context, b *record.Batch, ends []ChildEnd, hint *record.BatchShard, hintETag ETag) (*record.BatchShard, ETag, error) {
 	if len(ends) == 0 {
 		return nil, "", errors.New("no child ends to record")
 	}
@@ -115,7 +117,7 @@ func (c *Clients) MarkBatchChildren(ctx context.Context, b *Batch, ends []ChildE
 		}
 	}
 	name := BatchShardBlob(b.BatchID, shard)
-	var cur *BatchShard
+	var cur *record.BatchShard
 	etag := hintETag
 	if hint != nil {
 		cp := *hint
@@ -130,7 +132,7 @@ func (c *Clients) MarkBatchChildren(ctx context.Context, b *Batch, ends []ChildE
 				return nil, "", err
 			}
 			if cur == nil {
-				cur = &BatchShard{BatchID: b.BatchID, Shard: shard, Size: b.ShardLen(shard)}
+				cur = &record.BatchShard{BatchID: b.BatchID, Shard: shard, Size: b.ShardLen(shard)}
 			}
 		}
 		changed := false
@@ -159,7 +161,7 @@ func (c *Clients) MarkBatchChildren(ctx context.Context, b *Batch, ends []ChildE
 }
 
 // PutBatchManifest writes a batch's manifest once; an existing manifest is kept.
-func (c *Clients) PutBatchManifest(ctx context.Context, m *BatchManifest) error {
+func (c *Clients) PutBatchManifest(ctx context.Context, m *record.BatchManifest) error {
 	_, err := c.PutJSON(ctx, c.Layout.BatchesContainer(), BatchManifestBlob(m.BatchID), m, "")
 	if err != nil && !IsConflict(err) {
 		return fmt.Errorf("write manifest of batch %s: %w", m.BatchID, err)
@@ -168,8 +170,8 @@ func (c *Clients) PutBatchManifest(ctx context.Context, m *BatchManifest) error 
 }
 
 // GetBatchManifest reads a batch's manifest.
-func (c *Clients) GetBatchManifest(ctx context.Context, batchID string) (*BatchManifest, error) {
-	var m BatchManifest
+func (c *Clients) GetBatchManifest(ctx context.Context, batchID string) (*record.BatchManifest, error) {
+	var m record.BatchManifest
 	if _, err := c.GetJSON(ctx, c.Layout.BatchesContainer(), BatchManifestBlob(batchID), &m); err != nil {
 		return nil, fmt.Errorf("manifest of batch %s: %w", batchID, err)
 	}

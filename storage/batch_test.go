@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -16,9 +17,9 @@ func TestMarkBatchChildStaleHints(t *testing.T) {
 	t.Parallel()
 	forBackends(t, func(t *testing.T, c *storage.Clients) {
 		ctx := context.Background()
-		b := &storage.Batch{BatchID: "b1", Total: 40, Shards: 2, PerShard: 20}
+		b := &record.Batch{BatchID: "b1", Total: 40, Shards: 2, PerShard: 20}
 		type hint struct {
-			s    *storage.BatchShard
+			s    *record.BatchShard
 			etag storage.ETag
 		}
 		var hints [2]hint
@@ -100,7 +101,7 @@ func TestMarkBatchChildrenGroup(t *testing.T) {
 	t.Parallel()
 	forBackends(t, func(t *testing.T, c *storage.Clients) {
 		ctx := context.Background()
-		b := &storage.Batch{BatchID: "g1", Total: 20, Shards: 2, PerShard: 16}
+		b := &record.Batch{BatchID: "g1", Total: 20, Shards: 2, PerShard: 16}
 		s, _, err := c.MarkBatchChildren(ctx, b, []storage.ChildEnd{{16, false}, {17, true}, {18, false}, {19, false}}, nil, "")
 		if err != nil {
 			t.Fatal(err)

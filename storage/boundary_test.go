@@ -8,6 +8,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/seal"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
@@ -61,14 +62,14 @@ func TestSealedBlobs(t *testing.T) {
 			t.Fatal(s, err)
 		}
 		c.Sealer = s
-		if _, err := c.PutStatus(ctx, &storage.Status{JobID: "sealed", State: storage.StateQueued}, ""); err != nil {
+		if _, err := c.PutStatus(ctx, &record.Status{JobID: "sealed", State: record.StateQueued}, ""); err != nil {
 			t.Fatal(err)
 		}
 		raw, _, err := c.Store().Get(ctx, c.Layout.StatusContainer(), storage.StatusBlob("sealed"), 0)
 		if err != nil || !seal.IsSealed(raw) || bytes.Contains(raw, []byte("queued")) {
 			t.Fatalf("stored status is not sealed: %q, %v", raw, err)
 		}
-		if st, _, err := c.GetStatus(ctx, "sealed"); err != nil || st.State != storage.StateQueued {
+		if st, _, err := c.GetStatus(ctx, "sealed"); err != nil || st.State != record.StateQueued {
 			t.Fatalf("read back: %+v, %v", st, err)
 		}
 		if err := c.PutPayload(ctx, "p/args.json", "application/json", []byte(`{"x":1}`)); err != nil {
@@ -100,10 +101,10 @@ func TestMissingLayoutMadeOnFirstUse(t *testing.T) {
 		if err := s.DeleteQueue(ctx, c.Layout.JobsQueue()); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.PutStatus(ctx, &storage.Status{JobID: "m1", State: storage.StateQueued}, ""); err != nil {
+		if _, err := c.PutStatus(ctx, &record.Status{JobID: "m1", State: record.StateQueued}, ""); err != nil {
 			t.Fatalf("write to a missing status container: %v", err)
 		}
-		if st, _, err := c.GetStatus(ctx, "m1"); err != nil || st.State != storage.StateQueued {
+		if st, _, err := c.GetStatus(ctx, "m1"); err != nil || st.State != record.StateQueued {
 			t.Fatalf("status %+v, %v", st, err)
 		}
 		if _, err := c.Enqueue(ctx, c.Layout.JobsQueue(), []byte("hello"), 0, 0); err != nil {
@@ -131,7 +132,7 @@ func TestListAndEnsure(t *testing.T) {
 			t.Fatalf("second Ensure: %v", err)
 		}
 		for _, id := range []string{"b", "a", "c"} {
-			if _, err := c.PutStatus(ctx, &storage.Status{JobID: id, State: storage.StateQueued}, ""); err != nil {
+			if _, err := c.PutStatus(ctx, &record.Status{JobID: id, State: record.StateQueued}, ""); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-
-	"github.com/nightshift-jobs/nightshift/record"
 )
 
 // Base names of the queues and containers nightshift uses. docs/storage-layout.md is the
@@ -132,9 +130,6 @@ func StatusBlob(jobID string) string { return jobID + ".json" }
 
 // ResultBlob is the blob name of a job's out-of-line result.
 func ResultBlob(jobID string) string { return jobID }
-
-// DeadLetterBlob is the blob name of a dead-letter record (record.DeadLetterBlob).
-var DeadLetterBlob = record.DeadLetterBlob
 
 // ValidQueueName reports why name is not a valid queue name ("" when it is): 3–63
 // lowercase letters, digits and single hyphens, not starting or ending with a hyphen

@@ -9,8 +9,8 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-
 	"github.com/nightshift-jobs/nightshift/internal/store/azure"
+	"github.com/nightshift-jobs/nightshift/record"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -119,27 +119,29 @@ func TestLayout(t *testing.T) {
 }
 
 func TestSupersedesNeverGoesBackwards(t *testing.T) {
-	st := func(replay, attempt int, s State) *Status { return &Status{Replay: replay, Attempt: attempt, State: s} }
+	st := func(replay, attempt int, s record.State) *record.Status {
+		return &record.Status{Replay: replay, Attempt: attempt, State: s}
+	}
 	cases := []struct {
-		next, cur *Status
+		next, cur *record.Status
 		want      bool
 	}{
-		{st(0, 1, StateRunning), nil, true},
-		{st(0, 1, StateSucceeded), st(0, 1, StateRunning), true},
-		{st(0, 1, StateRunning), st(0, 1, StateSucceeded), false},
-		{st(0, 1, StateSucceeded), st(0, 1, StateSucceeded), false},
-		{st(0, 1, StateRunning), st(0, 1, StateRunning), true},
-		{st(0, 2, StateRunning), st(0, 1, StateRetrying), true},
-		{st(0, 1, StateRetrying), st(0, 2, StateRunning), false},
-		{st(0, 1, StateCancelled), st(0, 1, StateRunning), true},
-		{st(0, 1, StateSucceeded), st(0, 1, StateCancelled), false},
-		{st(0, 0, StateCancelled), st(0, 0, StateQueued), true},
-		{st(1, 1, StateQueued), st(0, 3, StateDead), true},
-		{st(0, 3, StateDead), st(1, 1, StateQueued), false},
+		{st(0, 1, record.StateRunning), nil, true},
+		{st(0, 1, record.StateSucceeded), st(0, 1, record.StateRunning), true},
+		{st(0, 1, record.StateRunning), st(0, 1, record.StateSucceeded), false},
+		{st(0, 1, record.StateSucceeded), st(0, 1, record.StateSucceeded), false},
+		{st(0, 1, record.StateRunning), st(0, 1, record.StateRunning), true},
+		{st(0, 2, record.StateRunning), st(0, 1, record.StateRetrying), true},
+		{st(0, 1, record.StateRetrying), st(0, 2, record.StateRunning), false},
+		{st(0, 1, record.StateCancelled), st(0, 1, record.StateRunning), true},
+		{st(0, 1, record.StateSucceeded), st(0, 1, record.StateCancelled), false},
+		{st(0, 0, record.StateCancelled), st(0, 0, record.StateQueued), true},
+		{st(1, 1, record.StateQueued), st(0, 3, record.StateDead), true},
+		{st(0, 3, record.StateDead), st(1, 1, record.StateQueued), false},
 		// A terminal state is final for its life, whatever attempt comes later.
-		{st(0, 2, StateRunning), st(0, 1, StateCancelled), false},
-		{st(0, 4, StateRetrying), st(0, 3, StateDead), false},
-		{st(1, 1, StateRunning), st(0, 1, StateCancelled), true},
+		{st(0, 2, record.StateRunning), st(0, 1, record.StateCancelled), false},
+		{st(0, 4, record.StateRetrying), st(0, 3, record.StateDead), false},
+		{st(1, 1, record.StateRunning), st(0, 1, record.StateCancelled), true},
 	}
 	for i, c := range cases {
 		if got := c.next.Supersedes(c.cur); got != c.want {
@@ -149,11 +151,11 @@ func TestSupersedesNeverGoesBackwards(t *testing.T) {
 }
 
 func TestAppendLogsBounded(t *testing.T) {
-	var s Status
-	for i := 0; i < MaxLogLines+10; i++ {
-		s.AppendLogs(LogLine{Message: strings.Repeat("x", MaxLogLineBytes+50)})
+	var s record.Status
+	for i := 0; i < record.MaxLogLines+10; i++ {
+		s.AppendLogs(record.LogLine{Message: strings.Repeat("x", record.MaxLogLineBytes+50)})
 	}
-	if len(s.Logs) != MaxLogLines || s.LogsDropped != 10 || len(s.Logs[0].Message) > MaxLogLineBytes+len("…") {
+	if len(s.Logs) != record.MaxLogLines || s.LogsDropped != 10 || len(s.Logs[0].Message) > record.MaxLogLineBytes+len("…") {
 		t.Fatalf("%d %d %d", len(s.Logs), s.LogsDropped, len(s.Logs[0].Message))
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nightshift-jobs/nightshift/internal/store"
+	"github.com/nightshift-jobs/nightshift/record"
 )
 
 // ErrNotFound is returned when a record does not exist.
@@ -22,8 +23,8 @@ type ETag = store.ETag
 
 // GetStatus reads a job's status record and its ETag. It returns ErrNotFound (wrapped) when
 // there is none.
-func (c *Clients) GetStatus(ctx context.Context, jobID string) (*Status, ETag, error) {
-	var st Status
+func (c *Clients) GetStatus(ctx context.Context, jobID string) (*record.Status, ETag, error) {
+	var st record.Status
 	etag, err := c.GetJSON(ctx, c.Layout.StatusContainer(), StatusBlob(jobID), &st)
 	if err != nil {
 		return nil, "", fmt.Errorf("status of job %s: %w", jobID, err)
@@ -34,7 +35,7 @@ func (c *Clients) GetStatus(ctx context.Context, jobID string) (*Status, ETag, e
 // PutStatus writes a status record, the result of a Transition, conditionally: with etag "" only if none exists
 // (If-None-Match: *), else only if it is still at etag (If-Match). A lost race returns an
 // error for which IsConflict is true.
-func (c *Clients) PutStatus(ctx context.Context, st *Status, etag ETag) (ETag, error) {
+func (c *Clients) PutStatus(ctx context.Context, st *record.Status, etag ETag) (ETag, error) {
 	if st.UpdatedAt.IsZero() {
 		st.UpdatedAt = time.Now().UTC()
 	}
@@ -45,7 +46,7 @@ func (c *Clients) PutStatus(ctx context.Context, st *Status, etag ETag) (ETag, e
 // writes the result conditionally, re-reading and retrying when another writer got there
 // first. change returns nil to write nothing. It returns the status as stored afterwards
 // and whether this call wrote it.
-func (c *Clients) UpdateStatus(ctx context.Context, jobID string, change func(cur *Status) *Status) (*Status, bool, error) {
+func (c *Clients) UpdateStatus(ctx context.Context, jobID string, change func(cur *record.Status) *record.Status) (*record.Status, bool, error) {
 	for try := 0; ; try++ {
 		cur, etag, err := c.GetStatus(ctx, jobID)
 		if err != nil && !errors.Is(err, ErrNotFound) {
@@ -84,7 +85,7 @@ func (c *Clients) PutResult(ctx context.Context, jobID, contentType string, data
 }
 
 // GetResult reads a job's result: inline from the status record, or from its blob.
-func (c *Clients) GetResult(ctx context.Context, st *Status) (contentType string, data []byte, err error) {
+func (c *Clients) GetResult(ctx context.Context, st *record.Status) (contentType string, data []byte, err error) {
 	if st.Result == nil {
 		return "", nil, fmt.Errorf("job %s has no result (state %s): %w", st.JobID, st.State, ErrNotFound)
 	}
@@ -104,9 +105,9 @@ func (c *Clients) GetResult(ctx context.Context, st *Status) (contentType string
 }
 
 // GetDeadLetter reads a dead-letter record and its ETag.
-func (c *Clients) GetDeadLetter(ctx context.Context, deadID string) (*DeadLetter, ETag, error) {
-	var d DeadLetter
-	etag, err := c.GetJSON(ctx, c.Layout.DeadLettersContainer(), DeadLetterBlob(deadID), &d)
+func (c *Clients) GetDeadLetter(ctx context.Context, deadID string) (*record.DeadLetter, ETag, error) {
+	var d record.DeadLetter
+	etag, err := c.GetJSON(ctx, c.Layout.DeadLettersContainer(), record.DeadLetterBlob(deadID), &d)
 	if err != nil {
 		return nil, "", fmt.Errorf("dead letter %s: %w", deadID, err)
 	}
@@ -114,8 +115,8 @@ func (c *Clients) GetDeadLetter(ctx context.Context, deadID string) (*DeadLetter
 }
 
 // PutDeadLetter writes a dead-letter record conditionally (see PutStatus for etag).
-func (c *Clients) PutDeadLetter(ctx context.Context, d *DeadLetter, etag ETag) (ETag, error) {
-	return c.PutJSON(ctx, c.Layout.DeadLettersContainer(), DeadLetterBlob(d.DeadID), d, etag)
+func (c *Clients) PutDeadLetter(ctx context.Context, d *record.DeadLetter, etag ETag) (ETag, error) {
+	return c.PutJSON(ctx, c.Layout.DeadLettersContainer(), record.DeadLetterBlob(d.DeadID), d, etag)
 }
 
 // ListDeadLetters returns the ids of all dead-letter records, in name order.

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -15,19 +16,19 @@ func TestConditionalStatusWrites(t *testing.T) {
 		if _, _, err := c.GetStatus(ctx, "s1"); !errors.Is(err, storage.ErrNotFound) {
 			t.Fatalf("want ErrNotFound, got %v", err)
 		}
-		etag, err := c.PutStatus(ctx, &storage.Status{JobID: "s1", State: storage.StateRunning, Attempt: 1}, "")
+		etag, err := c.PutStatus(ctx, &record.Status{JobID: "s1", State: record.StateRunning, Attempt: 1}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		// Create-only write loses to the existing record.
-		if _, err := c.PutStatus(ctx, &storage.Status{JobID: "s1", State: storage.StateRunning}, ""); !storage.IsConflict(err) {
+		if _, err := c.PutStatus(ctx, &record.Status{JobID: "s1", State: record.StateRunning}, ""); !storage.IsConflict(err) {
 			t.Fatalf("want conflict, got %v", err)
 		}
-		if _, err := c.PutStatus(ctx, &storage.Status{JobID: "s1", State: storage.StateSucceeded, Attempt: 1}, etag); err != nil {
+		if _, err := c.PutStatus(ctx, &record.Status{JobID: "s1", State: record.StateSucceeded, Attempt: 1}, etag); err != nil {
 			t.Fatal(err)
 		}
 		// A stale ETag loses.
-		if _, err := c.PutStatus(ctx, &storage.Status{JobID: "s1", State: storage.StateDead}, etag); !storage.IsConflict(err) {
+		if _, err := c.PutStatus(ctx, &record.Status{JobID: "s1", State: record.StateDead}, etag); !storage.IsConflict(err) {
 			t.Fatalf("want conflict, got %v", err)
 		}
 	})
@@ -43,8 +44,8 @@ func TestUpdateStatusConcurrent(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_, _, err := c.UpdateStatus(ctx, "s2", func(cur *storage.Status) *storage.Status {
-					next := &storage.Status{JobID: "s2", State: storage.StateRunning}
+				_, _, err := c.UpdateStatus(ctx, "s2", func(cur *record.Status) *record.Status {
+					next := &record.Status{JobID: "s2", State: record.StateRunning}
 					if cur != nil {
 						next.Attempt = cur.Attempt
 					}
@@ -75,7 +76,7 @@ func TestResultWrittenOnce(t *testing.T) {
 		if err != nil || created {
 			t.Fatal(created, err)
 		}
-		ct, data, err := c.GetResult(ctx, &storage.Status{JobID: "r1", Result: &storage.Result{Blob: "r1", ContentType: "text/plain"}})
+		ct, data, err := c.GetResult(ctx, &record.Status{JobID: "r1", Result: &record.Result{Blob: "r1", ContentType: "text/plain"}})
 		if err != nil || ct != "text/plain" || string(data) != "first" {
 			t.Fatal(ct, string(data), err)
 		}

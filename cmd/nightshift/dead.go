@@ -14,6 +14,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/envelope"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -32,12 +33,12 @@ func (f *deadFilter) flags(cmd *cobra.Command) {
 
 func (f *deadFilter) any() bool { return f.kind != "" || f.reason != "" || f.since != "" }
 
-func (f *deadFilter) apply(all []*storage.DeadLetter, now time.Time) ([]*storage.DeadLetter, error) {
+func (f *deadFilter) apply(all []*record.DeadLetter, now time.Time) ([]*record.DeadLetter, error) {
 	from, err := parseSince(f.since, now)
 	if err != nil {
 		return nil, err
 	}
-	var out []*storage.DeadLetter
+	var out []*record.DeadLetter
 	for _, d := range all {
 		if (f.kind == "" || d.Kind == f.kind) && (f.reason == "" || string(d.Reason) == f.reason) && (from.IsZero() || !d.DiedAt.Before(from)) {
 			out = append(out, d)
@@ -80,7 +81,7 @@ func newDeadListCmd() *cobra.Command {
 			}
 			if asJSON {
 				if list == nil {
-					list = []*storage.DeadLetter{}
+					list = []*record.DeadLetter{}
 				}
 				return printJSON(cmd.OutOrStdout(), list)
 			}
@@ -225,9 +226,9 @@ func checkReplayArgs(ids []string, f deadFilter, all bool, rate float64) error {
 
 // selectDeadTargets loads the dead letters given by id, or those the filters select,
 // oldest death first (replay in the order things broke).
-func selectDeadTargets(ctx context.Context, c *nightshift.Client, ids []string, f deadFilter) ([]*storage.DeadLetter, error) {
+func selectDeadTargets(ctx context.Context, c *nightshift.Client, ids []string, f deadFilter) ([]*record.DeadLetter, error) {
 	if len(ids) > 0 {
-		var targets []*storage.DeadLetter
+		var targets []*record.DeadLetter
 		for _, id := range ids {
 			d, err := c.DeadLetter(ctx, id)
 			if err != nil {
@@ -261,7 +262,7 @@ type replayRun struct {
 }
 
 // run replays every target, prints the outcomes and returns an error when any failed.
-func (r *replayRun) run(ctx context.Context, cmd *cobra.Command, targets []*storage.DeadLetter, asJSON bool) error {
+func (r *replayRun) run(ctx context.Context, cmd *cobra.Command, targets []*record.DeadLetter, asJSON bool) error {
 	out := cmd.OutOrStdout()
 	results := []replayOutcome{}
 	for _, d := range targets {
@@ -302,7 +303,7 @@ func (r *replayRun) problem(o *replayOutcome, msg string) {
 }
 
 // one replays (or, in a dry run, only checks) one dead letter.
-func (r *replayRun) one(ctx context.Context, d *storage.DeadLetter) (replayOutcome, error) {
+func (r *replayRun) one(ctx context.Context, d *record.DeadLetter) (replayOutcome, error) {
 	o := replayOutcome{DeadID: d.DeadID, JobID: d.JobID, Kind: d.Kind, DryRun: r.dryRun}
 	if d.Envelope == nil {
 		r.problem(&o, fmt.Sprintf("not replayable: the message was not a valid job envelope (%s)", d.Reason))
@@ -310,7 +311,7 @@ func (r *replayRun) one(ctx context.Context, d *storage.DeadLetter) (replayOutco
 	}
 	st, err := r.c.Status(ctx, d.JobID)
 	switch {
-	case err == nil && st.State != storage.StateDead:
+	case err == nil && st.State != record.StateDead:
 		r.problem(&o, fmt.Sprintf("job is %s (life %d), not dead: already replayed or cancelled", st.State, st.Replay))
 		return o, nil
 	case err != nil && !errors.Is(err, nightshift.ErrNotFound):

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/nightshift-jobs/nightshift/envelope"
-	"github.com/nightshift-jobs/nightshift/storage"
+	"github.com/nightshift-jobs/nightshift/record"
 )
 
 func TestDeadListShowReplay(t *testing.T) {
@@ -37,7 +37,7 @@ func TestDeadListShowReplay(t *testing.T) {
 		t.Fatalf("dead list: %d %q", code, out)
 	}
 	out, _, code = e.run("", "dead", "list", "--kind", "cli.flaky", "--reason", "permanent_error", "--since", "1h", "--json")
-	var list []storage.DeadLetter
+	var list []record.DeadLetter
 	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list) != n {
 		t.Fatalf("dead list --json: %d %q", code, out)
 	}
@@ -51,7 +51,7 @@ func TestDeadListShowReplay(t *testing.T) {
 		t.Fatalf("dead show: %d %q", code, out)
 	}
 	out, _, code = e.run("", "dead", "show", one, "--json")
-	var rec storage.DeadLetter
+	var rec record.DeadLetter
 	if code != 0 || json.Unmarshal([]byte(out), &rec) != nil || rec.JobID != one || rec.Envelope == nil || rec.Envelope.Kind != "cli.flaky" || len(rec.Errors) != 1 {
 		t.Fatalf("dead show --json: %d %q", code, out)
 	}
@@ -88,7 +88,7 @@ func TestDeadListShowReplay(t *testing.T) {
 	e.runJobs()
 	for id := range ids {
 		st, err := e.client.Status(ctx, id)
-		if err != nil || st.State != storage.StateSucceeded || st.Replay != 1 {
+		if err != nil || st.State != record.StateSucceeded || st.Replay != 1 {
 			t.Fatalf("job %s after replay: %+v, %v", id, st, err)
 		}
 		d, _ := e.client.DeadLetter(ctx, id)
@@ -114,7 +114,7 @@ func TestDeadListShowReplay(t *testing.T) {
 	var garbage string
 	all, _ := e.client.DeadLetters(ctx)
 	for _, d := range all {
-		if d.Reason == storage.ReasonUndecodable {
+		if d.Reason == record.ReasonUndecodable {
 			garbage = d.DeadID
 		}
 	}
@@ -158,7 +158,7 @@ func TestPacer(t *testing.T) {
 func TestDeadShowPrintsStacks(t *testing.T) {
 	e := newCLIEnv(t)
 	stack := "goroutine 9 [running]:\nmain.work()\n\t/src/app/worker.go:17 +0x1d"
-	rec := &storage.DeadLetter{DeadID: "panicky", JobID: "panicky", Kind: "cli.flaky", Reason: storage.ReasonAttemptsExhausted, DiedAt: time.Now().UTC(),
+	rec := &record.DeadLetter{DeadID: "panicky", JobID: "panicky", Kind: "cli.flaky", Reason: record.ReasonAttemptsExhausted, DiedAt: time.Now().UTC(),
 		Errors: []envelope.AttemptError{{Attempt: 1, At: time.Now().UTC(), Error: "panic: boom", Class: "panic", Stack: stack}}}
 	if _, err := e.store.PutDeadLetter(context.Background(), rec, ""); err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/internal/appfolder"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -108,7 +109,7 @@ func TestDev_PipelineOnReachableStorage(t *testing.T) {
 	for {
 		dl, err := client.DeadLetter(ctx, res.JobID)
 		if err == nil {
-			if dl.Reason != storage.ReasonUnknownKind {
+			if dl.Reason != record.ReasonUnknownKind {
 				t.Errorf("dead letter %+v", dl)
 			}
 			break

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/seal"
-	"github.com/nightshift-jobs/nightshift/storage"
 )
 
 // With an encryption key configured, `dead show` opens a dead job's sealed args for the
@@ -41,7 +41,7 @@ func TestDeadShowAndReplayOpenSealedArgs(t *testing.T) {
 		t.Fatalf("replay: %d %q", code, out)
 	}
 	e.runJobs()
-	if st, err := e.client.Status(ctx, res.JobID); err != nil || st.State != storage.StateSucceeded || st.Replay != 1 {
+	if st, err := e.client.Status(ctx, res.JobID); err != nil || st.State != record.StateSucceeded || st.Replay != 1 {
 		t.Fatalf("after replay: %+v, %v", st, err)
 	}
 }

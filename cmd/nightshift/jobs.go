@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nightshift-jobs/nightshift"
-	"github.com/nightshift-jobs/nightshift/storage"
+	"github.com/nightshift-jobs/nightshift/record"
 )
 
 func init() { subcommands = append(subcommands, newJobsCmd) }
@@ -31,9 +31,9 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, usageError{fmt.Errorf("--since %q is neither a duration such as 2h nor an RFC 3339 time", s)}
 }
 
-var states = []storage.State{storage.StateQueued, storage.StateRunning, storage.StateRetrying, storage.StateSucceeded, storage.StateDead, storage.StateCancelled}
+var states = []record.State{record.StateQueued, record.StateRunning, record.StateRetrying, record.StateSucceeded, record.StateDead, record.StateCancelled}
 
-func parseState(s string) (storage.State, error) {
+func parseState(s string) (record.State, error) {
 	if s == "" {
 		return "", nil
 	}
@@ -86,7 +86,7 @@ func newJobsCmd() *cobra.Command {
 					s.Logs = nil
 				}
 				if list == nil {
-					list = []*storage.Status{}
+					list = []*record.Status{}
 				}
 				return printJSON(cmd.OutOrStdout(), list)
 			}

@@ -16,6 +16,7 @@ import (
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/internal/delayed"
 	"github.com/nightshift-jobs/nightshift/maintenance"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/schedule"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
@@ -237,10 +238,10 @@ days that have one.`,
 	return cmd
 }
 
-func stateCounts(m map[storage.State]int) string {
-	order := []storage.State{storage.StateQueued, storage.StateRunning, storage.StateRetrying, storage.StateSucceeded, storage.StateDead, storage.StateCancelled}
+func stateCounts(m map[record.State]int) string {
+	order := []record.State{record.StateQueued, record.StateRunning, record.StateRetrying, record.StateSucceeded, record.StateDead, record.StateCancelled}
 	var parts []string
-	seen := map[storage.State]bool{}
+	seen := map[record.State]bool{}
 	for _, s := range order {
 		if n := m[s]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%s %d", s, n))

@@ -13,6 +13,7 @@ import (
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/maintenance"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/schedule"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
@@ -79,7 +80,7 @@ func TestSchedulesAndReportCommands(t *testing.T) {
 	// The last maintenance occurrence succeeded; one delayed job waits 30 days out.
 	occ := time.Date(2026, 11, 22, 4, 0, 0, 0, time.UTC)
 	id := schedule.Maintenance().JobID(occ)
-	if _, err := store.PutStatus(ctx, &storage.Status{JobID: id, Kind: maintenance.Kind, State: storage.StateSucceeded, Attempt: 1,
+	if _, err := store.PutStatus(ctx, &record.Status{JobID: id, Kind: maintenance.Kind, State: record.StateSucceeded, Attempt: 1,
 		FinishedAt: occ.Add(time.Minute), Meta: map[string]string{schedule.MetaTrigger: schedule.TriggerSchedule}}, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +105,7 @@ func TestSchedulesAndReportCommands(t *testing.T) {
 	}
 	m := got.Recurring[0]
 	if m.Name != "Maintenance" || m.Schedule != "0 0 4 * * *" || m.Source != "setting" || len(m.Next) != 2 ||
-		m.Next[0].Hour() != 4 || m.Last == nil || m.Last.JobID != id || m.Last.State != storage.StateSucceeded {
+		m.Next[0].Hour() != 4 || m.Last == nil || m.Last.JobID != id || m.Last.State != record.StateSucceeded {
 		t.Errorf("maintenance entry %+v (last %+v)", m, m.Last)
 	}
 	if len(got.Delayed) != 1 || got.Delayed[0].JobID != res.JobID || !got.Delayed[0].Due.Equal(res.RunAt) {

@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nightshift-jobs/nightshift"
-	"github.com/nightshift-jobs/nightshift/storage"
+	"github.com/nightshift-jobs/nightshift/record"
 )
 
 func init() {
@@ -26,7 +26,7 @@ func notFound(err error, id string) error {
 }
 
 // printStatus writes a status in words.
-func printStatus(w io.Writer, st *storage.Status) {
+func printStatus(w io.Writer, st *record.Status) {
 	row := func(k, v string) { fmt.Fprintf(w, "%-12s %s\n", k+":", v) }
 	row("job", st.JobID)
 	row("kind", st.Kind)
@@ -188,7 +188,7 @@ func newLogsCmd() *cobra.Command {
 			}
 			if asJSON {
 				if lines == nil {
-					lines = []storage.LogLine{}
+					lines = []record.LogLine{}
 				}
 				return printJSON(cmd.OutOrStdout(), map[string]any{"job_id": pos[0], "logs": lines, "dropped": dropped})
 			}
@@ -207,7 +207,7 @@ func newLogsCmd() *cobra.Command {
 }
 
 // fmtProgress renders reported progress: "40%" or "40% (40 of 100 files)".
-func fmtProgress(p *storage.Progress) string {
+func fmtProgress(p *record.Progress) string {
 	s := fmt.Sprintf("%.0f%%", p.Fraction*100)
 	if p.Message != "" {
 		s += " (" + p.Message + ")"

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/nightshift-jobs/nightshift"
-	"github.com/nightshift-jobs/nightshift/storage"
+	"github.com/nightshift-jobs/nightshift/record"
 )
 
 func TestStatusWaitResultLogs(t *testing.T) {
@@ -41,8 +41,8 @@ func TestStatusWaitResultLogs(t *testing.T) {
 		t.Fatalf("wait: %d, out %q, stderr %q", code, out, stderr)
 	}
 	out, _, code = e.run("", "wait", id, "--json", "-q")
-	var st storage.Status
-	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.State != storage.StateSucceeded {
+	var st record.Status
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.State != record.StateSucceeded {
 		t.Fatalf("wait --json: %d %q", code, out)
 	}
 	out, _, code = e.run("", "status", id, "--json")
@@ -74,7 +74,7 @@ func TestStatusWaitResultLogs(t *testing.T) {
 	}
 	out, _, code = e.run("", "logs", id, "--json")
 	var lj struct {
-		Logs []storage.LogLine
+		Logs []record.LogLine
 	}
 	if code != 0 || json.Unmarshal([]byte(out), &lj) != nil || len(lj.Logs) != 1 {
 		t.Fatalf("logs --json: %d %q", code, out)
@@ -129,7 +129,7 @@ func TestJobsAndQueues(t *testing.T) {
 		t.Fatalf("jobs: %d %q", code, out)
 	}
 	out, _, code = e.run("", "jobs", "--state", "succeeded", "--kind", "cli.ok", "--since", "1h", "--json")
-	var list []storage.Status
+	var list []record.Status
 	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list) != 2 || list[0].Logs != nil {
 		t.Fatalf("jobs --state succeeded --json: %d %q", code, out)
 	}
@@ -152,7 +152,7 @@ func TestJobsAndQueues(t *testing.T) {
 
 func TestWaitProgressRendering(t *testing.T) {
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	st := &storage.Status{JobID: "j1", State: storage.StateRetrying, Attempt: 2, MaxAttempts: 5, NextRunAt: start.Add(time.Minute)}
+	st := &record.Status{JobID: "j1", State: record.StateRetrying, Attempt: 2, MaxAttempts: 5, NextRunAt: start.Add(time.Minute)}
 
 	var tty bytes.Buffer
 	p := &progress{w: &tty, tty: true, id: "j1", start: start, plainEvery: 10 * time.Second}
@@ -172,9 +172,9 @@ func TestWaitProgressRendering(t *testing.T) {
 	p.update(st, start.Add(2*time.Second))  // unchanged, too soon: nothing
 	p.update(st, start.Add(12*time.Second)) // unchanged, but 10 s passed: a line
 	st2 := *st
-	st2.State, st2.NextRunAt = storage.StateRunning, time.Time{}
+	st2.State, st2.NextRunAt = record.StateRunning, time.Time{}
 	p.update(&st2, start.Add(13*time.Second)) // changed: a line
-	st2.Progress = &storage.Progress{Fraction: 0.4, Message: "40 of 100 files"}
+	st2.Progress = &record.Progress{Fraction: 0.4, Message: "40 of 100 files"}
 	p.update(&st2, start.Add(14*time.Second)) // progress changed: a line
 	p.done()
 	lines := strings.Split(strings.TrimSuffix(plain.String(), "\n"), "\n")

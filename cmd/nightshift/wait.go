@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nightshift-jobs/nightshift"
-	"github.com/nightshift-jobs/nightshift/storage"
+	"github.com/nightshift-jobs/nightshift/record"
 )
 
 func init() { subcommands = append(subcommands, newWaitCmd) }
@@ -51,7 +51,7 @@ type progress struct {
 
 var spinner = []string{"|", "/", "-", "\\"}
 
-func (p *progress) describe(st *storage.Status) string {
+func (p *progress) describe(st *record.Status) string {
 	if st == nil {
 		return "no status yet"
 	}
@@ -62,16 +62,16 @@ func (p *progress) describe(st *storage.Status) string {
 			s += fmt.Sprintf(" of %d", st.MaxAttempts)
 		}
 	}
-	if st.State == storage.StateRunning && st.Progress != nil {
+	if st.State == record.StateRunning && st.Progress != nil {
 		s += ", " + fmtProgress(st.Progress)
 	}
-	if st.State == storage.StateRetrying && !st.NextRunAt.IsZero() {
+	if st.State == record.StateRetrying && !st.NextRunAt.IsZero() {
 		s += ", next run " + fmtTime(st.NextRunAt)
 	}
 	return s
 }
 
-func (p *progress) update(st *storage.Status, now time.Time) {
+func (p *progress) update(st *record.Status, now time.Time) {
 	d := p.describe(st)
 	elapsed := now.Sub(p.start).Round(time.Second)
 	if p.tty {
@@ -93,7 +93,7 @@ func (p *progress) done() {
 }
 
 // waitTimedOut is the error for --timeout passing before the job ended.
-func waitTimedOut(id string, timeout time.Duration, latest *storage.Status) error {
+func waitTimedOut(id string, timeout time.Duration, latest *record.Status) error {
 	state := "it has no status yet"
 	if latest != nil {
 		state = "it is " + string(latest.State)
@@ -102,7 +102,7 @@ func waitTimedOut(id string, timeout time.Duration, latest *storage.Status) erro
 }
 
 // reportWaitEnd prints the final status and turns how the job ended into the exit code.
-func reportWaitEnd(out io.Writer, id string, st *storage.Status, asJSON bool) error {
+func reportWaitEnd(out io.Writer, id string, st *record.Status, asJSON bool) error {
 	if asJSON {
 		if err := printJSON(out, st); err != nil {
 			return err
@@ -111,9 +111,9 @@ func reportWaitEnd(out io.Writer, id string, st *storage.Status, asJSON bool) er
 		printStatus(out, st)
 	}
 	switch st.State {
-	case storage.StateSucceeded:
+	case record.StateSucceeded:
 		return nil
-	case storage.StateCancelled:
+	case record.StateCancelled:
 		return exitError{exitWaitCancelled, fmt.Errorf("job %s was cancelled", id)}
 	default:
 		msg := fmt.Sprintf("job %s is dead", id)
@@ -159,20 +159,20 @@ Exit codes:
 			stderr := cmd.ErrOrStderr()
 			p := &progress{w: stderr, tty: isTerminal(stderr), id: id, start: time.Now(), plainEvery: 10 * time.Second}
 			var tick <-chan time.Time
-			var latest *storage.Status
-			updates := make(chan *storage.Status, 16)
+			var latest *record.Status
+			updates := make(chan *record.Status, 16)
 			if !quiet && p.tty {
 				t := time.NewTicker(150 * time.Millisecond)
 				defer t.Stop()
 				tick = t.C
 			}
 			type result struct {
-				st  *storage.Status
+				st  *record.Status
 				err error
 			}
 			done := make(chan result, 1)
 			go func() {
-				st, err := c.Wait(ctx, id, &nightshift.WaitOptions{Progress: func(st *storage.Status) {
+				st, err := c.Wait(ctx, id, &nightshift.WaitOptions{Progress: func(st *record.Status) {
 					select {
 					case updates <- st:
 					default:

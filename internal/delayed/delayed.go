@@ -28,6 +28,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/internal/store"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -161,7 +162,7 @@ func (s *Store) Put(ctx context.Context, env *envelope.Envelope, queue string) (
 		}
 		return nil, fmt.Errorf("schedule job %s: write %s/%s: %w", env.JobID, s.container(), e.Blob, err)
 	}
-	if _, err := s.c.PutStatus(ctx, storage.Queued(env, queue, e.Due).Apply(nil), ""); err != nil {
+	if _, err := s.c.PutStatus(ctx, record.Queued(env, queue, e.Due).Apply(nil), ""); err != nil {
 		if storage.IsConflict(err) {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			defer cancel()

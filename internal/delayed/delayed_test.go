@@ -13,6 +13,7 @@ import (
 	"github.com/nightshift-jobs/nightshift/internal/delayed"
 	"github.com/nightshift-jobs/nightshift/internal/store"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -90,7 +91,7 @@ func TestPutListFindRemove(t *testing.T) {
 		}
 		// The job has a queued status with its due time.
 		st, _, err := c.GetStatus(ctx, "job-a")
-		if err != nil || st.State != storage.StateQueued || !st.NextRunAt.Equal(far.Truncate(time.Nanosecond)) {
+		if err != nil || st.State != record.StateQueued || !st.NextRunAt.Equal(far.Truncate(time.Nanosecond)) {
 			t.Errorf("status %+v, %v", st, err)
 		}
 		// A job id names one job.
@@ -182,9 +183,9 @@ func TestSweepDropsCancelledJobs(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Cancelled through its status only (as Client.Cancel does), entry left in place.
-		_, _, err := c.UpdateStatus(ctx, "doomed", func(cur *storage.Status) *storage.Status {
+		_, _, err := c.UpdateStatus(ctx, "doomed", func(cur *record.Status) *record.Status {
 			next := *cur
-			next.State = storage.StateCancelled
+			next.State = record.StateCancelled
 			return &next
 		})
 		if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/nightshift-jobs/nightshift/internal/appfolder"
 	"github.com/nightshift-jobs/nightshift/internal/funchost"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -135,7 +136,7 @@ func (a *app) pids() []int {
 	return out
 }
 
-func (a *app) status(id string) *storage.Status {
+func (a *app) status(id string) *record.Status {
 	st, _, err := a.store.GetStatus(context.Background(), id)
 	if err != nil {
 		return nil
@@ -181,7 +182,7 @@ func (a *app) checkBatch(bi *nightshift.BatchInfo, n, want int, timeout time.Dur
 	}
 	bs, err := a.client.Batch(ctx, bi.BatchID, nil)
 	must(a.t, err)
-	if bs.State != storage.BatchSucceeded || bs.Succeeded != n || bs.Failed != 0 || bs.Pending != 0 {
+	if bs.State != record.BatchSucceeded || bs.Succeeded != n || bs.Failed != 0 || bs.Pending != 0 {
 		a.t.Fatalf("batch status %+v", bs)
 	}
 	if st := a.status(bi.FinalizerJobID); st.Progress == nil || st.Progress.Fraction <= 0 {
@@ -232,7 +233,7 @@ func TestE2E_BatchChildrenRunTwice(t *testing.T) {
 	a.checkBatch(bi, n, want, 5*time.Minute)
 	twice := 0
 	for i := 0; i < n; i++ {
-		if a.runsOf(storage.ChildJobID(bi.BatchID, i)) > 1 {
+		if a.runsOf(record.ChildJobID(bi.BatchID, i)) > 1 {
 			twice++
 		}
 	}
@@ -297,10 +298,10 @@ func TestE2E_BatchDeadChild(t *testing.T) {
 	}
 	bs, err := a.client.Batch(ctx, fail.BatchID, nil)
 	must(t, err)
-	if bs.State != storage.BatchFailed || bs.Failed != 1 || bs.Succeeded != 19 || bs.Finalizer != nil || a.runsOf(fail.FinalizerJobID) != 0 {
+	if bs.State != record.BatchFailed || bs.Failed != 1 || bs.Succeeded != 19 || bs.Finalizer != nil || a.runsOf(fail.FinalizerJobID) != 0 {
 		t.Fatalf("fail-batch status %+v (finalizer runs %d)", bs, a.runsOf(fail.FinalizerJobID))
 	}
-	if st := a.status(storage.ChildJobID(fail.BatchID, 7)); st == nil || st.State != storage.StateDead {
+	if st := a.status(record.ChildJobID(fail.BatchID, 7)); st == nil || st.State != record.StateDead {
 		t.Fatalf("failing child status %+v", st)
 	}
 }
@@ -332,7 +333,7 @@ func TestE2E_PriorityHighOvertakesLowBacklog(t *testing.T) {
 	var lowLeft int
 	testenv.WaitFor(t, time.Minute, "the high job", func() bool {
 		st := a.status(hres.JobID)
-		if st != nil && st.State == storage.StateSucceeded {
+		if st != nil && st.State == record.StateSucceeded {
 			highDone = time.Since(t0)
 			lowLeft = backlog - len(a.runsDir())
 			return true

@@ -25,6 +25,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -101,7 +102,7 @@ func main() {
 		}
 		var r SumResult
 		for i, c := range children {
-			if c.State != storage.StateSucceeded {
+			if c.State != record.StateSucceeded {
 				r.Failed++
 				continue
 			}

@@ -19,6 +19,7 @@ import (
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/internal/appfolder"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	jobrecord "github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -258,7 +259,7 @@ func benchHost(b *testing.B, cs string, depth, jobs int) benchResult {
 	var end time.Time
 	for i, id := range ids {
 		st, err := client.Status(ctx, id)
-		if err != nil || st.State != storage.StateSucceeded {
+		if err != nil || st.State != jobrecord.StateSucceeded {
 			b.Fatalf("job %s: %v %+v", id, err, st)
 		}
 		lat = append(lat, st.FinishedAt.Sub(sent[i]))

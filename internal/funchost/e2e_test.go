@@ -16,6 +16,7 @@ import (
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/internal/appfolder"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	jobrecord "github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -102,7 +103,7 @@ func (a *e2eApp) enqueue(kind, args string) string {
 	return res.JobID
 }
 
-func (a *e2eApp) wait(id string, timeout time.Duration) *storage.Status {
+func (a *e2eApp) wait(id string, timeout time.Duration) *jobrecord.Status {
 	a.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -121,7 +122,7 @@ func TestE2E_JobSucceedsWithResult(t *testing.T) {
 	a.run(Options{})
 	id := a.enqueue("e2e.noop", `{"n":7}`)
 	st := a.wait(id, 30*time.Second)
-	if st.State != storage.StateSucceeded || st.Attempt != 1 {
+	if st.State != jobrecord.StateSucceeded || st.Attempt != 1 {
 		t.Fatalf("status %+v", st)
 	}
 	var res struct{ N int }
@@ -137,17 +138,17 @@ func TestE2E_FailingJobRetriedThenDeadLettered(t *testing.T) {
 	a.run(Options{})
 	id := a.enqueue("e2e.fail", `{}`)
 	st := a.wait(id, 60*time.Second)
-	if st.State != storage.StateDead || st.Attempt != 3 || st.DeadLetter == "" {
+	if st.State != jobrecord.StateDead || st.Attempt != 3 || st.DeadLetter == "" {
 		t.Fatalf("status %+v", st)
 	}
 	// RunDeadLetter writes the record when the poisoned envelope arrives on jobs-poison.
-	var dl *storage.DeadLetter
+	var dl *jobrecord.DeadLetter
 	testenv.WaitFor(t, 30*time.Second, "the dead-letter record", func() bool {
 		var err error
 		dl, err = a.client.DeadLetter(context.Background(), id)
 		return err == nil
 	})
-	if dl.Reason != storage.ReasonAttemptsExhausted || len(dl.Errors) != 3 || dl.JobID != id {
+	if dl.Reason != jobrecord.ReasonAttemptsExhausted || len(dl.Errors) != 3 || dl.JobID != id {
 		t.Errorf("dead letter %+v", dl)
 	}
 	if n := a.runsOf(id); n != 3 {
@@ -162,7 +163,7 @@ func TestE2E_GarbageMessageDeadLettered(t *testing.T) {
 	garbage := "this is not a job envelope"
 	_, err := a.clients.Queue.NewQueueClient(a.clients.Layout.JobsQueue()).EnqueueMessage(context.Background(), garbage, nil)
 	must(t, err)
-	var found *storage.DeadLetter
+	var found *jobrecord.DeadLetter
 	testenv.WaitFor(t, 60*time.Second, "a dead-letter record for the garbage message", func() bool {
 		dls, err := a.client.DeadLetters(context.Background())
 		if err != nil {
@@ -176,7 +177,7 @@ func TestE2E_GarbageMessageDeadLettered(t *testing.T) {
 		}
 		return false
 	})
-	if found.Reason != storage.ReasonUndecodable {
+	if found.Reason != jobrecord.ReasonUndecodable {
 		t.Errorf("dead letter %+v", found)
 	}
 }
@@ -210,7 +211,7 @@ func TestE2E_HandlerKilledMidBatchLosesNothing(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			st := a.wait(id, 90*time.Second)
-			if st.State != storage.StateSucceeded {
+			if st.State != jobrecord.StateSucceeded {
 				errs <- fmt.Sprintf("job %s ended %s (%s)", id, st.State, st.LastError)
 			}
 		}()
@@ -236,7 +237,7 @@ func TestE2E_TwoHostsOneQueue(t *testing.T) {
 		ids = append(ids, a.enqueue("e2e.noop", fmt.Sprintf(`{"n":%d}`, i)))
 	}
 	for _, id := range ids {
-		if st := a.wait(id, 60*time.Second); st.State != storage.StateSucceeded {
+		if st := a.wait(id, 60*time.Second); st.State != jobrecord.StateSucceeded {
 			t.Errorf("job %s: %+v", id, st)
 		}
 	}
@@ -255,7 +256,7 @@ func TestE2E_TimerEnqueuesOnSchedule(t *testing.T) {
 	t.Parallel()
 	a := newE2EApp(t, "*/2 * * * * *")
 	a.run(Options{HostID: a.prefix})
-	var jobs []*storage.Status
+	var jobs []*jobrecord.Status
 	testenv.WaitFor(t, 30*time.Second, "two timer-enqueued jobs to succeed", func() bool {
 		var err error
 		jobs, err = a.client.ListJobs(context.Background(), nightshift.JobFilter{})
@@ -264,7 +265,7 @@ func TestE2E_TimerEnqueuesOnSchedule(t *testing.T) {
 		}
 		done := 0
 		for _, j := range jobs {
-			if j.State == storage.StateSucceeded && j.Kind == "e2e.noop" {
+			if j.State == jobrecord.StateSucceeded && j.Kind == "e2e.noop" {
 				done++
 			}
 		}
