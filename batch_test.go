@@ -11,6 +11,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
+	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
@@ -188,7 +189,7 @@ func TestBatchFinalizerDuplicateMessageRunsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	q := fe.store.Layout.HighQueue()
-	qc := fe.store.Queue.NewQueueClient(q)
+	qc := testenv.QueueService(fe.store).NewQueueClient(q)
 	for i := 0; i < 3; i++ {
 		resp, err := qc.DequeueMessage(ctx, nil)
 		if err != nil || len(resp.Messages) != 1 {
@@ -320,7 +321,7 @@ func TestBatchResumeAfterCrashMidEnqueue(t *testing.T) {
 
 func (fe *featEnv) queueCount(q string) int {
 	fe.t.Helper()
-	p, err := fe.store.Queue.NewQueueClient(q).GetProperties(context.Background(), nil)
+	p, err := testenv.QueueService(fe.store).NewQueueClient(q).GetProperties(context.Background(), nil)
 	if err != nil {
 		fe.t.Fatal(err)
 	}

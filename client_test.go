@@ -176,7 +176,7 @@ func TestEnqueueWaitResult(t *testing.T) {
 		t.Fatalf("status after enqueue = %+v", st)
 	}
 	// The message is a raw JSON envelope v1 that Decode accepts.
-	peek, err := f.store.Queue.NewQueueClient(res.Queue).PeekMessage(ctx, nil)
+	peek, err := testenv.QueueService(f.store).NewQueueClient(res.Queue).PeekMessage(ctx, nil)
 	if err != nil || len(peek.Messages) != 1 {
 		t.Fatalf("peek: %v %v", err, peek.Messages)
 	}
@@ -288,7 +288,7 @@ func TestEnqueueIDDelayAndMany(t *testing.T) {
 		t.Fatalf("result = %+v", res)
 	}
 	// Delayed: the message is invisible.
-	peek, err := store.Queue.NewQueueClient(res.Queue).PeekMessages(ctx, nil)
+	peek, err := testenv.QueueService(store).NewQueueClient(res.Queue).PeekMessages(ctx, nil)
 	if err != nil || len(peek.Messages) != 0 {
 		t.Fatalf("peek of a delayed job: %v %d messages, want none visible", err, len(peek.Messages))
 	}
@@ -634,7 +634,7 @@ func TestClaimCheckAndDedupe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	peek, _ := f.store.Queue.NewQueueClient(res.Queue).PeekMessage(ctx, nil)
+	peek, _ := testenv.QueueService(f.store).NewQueueClient(res.Queue).PeekMessage(ctx, nil)
 	env, err := envelope.Decode([]byte(*peek.Messages[0].MessageText))
 	if err != nil || env.ArgsRef == nil || env.Args != nil || env.ArgsRef.Size <= int64(nightshift.ClaimCheckThreshold) {
 		t.Fatalf("envelope of a big job: %+v, %v; want args_ref and no args", env, err)
@@ -667,7 +667,7 @@ func TestClaimCheckAndDedupe(t *testing.T) {
 func TestEnqueueSucceedsWithoutStatusContainer(t *testing.T) {
 	store := testenv.Clients(t)
 	ctx := context.Background()
-	if _, err := store.Blob.DeleteContainer(ctx, store.Layout.StatusContainer(), nil); err != nil {
+	if _, err := testenv.BlobService(store).DeleteContainer(ctx, store.Layout.StatusContainer(), nil); err != nil {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer

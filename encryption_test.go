@@ -98,7 +98,7 @@ func featEnvOn(t *testing.T, store *storage.Clients, reg *Registry) *featEnv {
 // rawBlob reads a blob with the plain SDK client, as anyone with read access would.
 func rawBlob(t *testing.T, store *storage.Clients, container, name string) []byte {
 	t.Helper()
-	resp, err := store.Blob.DownloadStream(context.Background(), container, name, nil)
+	resp, err := testenv.BlobService(store).DownloadStream(context.Background(), container, name, nil)
 	if err != nil {
 		t.Fatalf("raw read %s/%s: %v", container, name, err)
 	}
@@ -124,7 +124,7 @@ func assertSealed(t *testing.T, store *storage.Clients, container, name, kid str
 
 func peekAll(t *testing.T, store *storage.Clients, queue string) []string {
 	t.Helper()
-	resp, err := store.Queue.NewQueueClient(queue).PeekMessages(context.Background(), &azqueue.PeekMessagesOptions{NumberOfMessages: to.Ptr(int32(32))})
+	resp, err := testenv.QueueService(store).NewQueueClient(queue).PeekMessages(context.Background(), &azqueue.PeekMessagesOptions{NumberOfMessages: to.Ptr(int32(32))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +274,7 @@ func TestSealedValuesBoundToTheirPlace(t *testing.T) {
 	}
 	l := store.Layout
 	raw := rawBlob(t, store, l.StatusContainer(), storage.StatusBlob("victim"))
-	if _, err := store.Blob.UploadBuffer(ctx, l.StatusContainer(), storage.StatusBlob("thief"), raw, &azblob.UploadBufferOptions{}); err != nil {
+	if _, err := testenv.BlobService(store).UploadBuffer(ctx, l.StatusContainer(), storage.StatusBlob("thief"), raw, &azblob.UploadBufferOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := store.GetStatus(ctx, "thief"); !errors.Is(err, seal.ErrCorrupt) {

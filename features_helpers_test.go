@@ -67,7 +67,7 @@ func (fe *featEnv) invokeMessage(ctx context.Context, queue, function string, m 
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	q := fe.store.Queue.NewQueueClient(queue)
+	q := testenv.QueueService(fe.store).NewQueueClient(queue)
 	if resp.StatusCode/100 == 2 {
 		_, _ = q.DeleteMessage(context.Background(), *m.MessageID, *m.PopReceipt, nil)
 	} else {
@@ -90,7 +90,7 @@ func (fe *featEnv) pump(ctx context.Context, conc int) {
 			}
 			// The receive is never cancelled half-way: a cancelled request that Azurite
 			// has already served would hide its messages for the whole visibility timeout.
-			resp, err := fe.store.Queue.NewQueueClient(queue).DequeueMessages(context.WithoutCancel(ctx), &azqueue.DequeueMessagesOptions{
+			resp, err := testenv.QueueService(fe.store).NewQueueClient(queue).DequeueMessages(context.WithoutCancel(ctx), &azqueue.DequeueMessagesOptions{
 				NumberOfMessages: to.Ptr(int32(conc)), VisibilityTimeout: to.Ptr(int32(60))})
 			if err != nil {
 				continue

@@ -24,13 +24,13 @@ func TestDeadLetterOnAFreshAccount(t *testing.T) {
 	}
 	ctx := context.Background()
 	poison := store.Layout.PoisonQueue(store.Layout.JobsQueue())
-	if _, err := store.Queue.CreateQueue(ctx, poison, nil); err != nil { // the host makes poison queues
+	if _, err := testenv.QueueService(store).CreateQueue(ctx, poison, nil); err != nil { // the host makes poison queues
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_, _ = store.Queue.DeleteQueue(context.Background(), poison, nil)
+		_, _ = testenv.QueueService(store).DeleteQueue(context.Background(), poison, nil)
 		for _, c := range store.Layout.Containers() {
-			_, _ = store.Blob.DeleteContainer(context.Background(), c, nil)
+			_, _ = testenv.BlobService(store).DeleteContainer(context.Background(), c, nil)
 		}
 	})
 	if _, err := store.Enqueue(ctx, poison, []byte(`{"job_id":"fresh-1","kind":"no.such.kind"}`), 0, 0); err != nil {

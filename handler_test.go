@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nightshift-jobs/nightshift/envelope"
+	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/record"
 )
 
@@ -77,7 +78,7 @@ func TestRetryableFailureReenqueuesWithBackoff(t *testing.T) {
 	if n := te.queueLen(te.jobs()); n != 1 {
 		t.Fatalf("queue holds %d messages, want the retry", n)
 	}
-	peek, err := te.store.Queue.NewQueueClient(te.jobs()).PeekMessage(context.Background(), nil)
+	peek, err := testenv.QueueService(te.store).NewQueueClient(te.jobs()).PeekMessage(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

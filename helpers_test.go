@@ -208,7 +208,7 @@ func (te *testEnv) deliver(function, queue string, wait time.Duration) (int, hos
 	body := hostRequest(te.t, function, []byte(*m.MessageText), hostMeta{ID: *m.MessageID, DequeueCount: int(*m.DequeueCount), Inserted: *m.InsertionTime})
 	code, out, raw := te.invoke(function, body)
 	if code/100 == 2 {
-		if _, err := te.store.Queue.NewQueueClient(queue).DeleteMessage(context.Background(), *m.MessageID, *m.PopReceipt, nil); err != nil {
+		if _, err := testenv.QueueService(te.store).NewQueueClient(queue).DeleteMessage(context.Background(), *m.MessageID, *m.PopReceipt, nil); err != nil {
 			te.t.Fatal(err)
 		}
 	}
@@ -219,7 +219,7 @@ func (te *testEnv) receive(queue string, wait time.Duration) *azqueue.DequeuedMe
 	te.t.Helper()
 	deadline := time.Now().Add(wait)
 	for {
-		resp, err := te.store.Queue.NewQueueClient(queue).DequeueMessage(context.Background(), &azqueue.DequeueMessageOptions{VisibilityTimeout: to.Ptr(int32(600))})
+		resp, err := testenv.QueueService(te.store).NewQueueClient(queue).DequeueMessage(context.Background(), &azqueue.DequeueMessageOptions{VisibilityTimeout: to.Ptr(int32(600))})
 		if err != nil {
 			te.t.Fatal(err)
 		}
@@ -235,7 +235,7 @@ func (te *testEnv) receive(queue string, wait time.Duration) *azqueue.DequeuedMe
 
 func (te *testEnv) queueLen(queue string) int {
 	te.t.Helper()
-	p, err := te.store.Queue.NewQueueClient(queue).GetProperties(context.Background(), nil)
+	p, err := testenv.QueueService(te.store).NewQueueClient(queue).GetProperties(context.Background(), nil)
 	if err != nil {
 		te.t.Fatal(err)
 	}

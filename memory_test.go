@@ -37,8 +37,8 @@ func (memRefuseArgs) Kind() string { return "memory.refuse" }
 func TestEndToEndOnMemory(t *testing.T) {
 	t.Parallel()
 	store := testenv.Memory(t)
-	if store.Queue != nil || store.Blob != nil {
-		t.Fatal("memory-backed clients carry SDK clients")
+	if store.QueueURL != "" || store.BlobURL != "" {
+		t.Fatal("memory-backed clients name service endpoints")
 	}
 	reg := nightshift.NewRegistry()
 	nightshift.AddWorkerFunc(reg, func(ctx context.Context, j *nightshift.Job[memSumArgs]) (any, error) {

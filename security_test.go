@@ -13,6 +13,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/nightshift-jobs/nightshift/envelope"
+	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
@@ -26,18 +27,18 @@ import (
 func putForeignBlob(t *testing.T, store *storage.Clients, container, name string, data []byte) {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := store.Blob.CreateContainer(ctx, container, nil); err != nil && !storage.IsConflict(err) {
+	if _, err := testenv.BlobService(store).CreateContainer(ctx, container, nil); err != nil && !storage.IsConflict(err) {
 		t.Fatal(err)
 	}
-	if _, err := store.Blob.UploadBuffer(ctx, container, name, data, &azblob.UploadBufferOptions{}); err != nil {
+	if _, err := testenv.BlobService(store).UploadBuffer(ctx, container, name, data, &azblob.UploadBufferOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = store.Blob.DeleteContainer(context.Background(), container, nil) })
+	t.Cleanup(func() { _, _ = testenv.BlobService(store).DeleteContainer(context.Background(), container, nil) })
 }
 
 func blobExists(t *testing.T, store *storage.Clients, container, name string) bool {
 	t.Helper()
-	_, err := store.Blob.ServiceClient().NewContainerClient(container).NewBlobClient(name).GetProperties(context.Background(), nil)
+	_, err := testenv.BlobService(store).ServiceClient().NewContainerClient(container).NewBlobClient(name).GetProperties(context.Background(), nil)
 	if err != nil && !storage.IsNotFound(err) {
 		t.Fatal(err)
 	}
@@ -156,7 +157,7 @@ func TestClientQueuesConfined(t *testing.T) {
 			t.Errorf("batch on %s: %v", q, err)
 		}
 	}
-	if _, err := te.store.Queue.CreateQueue(ctx, l.Name("extra"), nil); err != nil {
+	if _, err := testenv.QueueService(te.store).CreateQueue(ctx, l.Name("extra"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := client.Enqueue(ctx, addArgs{A: 1}, &EnqueueOptions{Queue: l.Name("extra")}); err != nil {
@@ -170,7 +171,7 @@ func TestClientQueuesConfined(t *testing.T) {
 	if _, err := client.Replay(ctx, "tampered"); err == nil || !strings.Contains(err.Error(), "not one of this app's job queues") {
 		t.Errorf("replay onto a foreign queue: %v", err)
 	}
-	if _, err := te.store.Queue.NewQueueClient(foreign).GetProperties(ctx, nil); !storage.IsNotFound(err) {
+	if _, err := testenv.QueueService(te.store).NewQueueClient(foreign).GetProperties(ctx, nil); !storage.IsNotFound(err) {
 		t.Errorf("the foreign queue exists: %v", err)
 	}
 

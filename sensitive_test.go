@@ -180,7 +180,7 @@ func testSensitiveArgsRedacted(t *testing.T, sealed bool) {
 
 func readBlob(t *testing.T, store *storage.Clients, container, name string) string {
 	t.Helper()
-	resp, err := store.Blob.DownloadStream(context.Background(), container, name, nil)
+	resp, err := testenv.BlobService(store).DownloadStream(context.Background(), container, name, nil)
 	if err != nil {
 		t.Fatal(errors.Join(fmt.Errorf("%s/%s", container, name), err))
 	}

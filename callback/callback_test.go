@@ -387,7 +387,7 @@ func TestQueueCallbackAndDeadEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.runJobs()
-	msgs, err := f.store.Queue.NewQueueClient(target).DequeueMessages(ctx, &azqueue.DequeueMessagesOptions{NumberOfMessages: to.Ptr[int32](32)})
+	msgs, err := testenv.QueueService(f.store).NewQueueClient(target).DequeueMessages(ctx, &azqueue.DequeueMessagesOptions{NumberOfMessages: to.Ptr[int32](32)})
 	if err != nil || len(msgs.Messages) != 1 {
 		t.Fatalf("callback queue: %v, %d messages", err, len(msgs.Messages))
 	}
@@ -420,7 +420,7 @@ func TestQueueCallbackAndDeadEvent(t *testing.T) {
 		}
 	}
 	f.runJobs()
-	msgs, err = f.store.Queue.NewQueueClient(target).DequeueMessages(ctx, &azqueue.DequeueMessagesOptions{NumberOfMessages: to.Ptr[int32](32)})
+	msgs, err = testenv.QueueService(f.store).NewQueueClient(target).DequeueMessages(ctx, &azqueue.DequeueMessagesOptions{NumberOfMessages: to.Ptr[int32](32)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -457,8 +457,8 @@ func TestQueueCallbackAndDeadEvent(t *testing.T) {
 // one) and deletes it after the test.
 func createQueue(t *testing.T, store *storage.Clients, name string) {
 	t.Helper()
-	if _, err := store.Queue.CreateQueue(context.Background(), name, nil); err != nil {
+	if _, err := testenv.QueueService(store).CreateQueue(context.Background(), name, nil); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = store.Queue.DeleteQueue(context.Background(), name, nil) })
+	t.Cleanup(func() { _, _ = testenv.QueueService(store).DeleteQueue(context.Background(), name, nil) })
 }

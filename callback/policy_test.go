@@ -247,7 +247,7 @@ func TestMissingCallbackQueueNotCreated(t *testing.T) {
 	if cb == nil || cb.Delivered || cb.Attempts != 3 || !strings.Contains(cb.LastError, "does not exist") || !strings.Contains(cb.LastError, "never creates") {
 		t.Fatalf("callback outcome %+v; want 3 failed attempts saying the queue does not exist", cb)
 	}
-	if _, err := f.store.Queue.NewQueueClient(target).GetProperties(ctx, nil); !storage.IsNotFound(err) {
+	if _, err := testenv.QueueService(f.store).NewQueueClient(target).GetProperties(ctx, nil); !storage.IsNotFound(err) {
 		t.Fatalf("queue %s: GetProperties = %v; want not found (it must not be created)", target, err)
 	}
 }

@@ -41,8 +41,8 @@ func TestRunServesHostRequests(t *testing.T) {
 	if err := store.Ensure(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	_, _ = store.Blob.CreateContainer(context.Background(), container, nil)
-	if _, err := store.Blob.UploadBuffer(context.Background(), container, "x.csv", []byte("n\n1\n2\n"), nil); err != nil {
+	_, _ = testenv.BlobService(store).CreateContainer(context.Background(), container, nil)
+	if _, err := testenv.BlobService(store).UploadBuffer(context.Background(), container, "x.csv", []byte("n\n1\n2\n"), nil); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

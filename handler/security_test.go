@@ -96,10 +96,10 @@ func (e *kindsEnv) everything(t *testing.T, st *record.Status) string {
 func upload(t *testing.T, store *storage.Clients, container, blob, content string) {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := store.Blob.CreateContainer(ctx, container, nil); err != nil && !strings.Contains(err.Error(), "ContainerAlreadyExists") {
+	if _, err := testenv.BlobService(store).CreateContainer(ctx, container, nil); err != nil && !strings.Contains(err.Error(), "ContainerAlreadyExists") {
 		t.Fatal(err)
 	}
-	if _, err := store.Blob.UploadBuffer(ctx, container, blob, []byte(content), nil); err != nil {
+	if _, err := testenv.BlobService(store).UploadBuffer(ctx, container, blob, []byte(content), nil); err != nil {
 		t.Fatal(err)
 	}
 }

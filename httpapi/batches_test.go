@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/nightshift-jobs/nightshift/httpapi"
+	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/record"
 )
 
@@ -76,7 +77,7 @@ func TestBatchStartAgainResumes(t *testing.T) {
 	if r.status != http.StatusAccepted || r.json(t)["resumed"] != true || r.json(t)["total"] != 2.0 {
 		t.Fatalf("second start = %d %s", r.status, r.body)
 	}
-	p, err := e.store.Queue.NewQueueClient(e.store.Layout.JobsQueue()).GetProperties(context.Background(), nil)
+	p, err := testenv.QueueService(e.store).NewQueueClient(e.store.Layout.JobsQueue()).GetProperties(context.Background(), nil)
 	if err != nil || *p.ApproximateMessagesCount != 2 {
 		t.Fatalf("queue holds %v messages (%v), want 2", p.ApproximateMessagesCount, err)
 	}

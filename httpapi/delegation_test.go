@@ -122,12 +122,12 @@ func TestResultLinkWithUserDelegation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if store.BlobKey != nil || store.Token == nil || store.AccountName != "devstoreaccount1" {
-		t.Fatalf("clients: key %v, token %v, account %q; want an identity-based connection", store.BlobKey != nil, store.Token != nil, store.AccountName)
+	if testenv.SignsWith(store) != "user-delegation" || store.AccountName != "devstoreaccount1" {
+		t.Fatalf("clients: signing %q, account %q; want an identity-based connection (user delegation)", testenv.SignsWith(store), store.AccountName)
 	}
 	ctx := context.Background()
 	for _, c := range []string{store.Layout.StatusContainer(), store.Layout.ResultsContainer()} {
-		if _, err := store.Blob.CreateContainer(ctx, c, nil); err != nil {
+		if _, err := testenv.BlobService(store).CreateContainer(ctx, c, nil); err != nil {
 			t.Fatalf("create %s with a bearer token: %v", c, err)
 		}
 	}

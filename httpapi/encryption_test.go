@@ -13,6 +13,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
+	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/seal"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
@@ -34,7 +35,7 @@ func TestAPISealsArgsAndReturnsPlainResults(t *testing.T) {
 			t.Fatalf("enqueue: %d %s", r.status, r.body)
 		}
 	}
-	peek, err := e.store.Queue.NewQueueClient(e.store.Layout.JobsQueue()).PeekMessages(ctx, &azqueue.PeekMessagesOptions{NumberOfMessages: to.Ptr(int32(8))})
+	peek, err := testenv.QueueService(e.store).NewQueueClient(e.store.Layout.JobsQueue()).PeekMessages(ctx, &azqueue.PeekMessagesOptions{NumberOfMessages: to.Ptr(int32(8))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +50,7 @@ func TestAPISealsArgsAndReturnsPlainResults(t *testing.T) {
 	e.runJobs()
 	raw := func(container, name string) []byte {
 		t.Helper()
-		resp, err := e.store.Blob.DownloadStream(ctx, container, name, nil)
+		resp, err := testenv.BlobService(e.store).DownloadStream(ctx, container, name, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

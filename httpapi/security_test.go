@@ -8,6 +8,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/httpapi"
+	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
@@ -15,7 +16,7 @@ import (
 // queueExists reports whether the queue is there (and fails the test on other errors).
 func queueExists(t *testing.T, store *storage.Clients, name string) bool {
 	t.Helper()
-	_, err := store.Queue.NewQueueClient(name).GetProperties(context.Background(), nil)
+	_, err := testenv.QueueService(store).NewQueueClient(name).GetProperties(context.Background(), nil)
 	if err != nil && !storage.IsNotFound(err) {
 		t.Fatal(err)
 	}
@@ -42,7 +43,7 @@ func TestQueueTargetsConfined(t *testing.T) {
 	if r := e.enqueue(`{"kind":"test.echo","queue":"` + l.LowQueue() + `"}`); r.status != 202 {
 		t.Fatalf("low queue by name: %d %s", r.status, r.body)
 	}
-	if _, err := e.store.Queue.DeleteQueue(context.Background(), l.HighQueue(), nil); err != nil {
+	if _, err := testenv.QueueService(e.store).DeleteQueue(context.Background(), l.HighQueue(), nil); err != nil {
 		t.Fatal(err)
 	}
 	// Azurite answers 409 QueueBeingDeleted for a moment on some versions; the enqueue's

@@ -223,11 +223,11 @@ func TestE2E_PastDueAfterDowntime(t *testing.T) {
 	last, missed := h.Add(-3*time.Hour), h.Add(-2*time.Hour)
 	status := fmt.Sprintf(`{"Last":%q,"Next":%q,"LastUpdated":%q}`, last.Format("2006-01-02T15:04:05+00:00"), missed.Format("2006-01-02T15:04:05+00:00"), last.Format("2006-01-02T15:04:05+00:00"))
 	ctx := context.Background()
-	if _, err := a.store.Blob.CreateContainer(ctx, storage.HostContainer, nil); err != nil && !storage.IsConflict(err) {
+	if _, err := testenv.BlobService(a.store).CreateContainer(ctx, storage.HostContainer, nil); err != nil && !storage.IsConflict(err) {
 		t.Fatal(err)
 	}
 	for _, fn := range []string{"RecurringTick", "RecurringTickSkip"} {
-		_, err := a.store.Blob.UploadBuffer(ctx, storage.HostContainer, funchost.TimerStatusBlob(hostID, fn), []byte(status), nil)
+		_, err := testenv.BlobService(a.store).UploadBuffer(ctx, storage.HostContainer, funchost.TimerStatusBlob(hostID, fn), []byte(status), nil)
 		must(t, err)
 	}
 	a.run(hostID)
@@ -240,7 +240,7 @@ func TestE2E_PastDueAfterDowntime(t *testing.T) {
 	}
 	// Skip: the catch-up fired (the host recorded a new Last) and made no job.
 	testenv.WaitFor(t, 30*time.Second, "the TickSkip catch-up to fire", func() bool {
-		resp, err := a.store.Blob.DownloadStream(ctx, storage.HostContainer, funchost.TimerStatusBlob(hostID, "RecurringTickSkip"), nil)
+		resp, err := testenv.BlobService(a.store).DownloadStream(ctx, storage.HostContainer, funchost.TimerStatusBlob(hostID, "RecurringTickSkip"), nil)
 		if err != nil {
 			return false
 		}

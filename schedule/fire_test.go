@@ -97,7 +97,7 @@ func (f *fireEnv) fire(fn string, next time.Time, pastDue bool) map[string]strin
 func (f *fireEnv) messages() []*envelope.Envelope {
 	f.t.Helper()
 	var out []*envelope.Envelope
-	q := f.store.Queue.NewQueueClient(f.store.Layout.JobsQueue())
+	q := testenv.QueueService(f.store).NewQueueClient(f.store.Layout.JobsQueue())
 	for {
 		resp, err := q.DequeueMessages(context.Background(), &azqueue.DequeueMessagesOptions{NumberOfMessages: to.Ptr(int32(32))})
 		if err != nil {

@@ -56,8 +56,8 @@ func sealerFromEnv(getenv func(string) string, c *Clients, opts *Options) (*seal
 	return seal.FromEnv(getenv, &seal.EnvOptions{
 		Credential: func() (azcore.TokenCredential, error) {
 			switch {
-			case c.Token != nil:
-				return c.Token, nil
+			case c.token != nil:
+				return c.token, nil
 			case opts.Credential != nil:
 				return opts.Credential, nil
 			}

@@ -8,6 +8,7 @@ package storage
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/url"
@@ -18,8 +19,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
 	"github.com/nightshift-jobs/nightshift/internal/store"
 	"github.com/nightshift-jobs/nightshift/internal/store/azure"
 	"github.com/nightshift-jobs/nightshift/internal/store/memory"
@@ -61,19 +60,11 @@ const DevelopmentStorage = "DefaultEndpointsProtocol=http;AccountName=devstoreac
 // is needed to sign short-lived links (a shared key locally, a token credential for user
 // delegation SAS). Build it with FromEnv, or NewMemory for tests.
 type Clients struct {
-	// Queue is the queue service client (nil on NewMemory). Only code outside this
-	// package that has not moved to the boundary yet uses it.
-	Queue *azqueue.ServiceClient
-	// Blob is the blob service client (nil on NewMemory). Only code outside this package
-	// that has not moved to the boundary yet uses it.
-	Blob *azblob.Client
 	// AccountName is the storage account name.
 	AccountName string
-	// BlobKey is set when the connection string carries an account key (Azurite, or an
-	// account with shared keys enabled); nil with identity-based connections.
-	BlobKey *azblob.SharedKeyCredential
-	// Token is set with identity-based connections; nil with a connection string.
-	Token azcore.TokenCredential
+	// QueueURL and BlobURL are the service endpoints ("" on NewMemory), without
+	// credentials.
+	QueueURL, BlobURL string
 	// Layout names the queues and containers, from NIGHTSHIFT_NAME_PREFIX.
 	Layout Layout
 	// Sealer, when set, encrypts every record, result and payload blob nightshift writes
@@ -85,25 +76,15 @@ type Clients struct {
 	// the default applies). Every client and handler built on these clients honours it.
 	MaxPayloadBytes int64
 
-	// store is the storage boundary; nil in Clients built by hand, which then reach
-	// storage through an Azure driver over Queue and Blob (see Store).
+	// store is the storage boundary (nil in Clients built by hand, which cannot do I/O);
+	// token is the identity-based connection's credential (Key Vault uses it too).
 	store store.Store
+	token azcore.TokenCredential
 }
 
 // Store returns the storage boundary these clients do their queue and blob I/O through:
-// the Azure driver over Queue and Blob (FromEnv), or the in-memory driver (NewMemory).
-func (c *Clients) Store() store.Store {
-	if c.store != nil {
-		return c.store
-	}
-	return azure.New(c.Queue, c.Blob, c.linkOptions())
-}
-
-// linkOptions say how the Azure driver signs read URLs: with the account key when the
-// connection string has one, else with a user delegation key (identity-based).
-func (c *Clients) linkOptions() *azure.Options {
-	return &azure.Options{SharedKey: c.BlobKey, UserDelegation: c.BlobKey == nil && c.Token != nil}
-}
+// the Azure driver (FromEnv) or the in-memory driver (NewMemory).
+func (c *Clients) Store() store.Store { return c.store }
 
 // NewMemory returns clients backed by the in-memory driver (internal/store/memory) on the
 // layout of layoutPrefix (NIGHTSHIFT_NAME_PREFIX; "" for none), with every queue and
@@ -189,7 +170,6 @@ func FromEnv(getenv func(string) string, opts *Options) (*Clients, error) {
 	if c.Sealer, err = sealerFromEnv(getenv, c, opts); err != nil {
 		return nil, err
 	}
-	c.store = azure.New(c.Queue, c.Blob, c.linkOptions())
 	return c, nil
 }
 
@@ -249,16 +229,21 @@ func fromConnectionString(cs string, opts *Options) (*Clients, error) {
 	if account == "" {
 		account = accountFromURL(blobURL)
 	}
-	qopts := &azqueue.ClientOptions{}
-	bopts := &azblob.ClientOptions{}
-	if opts.Transport != nil {
-		qopts.Transport = opts.Transport
-		bopts.Transport = opts.Transport
-	}
 	if key != "" {
-		return sharedKeyClients(account, key, queueURL, blobURL, qopts, bopts)
+		if _, err := base64.StdEncoding.DecodeString(key); err != nil {
+			return nil, &SettingError{SettingStorage, "AccountKey is not valid base64: " + err.Error()}
+		}
 	}
-	return sasClients(account, sasToken, queueURL, blobURL, qopts, bopts)
+	return open(azure.Account{Name: account, QueueURL: queueURL, BlobURL: blobURL, Key: key, SAS: sasToken, Transport: opts.Transport})
+}
+
+// open builds the Azure driver of the account and the clients over it.
+func open(a azure.Account) (*Clients, error) {
+	d, err := azure.Open(a)
+	if err != nil {
+		return nil, err
+	}
+	return &Clients{AccountName: a.Name, QueueURL: a.QueueURL, BlobURL: a.BlobURL, store: d, token: a.Credential}, nil
 }
 
 // serviceEndpoint returns the base URL (ending in "/") of a storage service ("Queue" or
@@ -285,40 +270,6 @@ func serviceEndpoint(kv map[string]string, service, explicit string) (string, er
 		suffix = "core.windows.net"
 	}
 	return fmt.Sprintf("%s://%s.%s.%s/", proto, account, strings.ToLower(service), suffix), nil
-}
-
-// sharedKeyClients builds the queue and blob clients authenticated with the account key.
-func sharedKeyClients(account, key, queueURL, blobURL string, qopts *azqueue.ClientOptions, bopts *azblob.ClientOptions) (*Clients, error) {
-	c := &Clients{AccountName: account}
-	qkey, err := azqueue.NewSharedKeyCredential(account, key)
-	if err != nil {
-		return nil, &SettingError{SettingStorage, "AccountKey is not valid base64: " + err.Error()}
-	}
-	bkey, err := azblob.NewSharedKeyCredential(account, key)
-	if err != nil {
-		return nil, &SettingError{SettingStorage, "AccountKey is not valid base64: " + err.Error()}
-	}
-	if c.Queue, err = azqueue.NewServiceClientWithSharedKeyCredential(queueURL, qkey, qopts); err != nil {
-		return nil, fmt.Errorf("queue client: %w", err)
-	}
-	if c.Blob, err = azblob.NewClientWithSharedKeyCredential(blobURL, bkey, bopts); err != nil {
-		return nil, fmt.Errorf("blob client: %w", err)
-	}
-	c.BlobKey = bkey
-	return c, nil
-}
-
-// sasClients builds the queue and blob clients that carry the SAS token in their URLs.
-func sasClients(account, sasToken, queueURL, blobURL string, qopts *azqueue.ClientOptions, bopts *azblob.ClientOptions) (*Clients, error) {
-	c := &Clients{AccountName: account}
-	var err error
-	if c.Queue, err = azqueue.NewServiceClientWithNoCredential(queueURL+"?"+sasToken, qopts); err != nil {
-		return nil, fmt.Errorf("queue client: %w", err)
-	}
-	if c.Blob, err = azblob.NewClientWithNoCredential(blobURL+"?"+sasToken, bopts); err != nil {
-		return nil, fmt.Errorf("blob client: %w", err)
-	}
-	return c, nil
 }
 
 func accountFromURL(u string) string {
@@ -368,21 +319,7 @@ func fromIdentity(getenv func(string) string, opts *Options) (*Clients, error) {
 			return nil, err
 		}
 	}
-	qopts := &azqueue.ClientOptions{}
-	bopts := &azblob.ClientOptions{}
-	if opts.Transport != nil {
-		qopts.Transport = opts.Transport
-		bopts.Transport = opts.Transport
-	}
-	q, err := azqueue.NewServiceClient(queueURL, cred, qopts)
-	if err != nil {
-		return nil, fmt.Errorf("queue client: %w", err)
-	}
-	b, err := azblob.NewClient(blobURL, cred, bopts)
-	if err != nil {
-		return nil, fmt.Errorf("blob client: %w", err)
-	}
-	return &Clients{Queue: q, Blob: b, AccountName: account, Token: cred}, nil
+	return open(azure.Account{Name: account, QueueURL: queueURL, BlobURL: blobURL, Credential: cred, Transport: opts.Transport})
 }
 
 func credentialFromEnv(getenv func(string) string) (azcore.TokenCredential, error) {

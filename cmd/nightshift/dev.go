@@ -200,7 +200,7 @@ func devSettings(cfg devConfig) (map[string]string, func(string) string, error) 
 func devStorage(ctx context.Context, cfg devConfig, info *devInfo, stateDir string) (func(), error) {
 	clients := info.Clients
 	stop := func() {}
-	queueURL, blobURL := clients.Queue.URL(), clients.Blob.URL()
+	queueURL, blobURL := clients.QueueURL, clients.BlobURL
 	if !reachable(queueURL) || !reachable(blobURL) {
 		ports, ok := loopbackPorts(queueURL, blobURL)
 		if !ok {
@@ -232,7 +232,7 @@ func printDevSummary(cfg devConfig, info *devInfo, h *funchost.Host) {
 	if info.AzuritePID != 0 {
 		fmt.Fprintf(w, "  Azurite:     pid %d, data in %s\n", info.AzuritePID, filepath.Join(filepath.Dir(info.AppDir), "azurite"))
 	}
-	fmt.Fprintf(w, "  Queue:       %s\n  Blob:        %s\n", displayURL(c.Queue.URL()), displayURL(c.Blob.URL()))
+	fmt.Fprintf(w, "  Queue:       %s\n  Blob:        %s\n", displayURL(c.QueueURL), displayURL(c.BlobURL))
 	fmt.Fprintf(w, "  Queues:      %s\n  Containers:  %s\n", strings.Join(c.Layout.Queues(), ", "), strings.Join(c.Layout.Containers(), ", "))
 	fmt.Fprintf(w, "  App folder:  %s (host id %s)\n", info.AppDir, h.HostID())
 	var fns, https []string

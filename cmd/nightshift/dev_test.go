@@ -226,7 +226,7 @@ func TestDev_SummaryHidesSAS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, u := range []string{store.Queue.URL(), store.Blob.URL()} {
+	for _, u := range []string{testenv.QueueService(store).URL(), testenv.BlobService(store).URL()} {
 		if !strings.Contains(u, "TOPSECRETSIG") {
 			t.Fatalf("the client URL %q has no SAS: the test would prove nothing", u)
 		}

@@ -123,7 +123,7 @@ func TestEnqueueCommand(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.JobID != "from-stdin" || res.RunAt.IsZero() {
 		t.Fatalf("enqueue --json: code %d, out %q", code, out)
 	}
-	peek, _ := e.store.Queue.NewQueueClient(res.Queue).PeekMessages(context.Background(), nil)
+	peek, _ := testenv.QueueService(e.store).NewQueueClient(res.Queue).PeekMessages(context.Background(), nil)
 	if len(peek.Messages) != 1 { // only the first job is visible
 		t.Fatalf("visible messages = %d, want 1", len(peek.Messages))
 	}
@@ -136,7 +136,7 @@ func TestEnqueueCommand(t *testing.T) {
 		t.Fatalf("--args-file: %d %s", code, out)
 	}
 	json.Unmarshal([]byte(out), &res)
-	msgs, _ := e.store.Queue.NewQueueClient(res.Queue).PeekMessages(context.Background(), &azqueue.PeekMessagesOptions{NumberOfMessages: to.Ptr[int32](32)})
+	msgs, _ := testenv.QueueService(e.store).NewQueueClient(res.Queue).PeekMessages(context.Background(), &azqueue.PeekMessagesOptions{NumberOfMessages: to.Ptr[int32](32)})
 	found := false
 	for _, m := range msgs.Messages {
 		env, err := envelope.Decode([]byte(*m.MessageText))

@@ -70,7 +70,7 @@ func BenchmarkFanOut(b *testing.B) {
 		counted := nightshift.NewClient(cstore, &nightshift.ClientOptions{Concurrency: 32})
 		a.runWith(&storage.Options{Transport: hostCT})
 		ctx := context.Background()
-		jobsQ := a.store.Queue.NewQueueClient(a.store.Layout.JobsQueue())
+		jobsQ := testenv.QueueService(a.store).NewQueueClient(a.store.Layout.JobsQueue())
 		testenv.WaitFor(b, time.Minute, "the handler", func() bool { return len(a.pids()) > 0 && a.handlerCalls() >= 0 })
 		time.Sleep(time.Second)
 

@@ -216,7 +216,7 @@ func TestE2E_BatchChildrenRunTwice(t *testing.T) {
 	params, want := squares(n, 20)
 	bi, err := a.client.StartBatch(ctx, nightshift.BatchParams{Children: params, Finalizer: &nightshift.EnqueueParams{Args: SumArgs{}}})
 	must(t, err)
-	q := a.store.Queue.NewQueueClient(a.store.Layout.JobsQueue())
+	q := testenv.QueueService(a.store).NewQueueClient(a.store.Layout.JobsQueue())
 	_, err = q.ClearMessages(ctx, nil)
 	must(t, err)
 	m, err := a.store.GetBatchManifest(ctx, bi.BatchID)
@@ -340,7 +340,7 @@ func TestE2E_PriorityHighOvertakesLowBacklog(t *testing.T) {
 		}
 		return false
 	})
-	p, err := a.store.Queue.NewQueueClient(low).GetProperties(ctx, nil)
+	p, err := testenv.QueueService(a.store).NewQueueClient(low).GetProperties(ctx, nil)
 	must(t, err)
 	if lowLeft <= 0 || *p.ApproximateMessagesCount == 0 {
 		t.Fatalf("the low backlog had drained before the high job finished (%d left, %d queued)", lowLeft, *p.ApproximateMessagesCount)

@@ -130,8 +130,8 @@ func benchRaw(b *testing.B, cs string, depth, jobs int) benchResult {
 	b.StopTimer()
 	ctx := context.Background()
 	c := benchClients(b, cs, testenv.Prefix(b))
-	q := c.Queue.NewQueueClient(c.Layout.JobsQueue())
-	results := c.Blob.ServiceClient().NewContainerClient(c.Layout.ResultsContainer())
+	q := testenv.QueueService(c).NewQueueClient(c.Layout.JobsQueue())
+	results := testenv.BlobService(c).ServiceClient().NewContainerClient(c.Layout.ResultsContainer())
 	enqueue := func(i int) {
 		msg := fmt.Sprintf(`{"id":"job-%d","t":%d}`, i, time.Now().UnixNano())
 		if _, err := q.EnqueueMessage(ctx, msg, nil); err != nil {
@@ -246,7 +246,7 @@ func benchHost(b *testing.B, cs string, depth, jobs int) benchResult {
 		parallel(jobs, enqueue)
 	}
 	// Done when the queue is empty and every status says succeeded.
-	q := c.Queue.NewQueueClient(c.Layout.JobsQueue())
+	q := testenv.QueueService(c).NewQueueClient(c.Layout.JobsQueue())
 	for {
 		p, err := q.GetProperties(ctx, nil)
 		if err == nil && *p.ApproximateMessagesCount == 0 {
@@ -280,7 +280,7 @@ func benchBare(b *testing.B, cs string, depth, jobs int) benchResult {
 	ctx := context.Background()
 	prefix := testenv.Prefix(b)
 	c := benchClients(b, cs, prefix)
-	q := c.Queue.NewQueueClient(c.Layout.JobsQueue())
+	q := testenv.QueueService(c).NewQueueClient(c.Layout.JobsQueue())
 	bin := testenv.BuildBinary(b, "./internal/funchost/internal/testhandler")
 	dir := b.TempDir()
 	must(b, os.WriteFile(filepath.Join(dir, "host.json"), []byte(testHostJSON{BatchSize: 16, NewBatchThreshold: 8}.render()), 0o644))

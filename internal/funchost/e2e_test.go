@@ -161,7 +161,7 @@ func TestE2E_GarbageMessageDeadLettered(t *testing.T) {
 	a := newE2EApp(t, "")
 	a.run(Options{})
 	garbage := "this is not a job envelope"
-	_, err := a.clients.Queue.NewQueueClient(a.clients.Layout.JobsQueue()).EnqueueMessage(context.Background(), garbage, nil)
+	_, err := testenv.QueueService(a.clients).NewQueueClient(a.clients.Layout.JobsQueue()).EnqueueMessage(context.Background(), garbage, nil)
 	must(t, err)
 	var found *jobrecord.DeadLetter
 	testenv.WaitFor(t, 60*time.Second, "a dead-letter record for the garbage message", func() bool {

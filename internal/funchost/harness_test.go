@@ -148,7 +148,7 @@ func (a *app) run(opts Options) (*Host, context.CancelFunc, <-chan error) {
 }
 
 func (a *app) queue(name string) *azqueue.QueueClient {
-	return a.clients.Queue.NewQueueClient(a.expand(name))
+	return testenv.QueueService(a.clients).NewQueueClient(a.expand(name))
 }
 
 func (a *app) createQueue(name string) *azqueue.QueueClient {

@@ -94,7 +94,7 @@ func TestBlob_1_9_OutputConversionsAndWrite(t *testing.T) {
 	a.enqueue(q, `{"key":"k1","do":"ok","outputs":{"b64":"aGVsbG8=","word":"test","hello":"Hello World","num":42,`+
 		`"obj":{ "a" : [1, 2] },"bin":"aGVsbG8=","lower":"not written: names are case-sensitive","unknown":"ignored"},"returnValue":"cmV0"}`)
 	testenv.WaitFor(t, 20*time.Second, "the message to be deleted", func() bool { return approxCount(t, q) == 0 && len(a.records_("k1")) == 1 })
-	cc := a.clients.Blob.ServiceClient().NewContainerClient(a.prefix + "-out")
+	cc := testenv.BlobService(a.clients).ServiceClient().NewContainerClient(a.prefix + "-out")
 	get := func(name string) ([]byte, map[string]*string) {
 		t.Helper()
 		bc := cc.NewBlobClient(name)

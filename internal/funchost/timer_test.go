@@ -32,7 +32,7 @@ type timerBody struct {
 
 func (a *app) hostBlobText(name string) (string, bool) {
 	a.t.Helper()
-	resp, err := a.clients.Blob.ServiceClient().NewContainerClient(storage.HostContainer).NewBlobClient(name).DownloadStream(context.Background(), nil)
+	resp, err := testenv.BlobService(a.clients).ServiceClient().NewContainerClient(storage.HostContainer).NewBlobClient(name).DownloadStream(context.Background(), nil)
 	if storage.IsNotFound(err) {
 		return "", false
 	}
@@ -45,11 +45,11 @@ func (a *app) hostBlobText(name string) (string, bool) {
 func (a *app) putHostBlob(name, text string) {
 	a.t.Helper()
 	ctx := context.Background()
-	_, err := a.clients.Blob.CreateContainer(ctx, storage.HostContainer, nil)
+	_, err := testenv.BlobService(a.clients).CreateContainer(ctx, storage.HostContainer, nil)
 	if err != nil && !storage.IsConflict(err) {
 		a.t.Fatal(err)
 	}
-	_, err = a.clients.Blob.UploadBuffer(ctx, storage.HostContainer, name, []byte(text), nil)
+	_, err = testenv.BlobService(a.clients).UploadBuffer(ctx, storage.HostContainer, name, []byte(text), nil)
 	must(a.t, err)
 }
 

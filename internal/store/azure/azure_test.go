@@ -22,7 +22,7 @@ func TestConformance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := azure.New(c.Queue, c.Blob, nil)
+	s := c.Store()
 	storetest.Run(t, func(t *testing.T) storetest.Harness {
 		return storetest.Harness{Store: s, Sleep: time.Sleep}
 	})
@@ -35,11 +35,15 @@ func TestReadURL(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	unsigned := azure.New(c.Queue, c.Blob, nil)
+	q, b := c.Store().(*azure.Store).Services()
+	unsigned := azure.New(q, b, nil)
 	if _, err := unsigned.ReadURL(ctx, "abc", "x", time.Now(), time.Now().Add(time.Minute)); err == nil {
 		t.Fatal("ReadURL without a shared key or user delegation signed a link")
 	}
-	s := azure.New(c.Queue, c.Blob, &azure.Options{SharedKey: c.BlobKey})
+	s := c.Store().(*azure.Store) // signs with the account key of the connection string
+	if s.SignsWith() != "shared-key" {
+		t.Fatalf("clients from a connection string with a key sign with %q", s.SignsWith())
+	}
 	cont := testenv.Prefix(t) + "-links"
 	if err := s.CreateContainer(ctx, cont); err != nil {
 		t.Fatal(err)
