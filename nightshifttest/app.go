@@ -125,7 +125,7 @@ func (a *App) deliver(ctx context.Context, queue, function string) (int, error) 
 	}
 	for _, m := range msgs {
 		a.remember(m.Text)
-		req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/"+function, bytes.NewReader(testenv.MessageInvocation(function, m)))
+		req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/"+function, bytes.NewReader(testenv.QueueInvocation(function, m)))
 		req.Header.Set("Content-Type", "application/json; charset=utf-8")
 		rec := httptest.NewRecorder()
 		a.h.ServeHTTP(rec, req)

@@ -42,11 +42,6 @@ func QueueInvocation(function string, m store.Message) []byte {
 	return b
 }
 
-// MessageInvocation is QueueInvocation, kept for callers not yet moved to it.
-func MessageInvocation(function string, m store.Message) []byte {
-	return QueueInvocation(function, m)
-}
-
 // DeliverOnce plays the queue trigger once: it receives up to 32 visible messages of
 // queue through the storage boundary (so it works on Azurite and on storage.NewMemory),
 // invokes function on h with each as the host would, and deletes each message. A failed
