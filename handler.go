@@ -252,7 +252,8 @@ type ServeOptions struct {
 	Setup func(h *Handler, store *storage.Clients) error
 }
 
-// Serve runs the custom handler until ctx is done: it builds storage clients from the
+// Serve runs the custom handler until ctx is done: an App of reg with no features (see
+// NewApp for one with callbacks, the HTTP API and timers); it builds storage clients from the
 // host's settings, listens on 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT and serves the
 // registry's jobs. When ctx ends it stops accepting invocations and waits up to
 // DrainTimeout for in-flight jobs; jobs still running then see their context cancelled and
@@ -261,41 +262,17 @@ func Serve(ctx context.Context, reg *Registry, opts *ServeOptions) error {
 	if opts == nil {
 		opts = &ServeOptions{}
 	}
-	getenv := opts.Getenv
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.NewJSONHandler(os.Stdout, nil))
-	}
-	port, err := portFromEnv(getenv)
+	app, err := NewApp(reg, Config{Getenv: opts.Getenv, Logger: opts.Logger, Store: opts.Store,
+		Handler: opts.Handler, DrainTimeout: opts.DrainTimeout})
 	if err != nil {
 		return err
 	}
-	store := opts.Store
-	if store == nil {
-		if store, err = storage.FromEnv(getenv, nil); err != nil {
-			return err
-		}
-	}
-	hopts := opts.Handler
-	if hopts.Logger == nil {
-		hopts.Logger = log
-	}
-	if hopts.MaxPayloadBytes <= 0 && opts.Store != nil {
-		// A store from FromEnv above carries the setting already; one given may not.
-		if hopts.MaxPayloadBytes, err = MaxPayloadBytesFromEnv(getenv); err != nil {
-			return err
-		}
-	}
-	h := NewHandler(reg, store, &hopts)
 	if opts.Setup != nil {
-		if err := opts.Setup(h, store); err != nil {
+		if err := opts.Setup(app.handler, app.store); err != nil {
 			return err
 		}
 	}
-	return serveHandler(ctx, h, log, port, opts.DrainTimeout, reg.Kinds())
+	return app.Serve(ctx)
 }
 
 // serveHandler listens on 127.0.0.1:port and serves h until ctx is done, then drains
