@@ -20,6 +20,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift/internal/appfolder"
 	"github.com/nightshift-jobs/nightshift/internal/funchost"
+	"github.com/nightshift-jobs/nightshift/internal/proc"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -319,6 +320,7 @@ func startAzurite(ctx context.Context, cfg devConfig, location string, ports azu
 		"--tableHost", "127.0.0.1", "--tablePort", "0",
 		"--skipApiVersionCheck", "--disableTelemetry", "--silent")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	proc.DieWithParent(cmd) // a killed `dev` leaves no Azurite behind
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, 0, fmt.Errorf("start Azurite: %w", err)

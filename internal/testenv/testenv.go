@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nightshift-jobs/nightshift/internal/proc"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
 
@@ -168,7 +169,7 @@ func StartAzurite(dir string) (connStr string, stop func(), err error) {
 		"--queueHost", "127.0.0.1", "--queuePort", fmt.Sprint(ports[1]),
 		"--tableHost", "127.0.0.1", "--tablePort", fmt.Sprint(ports[2]),
 		"--skipApiVersionCheck", "--disableTelemetry", "--silent")...)
-	dieWithParent(cmd)
+	proc.DieWithParent(cmd) // an Azurite started for a test run never outlives it
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return "", nil, err
