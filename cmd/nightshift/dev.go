@@ -40,6 +40,9 @@ type devConfig struct {
 	HandlerBinary string
 	// NoAzurite refuses to start Azurite when storage is unreachable.
 	NoAzurite bool
+	// NoRestart ends dev when the local host shuts itself down after three handler
+	// failures, instead of starting a new host.
+	NoRestart bool
 	// StateDir holds the app folder and Azurite's data; default <Repo>/.nightshift.
 	StateDir string
 	// SettingsFile is a local.settings.json whose Values are app settings (the environment
@@ -62,7 +65,7 @@ type devInfo struct {
 
 func newDevCmd() *cobra.Command {
 	var repo, httpAddr, tz, handlerBinary, settingsFile string
-	var noAzurite bool
+	var noAzurite, noRestart bool
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the whole pipeline locally: Azurite, queues and containers, the handler and the local Functions host",
@@ -76,6 +79,8 @@ func newDevCmd() *cobra.Command {
      one folder per function);
   4. starts nightshift's local Functions host (package funchost), which reads the same
      host.json and function.json files as the real host and drives the handler the same way.
+     When the host shuts itself down after three handler failures, dev starts a new one
+     (after 1 s, doubling up to 1 min), as Azure does; --no-restart exits instead.
 
 Ctrl-C stops the host, the handler and the Azurite it started (by process id), nothing else.
 See docs/local-host.md.`,
@@ -94,7 +99,7 @@ See docs/local-host.md.`,
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 			return runDev(cmd.Context(), devConfig{
 				Repo: repo, Getenv: os.Getenv, HTTPAddr: httpAddr, TimeZone: loc,
-				HandlerBinary: handlerBinary, NoAzurite: noAzurite, SettingsFile: settingsFile, Out: cmd.OutOrStdout(), Log: log,
+				HandlerBinary: handlerBinary, NoAzurite: noAzurite, NoRestart: noRestart, SettingsFile: settingsFile, Out: cmd.OutOrStdout(), Log: log,
 			})
 		},
 	}
@@ -103,6 +108,7 @@ See docs/local-host.md.`,
 	cmd.Flags().StringVar(&tz, "tz", "UTC", "IANA time zone for timer schedules")
 	cmd.Flags().StringVar(&handlerBinary, "handler-binary", "", "use this handler binary instead of building ./handler")
 	cmd.Flags().BoolVar(&noAzurite, "no-azurite", false, "fail instead of starting Azurite when storage is unreachable")
+	cmd.Flags().BoolVar(&noRestart, "no-restart", false, "exit when the local host shuts down after three handler failures, instead of starting a new host as Azure does")
 	cmd.Flags().StringVar(&settingsFile, "settings", "", "local.settings.json whose Values are app settings; the environment wins (default local/local.settings.json, else local/local.settings.template.json)")
 	return cmd
 }
@@ -142,19 +148,61 @@ func runDev(ctx context.Context, cfg devConfig) error {
 	}
 
 	// 3. The local host.
-	h, err := funchost.New(info.AppDir, funchost.Options{
-		Settings: settings, Getenv: cfg.Getenv, Logger: cfg.Log, TimeZone: cfg.TimeZone,
-		HTTPAddr: cfg.HTTPAddr, Development: true,
+	newHost := func() (*funchost.Host, error) {
+		return funchost.New(info.AppDir, funchost.Options{
+			Settings: settings, Getenv: cfg.Getenv, Logger: cfg.Log, TimeZone: cfg.TimeZone,
+			HTTPAddr: cfg.HTTPAddr, Development: true,
+		})
+	}
+	first := true
+	return superviseHost(ctx, cfg, newHost, func(h *funchost.Host) {
+		info.Host = h
+		if first {
+			first = false
+			printDevSummary(cfg, info, h)
+			if cfg.Ready != nil {
+				cfg.Ready(info)
+			}
+		}
 	})
-	if err != nil {
-		return err
+}
+
+// Restart back-off of the local host: the first restart waits restartBase, each next one
+// twice as long up to restartMax; a host that ran restartReset resets it.
+const (
+	restartBase  = time.Second
+	restartMax   = time.Minute
+	restartReset = 5 * time.Minute
+)
+
+// superviseHost runs local hosts one after another until ctx ends: when a host shuts
+// itself down because its handler failed three times (the real host's rule,
+// docs/host-contract.md §1.3), a new one starts after a back-off, as the platform starts a
+// new host on Azure. Any other end of a host, or one with cfg.NoRestart, ends dev.
+func superviseHost(ctx context.Context, cfg devConfig, newHost func() (*funchost.Host, error), started func(*funchost.Host)) error {
+	wait := restartBase
+	for {
+		h, err := newHost()
+		if err != nil {
+			return err
+		}
+		started(h)
+		began := time.Now()
+		err = h.Run(ctx)
+		if ctx.Err() != nil || cfg.NoRestart || !errors.Is(err, funchost.ErrHandlerRestarts) {
+			return err
+		}
+		if time.Since(began) >= restartReset {
+			wait = restartBase
+		}
+		fmt.Fprintf(cfg.Out, "The local host shut down after three handler failures (%v); starting a new host in %s, as Azure would (--no-restart stops instead)\n", err, wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, restartMax)
 	}
-	info.Host = h
-	printDevSummary(cfg, info, h)
-	if cfg.Ready != nil {
-		cfg.Ready(info)
-	}
-	return h.Run(ctx)
 }
 
 // devSettings reads local.settings.json (the environment wins), defaults the storage to
