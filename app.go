@@ -96,6 +96,11 @@ func NewApp(reg *Registry, cfg Config) (*App, error) {
 	hopts.OnJobEnd = a.chainEndHooks(hopts.OnJobEnd)
 	a.handler = NewHandler(reg, a.store, &hopts)
 	for _, f := range a.funcs {
+		for _, j := range a.handler.jobs {
+			if j.Name == f.Name {
+				return nil, fmt.Errorf("nightshift: function %s is one of the job functions", f.Name)
+			}
+		}
 		a.handler.Handle(f.Name, f.Serve)
 	}
 	a.funcs = append(slices.Clip(a.handler.jobs), a.funcs...)
