@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/csv"
 	"errors"
@@ -228,12 +227,13 @@ func (w *csvStatsWorker) Work(ctx context.Context, job *nightshift.Job[CSVStatsA
 		}
 		delim = r[0]
 	}
-	data, err := w.download(ctx, a.Container, a.Blob, MaxCSVBytes)
+	body, err := w.download(ctx, a.Container, a.Blob, MaxCSVBytes)
 	if err != nil {
 		return nil, err
 	}
+	defer body.Close()
 	job.Logger.Info("summarising CSV", "container", a.Container, "blob", a.Blob)
-	report, err := summarise(&capped{r: bytes.NewReader(data), n: MaxCSVBytes}, delim, !a.NoHeader)
+	report, err := summarise(&capped{r: body, n: MaxCSVBytes}, delim, !a.NoHeader)
 	if err != nil {
 		var pe *csv.ParseError
 		if errors.As(err, &pe) || errors.Is(err, errCSVTooLarge) {
@@ -246,21 +246,22 @@ func (w *csvStatsWorker) Work(ctx context.Context, job *nightshift.Job[CSVStatsA
 	return report, nil
 }
 
-// download reads the CSV blob, at most limit (MaxCSVBytes) bytes of it, through the
-// storage boundary. A missing or oversized blob is a permanent error.
-func (w *csvStatsWorker) download(ctx context.Context, cont, name string, limit int64) ([]byte, error) {
+// download opens the CSV blob through the storage boundary, streamed (the caller caps
+// the read at limit, MaxCSVBytes, and closes it). A missing blob, or one whose size is
+// over limit, is a permanent error.
+func (w *csvStatsWorker) download(ctx context.Context, cont, name string, limit int64) (io.ReadCloser, error) {
 	bs := w.store.Store()
-	data, _, err := bs.Get(ctx, cont, name, limit)
+	body, _, err := bs.Open(ctx, cont, name, limit)
 	switch {
 	case err == nil:
-		return data, nil
+		return body, nil
 	case storage.IsNotFound(err):
 		return nil, nightshift.Permanentf("csv_stats: blob %s/%s does not exist", cont, name)
 	case errors.Is(err, store.ErrTooLarge):
 		if p, perr := bs.Properties(ctx, cont, name); perr == nil && p.ContentLength > limit {
 			return nil, nightshift.Permanentf("csv_stats: blob %s/%s is %d bytes, over the limit of %d (MaxCSVBytes)", cont, name, p.ContentLength, limit)
 		}
-		// It grew past the limit while it was read.
+		// Over the limit when opened, though no longer (it was rewritten meanwhile).
 		return nil, nightshift.Permanent(fmt.Errorf("csv_stats: %s/%s: %w", cont, name, errCSVTooLarge))
 	}
 	return nil, fmt.Errorf("csv_stats: download %s/%s: %w", cont, name, err)

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"io"
 	"iter"
 	"time"
 )
@@ -146,6 +147,10 @@ type Blobs interface {
 	// Get reads a blob and its properties. With maxBytes > 0, a blob holding more gives
 	// ErrTooLarge without reading it all.
 	Get(ctx context.Context, container, name string, maxBytes int64) ([]byte, Properties, error)
+	// Open starts reading a blob and returns its properties; the caller reads and closes
+	// the body. With maxBytes > 0, a blob holding more gives ErrTooLarge before any read
+	// (the body is not capped: a blob that grows meanwhile is read as it is served).
+	Open(ctx context.Context, container, name string, maxBytes int64) (io.ReadCloser, Properties, error)
 	// Properties reads a blob's properties without its data.
 	Properties(ctx context.Context, container, name string) (Properties, error)
 	// Put writes a blob under opts and returns its new ETag.

@@ -67,23 +67,16 @@ func props(etag *azcore.ETag, ct *string, n *int64, mod *time.Time, md map[strin
 
 // Get reads a blob and its properties.
 func (s *Store) Get(ctx context.Context, cont, name string, maxBytes int64) ([]byte, store.Properties, error) {
-	if err := store.CheckBlob(cont, name); err != nil {
+	body, p, err := s.Open(ctx, cont, name, maxBytes)
+	if err != nil {
 		return nil, store.Properties{}, err
 	}
-	where := cont + "/" + name
-	resp, err := s.b.DownloadStream(ctx, cont, name, nil)
-	if err != nil {
-		return nil, store.Properties{}, wrap(err, "read "+where)
-	}
-	defer resp.Body.Close()
-	p := props(resp.ETag, resp.ContentType, resp.ContentLength, resp.LastModified, resp.Metadata)
-	if maxBytes > 0 && p.ContentLength > maxBytes {
-		return nil, store.Properties{}, fmt.Errorf("%s holds %d bytes, over %d: %w", where, p.ContentLength, maxBytes, store.ErrTooLarge)
-	}
-	r := io.Reader(resp.Body)
+	defer body.Close()
+	r := io.Reader(body)
 	if maxBytes > 0 {
 		r = io.LimitReader(r, maxBytes+1)
 	}
+	where := cont + "/" + name
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return nil, store.Properties{}, fmt.Errorf("read %s: %w", where, err)
@@ -92,6 +85,24 @@ func (s *Store) Get(ctx context.Context, cont, name string, maxBytes int64) ([]b
 		return nil, store.Properties{}, fmt.Errorf("%s holds more than %d bytes: %w", where, maxBytes, store.ErrTooLarge)
 	}
 	return data, p, nil
+}
+
+// Open starts a download of a blob.
+func (s *Store) Open(ctx context.Context, cont, name string, maxBytes int64) (io.ReadCloser, store.Properties, error) {
+	if err := store.CheckBlob(cont, name); err != nil {
+		return nil, store.Properties{}, err
+	}
+	where := cont + "/" + name
+	resp, err := s.b.DownloadStream(ctx, cont, name, nil)
+	if err != nil {
+		return nil, store.Properties{}, wrap(err, "read "+where)
+	}
+	p := props(resp.ETag, resp.ContentType, resp.ContentLength, resp.LastModified, resp.Metadata)
+	if maxBytes > 0 && p.ContentLength > maxBytes {
+		resp.Body.Close()
+		return nil, store.Properties{}, fmt.Errorf("%s holds %d bytes, over %d: %w", where, p.ContentLength, maxBytes, store.ErrTooLarge)
+	}
+	return resp.Body, p, nil
 }
 
 // Properties reads a blob's properties.

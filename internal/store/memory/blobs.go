@@ -1,8 +1,10 @@
 package memory
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"iter"
 	"maps"
 	"slices"
@@ -104,6 +106,15 @@ func (s *Store) Get(_ context.Context, cont, name string, maxBytes int64) ([]byt
 		return nil, store.Properties{}, fmt.Errorf("blob %s/%s holds %d bytes, over %d: %w", cont, name, len(b.data), maxBytes, store.ErrTooLarge)
 	}
 	return slices.Clone(b.data), b.export(), nil
+}
+
+// Open reads a blob (under the lock, as Get) and serves it from memory.
+func (s *Store) Open(ctx context.Context, cont, name string, maxBytes int64) (io.ReadCloser, store.Properties, error) {
+	data, p, err := s.Get(ctx, cont, name, maxBytes)
+	if err != nil {
+		return nil, store.Properties{}, err
+	}
+	return io.NopCloser(bytes.NewReader(data)), p, nil
 }
 
 // Properties reads a blob's properties.

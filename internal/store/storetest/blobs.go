@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"slices"
 	"sync"
 	"testing"
@@ -25,6 +26,7 @@ func blobCases() []testCase {
 		{"Blob/IfMatch", blobIfMatch},
 		{"Blob/DeleteIfMatch", blobDeleteIfMatch},
 		{"Blob/GetMaxBytes", blobMaxBytes},
+		{"Blob/OpenStreams", blobOpen},
 		{"Blob/ListByPrefixInNameOrder", blobList},
 		{"Blob/CreateRaceHasOneWinner", blobCreateRace},
 		{"Blob/ConditionalUpdateRaceLosesNothing", blobUpdateRace},
@@ -185,6 +187,25 @@ func blobDeleteIfMatch(t *testing.T, h Harness) {
 	is(t, "Delete at the current ETag", h.Store.Delete(ctx(t), c, "d", store.DeleteOptions{IfMatch: v2}), nil)
 	is(t, "If-Match Delete of a missing blob", h.Store.Delete(ctx(t), c, "d", store.DeleteOptions{IfMatch: v2}), store.ErrConflict)
 	is(t, "Delete of a missing blob", h.Store.Delete(ctx(t), c, "d", store.DeleteOptions{}), store.ErrNotFound)
+}
+
+func blobOpen(t *testing.T, h Harness) {
+	c := newContainer(t, h)
+	data := bytes.Repeat([]byte("abc,"), 1000)
+	etag, err := h.Store.Put(ctx(t), c, "big.csv", data, store.PutOptions{ContentType: "text/csv"})
+	is(t, "Put", err, nil)
+	body, p, err := h.Store.Open(ctx(t), c, "big.csv", int64(len(data)))
+	is(t, "Open with max = size", err, nil)
+	got, err := io.ReadAll(body)
+	is(t, "read the body", err, nil)
+	is(t, "Close", body.Close(), nil)
+	if !bytes.Equal(got, data) || p.ETag != etag || p.ContentLength != int64(len(data)) || p.ContentType != "text/csv" {
+		t.Fatalf("Open read %d bytes, properties %+v; want %d bytes, ETag %s, text/csv", len(got), p, len(data), etag)
+	}
+	_, _, err = h.Store.Open(ctx(t), c, "big.csv", int64(len(data))-1)
+	is(t, "Open with max = size-1", err, store.ErrTooLarge)
+	_, _, err = h.Store.Open(ctx(t), c, "nope", 0)
+	is(t, "Open of a missing blob", err, store.ErrNotFound)
 }
 
 func blobMaxBytes(t *testing.T, h Harness) {
