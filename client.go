@@ -41,7 +41,7 @@ var ErrTerminal = errors.New("job already ended")
 
 // MaxEnqueueDelay is the longest a queue message can stay invisible (7 days). Enqueue puts
 // a job due within it on the queue as an invisible message; a job due later waits in the
-// durable schedule (package schedule/delayed) until the ScheduleSweep timer moves it to
+// durable schedule (internal/delayed, docs/scheduling.md) until the ScheduleSweep timer moves it to
 // its queue (docs/scheduling.md).
 const MaxEnqueueDelay = delayed.QueueLimit
 

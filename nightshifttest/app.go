@@ -23,10 +23,10 @@ import (
 // dequeue counts, poison queues), a Client to enqueue and read jobs, and Drain to play the
 // Functions host's queue triggers until nothing is left to run. No Azurite, no network.
 //
-// The client's Enqueue, Status, Result, Wait, Cancel, DeadLetter and Replay work on it;
-// ListJobs and QueueDepths need real storage (App.Jobs lists the app's jobs instead), and
-// so does a delay beyond nightshift.MaxEnqueueDelay (the durable schedule). The Require
-// helpers assert what the app holds.
+// The client works on it as on Azure Storage (Enqueue, Status, Result, Wait, Cancel,
+// ListJobs, QueueDepths, DeadLetter, Replay; App.Jobs lists every job). Drain does not
+// run the ScheduleSweep timer, so a job delayed beyond nightshift.MaxEnqueueDelay does
+// not run. The Require helpers assert what the app holds.
 type App struct {
 	// Client enqueues and reads jobs of the app.
 	Client *nightshift.Client

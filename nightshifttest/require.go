@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -43,20 +44,9 @@ type RequireOptions struct {
 // far, by the app's Client or from inside a job (batch children and finalizers, callback
 // deliveries) — ordered by enqueue time, then job id.
 func (a *App) Jobs(ctx context.Context) ([]*record.Status, error) {
-	var out []*record.Status
-	for item, err := range a.store.Store().List(ctx, a.store.Layout.StatusContainer(), "") {
-		if err != nil {
-			return nil, fmt.Errorf("nightshifttest: list jobs: %w", err)
-		}
-		id, ok := strings.CutSuffix(item.Name, ".json")
-		if !ok {
-			continue
-		}
-		st, _, err := a.store.GetStatus(ctx, id)
-		if err != nil {
-			return nil, fmt.Errorf("nightshifttest: read the status of job %s: %w", id, err)
-		}
-		out = append(out, st)
+	out, err := a.Client.ListJobs(ctx, nightshift.JobFilter{Limit: math.MaxInt})
+	if err != nil {
+		return nil, fmt.Errorf("nightshifttest: list jobs: %w", err)
 	}
 	slices.SortStableFunc(out, func(x, y *record.Status) int {
 		if c := x.EnqueuedAt.Compare(y.EnqueuedAt); c != 0 {
@@ -237,6 +227,20 @@ func requireN(ctx context.Context, tb TB, app *App, kind string, n int, opts *Re
 }
 
 // status reads a job's status, failing tb when there is none.
+// requireState fails tb unless the job is in state want, and returns its status.
+func requireState(ctx context.Context, tb TB, app *App, jobID string, want record.State) *record.Status {
+	tb.Helper()
+	st := status(ctx, tb, app, jobID)
+	if st == nil {
+		return nil
+	}
+	if st.State != want {
+		tb.Fatalf("nightshifttest: job %s (%s) is %s, not %s%s", jobID, st.Kind, st.State, want, lastError(st))
+		return nil
+	}
+	return st
+}
+
 func status(ctx context.Context, tb TB, app *App, jobID string) *record.Status {
 	tb.Helper()
 	st, err := app.Client.Status(ctx, jobID)
@@ -256,15 +260,7 @@ func status(ctx context.Context, tb TB, app *App, jobID string) *record.Status {
 // not run yet is queued, not succeeded.
 func RequireSucceeded(ctx context.Context, tb TB, app *App, jobID string) *record.Status {
 	tb.Helper()
-	st := status(ctx, tb, app, jobID)
-	if st == nil {
-		return nil
-	}
-	if st.State != record.StateSucceeded {
-		tb.Fatalf("nightshifttest: job %s (%s) is %s, not succeeded%s", jobID, st.Kind, st.State, lastError(st))
-		return nil
-	}
-	return st
+	return requireState(ctx, tb, app, jobID, record.StateSucceeded)
 }
 
 // RequireDied fails tb unless the job is dead, and returns its dead-letter record: why
@@ -272,12 +268,7 @@ func RequireSucceeded(ctx context.Context, tb TB, app *App, jobID string) *recor
 // app.Client.Replay starts again from.
 func RequireDied(ctx context.Context, tb TB, app *App, jobID string) *record.DeadLetter {
 	tb.Helper()
-	st := status(ctx, tb, app, jobID)
-	if st == nil {
-		return nil
-	}
-	if st.State != record.StateDead {
-		tb.Fatalf("nightshifttest: job %s (%s) is %s, not dead%s", jobID, st.Kind, st.State, lastError(st))
+	if requireState(ctx, tb, app, jobID, record.StateDead) == nil {
 		return nil
 	}
 	dl, err := app.Client.DeadLetter(ctx, jobID)
