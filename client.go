@@ -41,8 +41,8 @@ var ErrTerminal = errors.New("job already ended")
 
 // MaxEnqueueDelay is the longest a queue message can stay invisible (7 days). Enqueue puts
 // a job due within it on the queue as an invisible message; a job due later waits in the
-// durable schedule (internal/delayed, docs/scheduling.md) until the ScheduleSweep timer moves it to
-// its queue (docs/scheduling.md).
+// durable schedule until the ScheduleSweep timer moves it to its queue
+// (docs/scheduling.md).
 const MaxEnqueueDelay = delayed.QueueLimit
 
 // JobExistsError reports an Enqueue with a job id that already has a status record.
