@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -155,36 +156,73 @@ func (a *App) FunctionFiles() (map[string][]byte, error) {
 	return out, nil
 }
 
-// CheckFunctions compares the functions folder dir with FunctionFiles and describes each
-// difference ("RunJob/function.json: differs"); none when the folder is up to date. A
-// folder with a function.json that the app does not serve is "stale".
-func (a *App) CheckFunctions(dir string) ([]string, error) {
+// CheckFunctions compares the functions folder dir with FunctionFiles and lists the
+// differences (none when the folder is up to date); a folder the app does not serve is
+// stale.
+func (a *App) CheckFunctions(dir string) ([]FunctionDrift, error) {
 	files, err := a.FunctionFiles()
 	if err != nil {
 		return nil, err
 	}
-	var drift []string
-	for rel, want := range files {
-		got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(rel)))
+	return CheckFunctionFiles(dir, files, func(string) bool { return true })
+}
+
+// FunctionDrift is one difference between generated function.json files and a functions
+// folder.
+type FunctionDrift struct {
+	// Path is relative to the functions folder.
+	Path string
+	// Problem is "missing", "differs" or "stale" (a folder the generator owns that it no
+	// longer generates).
+	Problem string
+}
+
+func (d FunctionDrift) String() string { return d.Path + ": " + d.Problem }
+
+// CheckFunctionFiles compares the functions folder dir with files (relative path →
+// content, as FunctionFiles returns them): each file missing or different, then each
+// folder that owns claims but files lacks, in name order.
+func CheckFunctionFiles(dir string, files map[string][]byte, owns func(folder string) bool) ([]FunctionDrift, error) {
+	var out []FunctionDrift
+	for _, rel := range slices.Sorted(maps.Keys(files)) {
+		cur, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(rel)))
 		switch {
 		case errors.Is(err, os.ErrNotExist):
-			drift = append(drift, rel+": missing")
+			out = append(out, FunctionDrift{rel, "missing"})
 		case err != nil:
 			return nil, err
-		case string(got) != string(want):
-			drift = append(drift, rel+": differs")
+		case !bytes.Equal(cur, files[rel]):
+			out = append(out, FunctionDrift{rel, "differs"})
 		}
 	}
-	have, err := filepath.Glob(filepath.Join(dir, "*", "function.json"))
+	stale, err := StaleFunctionFolders(dir, files, owns)
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range have {
-		rel := filepath.Base(filepath.Dir(p)) + "/function.json"
-		if _, ok := files[rel]; !ok {
-			drift = append(drift, rel+": stale")
+	for _, s := range stale {
+		out = append(out, FunctionDrift{s, "stale"})
+	}
+	return out, nil
+}
+
+// StaleFunctionFolders lists the folders of dir that owns claims and files has no
+// function.json for, in name order (none when dir does not exist).
+func StaleFunctionFolders(dir string, files map[string][]byte, owns func(folder string) bool) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if !e.IsDir() || !owns(e.Name()) {
+			continue
+		}
+		if _, ok := files[e.Name()+"/function.json"]; !ok {
+			out = append(out, e.Name())
 		}
 	}
-	slices.Sort(drift)
-	return drift, nil
+	return out, nil
 }

@@ -5,9 +5,10 @@ package schedule
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/nightshift-jobs/nightshift"
@@ -89,15 +90,9 @@ func DefaultSettings(decls []Recurring) map[string]string {
 	return out
 }
 
-// Drift is one difference between the generated files and a functions folder.
-type Drift struct {
-	// Path is relative to the functions folder.
-	Path string
-	// Problem is "missing", "differs" or "stale" (a Recurring* folder with no declaration).
-	Problem string
-}
-
-func (d Drift) String() string { return d.Path + ": " + d.Problem }
+// Drift is one difference between the generated files and a functions folder; a stale
+// one is a Recurring* folder with no declaration.
+type Drift = nightshift.FunctionDrift
 
 // Check compares the functions folder dir with what Render produces and lists the
 // differences (none when it is up to date).
@@ -106,26 +101,7 @@ func Check(dir string, decls []Recurring, opts GenerateOptions) ([]Drift, error)
 	if err != nil {
 		return nil, err
 	}
-	var out []Drift
-	for _, rel := range sortedKeys(files) {
-		cur, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(rel)))
-		switch {
-		case os.IsNotExist(err):
-			out = append(out, Drift{rel, "missing"})
-		case err != nil:
-			return nil, err
-		case !bytes.Equal(cur, files[rel]):
-			out = append(out, Drift{rel, "differs"})
-		}
-	}
-	stale, err := staleFolders(dir, files)
-	if err != nil {
-		return nil, err
-	}
-	for _, s := range stale {
-		out = append(out, Drift{s, "stale"})
-	}
-	return out, nil
+	return nightshift.CheckFunctionFiles(dir, files, isRecurringFolder)
 }
 
 // WriteFunctions writes the generated function.json files into the functions folder dir
@@ -137,7 +113,7 @@ func WriteFunctions(dir string, decls []Recurring, opts GenerateOptions) ([]stri
 		return nil, err
 	}
 	var changed []string
-	for _, rel := range sortedKeys(files) {
+	for _, rel := range slices.Sorted(maps.Keys(files)) {
 		p := filepath.Join(dir, filepath.FromSlash(rel))
 		if cur, err := os.ReadFile(p); err == nil && bytes.Equal(cur, files[rel]) {
 			continue
@@ -150,7 +126,7 @@ func WriteFunctions(dir string, decls []Recurring, opts GenerateOptions) ([]stri
 		}
 		changed = append(changed, rel)
 	}
-	stale, err := staleFolders(dir, files)
+	stale, err := nightshift.StaleFunctionFolders(dir, files, isRecurringFolder)
 	if err != nil {
 		return changed, err
 	}
@@ -163,32 +139,5 @@ func WriteFunctions(dir string, decls []Recurring, opts GenerateOptions) ([]stri
 	return changed, nil
 }
 
-// staleFolders lists Recurring* folders of dir that the generated files do not include.
-func staleFolders(dir string, files map[string][]byte) ([]string, error) {
-	entries, err := os.ReadDir(dir)
-	if os.IsNotExist(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, e := range entries {
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), FunctionPrefix) {
-			continue
-		}
-		if _, ok := files[e.Name()+"/function.json"]; !ok {
-			out = append(out, e.Name())
-		}
-	}
-	return out, nil
-}
-
-func sortedKeys(m map[string][]byte) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
+// isRecurringFolder says whether a functions folder is one the generator owns.
+func isRecurringFolder(name string) bool { return strings.HasPrefix(name, FunctionPrefix) }
