@@ -208,7 +208,7 @@ func (a *App) CheckCallback(fn func(cb envelope.Callback) *envelope.FieldError) 
 }
 
 // Client returns the app's client, built on first use with the app's storage, payload
-// maximum and callback rule: the one the HTTP API and the timers enqueue with.
+// maximum and callback rule: the one the HTTP API enqueues with.
 func (a *App) Client() *Client {
 	if a.client == nil {
 		a.client = NewClient(a.store, &ClientOptions{Logger: a.log, CheckCallback: a.check})
