@@ -481,7 +481,7 @@ func checkWorkerCASettings(m *bicepModel, e expectations) []string {
 	if keys := m.ofType(typeVaultKey); len(keys) == 1 {
 		expect(settingEncryptionKeyURL, keys[0].symbol+".properties.keyUri")
 	}
-	mustProtect := []string{storage.SettingBlobServiceURI, storage.SettingQueueServiceURI, storage.SettingCredential, storage.SettingClientID, settingAzureClientID, "AZURE_TOKEN_CREDENTIALS", settingWebhookSecrets, settingCSVContainers, settingCallbackQueues}
+	mustProtect := []string{storage.SettingBlobServiceURI, storage.SettingQueueServiceURI, storage.SettingCredential, storage.SettingClientID, settingAzureClientID, "AZURE_TOKEN_CREDENTIALS", settingWebhookSecrets, settingCSVContainers, settingCallbackQueues, settingWorkerTimers}
 	for name := range pinnedSettingValues {
 		mustProtect = append(mustProtect, name)
 	}
@@ -489,6 +489,15 @@ func checkWorkerCASettings(m *bicepModel, e expectations) []string {
 	for _, name := range mustProtect {
 		if _, ok := protected[name]; !ok {
 			out = append(out, "setting "+name+" is missing or can be overridden by a parameter (put it in the last union() argument)")
+		}
+	}
+	// Next to main.bicep's function app (whose timers fire) the workers' timers are off
+	// unless a parameter turns them on.
+	if n := all[settingWorkerTimers]; n != nil {
+		lit, isLit := m.eval(n)
+		p := m.mentionsParam(n, func(p bicepParam) bool { return p.typ == "bool" })
+		if (isLit && lit != "false") || (!isLit && (p == nil || p.def != "false")) {
+			out = append(out, fmt.Sprintf("setting %s is %s: off by default (the function app fires the timers), or a bool parameter defaulting to false", settingWorkerTimers, m.text(n)))
 		}
 	}
 	// NIGHTSHIFT_WEBHOOK_SECRETS: a secretRef to a Key Vault reference of a vault secret.
@@ -604,6 +613,9 @@ func TestWorkerContainerAppsPoliciesCatchWeakenedTemplates(t *testing.T) {
 		{"overridable identity", "worker settings", "  AzureWebJobsStorage__clientId: workerIdentity.properties.clientId\n", "", "AzureWebJobsStorage__clientId", nil},
 		{"webhook secrets inline", "worker settings", "    secretRef: 'webhook-secrets'\n", "    value: 'x'\n", "secretRef", nil},
 		{"health port", "worker settings", "NIGHTSHIFT_WORKER_HEALTH_ADDR: ':8080'", "NIGHTSHIFT_WORKER_HEALTH_ADDR: ':9090'", "want port 8080", nil},
+		{"timers on next to the function app", "worker settings", "NIGHTSHIFT_WORKER_TIMERS: workerTimers ? 'true' : 'false'", "NIGHTSHIFT_WORKER_TIMERS: 'true'", "NIGHTSHIFT_WORKER_TIMERS", nil},
+		{"timers on by default", "worker settings", "param workerTimers bool = false", "param workerTimers bool = true", "NIGHTSHIFT_WORKER_TIMERS", nil},
+		{"timers overridable", "worker settings", "  NIGHTSHIFT_WORKER_TIMERS: workerTimers ? 'true' : 'false'\n", "", "NIGHTSHIFT_WORKER_TIMERS is missing", nil},
 		{"longer drain", "worker container app", "NIGHTSHIFT_WORKER_DRAIN_TIMEOUT: '25s'", "NIGHTSHIFT_WORKER_DRAIN_TIMEOUT: '60s'", "drain deadline 1m0s", nil},
 		{"no registry output", "worker outputs", "output AZURE_CONTAINER_REGISTRY_ENDPOINT ", "output REGISTRY ", "AZURE_CONTAINER_REGISTRY_ENDPOINT", nil},
 	}

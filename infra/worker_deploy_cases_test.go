@@ -167,6 +167,7 @@ func TestDockerfile(t *testing.T) {
 		{"fat final stage", "FROM scratch\n", "FROM golang:1.26.8-bookworm\n", "want scratch"},
 		{"no certificates", "COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt\n", "", "CA certificates"},
 		{"health port", "ENV NIGHTSHIFT_WORKER_HEALTH_ADDR=:8080", "ENV NIGHTSHIFT_WORKER_HEALTH_ADDR=:9090", "want port 8080"},
+		{"host.json not copied", "COPY --from=build /src/host.json /host.json\n", "", "copies nothing there"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -293,6 +294,7 @@ func TestWebJobRunForwardsShutdown(t *testing.T) {
 	runSh := readFile(t, filepath.Join(deployDir, "webjob", "run.sh"))
 	fake := "#!/bin/sh\n" +
 		"d=$(dirname \"$0\")\n" +
+		"echo \"$NIGHTSHIFT_WORKER_HOST_JSON\" > \"$d/hostjson\"\n" +
 		"echo \"$*\" > \"$d/args.tmp\" && mv \"$d/args.tmp\" \"$d/args\"\n" +
 		"trap 'echo term > \"$d/got\"; exit 0' TERM\n" +
 		"while :; do sleep 1; done\n"
@@ -338,6 +340,9 @@ func TestWebJobRunForwardsShutdown(t *testing.T) {
 			}
 			if b, err := os.ReadFile(filepath.Join(dir, "got")); err != nil || strings.TrimSpace(string(b)) != "term" {
 				t.Errorf("the worker did not get SIGTERM (%v)", err)
+			}
+			if b, _ := os.ReadFile(filepath.Join(dir, "hostjson")); strings.TrimSpace(string(b)) != filepath.Join(dir, "host.json") {
+				t.Errorf("NIGHTSHIFT_WORKER_HOST_JSON = %q, want the job folder's host.json", strings.TrimSpace(string(b)))
 			}
 		})
 	}

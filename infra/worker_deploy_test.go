@@ -40,6 +40,8 @@ const (
 
 	settingWorkerDrainTimeout = "NIGHTSHIFT_WORKER_DRAIN_TIMEOUT"
 	settingWorkerHealthAddr   = "NIGHTSHIFT_WORKER_HEALTH_ADDR"
+	settingWorkerHostJSON     = "NIGHTSHIFT_WORKER_HOST_JSON"
+	settingWorkerTimers       = "NIGHTSHIFT_WORKER_TIMERS"
 )
 
 // workerOptionalSettings are settings every worker target may leave unset, with the reason:
@@ -50,13 +52,16 @@ var workerOptionalSettings = map[string]string{
 	"NIGHTSHIFT_WORKER_CONCURRENCY":  "default: host.json's batchSize + newBatchThreshold per queue, like the host",
 	"NIGHTSHIFT_WORKER_QUEUES":       "default: every job queue and its poison queue, which the scale rules cover",
 	"NIGHTSHIFT_WORKER_TIMERS":       "default: on, under the singleton lease (one firing per fleet)",
+	"NIGHTSHIFT_WORKER_HOST_JSON":    "default: the worker's built-in copy of the repository's host.json; the image sets it to its /host.json",
 }
 
 // checkWorkerSettings: a worker target sets every setting the function app gets (the Go
 // code's Setting* constants, as for main.bicep), except workerOptionalSettings and the
 // target's own exemptions; storage by account name or by both service URIs, never by
 // connection string; the SSRF guards pinned off; literal values equal to the code's
-// defaults; the drain deadline and health address, if set, as the contract allows.
+// defaults (the worker's own NIGHTSHIFT_WORKER_* settings are deployment choices: a VM's
+// health address is loopback); the drain deadline and health address, if set, as the
+// contract allows.
 func checkWorkerSettings(got map[string]string, exempt map[string]string, e expectations) []string {
 	var out []string
 	_, byName := got[storage.SettingAccountName]
@@ -82,7 +87,7 @@ func checkWorkerSettings(got map[string]string, exempt map[string]string, e expe
 		}
 	}
 	for name, def := range e.defaults {
-		if v, ok := got[name]; ok && v != def && !strings.HasPrefix(v, "<") {
+		if v, ok := got[name]; ok && v != def && !strings.HasPrefix(v, "<") && !strings.HasPrefix(name, "NIGHTSHIFT_WORKER_") {
 			out = append(out, fmt.Sprintf("setting %s is %q but the code's Default constant is %q", name, v, def))
 		}
 	}
@@ -791,7 +796,8 @@ func checkDockerfile(src string) []string {
 // checkDockerFinalStage checks the final stage of checkDockerfile.
 func checkDockerFinalStage(final []dockerInstr) []string {
 	var out []string
-	var user, entrypoint, healthAddr string
+	var user, entrypoint, healthAddr, hostJSON string
+	var copied []string
 	certs := false
 	for _, in := range final {
 		switch in.cmd {
@@ -803,7 +809,13 @@ func checkDockerFinalStage(final []dockerInstr) []string {
 			if _, v, ok := strings.Cut(in.args, settingWorkerHealthAddr+"="); ok {
 				healthAddr = strings.Fields(v)[0]
 			}
+			if _, v, ok := strings.Cut(in.args, settingWorkerHostJSON+"="); ok {
+				hostJSON = strings.Fields(v)[0]
+			}
 		case "COPY":
+			if f := strings.Fields(in.args); len(f) > 0 {
+				copied = append(copied, f[len(f)-1])
+			}
 			if strings.Contains(in.args, "--from=") && strings.Contains(in.args, "ca-certificates") && strings.Contains(in.args, "/etc/ssl/certs/") {
 				certs = true
 			}
@@ -816,6 +828,9 @@ func checkDockerFinalStage(final []dockerInstr) []string {
 	var ep []string
 	if err := json.Unmarshal([]byte(entrypoint), &ep); err != nil || !slices.Equal(ep, []string{"/handler", "worker"}) {
 		out = append(out, fmt.Sprintf("ENTRYPOINT %s, want the exec form [\"/handler\", \"worker\"] (the worker as PID 1, receiving SIGTERM)", entrypoint))
+	}
+	if hostJSON != "" && !slices.Contains(copied, hostJSON) {
+		out = append(out, fmt.Sprintf("%s=%s, but the final stage copies nothing there", settingWorkerHostJSON, hostJSON))
 	}
 	if !certs {
 		out = append(out, "the final stage does not copy the CA certificates from the build stage to /etc/ssl/certs/")

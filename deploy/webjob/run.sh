@@ -16,6 +16,9 @@ set -u
 cd "$(dirname "$0")" || exit 1
 # The zip may lose the executable bit.
 [ -x ./handler ] || chmod +x ./handler 2>/dev/null || true
+# The queue settings of the job folder's host.json, as the Functions host would read them.
+NIGHTSHIFT_WORKER_HOST_JSON="${NIGHTSHIFT_WORKER_HOST_JSON:-$PWD/host.json}"
+export NIGHTSHIFT_WORKER_HOST_JSON
 
 ./handler worker "$@" &
 pid=$!

@@ -71,8 +71,14 @@ param csvContainers string = ''
 @description('Comma-separated queues a job callback may name (as main.bicep\'s callbackQueues).')
 param callbackQueues string = ''
 
-@description('More settings for the worker, e.g. NIGHTSHIFT_SCHEDULE_<NAME> or NIGHTSHIFT_WORKER_CONCURRENCY. They cannot override the identity, storage and security settings.')
+@description('More settings for the worker, e.g. NIGHTSHIFT_SCHEDULE_<NAME> or NIGHTSHIFT_WORKER_CONCURRENCY. They cannot override the identity, storage, timer and security settings.')
 param extraSettings object = {}
+
+@description('Run recurring jobs and the schedule sweeper in the workers too. Off by default: main.bicep\'s function app fires them; on, the workers would fire each occurrence again under their own host id. Turn it on for a fleet without a function app, or together with hostId.')
+param workerTimers bool = false
+
+@description('Host id naming the timers\' singleton lease (AzureFunctionsWebHost__hostid): the function app\'s host id lets workers and the function app share one lease. Empty: the worker\'s default.')
+param hostId string = ''
 
 // ---------------------------------------------------------------------------------------
 // Names
@@ -136,7 +142,9 @@ var defaultWorkerSettings = {
 
 // The function app's settings (main.bicep's appSettings) for the worker's identity. Later
 // union() arguments win: nothing overrides the last object.
-var workerSettings = union(defaultWorkerSettings, extraSettings, enableEncryption ? {
+var workerSettings = union(defaultWorkerSettings, extraSettings, empty(hostId) ? {} : {
+  AzureFunctionsWebHost__hostid: hostId
+}, enableEncryption ? {
   NIGHTSHIFT_ENCRYPTION_KEY_URL: kek.properties.keyUri
 } : {}, {
   AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
@@ -146,6 +154,7 @@ var workerSettings = union(defaultWorkerSettings, extraSettings, enableEncryptio
   AZURE_CLIENT_ID: workerIdentity.properties.clientId
   AZURE_TOKEN_CREDENTIALS: 'ManagedIdentityCredential'
   NIGHTSHIFT_WORKER_HEALTH_ADDR: ':8080'
+  NIGHTSHIFT_WORKER_TIMERS: workerTimers ? 'true' : 'false'
   NIGHTSHIFT_CSV_CONTAINERS: csvContainers
   NIGHTSHIFT_CALLBACK_QUEUES: callbackQueues
   NIGHTSHIFT_FETCH_ALLOW_PRIVATE: 'false'
