@@ -340,7 +340,7 @@ resource workerAcrPull 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 // ---------------------------------------------------------------------------------------
 
 // Logs through Azure Monitor (the diagnostic setting below), so no workspace key is needed.
-resource environment 'Microsoft.App/managedEnvironments@2025-01-01' = if (empty(containerAppsEnvironmentId)) {
+resource containerAppsEnvironment 'Microsoft.App/managedEnvironments@2025-01-01' = if (empty(containerAppsEnvironmentId)) {
   name: 'cae-${resourceToken}'
   location: location
   tags: tags
@@ -359,7 +359,7 @@ resource environment 'Microsoft.App/managedEnvironments@2025-01-01' = if (empty(
 
 resource environmentDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = if (empty(containerAppsEnvironmentId)) {
   name: 'to-log-analytics'
-  scope: environment
+  scope: containerAppsEnvironment
   properties: {
     workspaceId: logAnalytics.id
     logs: [
@@ -391,7 +391,7 @@ resource worker 'Microsoft.App/containerApps@2025-01-01' = {
     }
   }
   properties: {
-    environmentId: empty(containerAppsEnvironmentId) ? environment.id : containerAppsEnvironmentId
+    environmentId: empty(containerAppsEnvironmentId) ? containerAppsEnvironment.id : containerAppsEnvironmentId
     configuration: {
       // No ingress: the worker takes its work from the queues; nothing calls it.
       activeRevisionsMode: 'Single'
