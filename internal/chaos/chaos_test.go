@@ -312,8 +312,10 @@ func waitTerminal(t *testing.T, client *nightshift.Client, jobs []*job, bound ti
 	deadline := time.Now().Add(bound)
 	for len(pending) > 0 {
 		var still []*job
-		for _, j := range pending {
-			s, err := client.Status(context.Background(), j.id)
+		sts, errs := make([]*record.Status, len(pending)), make([]error, len(pending))
+		each(len(pending), func(i int) { sts[i], errs[i] = client.Status(context.Background(), pending[i].id) })
+		for i, j := range pending {
+			s, err := sts[i], errs[i]
 			switch {
 			case err != nil:
 				still = append(still, j)
@@ -386,15 +388,26 @@ func check(t *testing.T, client *nightshift.Client, runsDir string, jobs []*job)
 	} else if len(listed) != len(jobs) {
 		t.Errorf("%d status records, want one per job (%d)", len(listed), len(jobs))
 	}
-	for _, j := range jobs {
-		s, err := client.Status(ctx, j.id)
+	type final struct {
+		st          *record.Status
+		res         Result
+		err, resErr error
+	}
+	finals := make([]final, len(jobs))
+	each(len(jobs), func(i int) {
+		f := &finals[i]
+		if f.st, f.err = client.Status(ctx, jobs[i].id); f.err == nil && f.st.State == record.StateSucceeded {
+			f.resErr = client.Result(ctx, jobs[i].id, &f.res)
+		}
+	})
+	for i, j := range jobs {
+		s, err, got := finals[i].st, finals[i].err, finals[i].res
 		if err != nil || s.State != record.StateSucceeded {
 			r.lost++
 			t.Errorf("lost: job %s ended %v (%v)", j.id, stateOf(s), err)
 			continue
 		}
-		var got Result
-		if err := client.Result(ctx, j.id, &got); err != nil || got != Expected(j.args) || s.Kind != Kind {
+		if err := finals[i].resErr; err != nil || got != Expected(j.args) || s.Kind != Kind {
 			r.corrupt++
 			t.Errorf("corrupt: job %s (kind %s) result %+v (%v), want %+v", j.id, s.Kind, got, err, Expected(j.args))
 		}
@@ -415,6 +428,22 @@ func check(t *testing.T, client *nightshift.Client, runsDir string, jobs []*job)
 		r.overlaps += overlapping(finished)
 	}
 	return r
+}
+
+// each calls fn(0) … fn(n-1), eight at a time.
+func each(n int, fn func(i int)) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i := range n {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			fn(i)
+		}()
+	}
+	wg.Wait()
 }
 
 func stateOf(s *record.Status) any {
