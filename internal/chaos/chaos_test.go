@@ -56,12 +56,15 @@ func jobArgs(n, jobs int) Args {
 	a := Args{N: n, Salt: fmt.Sprintf("s%d", n*7919%1000), MS: 200 + n*37%1300}
 	switch {
 	case n < max(3, jobs/100):
-		a.MS = 6000
+		a.MS = marathonMS
 	case n%20 == 7:
 		a.MS = 2500
 	}
 	return a
 }
+
+// marathonMS is how long a marathon job runs.
+const marathonMS = 6000
 
 // stormStats are the storm's counts, for the summary.
 type stormStats struct {
@@ -150,6 +153,12 @@ func TestCrashStorm(t *testing.T) {
 	}
 
 	r := check(t, client, runs, jobs)
+	marathons := 0
+	for _, j := range dead {
+		if j.args.MS == marathonMS {
+			marathons++
+		}
+	}
 	observed, sawRunning := 0, 0
 	for _, j := range jobs {
 		observed += len(j.seen)
@@ -159,10 +168,10 @@ func TestCrashStorm(t *testing.T) {
 	}
 	t.Logf("chaos summary: %d jobs via %s in %s (storm %s, seed %d): handler SIGKILLs %d (%d found no handler), host SIGKILLs %d, "+
 		"Azurite restarts %d, %s; runs %d = %d duplicate runs (%d jobs ran more than once, max %d runs, %d duplicate finished runs, %d overlapping); "+
-		"dead host_retries_exhausted %d, replayed %d; lost %d, corrupt %d, backwards %d (%d distinct statuses observed, %d jobs seen running); status reads %d (%d failed), enqueue retries %d",
+		"dead host_retries_exhausted %d (%d marathons), replayed %d; lost %d, corrupt %d, backwards %d (%d distinct statuses observed, %d jobs seen running); status reads %d (%d failed), enqueue retries %d",
 		len(jobs), cons.name(), time.Since(began).Round(time.Second), *flagDuration, seed, st.kills.Load(), st.killMisses.Load(), st.hostCrashes.Load(),
 		st.azuriteRestarts.Load(), cons.stats(), r.runs, r.runs-len(jobs), r.multi, r.maxRuns, r.dupFinished, r.overlaps,
-		len(dead), len(replayed), r.lost, r.corrupt, r.backwards, observed, sawRunning, st.reads.Load(), st.readErrors.Load(), st.enqueueRetries.Load())
+		len(dead), marathons, len(replayed), r.lost, r.corrupt, r.backwards, observed, sawRunning, st.reads.Load(), st.readErrors.Load(), st.enqueueRetries.Load())
 }
 
 // produce enqueues the jobs with the Go client, evenly over spread, retrying each until
