@@ -128,6 +128,7 @@ func TestCrashStorm(t *testing.T) {
 	t.Cleanup(abort)
 	go func() { defer wg.Done(); produce(runCtx, client, jobs, 6**flagDuration/10, st) }()
 	observeCtx, endObserve := context.WithCancel(ctx)
+	t.Cleanup(endObserve)
 	go func() { defer wg.Done(); observe(observeCtx, client, jobs, st) }()
 	go func() {
 		defer wg.Done()
@@ -137,7 +138,6 @@ func TestCrashStorm(t *testing.T) {
 	// Wait for the storm to end, then for every job to end (a bound against hangs only).
 	<-stormCtx.Done()
 	if err := <-stormErr; err != nil {
-		endObserve()
 		t.Fatalf("the storm could not go on: %v", err)
 	}
 	settleBound := 5*time.Minute + *flagDuration
