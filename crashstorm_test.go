@@ -4,11 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -160,5 +164,65 @@ func TestCrashStormCauses(t *testing.T) {
 				t.Errorf("never detail: %s", d.Detail)
 			}
 		})
+	}
+}
+
+// failPuts fails every PUT with 403 while on (storage refusing writes; not retried by the SDK).
+type failPuts struct {
+	next policy.Transporter
+	on   atomic.Bool
+}
+
+func (f *failPuts) Do(req *http.Request) (*http.Response, error) {
+	if f.on.Load() && req.Method == http.MethodPut {
+		return &http.Response{StatusCode: http.StatusForbidden, Status: "403 Forbidden", Header: http.Header{},
+			Body: io.NopCloser(strings.NewReader("")), Request: req}, nil
+	}
+	return f.next.Do(req)
+}
+
+// TestRedeliveryRecordsItsStart: a redelivery writes its start (counted in runs) before
+// the worker runs, and does not run when that write fails (the invocation fails, so the
+// host delivers it again); a first delivery of a quick job writes no start.
+func TestRedeliveryRecordsItsStart(t *testing.T) {
+	ft := &failPuts{next: http.DefaultClient}
+	store, err := storage.FromEnv(testenv.Env(t), &storage.Options{Transport: ft})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Ensure(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var runs atomic.Int64
+	reg := NewRegistry()
+	AddWorkerFunc(reg, func(ctx context.Context, j *Job[countArgs]) (any, error) {
+		runs.Add(1)
+		return nil, nil
+	}, nil)
+	h := NewHandler(reg, store, &HandlerOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	deliver := func(id string, dq int) int {
+		body := hostRequest(t, FunctionRunJob, []byte(`{"job_id":"`+id+`","kind":"test.count"}`), hostMeta{DequeueCount: dq})
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/"+FunctionRunJob, strings.NewReader(string(body))))
+		return rec.Code
+	}
+	ft.on.Store(true)
+	if code := deliver("redelivered", 3); code != http.StatusInternalServerError || runs.Load() != 0 {
+		t.Fatalf("redelivery with failing writes: %d, %d runs; want 500 and no run", code, runs.Load())
+	}
+	ft.on.Store(false)
+	if code := deliver("redelivered", 4); code != http.StatusOK || runs.Load() != 1 {
+		t.Fatalf("redelivery: %d, %d runs", code, runs.Load())
+	}
+	c := NewClient(store, nil)
+	st, err := c.Status(context.Background(), "redelivered")
+	if err != nil || st.State != record.StateSucceeded || st.Runs != 1 || st.RunDequeueCount != 4 {
+		t.Fatalf("status after the redelivery: %+v, %v", st, err)
+	}
+	if code := deliver("first", 1); code != http.StatusOK {
+		t.Fatalf("first delivery: %d", code)
+	}
+	if st, err := c.Status(context.Background(), "first"); err != nil || st.Runs != 0 || st.RunDequeueCount != 0 {
+		t.Fatalf("status after a first delivery: %+v, %v", st, err)
 	}
 }
