@@ -157,9 +157,9 @@ func (c *Client) deadTargets(ctx context.Context, sel *DeadSelection, o *ReplayD
 		}
 		var out []*record.DeadLetter
 		for _, id := range sel.DeadIDs {
-			d, err := c.DeadLetter(ctx, id)
+			d, _, err := c.store.GetDeadLetter(ctx, id)
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("nightshift: replay dead: dead letter %s: %w", id, err)
 			}
 			out = append(out, d)
 		}

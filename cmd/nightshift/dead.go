@@ -217,9 +217,6 @@ func replayProgress(cmd *cobra.Command, asJSON bool) func(nightshift.DeadReplayP
 func replay(cmd *cobra.Command, c *nightshift.Client, sel nightshift.DeadSelection, opts *nightshift.ReplayDeadOptions, asJSON bool) error {
 	rep, err := c.ReplayDead(cmd.Context(), sel, opts)
 	if err != nil {
-		if errors.Is(err, nightshift.ErrNotFound) {
-			return fmt.Errorf("no dead letter: %w", err)
-		}
 		return err
 	}
 	out := cmd.OutOrStdout()

@@ -134,3 +134,12 @@ func TestDeadReplayProgress(t *testing.T) {
 		t.Fatalf("progress: %q", stderr)
 	}
 }
+
+// TestDeadReplayMissingID: a missing id fails the command before anything is replayed,
+// naming the id.
+func TestDeadReplayMissingID(t *testing.T) {
+	e := newCLIEnv(t)
+	if _, stderr, code := e.run("", "dead", "replay", "no-such-id"); code != exitFailure || !strings.Contains(stderr, "dead letter no-such-id: ") || !strings.Contains(stderr, "not found") {
+		t.Fatalf("replay of a missing id: %d %q", code, stderr)
+	}
+}
