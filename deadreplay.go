@@ -29,7 +29,7 @@ type DeadSelection struct {
 	// be empty. A named record that cannot be replayed is a failure, not a skip.
 	DeadIDs []string
 	// Kind, Reason and Cause match the record's fields exactly. Cause record.CauseCrash
-	// selects the dead letters crashes caused (docs/semantics.md#dead-letters); records
+	// selects the dead letters crashes caused (docs/semantics.md#cause-crash-or-job); records
 	// older than causes have none and match no cause.
 	Kind   string
 	Reason record.DeadReason

@@ -72,7 +72,7 @@ type Status struct {
 	// started its worker: each writes the running status, counting itself, before the
 	// worker starts. A first delivery is not counted (it writes running only after a
 	// while, to keep quick jobs at one write). The dead-letter cause rule reads it
-	// (CauseOf, docs/semantics.md#dead-letters).
+	// (CauseOf, docs/semantics.md#cause-crash-or-job).
 	Runs int `json:"runs,omitempty"`
 	// RunDequeueCount is the host's dequeue count of the latest delivery Runs counted.
 	RunDequeueCount int `json:"run_dequeue_count,omitempty"`
@@ -207,7 +207,7 @@ const (
 )
 
 // DeadCause says whether a dead letter was caused by the job itself or by crashes around
-// it: the cause rule of docs/semantics.md#dead-letters (CauseOf).
+// it: the cause rule of docs/semantics.md#cause-crash-or-job (CauseOf).
 type DeadCause string
 
 // Dead-letter causes. Records written before causes existed have none ("").
