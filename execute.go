@@ -43,6 +43,9 @@ type executor struct {
 	maxPayload int64
 	// progressInterval throttles progress writes (ProgressInterval).
 	progressInterval time.Duration
+	// maxDequeueCount is the host's (HandlerOptions.MaxDequeueCount): the deliveries
+	// behind a host_retries_exhausted dead letter, for its cause (record.CauseOf).
+	maxDequeueCount int
 }
 
 // recordStore is the part of *storage.Clients the executor uses.
@@ -131,10 +134,11 @@ func classify(ctx context.Context, err error, attempt int, at time.Time, dur, ti
 // cancelled.
 var errCancelled = errors.New("job cancelled")
 
-// watch writes a "running" status if the attempt is still going after runningAfter, then
-// reads the status every cancelCheck and cancels the run when it says cancelled. The
-// returned func stops watching and reports whether the running status was written.
-func (x *executor) watch(ctx context.Context, env *envelope.Envelope, maxAttempts int, started time.Time, queue string, cancelRun context.CancelCauseFunc) func() bool {
+// watch writes a "running" status if the attempt is still going after runningAfter (unless
+// written says admit already wrote it), then reads the status every cancelCheck and
+// cancels the run when it says cancelled. The returned func stops watching and reports
+// whether it wrote the running status.
+func (x *executor) watch(ctx context.Context, env *envelope.Envelope, maxAttempts int, started time.Time, queue string, written bool, cancelRun context.CancelCauseFunc) func() bool {
 	done := make(chan struct{})
 	wrote := make(chan bool, 1)
 	go func() {
@@ -146,7 +150,7 @@ func (x *executor) watch(ctx context.Context, env *envelope.Envelope, maxAttempt
 			return
 		case <-t.C:
 		}
-		ok := x.markRunning(ctx, env, maxAttempts, started, queue)
+		ok := !written && x.markRunning(ctx, env, maxAttempts, started, queue)
 		tick := time.NewTicker(x.cancelCheck)
 		defer tick.Stop()
 		for {
@@ -338,6 +342,11 @@ func (x *executor) recordDead(ctx context.Context, d delivery) outcome {
 			dl.Reason = record.ReasonHostRetriesExhausted
 			dl.Detail = fmt.Sprintf("the Functions host moved the message to %s after its maxDequeueCount deliveries failed "+
 				"(handler crash, function timeout or storage errors); no attempt recorded an error", d.Queue)
+			cause, note, err := x.hostRetriesCause(ctx, env)
+			if err != nil {
+				return infraFailure(err)
+			}
+			dl.Cause, dl.Detail = cause, dl.Detail+"; "+note
 			env.AddError(envelope.AttemptError{Attempt: max(env.Attempt, 1), At: now, Error: dl.Detail, Class: "host"})
 		}
 		dl.Errors = env.Errors
@@ -345,7 +354,10 @@ func (x *executor) recordDead(ctx context.Context, d delivery) outcome {
 			return infraFailure(err)
 		}
 	}
-	log := x.log.With("dead_id", dl.DeadID, "kind", dl.Kind, "reason", dl.Reason, "invocation_id", d.InvocationID,
+	if dl.Cause == "" {
+		dl.Cause = record.CauseJob
+	}
+	log := x.log.With("dead_id", dl.DeadID, "kind", dl.Kind, "reason", dl.Reason, "cause", dl.Cause, "invocation_id", d.InvocationID,
 		"dequeue_count", d.Meta.DequeueCount)
 
 	wrote, err := x.putDeadLetter(ctx, dl)
@@ -367,6 +379,27 @@ func (x *executor) recordDead(ctx context.Context, d delivery) outcome {
 	}
 	log.Warn("dead letter recorded", "outcome", "recorded", "detail", dl.Detail)
 	return outcome{Outcome: "recorded", Logs: []string{fmt.Sprintf("dead letter %s recorded (%s): %s", dl.DeadID, dl.Reason, dl.Detail)}}
+}
+
+// hostRetriesCause is the cause of a host_retries_exhausted dead letter of env, with a
+// note saying why: the cause rule (record.CauseOf) over the job's status as it is before
+// the dead status is written. A message without a job id has no status to count its runs
+// in: it counts as the job's (CauseJob), so that no group replay of crash-caused letters
+// runs it blindly.
+func (x *executor) hostRetriesCause(ctx context.Context, env *envelope.Envelope) (record.DeadCause, string, error) {
+	if env.JobID == "" {
+		return record.CauseJob, "cause job: a message without job_id has no status to count its runs", nil
+	}
+	cur, _, err := x.store.GetStatus(ctx, env.JobID)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return "", "", err
+	}
+	attempt := max(env.Attempt, 1)
+	cause := record.CauseOf(record.ReasonHostRetriesExhausted, cur, env.Replay, attempt, x.maxDequeueCount)
+	if cur == nil || cur.Replay != env.Replay || cur.Attempt != attempt || cur.State != record.StateRunning {
+		return cause, fmt.Sprintf("cause %s: the status never saw attempt %d start", cause, attempt), nil
+	}
+	return cause, fmt.Sprintf("cause %s: %d of the host's %d redeliveries of attempt %d ran the job", cause, cur.Runs, x.maxDequeueCount-1, attempt), nil
 }
 
 // putDeadLetter creates the record, or replaces an existing one only when this is a new

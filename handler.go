@@ -1,6 +1,7 @@
 package nightshift
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -76,7 +77,16 @@ type HandlerOptions struct {
 	// never read past it), and the args of jobs enqueued by running jobs; default
 	// DefaultMaxPayloadBytes. Serve reads it from NIGHTSHIFT_MAX_PAYLOAD_BYTES.
 	MaxPayloadBytes int64
+	// MaxDequeueCount is the host's maxDequeueCount (host.json extensions.queues; default
+	// DefaultMaxDequeueCount): how many deliveries the host makes before it moves a message
+	// to the poison queue. The cause of a host_retries_exhausted dead letter compares the
+	// job's recorded runs with it (record.CauseOf).
+	MaxDequeueCount int
 }
+
+// DefaultMaxDequeueCount is the host's default maxDequeueCount, which nightshift's
+// host.json keeps.
+const DefaultMaxDequeueCount = 5
 
 // Handler is the custom handler's HTTP server logic: GET / answers the host's readiness
 // probe, POST /{FunctionName} serves an invocation (docs/host-contract.md §1.3–1.8).
@@ -122,7 +132,7 @@ func NewHandler(reg *Registry, store *storage.Clients, opts *HandlerOptions) *Ha
 		exec: &executor{reg: reg, store: store, log: log, runningAfter: runningAfter,
 			cancelCheck: cancelCheck, ext: store,
 			client: NewClient(store, &ClientOptions{MaxPayloadBytes: maxPayload}), progressInterval: progressInterval,
-			maxPayload: maxPayload},
+			maxPayload: maxPayload, maxDequeueCount: cmp.Or(max(opts.MaxDequeueCount, 0), DefaultMaxDequeueCount)},
 		log:   log,
 		funcs: map[string]FunctionFunc{},
 	}

@@ -29,6 +29,8 @@ type attempt struct {
 	etag storage.ETag
 	// claimed: an admit hook wrote the running status (a batch finalizer's claim).
 	claimed bool
+	// startRecorded: admit wrote the running status of a redelivery (recordRedelivery).
+	startRecorded bool
 	// args are the job's args as the worker gets them (admit hooks may resolve them:
 	// claim-checked, sealed).
 	args []byte
@@ -86,7 +88,7 @@ func (x *executor) admit(ctx context.Context, d delivery) (a *attempt, out outco
 	if a.cur, a.etag, err = x.store.GetStatus(ctx, env.JobID); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return nil, infraFailure(err), false
 	}
-	for _, step := range []func(context.Context, *attempt) (outcome, bool){x.skipStale, x.deferUntilDue, x.deadIfExhausted, x.admitFeatures} {
+	for _, step := range []func(context.Context, *attempt) (outcome, bool){x.skipStale, x.deferUntilDue, x.deadIfExhausted, x.admitFeatures, x.recordRedelivery} {
 		if out, ok := step(ctx, a); !ok {
 			return nil, out, false
 		}
@@ -151,6 +153,24 @@ func (x *executor) deadIfExhausted(ctx context.Context, a *attempt) (outcome, bo
 		fmt.Sprintf("attempt %d is past max_attempts %d", a.env.Attempt, a.maxAttempts)), false
 }
 
+// recordRedelivery writes the running status of a redelivery (host dequeue count 2 and
+// up) before its worker starts, counting it in the status's runs (record.Running with the
+// dequeue count): the dead-letter cause rule compares that count with the host's
+// deliveries (record.CauseOf). A first delivery writes nothing here (quick jobs cost one
+// write). A redelivery that cannot record its start does not run: the invocation fails
+// like any storage failure.
+func (x *executor) recordRedelivery(ctx context.Context, a *attempt) (outcome, bool) {
+	if a.d.Meta.DequeueCount < 2 || a.argsErr != nil {
+		return outcome{}, true
+	}
+	running := record.Running(a.env, record.Run{MaxAttempts: a.maxAttempts, Queue: a.d.Queue, StartedAt: time.Now().UTC(), DequeueCount: a.d.Meta.DequeueCount})
+	if _, _, err := x.store.UpdateStatus(ctx, a.env.JobID, running.Apply); err != nil {
+		return infraFailure(err), false
+	}
+	a.startRecorded = true
+	return outcome{}, true
+}
+
 // run runs the worker under its timeout with a capturing logger, progress reports and a
 // cancellation watch; panics are recovered (runSafely).
 func (x *executor) run(ctx context.Context, a *attempt) ran {
@@ -169,13 +189,13 @@ func (x *executor) run(ctx context.Context, a *attempt) ran {
 	}
 	runCtx, cancelRun := context.WithCancelCause(ctx)
 	defer cancelRun(nil)
-	marked := x.watch(ctx, env, a.maxAttempts, r.started, a.d.Queue, cancelRun)
+	marked := x.watch(ctx, env, a.maxAttempts, r.started, a.d.Queue, a.startRecorded, cancelRun)
 	if r.err == nil {
 		jobCtx := withJobContext(runCtx, &jobContext{client: x.client, jobID: env.JobID, replay: env.Replay, enqueuedAt: env.EnqueuedAt})
 		r.result, r.err = runSafely(jobCtx, a.entry, base, a.args, a.timeout)
 	}
 	r.progress = progress.stop()
-	r.wroteRunning = marked() || a.claimed || progress.wrote()
+	r.wroteRunning = marked() || a.claimed || a.startRecorded || progress.wrote()
 	r.cancelled = errors.Is(context.Cause(runCtx), errCancelled)
 	r.finished = time.Now().UTC()
 	return r

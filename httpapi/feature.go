@@ -5,7 +5,8 @@ import (
 )
 
 // Functions returns the HTTP API's functions with their routes and methods (the
-// functions/JobsAPI* and functions/BatchesAPI* folders are generated from them).
+// functions/JobsAPI*, functions/BatchesAPI* and functions/DeadAPI* folders are generated
+// from them).
 func (a *API) Functions() []nightshift.FunctionSpec {
 	fn := func(name, method, route string, serve nightshift.FunctionFunc) nightshift.FunctionSpec {
 		return nightshift.FunctionSpec{Name: name, Trigger: nightshift.TriggerHTTP, Route: route, Methods: []string{method}, Serve: serve}
@@ -16,6 +17,7 @@ func (a *API) Functions() []nightshift.FunctionSpec {
 		fn(FunctionCancel, "post", "jobs/{id}/cancel", a.Cancel),
 		fn(FunctionBatchStart, "post", "batches", a.StartBatch),
 		fn(FunctionBatchStatus, "get", "batches/{id}", a.BatchStatus),
+		fn(FunctionDeadReplay, "post", "dead/replay", a.DeadReplay),
 	}
 }
 

@@ -8,6 +8,7 @@
 //	POST /api/jobs/{id}/cancel   → 200, the cancelled status; 409 when the job already ended
 //	POST /api/batches            → 202, Location: …/api/batches/{id} (fan-out with a finalizer)
 //	GET  /api/batches/{id}       → 200, the batch's live counts and its finalizer's state
+//	POST /api/dead/replay        → 200, a group replay of dead letters (counts, outcomes, next)
 //
 // Errors are application/problem+json (RFC 9457) with an "errors" array naming each bad
 // field. The functions use authLevel "function": callers send the x-functions-key header.

@@ -68,6 +68,14 @@ type Status struct {
 	NextRunAt time.Time `json:"next_run_at,omitzero"`
 	// DurationMS is the run time of the last finished attempt.
 	DurationMS int64 `json:"duration_ms,omitempty"`
+	// Runs counts the redeliveries of attempt Attempt (host dequeue count 2 and up) that
+	// started its worker: each writes the running status, counting itself, before the
+	// worker starts. A first delivery is not counted (it writes running only after a
+	// while, to keep quick jobs at one write). The dead-letter cause rule reads it
+	// (CauseOf, docs/semantics.md#cause-crash-or-job).
+	Runs int `json:"runs,omitempty"`
+	// RunDequeueCount is the host's dequeue count of the latest delivery Runs counted.
+	RunDequeueCount int `json:"run_dequeue_count,omitempty"`
 
 	LastError string                  `json:"last_error,omitempty"`
 	Errors    []envelope.AttemptError `json:"errors,omitempty"`
@@ -198,6 +206,45 @@ const (
 	ReasonHostRetriesExhausted DeadReason = "host_retries_exhausted"
 )
 
+// DeadCause says whether a dead letter was caused by the job itself or by crashes around
+// it: the cause rule of docs/semantics.md#cause-crash-or-job (CauseOf).
+type DeadCause string
+
+// Dead-letter causes. Records written before causes existed have none ("").
+const (
+	// CauseJob: the job (or its message) is what failed: its own errors, an undecodable
+	// message or an unknown kind, or host retries exhausted by deliveries that each ran
+	// the job (a job that kills its handler every time). Replaying it as it is fails again.
+	CauseJob DeadCause = "job"
+	// CauseCrash: host retries exhausted by deliveries that never ran the job, such as a
+	// host shutting down after another job crashed the handler (a crash storm). Replaying
+	// it is expected to succeed.
+	CauseCrash DeadCause = "crash"
+)
+
+// CauseOf applies the cause rule to a dead letter of reason, whose poison message carried
+// attempt of life replay, where st is the job's status when the dead letter is recorded
+// (nil when it has none) and maxDequeueCount the host's (host.json, default 5). It is
+// CauseCrash when the host exhausted its retries (ReasonHostRetriesExhausted) and either
+// the status never saw that attempt start (no running record of it: the job's last
+// recorded run, if any, is an earlier attempt or life), or fewer of its redeliveries ran
+// the worker (st.Runs) than the host made (maxDequeueCount - 1). Otherwise it is CauseJob.
+// The first delivery is left out of the count on both sides (Status.Runs); see
+// docs/semantics.md for what the rule cannot tell apart.
+func CauseOf(reason DeadReason, st *Status, replay, attempt, maxDequeueCount int) DeadCause {
+	if reason != ReasonHostRetriesExhausted {
+		return CauseJob
+	}
+	attempt = max(attempt, 1)
+	if st == nil || st.Replay != replay || st.Attempt != attempt || st.State != StateRunning {
+		return CauseCrash
+	}
+	if st.Runs < max(maxDequeueCount, 1)-1 {
+		return CauseCrash
+	}
+	return CauseJob
+}
+
 // DeadLetter is the durable record of a dead job or an unusable poison message:
 // <dead-letters container>/<dead id>.json. It outlives the queue's 7-day message TTL.
 type DeadLetter struct {
@@ -208,6 +255,9 @@ type DeadLetter struct {
 	Reason DeadReason `json:"reason"`
 	// Detail explains the reason in words (decode error, last error, …).
 	Detail string `json:"detail"`
+	// Cause is CauseCrash when crashes around the job, not the job, used up its
+	// deliveries (CauseOf), else CauseJob; empty in records older than the field.
+	Cause DeadCause `json:"cause,omitempty"`
 	// Envelope is the job's envelope when the message decoded.
 	Envelope *envelope.Envelope `json:"envelope,omitempty"`
 	// Raw is the message text when it did not decode (RawBase64 when it is not UTF-8).

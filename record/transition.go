@@ -103,6 +103,10 @@ type Run struct {
 	StartedAt time.Time
 	// Progress is the progress just reported (nil when the write reports none).
 	Progress *Progress
+	// DequeueCount, when 2 or more, is the host's dequeue count of the redelivery whose
+	// start this write records: it is counted in Status.Runs once. Leave it 0 for other
+	// writes (a first delivery, progress).
+	DequeueCount int
 }
 
 func runningFacts(env *envelope.Envelope, r Run) Status {
@@ -113,16 +117,37 @@ func runningFacts(env *envelope.Envelope, r Run) Status {
 	}
 }
 
+// countRun sets next's run count from cur's (same attempt of the same life) and the
+// redelivery next records, if any (next.RunDequeueCount, counted once).
+func countRun(next, cur *Status) {
+	if !sameAttempt(next, cur) {
+		return
+	}
+	switch {
+	case next.RunDequeueCount > cur.RunDequeueCount:
+		next.Runs = cur.Runs + 1
+	default:
+		next.Runs, next.RunDequeueCount = cur.Runs, cur.RunDequeueCount
+	}
+}
+
 // Running is the status of the attempt env.Attempt while it runs: written when it starts
 // (after a short delay) and on each progress report. It applies when it supersedes the
 // current record (a running record of the same attempt is rewritten in place) and keeps
 // the current logs and batch summary, and the current progress when r reports none and
-// the record is of the same attempt of the same life.
+// the record is of the same attempt of the same life. A write with r.DequeueCount of 2 or
+// more counts that redelivery in Runs (once per dequeue count); every write keeps the
+// count of the same attempt.
 func Running(env *envelope.Envelope, r Run) *Transition {
-	return &Transition{facts: runningFacts(env, r), keep: keepRunning}
+	f := runningFacts(env, r)
+	if r.DequeueCount > 1 {
+		f.Runs, f.RunDequeueCount = 1, r.DequeueCount
+	}
+	return &Transition{facts: f, keep: keepRunning}
 }
 
 func keepRunning(next, cur *Status) {
+	countRun(next, cur)
 	next.Logs, next.LogsDropped, next.Batch = cur.Logs, cur.LogsDropped, cur.Batch
 	if next.Progress == nil && sameAttempt(next, cur) {
 		next.Progress = cur.Progress
@@ -173,8 +198,8 @@ type End struct {
 // with e's error history. It applies when it supersedes the current record; it
 // appends the attempt's lines to the current logs and keeps the current batch summary
 // (when e names none), the current start time (when e has none, or the record is this
-// attempt running) and the current progress (when e reports none and the record is of the
-// same attempt of the same life).
+// attempt running), the current progress (when e reports none and the record is of the
+// same attempt of the same life) and the run count of the same attempt (Status.Runs).
 func Ended(env *envelope.Envelope, e End) *Transition {
 	return &Transition{
 		facts: Status{
@@ -190,6 +215,7 @@ func Ended(env *envelope.Envelope, e End) *Transition {
 }
 
 func keepEnded(next, cur *Status) {
+	countRun(next, cur)
 	next.Logs, next.LogsDropped = slices.Clone(cur.Logs), cur.LogsDropped
 	if next.StartedAt.IsZero() || (cur.State == StateRunning && cur.Attempt == next.Attempt) {
 		next.StartedAt = cur.StartedAt
@@ -206,7 +232,7 @@ func keepEnded(next, cur *Status) {
 // the job env whose message reached the poison queue, at now. The attempt is env's (at
 // least 1), the last error the newest of env.Errors. It applies when it supersedes the
 // current record and keeps its logs, start time, attempt limit, batch summary and
-// progress.
+// progress, and the run count of the same attempt (Status.Runs).
 func DeadLettered(env *envelope.Envelope, dl *DeadLetter, now time.Time) *Transition {
 	f := Status{
 		JobID: dl.JobID, Kind: dl.Kind, State: StateDead, Replay: env.Replay, Attempt: max(env.Attempt, 1),
@@ -219,6 +245,7 @@ func DeadLettered(env *envelope.Envelope, dl *DeadLetter, now time.Time) *Transi
 	return &Transition{facts: f, keep: func(next, cur *Status) {
 		next.Logs, next.LogsDropped, next.StartedAt, next.MaxAttempts = cur.Logs, cur.LogsDropped, cur.StartedAt, cur.MaxAttempts
 		next.Batch, next.Progress = cur.Batch, cur.Progress
+		countRun(next, cur)
 	}}
 }
 

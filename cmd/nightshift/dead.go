@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -20,27 +19,43 @@ import (
 
 func init() { subcommands = append(subcommands, newDeadCmd) }
 
-// deadFilter selects dead letters by kind, reason and time of death.
+// deadFilter selects dead letters by kind, reason, cause and time of death.
 type deadFilter struct {
-	kind, reason, since string
+	kind, reason, cause, since string
 }
 
 func (f *deadFilter) flags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.kind, "kind", "", "only dead letters of this kind")
 	cmd.Flags().StringVar(&f.reason, "reason", "", "only this reason (attempts_exhausted, permanent_error, undecodable, unknown_kind, host_retries_exhausted)")
+	cmd.Flags().StringVar(&f.cause, "cause", "", "only this cause: crash (crashes around the job used up its deliveries) or job")
 	cmd.Flags().StringVar(&f.since, "since", "", "only deaths since (2h, or an RFC 3339 time)")
 }
 
-func (f *deadFilter) any() bool { return f.kind != "" || f.reason != "" || f.since != "" }
+func (f *deadFilter) any() bool {
+	return f.kind != "" || f.reason != "" || f.cause != "" || f.since != ""
+}
+
+// selection is the filter as the client's selection, checking --cause and --since.
+func (f *deadFilter) selection(now time.Time) (nightshift.DeadSelection, error) {
+	from, err := parseSince(f.since, now)
+	if err != nil {
+		return nightshift.DeadSelection{}, err
+	}
+	cause := record.DeadCause(f.cause)
+	if cause != "" && cause != record.CauseCrash && cause != record.CauseJob {
+		return nightshift.DeadSelection{}, usageError{fmt.Errorf("--cause %q is neither %s nor %s", f.cause, record.CauseCrash, record.CauseJob)}
+	}
+	return nightshift.DeadSelection{Kind: f.kind, Reason: record.DeadReason(f.reason), Cause: cause, Since: from}, nil
+}
 
 func (f *deadFilter) apply(all []*record.DeadLetter, now time.Time) ([]*record.DeadLetter, error) {
-	from, err := parseSince(f.since, now)
+	sel, err := f.selection(now)
 	if err != nil {
 		return nil, err
 	}
 	var out []*record.DeadLetter
 	for _, d := range all {
-		if (f.kind == "" || d.Kind == f.kind) && (f.reason == "" || string(d.Reason) == f.reason) && (from.IsZero() || !d.DiedAt.Before(from)) {
+		if sel.Matches(d) {
 			out = append(out, d)
 		}
 	}
@@ -90,9 +105,9 @@ func newDeadListCmd() *cobra.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "DEAD ID\tKIND\tREASON\tDIED\tREPLAYS\tDETAIL")
+			fmt.Fprintln(tw, "DEAD ID\tKIND\tREASON\tCAUSE\tDIED\tREPLAYS\tDETAIL")
 			for _, d := range list {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", d.DeadID, orDash(d.Kind), d.Reason, fmtTime(d.DiedAt), d.Replays, truncate(firstLine(d.Detail), 60))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", d.DeadID, orDash(d.Kind), d.Reason, orDash(string(d.Cause)), fmtTime(d.DiedAt), d.Replays, truncate(firstLine(d.Detail), 60))
 			}
 			return tw.Flush()
 		},
@@ -136,6 +151,7 @@ func newDeadShowCmd() *cobra.Command {
 			row("job", orDash(d.JobID))
 			row("kind", orDash(d.Kind))
 			row("reason", string(d.Reason))
+			row("cause", orDash(string(d.Cause)))
 			row("detail", d.Detail)
 			row("queue", d.Queue)
 			row("enqueued", fmtTime(d.EnqueuedAt))
@@ -166,178 +182,58 @@ func newDeadShowCmd() *cobra.Command {
 	return cmd
 }
 
-// replayOutcome is one line of `dead replay --json`.
-type replayOutcome struct {
-	DeadID string `json:"dead_id"`
-	JobID  string `json:"job_id,omitempty"`
-	Kind   string `json:"kind,omitempty"`
-	Replay int    `json:"replay,omitempty"`
-	DryRun bool   `json:"dry_run,omitempty"`
-	// Skipped says why a record selected by filters was left alone (not replayable, or
-	// its job is no longer dead); Error is a failed replay of a record asked for by id.
-	Skipped string `json:"skipped,omitempty"`
-	Error   string `json:"error,omitempty"`
-}
-
-// pacer spaces calls at most rate per second: call i waits until start + i/rate. The
-// first call goes at once.
-type pacer struct {
-	rate  float64
-	start time.Time
-	n     int
-}
-
-func (p *pacer) wait(ctx context.Context) error {
-	if p.rate <= 0 {
-		return nil
-	}
-	if p.n == 0 {
-		p.start = time.Now()
-	}
-	due := p.start.Add(time.Duration(float64(p.n) / p.rate * float64(time.Second)))
-	p.n++
-	d := time.Until(due)
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 // checkReplayArgs checks the selection: ids or filters (or --all), and a rate >= 0.
 func checkReplayArgs(ids []string, f deadFilter, all bool, rate float64) error {
 	if len(ids) > 0 && f.any() {
-		return usageError{errors.New("give ids or filters (--kind, --reason, --since), not both")}
+		return usageError{errors.New("give ids or filters (--kind, --reason, --cause, --since), not both")}
 	}
 	if len(ids) == 0 && !f.any() && !all {
-		return usageError{errors.New("give dead ids, filters (--kind, --reason, --since), or --all")}
+		return usageError{errors.New("give dead ids, filters (--kind, --reason, --cause, --since), or --all")}
 	}
 	if rate < 0 {
-		return usageError{fmt.Errorf("--rate %g must be positive", rate)}
+		return usageError{fmt.Errorf("--rate %g must be positive (0: no cap)", rate)}
 	}
 	return nil
 }
 
-// selectDeadTargets loads the dead letters given by id, or those the filters select,
-// oldest death first (replay in the order things broke).
-func selectDeadTargets(ctx context.Context, c *nightshift.Client, ids []string, f deadFilter) ([]*record.DeadLetter, error) {
-	if len(ids) > 0 {
-		var targets []*record.DeadLetter
-		for _, id := range ids {
-			d, err := c.DeadLetter(ctx, id)
-			if err != nil {
-				if errors.Is(err, nightshift.ErrNotFound) {
-					return nil, fmt.Errorf("no dead letter %s", id)
-				}
-				return nil, err
-			}
-			targets = append(targets, d)
-		}
-		return targets, nil
-	}
-	list, err := c.DeadLetters(ctx)
-	if err != nil {
-		return nil, err
-	}
-	targets, err := f.apply(list, time.Now())
-	if err != nil {
-		return nil, err
-	}
-	slices.Reverse(targets)
-	return targets, nil
-}
+// progressEvery is how often (in records) a group replay of more records reports its
+// progress on standard error.
+const progressEvery = 10
 
-// replayRun replays the selected dead letters one by one and counts the outcomes.
-type replayRun struct {
-	c                *nightshift.Client
-	byID, dryRun     bool
-	pacer            *pacer
-	failed, replayed int
-}
-
-// run replays every target, prints the outcomes and returns an error when any failed.
-func (r *replayRun) run(ctx context.Context, cmd *cobra.Command, targets []*record.DeadLetter, asJSON bool) error {
-	out := cmd.OutOrStdout()
-	results := []replayOutcome{}
-	for _, d := range targets {
-		o, err := r.one(ctx, d)
-		if err != nil {
-			return err
-		}
-		results = append(results, o)
+// replayProgress prints each outcome as it comes (unless the output is JSON) and, for
+// long runs, the counts every progressEvery records on standard error.
+func replayProgress(cmd *cobra.Command, asJSON bool) func(nightshift.DeadReplayProgress) {
+	return func(p nightshift.DeadReplayProgress) {
 		if !asJSON {
-			printReplay(out, o)
+			printReplay(cmd.OutOrStdout(), p.Last)
+		}
+		if p.Total > progressEvery && (p.Done%progressEvery == 0 || p.Done == p.Total) {
+			fmt.Fprintf(cmd.ErrOrStderr(), "dead replay: %d of %d (%d replayed, %d skipped, %d failed)\n", p.Done, p.Total, p.Replayed, p.Skipped, p.Failed)
 		}
 	}
+}
+
+// replay runs the group replay and prints its outcome; an error says some replays failed.
+func replay(cmd *cobra.Command, c *nightshift.Client, sel nightshift.DeadSelection, opts *nightshift.ReplayDeadOptions, asJSON bool) error {
+	rep, err := c.ReplayDead(cmd.Context(), sel, opts)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
 	if asJSON {
-		if err := printJSON(out, results); err != nil {
+		if err := printJSON(out, rep.Outcomes); err != nil {
 			return err
 		}
-	} else if len(targets) == 0 {
+	} else if rep.Taken == 0 {
 		fmt.Fprintln(out, "no dead letters match")
 	}
-	if r.failed > 0 {
-		return fmt.Errorf("%d of %d replay(s) failed", r.failed, len(targets))
+	if rep.Failed > 0 {
+		return fmt.Errorf("%d of %d replay(s) failed", rep.Failed, rep.Taken)
 	}
-	if !asJSON && !r.dryRun && len(targets) > 0 {
-		fmt.Fprintf(cmd.ErrOrStderr(), "%d replayed, %d skipped\n", r.replayed, len(targets)-r.replayed)
+	if !asJSON && !opts.DryRun && rep.Taken > 0 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "%d replayed, %d skipped\n", rep.Replayed, rep.Skipped)
 	}
 	return nil
-}
-
-// problem records why a record was not replayed: an error for a record asked for by id,
-// a skip for one that filters selected but that cannot (or need not) be replayed.
-func (r *replayRun) problem(o *replayOutcome, msg string) {
-	if r.byID {
-		o.Error = msg
-		r.failed++
-	} else {
-		o.Skipped = msg
-	}
-}
-
-// one replays (or, in a dry run, only checks) one dead letter.
-func (r *replayRun) one(ctx context.Context, d *record.DeadLetter) (replayOutcome, error) {
-	o := replayOutcome{DeadID: d.DeadID, JobID: d.JobID, Kind: d.Kind, DryRun: r.dryRun}
-	if d.Envelope == nil {
-		r.problem(&o, fmt.Sprintf("not replayable: the message was not a valid job envelope (%s)", d.Reason))
-		return o, nil
-	}
-	st, err := r.c.Status(ctx, d.JobID)
-	switch {
-	case err == nil && st.State != record.StateDead:
-		r.problem(&o, fmt.Sprintf("job is %s (life %d), not dead: already replayed or cancelled", st.State, st.Replay))
-		return o, nil
-	case err != nil && !errors.Is(err, nightshift.ErrNotFound):
-		return o, err
-	case r.dryRun:
-		o.Replay = max(d.Replays+1, d.Envelope.Replay+1)
-		if err == nil {
-			o.Replay = max(o.Replay, st.Replay+1)
-		}
-		return o, nil
-	}
-	if err := r.pacer.wait(ctx); err != nil {
-		return o, err
-	}
-	res, err := r.c.Replay(ctx, d.DeadID)
-	switch {
-	case err == nil:
-		o.Replay = res.Replay
-		r.replayed++
-	case errors.Is(err, nightshift.ErrNotDead):
-		r.problem(&o, err.Error())
-	default:
-		o.Error = err.Error()
-		r.failed++
-	}
-	return o, nil
 }
 
 func newDeadReplayCmd() *cobra.Command {
@@ -352,9 +248,13 @@ func newDeadReplayCmd() *cobra.Command {
 		Use:   "replay [ID...]",
 		Short: "Replay dead jobs by id, or every dead letter matching filters",
 		Long: `replay starts a new life of each selected dead job: by id, or every dead letter matching
---kind, --reason and --since (--all selects every dead letter). --rate caps replays per
-second (like SQS redrive's MaxNumberOfMessagesPerSecond); --dry-run lists what would be
-replayed. Records of messages that were not valid envelopes cannot be replayed.
+--kind, --reason, --cause and --since (--all selects every dead letter), oldest death
+first. --cause crash selects the dead letters that crashes around the job caused, not the
+job (docs/semantics.md#cause-crash-or-job): after a crash storm, replay those in one step.
+--rate caps replays per second (default 10; 0: no cap; like SQS redrive's
+MaxNumberOfMessagesPerSecond); runs of more than 10 records report their progress on
+standard error. --dry-run lists what would be replayed. Records of messages that were not
+valid envelopes cannot be replayed.
 
 Records selected by filters are skipped when they cannot be replayed (not a valid envelope)
 or need not be (the job is no longer dead: an earlier replay is pending, running or
@@ -363,33 +263,37 @@ succeeded), so running the same command twice does not run jobs twice.
 Exit codes: 0 every selected job replayed or skipped, 1 some replays failed, or a record
 given by id cannot be replayed (the others went ahead), 2 usage error.`,
 		Example: `  nightshift dead replay 01938f4e-…
+  nightshift dead replay --reason host_retries_exhausted --cause crash --since 1h
   nightshift dead replay --kind http_fetch --reason attempts_exhausted --since 24h --rate 5 --dry-run`,
 		RunE: func(cmd *cobra.Command, ids []string) error {
 			if err := checkReplayArgs(ids, f, all, rate); err != nil {
 				return err
 			}
+			sel, err := f.selection(time.Now())
+			if err != nil {
+				return err
+			}
+			sel.DeadIDs = ids
 			c, err := newClient()
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			targets, err := selectDeadTargets(ctx, c, ids, f)
-			if err != nil {
-				return err
+			opts := &nightshift.ReplayDeadOptions{Rate: rate, DryRun: dryRun, Progress: replayProgress(cmd, asJSON)}
+			if rate == 0 {
+				opts.Rate = -1 // no cap
 			}
-			r := &replayRun{c: c, byID: len(ids) > 0, dryRun: dryRun, pacer: &pacer{rate: rate}}
-			return r.run(ctx, cmd, targets, asJSON)
+			return replay(cmd, c, sel, opts, asJSON)
 		},
 	}
 	f.flags(cmd)
-	cmd.Flags().Float64Var(&rate, "rate", 0, "at most this many replays per second (default: no cap)")
+	cmd.Flags().Float64Var(&rate, "rate", nightshift.DefaultReplayRate, "at most this many replays per second (0: no cap)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be replayed, replay nothing")
 	cmd.Flags().BoolVar(&all, "all", false, "select every dead letter")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the outcomes as JSON")
 	return cmd
 }
 
-func printReplay(w io.Writer, o replayOutcome) {
+func printReplay(w io.Writer, o nightshift.DeadReplayOutcome) {
 	switch {
 	case o.Error != "":
 		fmt.Fprintf(w, "%s: %s\n", o.DeadID, o.Error)

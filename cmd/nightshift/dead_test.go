@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/record"
 )
@@ -73,7 +74,7 @@ func TestDeadListShowReplay(t *testing.T) {
 	start := time.Now()
 	out, _, code = e.run("", "dead", "replay", "--kind", "cli.flaky", "--rate", "4", "--json")
 	elapsed := time.Since(start)
-	var outcomes []replayOutcome
+	var outcomes []nightshift.DeadReplayOutcome
 	if code != 0 || json.Unmarshal([]byte(out), &outcomes) != nil || len(outcomes) != n {
 		t.Fatalf("replay: %d %q", code, out)
 	}
@@ -130,26 +131,6 @@ func TestDeadListShowReplay(t *testing.T) {
 	}
 	if _, _, code := e.run("", "dead", "replay", "no-such"); code != exitFailure {
 		t.Errorf("replay of a missing id: %d", code)
-	}
-}
-
-func TestPacer(t *testing.T) {
-	p := &pacer{rate: 50}
-	start := time.Now()
-	for range 6 {
-		if err := p.wait(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if d := time.Since(start); d < 100*time.Millisecond {
-		t.Fatalf("6 calls at 50/s took %s, want at least 100ms", d)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	slow := &pacer{rate: 0.001}
-	_ = slow.wait(ctx) // the first call goes at once
-	if err := slow.wait(ctx); err == nil {
-		t.Fatal("wait with a cancelled context returned nil")
 	}
 }
 
