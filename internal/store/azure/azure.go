@@ -32,8 +32,9 @@ type Store struct {
 }
 
 var (
-	_ store.Store  = (*Store)(nil)
-	_ store.Linker = (*Store)(nil)
+	_ store.Store   = (*Store)(nil)
+	_ store.Linker  = (*Store)(nil)
+	_ store.Indexer = (*Store)(nil)
 )
 
 // Options say how the driver signs read URLs (store.Linker); the zero value cannot sign.
