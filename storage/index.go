@@ -96,7 +96,7 @@ type StatusQuery struct {
 }
 
 // Where returns the Find Blobs by Tags expression of q: its equalities and a range on
-// TagUpdated, which is always there (at least `"updated" >= ''`) so that every result
+// TagUpdated, which is always there (from the empty string when Since is zero) so that every result
 // carries its time.
 func (q StatusQuery) Where() string {
 	var conds []string
