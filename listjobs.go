@@ -259,3 +259,60 @@ func (f *JobFilter) matches(st *record.Status) bool {
 		(f.Queue == "" || st.Queue == f.Queue) && (f.Batch == "" || st.BatchID == f.Batch) &&
 		(f.Since.IsZero() || !st.UpdatedAt.Before(f.Since)) && (f.Until.IsZero() || st.UpdatedAt.Before(f.Until))
 }
+
+// ReindexJobs gives every status record written before the index (without index tags)
+// its tags, so that filtered listings find it: it lists the status container once and
+// rewrites each untagged record with its own bytes and its tags, conditionally on the
+// version read (storage.Clients.ReindexStatus). It returns how many records it listed
+// and how many it rewrote; it is safe to run while jobs run, and again.
+func (c *Client) ReindexJobs(ctx context.Context) (listed, rewrote int, err error) {
+	items, err := c.listUntagged(ctx, &listed)
+	if err != nil {
+		return listed, 0, err
+	}
+	var mu sync.Mutex
+	var errs []error
+	sem := make(chan struct{}, c.opts.Concurrency)
+	var wg sync.WaitGroup
+	for _, id := range items {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			wrote, err := c.store.ReindexStatus(ctx, id)
+			mu.Lock()
+			defer mu.Unlock()
+			if wrote {
+				rewrote++
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return listed, rewrote, fmt.Errorf("nightshift: reindex: %w", err)
+	}
+	return listed, rewrote, nil
+}
+
+// listUntagged lists the status records whose listing shows no index tags.
+func (c *Client) listUntagged(ctx context.Context, listed *int) ([]string, error) {
+	var ids []string
+	for it, err := range c.store.Store().List(ctx, c.store.Layout.StatusContainer(), "") {
+		if err != nil {
+			return nil, fmt.Errorf("nightshift: reindex: %w", err)
+		}
+		id, ok := strings.CutSuffix(it.Name, ".json")
+		if !ok {
+			continue
+		}
+		*listed++
+		if it.TagCount == 0 {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
