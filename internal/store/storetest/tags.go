@@ -102,6 +102,14 @@ func tagsPutAndFind(t *testing.T, h Harness) {
 	if p, _ := h.Store.Properties(ctx(t), c, "plain"); p.TagCount != 0 {
 		t.Fatalf("TagCount of an untagged blob = %d", p.TagCount)
 	}
+	counts := map[string]int{}
+	for it, err := range h.Store.List(ctx(t), c, "") {
+		is(t, "List", err, nil)
+		counts[it.Name] = it.TagCount
+	}
+	if want := map[string]int{"a.json": 3, "b.json": 3, "c.json": 3, "plain": 0}; !maps.Equal(counts, want) {
+		t.Fatalf("List's TagCounts %v, want %v", counts, want)
+	}
 }
 
 func tagsReplaced(t *testing.T, h Harness) {
