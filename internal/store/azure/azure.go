@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +27,9 @@ type Store struct {
 	q    *azqueue.ServiceClient
 	b    *azblob.Client
 	opts Options
+	// emulator: the blob endpoint is Azurite's (path-style devstoreaccount1), whose
+	// Find Blobs by Tags paging needs a workaround (windowEnd).
+	emulator bool
 
 	mu      sync.Mutex
 	udc     *service.UserDelegationCredential
@@ -51,6 +56,9 @@ type Options struct {
 // opts may be nil.
 func New(q *azqueue.ServiceClient, b *azblob.Client, opts *Options) *Store {
 	s := &Store{q: q, b: b}
+	if u, err := url.Parse(b.URL()); err == nil && strings.HasPrefix(u.Path, "/devstoreaccount1") {
+		s.emulator = true
+	}
 	if opts != nil {
 		s.opts = *opts
 	}

@@ -210,11 +210,17 @@ func (s *Store) FindByTags(ctx context.Context, cont, where, marker string, max 
 	if marker != "" {
 		opts.Marker = &marker
 	}
-	resp, err := s.b.ServiceClient().NewContainerClient(cont).FilterBlobs(ctx, where, opts)
+	cc := s.b.ServiceClient().NewContainerClient(cont)
+	resp, err := cc.FilterBlobs(ctx, where, opts)
 	if err != nil {
 		return store.TagPage{}, wrap(err, "find blobs by tags in "+cont)
 	}
 	page := store.TagPage{Next: deref(resp.NextMarker)}
+	if s.emulator {
+		if page.Next, err = s.windowEnd(ctx, cc, marker, max); err != nil {
+			return store.TagPage{}, err
+		}
+	}
 	for _, it := range resp.Blobs {
 		if it == nil || it.Name == nil {
 			continue
@@ -230,6 +236,22 @@ func (s *Store) FindByTags(ctx context.Context, cont, where, marker string, max 
 		page.Items = append(page.Items, t)
 	}
 	return page, nil
+}
+
+// windowEnd works around Azurite's paging of Find Blobs by Tags (3.37): it searches only
+// the max blobs after the marker (by name) and drops the continuation when fewer of them
+// match. Its markers are blob names, so the continuation is where a listing of the same
+// max blobs ends: one List call per page, on the emulator only.
+func (s *Store) windowEnd(ctx context.Context, cc *container.Client, marker string, max int) (string, error) {
+	opts := &container.ListBlobsFlatOptions{MaxResults: to.Ptr(int32(max))}
+	if marker != "" {
+		opts.Marker = &marker
+	}
+	page, err := cc.NewListBlobsFlatPager(opts).NextPage(ctx)
+	if err != nil {
+		return "", wrap(err, "list "+cc.URL())
+	}
+	return deref(page.NextMarker), nil
 }
 
 func (s *Store) leaseClient(cont, name, leaseID string) (*lease.BlobClient, error) {
