@@ -86,7 +86,8 @@ func (c *Client) JobsPage(ctx context.Context, f JobFilter) (JobPage, error) {
 	if f.indexed() && !f.Scan {
 		items, err = c.findStatusBlobs(ctx, f, after)
 	}
-	if !f.indexed() || f.Scan || errors.Is(err, storage.ErrNoIndex) {
+	if !f.indexed() || f.Scan || errors.Is(err, storage.ErrNoIndex) || errors.Is(err, store.ErrForbidden) {
+		// No index, or the credential may not search it: the listing still answers.
 		items, err = c.listStatusBlobs(ctx, f.Since)
 	}
 	if err != nil {
@@ -163,7 +164,7 @@ func (c *Client) findStatusBlobs(ctx context.Context, f JobFilter, after *status
 	var items []statusBlob
 	for it, err := range c.store.FindStatuses(ctx, q) {
 		if err != nil {
-			if errors.Is(err, storage.ErrNoIndex) {
+			if errors.Is(err, storage.ErrNoIndex) || errors.Is(err, store.ErrForbidden) {
 				return nil, err
 			}
 			return nil, fmt.Errorf("nightshift: list jobs: %w", err)

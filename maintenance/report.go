@@ -12,6 +12,7 @@ import (
 
 	"encoding/json"
 
+	"github.com/nightshift-jobs/nightshift/internal/store"
 	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
@@ -155,7 +156,7 @@ func (w *Worker) report(ctx context.Context, day, now time.Time) (*Report, error
 func (w *Worker) dayStatuses(ctx context.Context, from, to time.Time) ([]item, error) {
 	var cand []item
 	for it, err := range w.store.FindStatuses(ctx, storage.StatusQuery{Since: from, Until: to}) {
-		if errors.Is(err, storage.ErrNoIndex) {
+		if errors.Is(err, storage.ErrNoIndex) || errors.Is(err, store.ErrForbidden) {
 			return w.listDay(ctx, from, to)
 		}
 		if err != nil {

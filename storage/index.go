@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nightshift-jobs/nightshift/internal/store"
@@ -185,6 +187,37 @@ func (c *Clients) ReindexStatus(ctx context.Context, jobID string) (bool, error)
 		return false, fmt.Errorf("reindex %s/%s: %w", cont, name, err)
 	}
 	return true, nil
+}
+
+// tagless holds the drivers (store.Store values) that refused index tags with
+// store.ErrForbidden: their status writes go on without tags.
+var tagless sync.Map
+
+// uploadTagged is upload with index tags. When the credential may not set tags (a
+// connection without the index-tag role or SAS permission `t`) but may write, the record
+// is written without them, a warning is logged once, and later writes through the same
+// driver skip the tags: jobs keep running, and listings by state, kind, queue, batch or
+// time miss those records until the permission is granted (and the process restarted)
+// and `nightshift jobs reindex` has run.
+func (c *Clients) uploadTagged(ctx context.Context, container, name string, data []byte, opts store.PutOptions, tags map[string]string) (store.ETag, error) {
+	if _, off := tagless.Load(c.store); tags == nil || off {
+		return c.upload(ctx, container, name, data, opts)
+	}
+	tagged := opts
+	tagged.Tags = tags
+	etag, err := c.upload(ctx, container, name, data, tagged)
+	if !errors.Is(err, store.ErrForbidden) {
+		return etag, err
+	}
+	etag, plainErr := c.upload(ctx, container, name, data, opts)
+	if plainErr != nil {
+		return "", err // not a tag problem only: report the first failure
+	}
+	if _, seen := tagless.LoadOrStore(c.store, true); !seen {
+		slog.Warn("nightshift: status records are written without index tags: the storage credential may not set them",
+			"container", container, "needs", "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags/write (or SAS permission t)", "error", err.Error())
+	}
+	return etag, nil
 }
 
 // WithStore returns a copy of c that reaches storage through s (a wrapper of c.Store():

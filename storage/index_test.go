@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nightshift-jobs/nightshift/internal/store"
+	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
@@ -141,4 +143,46 @@ func TestReindexStatus(t *testing.T) {
 			t.Fatalf("StatusTags = %v", tags)
 		}
 	})
+}
+
+// forbidTags refuses every write with index tags, like a credential without the
+// index-tag permission.
+type forbidTags struct {
+	store.Store
+	tagged, plain int
+}
+
+func (f *forbidTags) Put(ctx context.Context, c, n string, data []byte, opts store.PutOptions) (store.ETag, error) {
+	if opts.Tags != nil {
+		f.tagged++
+		return "", fmt.Errorf("write %s/%s: %w", c, n, store.ErrForbidden)
+	}
+	f.plain++
+	return f.Store.Put(ctx, c, n, data, opts)
+}
+
+// A credential that may write but not tag keeps status writes working, without tags;
+// after the first refusal the writes skip the tags.
+func TestStatusWritesWithoutTagPermission(t *testing.T) {
+	mem := testenv.Memory(t)
+	f := &forbidTags{Store: mem.Store()}
+	c := mem.WithStore(f)
+	ctx := context.Background()
+	etag, err := c.PutStatus(ctx, &record.Status{JobID: "j", State: record.StateQueued}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PutStatus(ctx, &record.Status{JobID: "j", State: record.StateRunning}, etag); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PutStatus(ctx, &record.Status{JobID: "j", State: record.StateDead}, etag); !storage.IsConflict(err) {
+		t.Fatalf("a stale write without tags: %v, want a conflict", err)
+	}
+	st, _, err := c.GetStatus(ctx, "j")
+	if err != nil || st.State != record.StateRunning || f.tagged != 1 || f.plain != 3 {
+		t.Fatalf("status %+v, %v; %d tagged and %d plain writes, want 1 and 3", st, err, f.tagged, f.plain)
+	}
+	if p, _ := mem.Store().Properties(ctx, mem.Layout.StatusContainer(), "j.json"); p.TagCount != 0 {
+		t.Fatalf("TagCount %d", p.TagCount)
+	}
 }

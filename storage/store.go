@@ -207,8 +207,8 @@ func (c *Clients) putJSON(ctx context.Context, container, name string, v any, et
 	if data, err = c.sealBlob(ctx, container, name, data); err != nil {
 		return "", err
 	}
-	opts := store.PutOptions{ContentType: "application/json", IfMatch: etag, IfNoneMatchAny: etag == "", Tags: tags}
-	newETag, err := c.upload(ctx, container, name, data, opts)
+	opts := store.PutOptions{ContentType: "application/json", IfMatch: etag, IfNoneMatchAny: etag == ""}
+	newETag, err := c.uploadTagged(ctx, container, name, data, opts, tags)
 	if err != nil {
 		return "", fmt.Errorf("write %s/%s: %w", container, name, err)
 	}

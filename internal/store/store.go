@@ -24,6 +24,10 @@ var (
 	// ErrInvalid: a name, duration or count is outside what the service accepts (see
 	// ValidQueueName, ValidContainerName and the limits below).
 	ErrInvalid = errors.New("invalid argument")
+	// ErrForbidden: the credential may not do this (a role or SAS permission is missing,
+	// such as the index-tag actions for PutOptions.Tags and Indexer). The memory driver
+	// never returns it.
+	ErrForbidden = errors.New("forbidden")
 )
 
 // Limits of Azure Storage that every driver enforces the same way.

@@ -2,7 +2,7 @@
 // implements store.Queues, store.Blobs and store.Leases over the azqueue and azblob SDK
 // clients, validating arguments like every driver and mapping service errors onto
 // store.ErrNotFound, store.ErrConflict, store.ErrTooLarge, store.ErrInvalid and
-// store.ErrUnavailable (the SDK error stays wrapped for errors.As).
+// store.ErrForbidden and store.ErrUnavailable (the SDK error stays wrapped for errors.As).
 package azure
 
 import (
@@ -88,6 +88,8 @@ func wrap(err error, what string) error {
 		kind = store.ErrConflict
 	case re.StatusCode == http.StatusBadRequest:
 		kind = store.ErrInvalid
+	case re.StatusCode == http.StatusForbidden:
+		kind = store.ErrForbidden
 	default:
 		return fmt.Errorf("%s: %w", what, err)
 	}
