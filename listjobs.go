@@ -105,7 +105,7 @@ func (c *Client) readPage(ctx context.Context, f JobFilter, items []statusBlob) 
 	var page JobPage
 	next := 0
 	for next < len(items) && len(page.Jobs) < f.Limit {
-		end := min(next+c.opts.Concurrency, next+f.Limit-len(page.Jobs), len(items))
+		end := next + min(c.opts.Concurrency, f.Limit-len(page.Jobs), len(items)-next) // no overflow at Limit math.MaxInt
 		sts, errs := c.readStatuses(ctx, items[next:end])
 		n, err := f.appendMatches(&page.Jobs, sts, errs)
 		if err != nil {
