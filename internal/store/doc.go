@@ -12,8 +12,8 @@
 //     searched with Find Blobs by Tags expressions (FindByTags, FindAll; ParseWhere
 //     evaluates them for drivers without a service).
 //
-// Store combines the three. Failures map onto ErrNotFound, ErrConflict, ErrTooLarge,
-// ErrInvalid and ErrUnavailable, tested with errors.Is; a driver keeps its own error
+// Store combines the first three. Failures map onto ErrNotFound, ErrConflict, ErrTooLarge,
+// ErrInvalid, ErrForbidden and ErrUnavailable, tested with errors.Is; a driver keeps its own error
 // wrapped as well.
 // Arguments are validated the same way by every driver (ValidQueueName,
 // ValidContainerName, CheckEnqueue, …), so a bad name or duration fails alike on every
