@@ -8,6 +8,7 @@ package azure
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -27,8 +28,9 @@ type Store struct {
 	q    *azqueue.ServiceClient
 	b    *azblob.Client
 	opts Options
-	// emulator: the blob endpoint is Azurite's (path-style devstoreaccount1), whose
-	// Find Blobs by Tags paging needs a workaround (windowEnd).
+	// emulator: the blob endpoint is an emulator's (Azurite: path-style, on an IP
+	// address or localhost, or the devstoreaccount1 account), whose Find Blobs by Tags
+	// paging needs a workaround (windowEnd).
 	emulator bool
 
 	mu      sync.Mutex
@@ -56,13 +58,22 @@ type Options struct {
 // opts may be nil.
 func New(q *azqueue.ServiceClient, b *azblob.Client, opts *Options) *Store {
 	s := &Store{q: q, b: b}
-	if u, err := url.Parse(b.URL()); err == nil && strings.HasPrefix(u.Path, "/devstoreaccount1") {
-		s.emulator = true
-	}
+	s.emulator = emulator(b.URL())
 	if opts != nil {
 		s.opts = *opts
 	}
 	return s
+}
+
+// emulator reports whether a blob service URL is an emulator's: Azure's endpoints are
+// host names (<account>.blob.…), never an IP address or localhost.
+func emulator(blobURL string) bool {
+	u, err := url.Parse(blobURL)
+	if err != nil {
+		return false
+	}
+	h := u.Hostname()
+	return h == "localhost" || net.ParseIP(h) != nil || strings.HasPrefix(u.Path, "/devstoreaccount1")
 }
 
 // wrap maps an SDK error onto the store's errors; what says what was being done.
