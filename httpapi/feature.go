@@ -13,6 +13,7 @@ func (a *API) Functions() []nightshift.FunctionSpec {
 	}
 	return []nightshift.FunctionSpec{
 		fn(FunctionEnqueue, "post", "jobs", a.Enqueue),
+		fn(FunctionList, "get", "jobs", a.List),
 		fn(FunctionStatus, "get", "jobs/{id}", a.Status),
 		fn(FunctionCancel, "post", "jobs/{id}/cancel", a.Cancel),
 		fn(FunctionBatchStart, "post", "batches", a.StartBatch),

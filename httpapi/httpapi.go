@@ -4,6 +4,7 @@
 // status URL).
 //
 //	POST /api/jobs               → 202, Location: …/api/jobs/{id}, {"job_id", "status_url", …}
+//	GET  /api/jobs?state=&kind=… → 200, a page of jobs matching the filters (list.go)
 //	GET  /api/jobs/{id}          → 200, the job's status (result inline, or a short-lived link)
 //	POST /api/jobs/{id}/cancel   → 200, the cancelled status; 409 when the job already ended
 //	POST /api/batches            → 202, Location: …/api/batches/{id} (fan-out with a finalizer)

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -59,6 +60,7 @@ const (
 	typePrivateEndpoint              = "Microsoft.Network/privateEndpoints"
 	typeIdentity                     = "Microsoft.ManagedIdentity/userAssignedIdentities"
 	typeRoleAssignment               = "Microsoft.Authorization/roleAssignments"
+	typeRoleDefinition               = "Microsoft.Authorization/roleDefinitions"
 	typeAppInsights                  = "Microsoft.Insights/components"
 	typeWorkspace                    = "Microsoft.OperationalInsights/workspaces"
 	typePlan                         = "Microsoft.Web/serverfarms"
@@ -306,7 +308,48 @@ func checkRoleAssignments(m *bicepModel, _ expectations) []string {
 		out = append(out, "Storage Blob Data Owner ("+roleStorageBlobDataOwner+") appears in the template: it also manages ACLs and ownership; use Storage Blob Data Contributor scoped to containers")
 	}
 	out = append(out, checkBlobRoles(m, id)...)
+	out = append(out, checkIndexTagsRole(m, id)...)
 	return append(out, checkRequiredRoles(m, id)...)
+}
+
+// indexTagActions are the data actions of the blob index tags on the status records
+// (docs/storage-layout.md); no built-in data role short of Owner has them.
+var indexTagActions = []string{
+	"Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags/read",
+	"Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags/write",
+	"Microsoft.Storage/storageAccounts/blobServices/containers/blobs/filter/action",
+}
+
+// checkIndexTagsRole: a custom role with exactly the index-tag data actions, assigned to
+// the identity on the status container (status writes carry their tags in the same Put,
+// and listings find jobs by them).
+func checkIndexTagsRole(m *bicepModel, id string) []string {
+	for _, def := range m.ofType(typeRoleDefinition) {
+		body := m.text(def.body)
+		if strings.Count(body, "Microsoft.Storage/") != len(indexTagActions) ||
+			slices.ContainsFunc(indexTagActions, func(a string) bool { return !strings.Contains(body, "'"+a+"'") }) {
+			continue
+		}
+		for _, r := range m.ofType(typeRoleAssignment) {
+			scope := m.scopeOf(r)
+			if r.condition != nil || scope == nil || !strings.EqualFold(scope.typ, typeContainer) ||
+				m.text(m.path(r.body, "properties", "roleDefinitionId")) != def.symbol+".id" ||
+				m.text(m.path(r.body, "properties", "principalId")) != id+".properties.principalId" {
+				continue
+			}
+			names := m.names(scope)
+			n := m.prop(r.body, "scope")
+			if n.Kind() == "subscript_expression" {
+				if i, err := strconv.Atoi(m.text(n.ChildByFieldName("index"))); err == nil && i < len(names) {
+					names = names[i : i+1]
+				}
+			}
+			if len(names) == 1 && names[0] == storage.StatusContainer {
+				return nil
+			}
+		}
+	}
+	return []string{fmt.Sprintf("no role assignment of a custom role with exactly the data actions %s to %s.properties.principalId on the %s container: status writes set blob index tags", strings.Join(indexTagActions, ", "), id, storage.StatusContainer)}
 }
 
 // roleAssignmentsTo returns the role assignments of a role GUID to the identity id.
@@ -891,6 +934,15 @@ func TestPoliciesCatchWeakenedTemplates(t *testing.T) {
 		}},
 		{"blob data owner back", "role assignments", "Storage Blob Data Owner (" + roleStorageBlobDataOwner + ") appears", func(s string) string {
 			return strings.Replace(s, "storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'", "storageBlobDataContributor: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'", 1)
+		}},
+		{"no index tags role", "role assignments", "status writes set blob index tags", func(s string) string {
+			return removeResource(s, "appBlobIndexTags")
+		}},
+		{"index tags role on the results container", "role assignments", "status writes set blob index tags", func(s string) string {
+			return strings.Replace(s, "  scope: dataContainers[0]\n  properties: {\n    roleDefinitionId: blobIndexTagsRole.id\n    principalId: identity", "  scope: dataContainers[1]\n  properties: {\n    roleDefinitionId: blobIndexTagsRole.id\n    principalId: identity", 1)
+		}},
+		{"index tags role with every blob action", "role assignments", "status writes set blob index tags", func(s string) string {
+			return strings.Replace(s, "'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/filter/action'\n", "'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/filter/action'\n          'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/*'\n", 1)
 		}},
 		{"no delegation key role", "role assignments", "Storage Blob Delegator", func(s string) string {
 			return removeResource(s, "appBlobDelegator")

@@ -12,6 +12,7 @@ import (
 
 	"encoding/json"
 
+	"github.com/nightshift-jobs/nightshift/internal/store"
 	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
@@ -86,18 +87,9 @@ func (w *Worker) report(ctx context.Context, day, now time.Time) (*Report, error
 	rep := &Report{Date: from.Format(DateLayout), From: from, To: to, GeneratedAt: now,
 		ByState: map[record.State]int{}, DeadLetters: map[record.DeadReason]int{}}
 
-	// Every write of a status sets UpdatedAt just before the upload, so a record last
-	// written during the day was last modified during it (give the writer's clock a few
-	// minutes): only those are read.
-	statuses, err := w.list(ctx, l.StatusContainer(), "")
+	cand, err := w.dayStatuses(ctx, from, to)
 	if err != nil {
 		return nil, err
-	}
-	var cand []item
-	for _, it := range statuses {
-		if !it.mod.Before(from) && it.mod.Before(to.Add(clockSlack)) {
-			cand = append(cand, it)
-		}
 	}
 	var mu sync.Mutex
 	var dayStatuses []*record.Status
@@ -152,6 +144,45 @@ func (w *Worker) report(ctx context.Context, day, now time.Time) (*Report, error
 		return nil, err
 	}
 	return rep, nil
+}
+
+// dayStatuses returns the status records that may have been last written during [from,
+// to): through the index (their TagUpdated tag, the record's UpdatedAt), so the pass reads
+// only the day's records and lists nothing; on a store without an index, from the
+// listing: every write of a status sets UpdatedAt just before the upload, so a record last
+// written during the day was last modified during it (give the writer's clock a few
+// minutes). Records written before the index have no tags and are counted once `nightshift
+// jobs reindex` has tagged them.
+func (w *Worker) dayStatuses(ctx context.Context, from, to time.Time) ([]item, error) {
+	var cand []item
+	for it, err := range w.store.FindStatuses(ctx, storage.StatusQuery{Since: from, Until: to}) {
+		if errors.Is(err, storage.ErrNoIndex) || errors.Is(err, store.ErrForbidden) {
+			return w.listDay(ctx, from, to)
+		}
+		if err != nil {
+			if storage.IsNotFound(err) {
+				return nil, nil // container not created yet: nothing to do
+			}
+			return nil, err
+		}
+		cand = append(cand, item{name: storage.StatusBlob(it.JobID), mod: it.Updated})
+	}
+	return cand, nil
+}
+
+// listDay is dayStatuses from the listing.
+func (w *Worker) listDay(ctx context.Context, from, to time.Time) ([]item, error) {
+	statuses, err := w.list(ctx, w.store.Layout.StatusContainer(), "")
+	if err != nil {
+		return nil, err
+	}
+	var cand []item
+	for _, it := range statuses {
+		if !it.mod.Before(from) && it.mod.Before(to.Add(clockSlack)) {
+			cand = append(cand, it)
+		}
+	}
+	return cand, nil
 }
 
 // summarise fills the job counts, kinds, durations and failures from the day's statuses.

@@ -34,12 +34,13 @@ func (c *Clients) GetStatus(ctx context.Context, jobID string) (*record.Status, 
 
 // PutStatus writes a status record, the result of a Transition, conditionally: with etag "" only if none exists
 // (If-None-Match: *), else only if it is still at etag (If-Match). A lost race returns an
-// error for which IsConflict is true.
+// error for which IsConflict is true. The record's index tags (StatusTags) go in the
+// same request, so they change only with the write that wins.
 func (c *Clients) PutStatus(ctx context.Context, st *record.Status, etag ETag) (ETag, error) {
 	if st.UpdatedAt.IsZero() {
 		st.UpdatedAt = time.Now().UTC()
 	}
-	return c.PutJSON(ctx, c.Layout.StatusContainer(), StatusBlob(st.JobID), st, etag)
+	return c.putJSON(ctx, c.Layout.StatusContainer(), StatusBlob(st.JobID), st, etag, StatusTags(st))
 }
 
 // UpdateStatus applies change (a Transition's Apply) to the job's current status (nil when there is none) and
@@ -194,6 +195,11 @@ func (c *Clients) download(ctx context.Context, container, name string) ([]byte,
 // lost race gives an error for which IsConflict is true. It returns the new ETag. With a
 // Sealer the blob is sealed for container/name.
 func (c *Clients) PutJSON(ctx context.Context, container, name string, v any, etag ETag) (ETag, error) {
+	return c.putJSON(ctx, container, name, v, etag, nil)
+}
+
+// putJSON is PutJSON with index tags.
+func (c *Clients) putJSON(ctx context.Context, container, name string, v any, etag ETag, tags map[string]string) (ETag, error) {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return "", err
@@ -202,7 +208,7 @@ func (c *Clients) PutJSON(ctx context.Context, container, name string, v any, et
 		return "", err
 	}
 	opts := store.PutOptions{ContentType: "application/json", IfMatch: etag, IfNoneMatchAny: etag == ""}
-	newETag, err := c.upload(ctx, container, name, data, opts)
+	newETag, err := c.uploadTagged(ctx, container, name, data, opts, tags)
 	if err != nil {
 		return "", fmt.Errorf("write %s/%s: %w", container, name, err)
 	}

@@ -356,6 +356,48 @@ resource appBlobDataContributorDeployment 'Microsoft.Authorization/roleAssignmen
   }
 }
 
+// Blob index tags on the status records (docs/storage-layout.md): every status write sets
+// them in its Put (blobs/tags/write), listings by state, kind, queue, batch or time find
+// records by them (blobs/filter/action, Find Blobs by Tags in the container) and the
+// reindex reads them (blobs/tags/read). Storage Blob Data Contributor has none of the
+// three, and Storage Blob Data Owner also manages ACLs and ownership: a custom role with
+// exactly these data actions, assignable in this resource group only (its name carries the
+// resource token: role names are unique in a tenant), on the status container only
+// (dataContainerNames[0] is nightshift-status).
+resource blobIndexTagsRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(resourceGroup().id, 'nightshift-blob-index-tags')
+  properties: {
+    roleName: 'nightshift blob index tags ${resourceToken}'
+    description: 'Read, write and find by blob index tags; nothing else.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: []
+        notActions: []
+        dataActions: [
+          'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags/read'
+          'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags/write'
+          'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/filter/action'
+        ]
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      resourceGroup().id
+    ]
+  }
+}
+
+resource appBlobIndexTags 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(dataContainers[0].id, identity.id, 'nightshift-blob-index-tags')
+  scope: dataContainers[0]
+  properties: {
+    roleDefinitionId: blobIndexTagsRole.id
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 // User delegation SAS links for large results (GET /api/jobs/{id}). Get User Delegation Key
 // is an account-level operation, so its only action (generateUserDelegationKey) must be
 // granted on the account; Storage Blob Delegator has nothing else. A SAS never grants more
@@ -415,6 +457,17 @@ resource userBlobDataContributor 'Microsoft.Authorization/roleAssignments@2022-0
   scope: storage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageBlobDataContributor)
+    principalId: principalId
+    principalType: principalType
+  }
+}
+
+// The CLI's `nightshift jobs --state …` and `jobs reindex` use the same tags.
+resource userBlobIndexTags 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(principalId)) {
+  name: guid(dataContainers[0].id, principalId, 'nightshift-blob-index-tags')
+  scope: dataContainers[0]
+  properties: {
+    roleDefinitionId: blobIndexTagsRole.id
     principalId: principalId
     principalType: principalType
   }

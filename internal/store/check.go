@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -146,7 +147,62 @@ func CheckPut(container, name string, opts PutOptions) error {
 	if opts.IfMatch != "" && opts.IfNoneMatchAny {
 		return fmt.Errorf("IfMatch and IfNoneMatchAny exclude each other: %w", ErrInvalid)
 	}
-	return ValidMetadata(opts.Metadata)
+	if err := ValidMetadata(opts.Metadata); err != nil {
+		return err
+	}
+	return ValidTags(opts.Tags)
+}
+
+// ValidTags returns nil when tags fit the service's index-tag rules, else an error
+// wrapping ErrInvalid: at most MaxTags tags, keys of 1–MaxTagKey and values of
+// 0–MaxTagValue characters, each character a letter, digit, space or one of + - . / : = _
+// (TagChar). Keys and values are case-sensitive.
+func ValidTags(tags map[string]string) error {
+	if len(tags) > MaxTags {
+		return fmt.Errorf("%d index tags, over %d: %w", len(tags), MaxTags, ErrInvalid)
+	}
+	for k, v := range tags {
+		if len(k) == 0 || len(k) > MaxTagKey {
+			return fmt.Errorf("tag key %q has %d characters, not 1–%d: %w", k, len(k), MaxTagKey, ErrInvalid)
+		}
+		if len(v) > MaxTagValue {
+			return fmt.Errorf("value of tag %q has %d characters, over %d: %w", k, len(v), MaxTagValue, ErrInvalid)
+		}
+		if !tagString(k) || !tagString(v) {
+			return fmt.Errorf("tag %q=%q has a character other than letters, digits, space and + - . / : = _: %w", k, v, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// TagChar reports whether c may appear in an index tag's key or value.
+func TagChar(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return strings.IndexByte(" +-./:=_", c) >= 0
+}
+
+func tagString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !TagChar(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// CheckFind validates FindByTags' container and returns the page size to use: max, or
+// MaxFindResults when max is <= 0 or larger (as the service does).
+func CheckFind(container string, max int) (int, error) {
+	if err := ValidContainerName(container); err != nil {
+		return 0, err
+	}
+	if max <= 0 || max > MaxFindResults {
+		return MaxFindResults, nil
+	}
+	return max, nil
 }
 
 // CheckLease validates a lease duration.

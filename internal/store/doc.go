@@ -8,9 +8,12 @@
 //     If-None-Match: *), content types, metadata, size-bounded reads and listing by
 //     prefix in name order.
 //   - Leases: blob leases for singleton locks and moving an entry exactly once.
+//   - Indexer: blob index tags, written with the blob (PutOptions.Tags, ValidTags) and
+//     searched with Find Blobs by Tags expressions (FindByTags, FindAll; ParseWhere
+//     evaluates them for drivers without a service).
 //
-// Store combines the three. Failures map onto ErrNotFound, ErrConflict, ErrTooLarge,
-// ErrInvalid and ErrUnavailable, tested with errors.Is; a driver keeps its own error
+// Store combines the first three. Failures map onto ErrNotFound, ErrConflict, ErrTooLarge,
+// ErrInvalid, ErrForbidden and ErrUnavailable, tested with errors.Is; a driver keeps its own error
 // wrapped as well.
 // Arguments are validated the same way by every driver (ValidQueueName,
 // ValidContainerName, CheckEnqueue, …), so a bad name or duration fails alike on every

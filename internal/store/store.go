@@ -24,6 +24,10 @@ var (
 	// ErrInvalid: a name, duration or count is outside what the service accepts (see
 	// ValidQueueName, ValidContainerName and the limits below).
 	ErrInvalid = errors.New("invalid argument")
+	// ErrForbidden: the credential may not do this (a role or SAS permission is missing,
+	// such as the index-tag actions for PutOptions.Tags and Indexer). The memory driver
+	// never returns it.
+	ErrForbidden = errors.New("forbidden")
 )
 
 // Limits of Azure Storage that every driver enforces the same way.
@@ -103,6 +107,8 @@ type Properties struct {
 	// LastModified has the service's one-second precision.
 	LastModified time.Time
 	Metadata     map[string]string
+	// TagCount is how many index tags the blob carries (see PutOptions.Tags).
+	TagCount int
 }
 
 // Item is one blob of a listing.
@@ -127,6 +133,10 @@ type PutOptions struct {
 	// LeaseID on a blob without an active lease; Azurite accepts it, so do not rely on
 	// either.)
 	LeaseID string
+	// Tags replace the blob's index tags (a write without Tags leaves it with none), in
+	// the same request as the data, so they follow the write that wins its condition.
+	// They must pass ValidTags. Find blobs by them through Indexer.
+	Tags map[string]string
 }
 
 // DeleteOptions condition a blob delete; the zero value deletes unconditionally.
@@ -182,6 +192,78 @@ type Leases interface {
 // and does not implement it.
 type Linker interface {
 	ReadURL(ctx context.Context, container, name string, start, expiry time.Time) (string, error)
+}
+
+// Index-tag limits of Azure Storage that every driver enforces the same way.
+const (
+	// MaxTags is the most index tags one blob carries.
+	MaxTags = 10
+	// MaxTagKey and MaxTagValue bound a tag's key (1 … MaxTagKey characters) and value
+	// (0 … MaxTagValue characters).
+	MaxTagKey   = 128
+	MaxTagValue = 256
+	// MaxFindResults is the most blobs one FindByTags page holds.
+	MaxFindResults = 5000
+)
+
+// Tagged is one blob found by its index tags.
+type Tagged struct {
+	Name string
+	// Tags holds the blob's tags that the expression names (as the service returns them).
+	Tags map[string]string
+}
+
+// TagPage is one page of FindByTags.
+type TagPage struct {
+	Items []Tagged
+	// Next continues the search (pass it as marker); "" on the last page.
+	Next string
+}
+
+// Indexer finds blobs by their index tags (Azure's Find Blobs by Tags in Container).
+// Both drivers implement it; a Store wrapper that does not pass it on makes callers fall
+// back to listing.
+//
+// The expression is the service's: conditions `"key" op 'value'` joined by AND, op one
+// of = > >= < <= (values compare as strings, byte-wise), plus an optional
+// `@container = 'name'` naming the container searched. A blob matches when it has every
+// named tag and each condition holds. There is no OR, NOT or <>, and two conditions on
+// the same side of one key (`"t" > 'a' AND "t" >= 'b'`) are invalid. Azure optimises an
+// equality on one tag and a range on one tag; more conditions still work. Keys and
+// values use the tag alphabet (ValidTags), so a value never holds a quote.
+//
+// Azure updates the index asynchronously: a write shows in FindByTags after a delay
+// (usually under a second, documented as eventually consistent); Azurite and the memory
+// driver index at once. Callers re-check what they read.
+type Indexer interface {
+	// FindByTags returns one page of the blobs of container whose tags satisfy where, in
+	// name order, at most max (MaxFindResults when max is <= 0 or larger), starting at
+	// marker ("" for the first page; else a TagPage.Next). A malformed expression gives
+	// ErrInvalid, a missing container ErrNotFound.
+	FindByTags(ctx context.Context, container, where, marker string, max int) (TagPage, error)
+}
+
+// FindAll yields every blob FindByTags finds, page by page.
+func FindAll(ctx context.Context, ix Indexer, container, where string) iter.Seq2[Tagged, error] {
+	return func(yield func(Tagged, error) bool) {
+		marker := ""
+		for {
+			page, err := ix.FindByTags(ctx, container, where, marker, 0)
+			if err != nil {
+				yield(Tagged{}, err)
+				return
+			}
+			for _, it := range page.Items {
+				if !yield(it, nil) {
+					return
+				}
+			}
+			if page.Next == "" {
+				return
+			}
+			marker = page.Next
+		}
+	}
 }
 
 // Store is everything a driver provides.

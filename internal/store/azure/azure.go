@@ -2,13 +2,16 @@
 // implements store.Queues, store.Blobs and store.Leases over the azqueue and azblob SDK
 // clients, validating arguments like every driver and mapping service errors onto
 // store.ErrNotFound, store.ErrConflict, store.ErrTooLarge, store.ErrInvalid and
-// store.ErrUnavailable (the SDK error stays wrapped for errors.As).
+// store.ErrForbidden and store.ErrUnavailable (the SDK error stays wrapped for errors.As).
 package azure
 
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +28,10 @@ type Store struct {
 	q    *azqueue.ServiceClient
 	b    *azblob.Client
 	opts Options
+	// emulator: the blob endpoint is an emulator's (Azurite: path-style, on an IP
+	// address or localhost, or the devstoreaccount1 account), whose Find Blobs by Tags
+	// paging needs a workaround (windowEnd).
+	emulator bool
 
 	mu      sync.Mutex
 	udc     *service.UserDelegationCredential
@@ -32,8 +39,9 @@ type Store struct {
 }
 
 var (
-	_ store.Store  = (*Store)(nil)
-	_ store.Linker = (*Store)(nil)
+	_ store.Store   = (*Store)(nil)
+	_ store.Linker  = (*Store)(nil)
+	_ store.Indexer = (*Store)(nil)
 )
 
 // Options say how the driver signs read URLs (store.Linker); the zero value cannot sign.
@@ -50,10 +58,22 @@ type Options struct {
 // opts may be nil.
 func New(q *azqueue.ServiceClient, b *azblob.Client, opts *Options) *Store {
 	s := &Store{q: q, b: b}
+	s.emulator = emulator(b.URL())
 	if opts != nil {
 		s.opts = *opts
 	}
 	return s
+}
+
+// emulator reports whether a blob service URL is an emulator's: Azure's endpoints are
+// host names (<account>.blob.…), never an IP address or localhost.
+func emulator(blobURL string) bool {
+	u, err := url.Parse(blobURL)
+	if err != nil {
+		return false
+	}
+	h := u.Hostname()
+	return h == "localhost" || net.ParseIP(h) != nil || strings.HasPrefix(u.Path, "/devstoreaccount1")
 }
 
 // wrap maps an SDK error onto the store's errors; what says what was being done.
@@ -79,6 +99,8 @@ func wrap(err error, what string) error {
 		kind = store.ErrConflict
 	case re.StatusCode == http.StatusBadRequest:
 		kind = store.ErrInvalid
+	case re.StatusCode == http.StatusForbidden:
+		kind = store.ErrForbidden
 	default:
 		return fmt.Errorf("%s: %w", what, err)
 	}

@@ -78,3 +78,18 @@ func TestReadURL(t *testing.T) {
 		t.Fatalf("GET expired URL: %s, want 403", resp2.Status)
 	}
 }
+
+func TestEmulatorDetection(t *testing.T) {
+	for u, want := range map[string]bool{
+		"http://127.0.0.1:10000/devstoreaccount1/":             true,
+		"http://localhost:10000/myaccount/":                    true,
+		"http://[::1]:10000/acct/":                             true,
+		"https://myaccount.blob.core.windows.net/":             false,
+		"https://myaccount.privatelink.blob.core.windows.net/": false,
+		"http://azurite:10000/devstoreaccount1/":               true,
+	} {
+		if got := azure.IsEmulator(u); got != want {
+			t.Errorf("IsEmulator(%s) = %v, want %v", u, got, want)
+		}
+	}
+}

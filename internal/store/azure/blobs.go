@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
@@ -58,10 +59,10 @@ func quoted(e *azcore.ETag) store.ETag {
 	return store.ETag(s)
 }
 
-func props(etag *azcore.ETag, ct *string, n *int64, mod *time.Time, md map[string]*string) store.Properties {
+func props[N int32 | int64](etag *azcore.ETag, ct *string, n *int64, mod *time.Time, md map[string]*string, tags *N) store.Properties {
 	return store.Properties{
 		ETag: quoted(etag), ContentType: deref(ct), ContentLength: deref(n),
-		LastModified: deref(mod).UTC(), Metadata: metadata(md),
+		LastModified: deref(mod).UTC(), Metadata: metadata(md), TagCount: int(deref(tags)),
 	}
 }
 
@@ -97,7 +98,7 @@ func (s *Store) Open(ctx context.Context, cont, name string, maxBytes int64) (io
 	if err != nil {
 		return nil, store.Properties{}, wrap(err, "read "+where)
 	}
-	p := props(resp.ETag, resp.ContentType, resp.ContentLength, resp.LastModified, resp.Metadata)
+	p := props(resp.ETag, resp.ContentType, resp.ContentLength, resp.LastModified, resp.Metadata, resp.TagCount)
 	if maxBytes > 0 && p.ContentLength > maxBytes {
 		resp.Body.Close()
 		return nil, store.Properties{}, fmt.Errorf("%s holds %d bytes, over %d: %w", where, p.ContentLength, maxBytes, store.ErrTooLarge)
@@ -114,7 +115,7 @@ func (s *Store) Properties(ctx context.Context, cont, name string) (store.Proper
 	if err != nil {
 		return store.Properties{}, wrap(err, "properties of "+cont+"/"+name)
 	}
-	return props(resp.ETag, resp.ContentType, resp.ContentLength, resp.LastModified, resp.Metadata), nil
+	return props(resp.ETag, resp.ContentType, resp.ContentLength, resp.LastModified, resp.Metadata, resp.TagCount), nil
 }
 
 func conditions(ifMatch store.ETag, ifNoneMatchAny bool, leaseID string) *blob.AccessConditions {
@@ -149,6 +150,7 @@ func (s *Store) Put(ctx context.Context, cont, name string, data []byte, opts st
 	resp, err := s.b.UploadBuffer(ctx, cont, name, data, &azblob.UploadBufferOptions{
 		HTTPHeaders:      &blob.HTTPHeaders{BlobContentType: &ct},
 		Metadata:         md,
+		Tags:             opts.Tags,
 		AccessConditions: conditions(opts.IfMatch, opts.IfNoneMatchAny, opts.LeaseID),
 	})
 	if err != nil {
@@ -189,13 +191,67 @@ func (s *Store) List(ctx context.Context, cont, prefix string) iter.Seq2[store.I
 					continue
 				}
 				p := it.Properties
-				item := store.Item{Name: *it.Name, Properties: props(p.ETag, p.ContentType, p.ContentLength, p.LastModified, it.Metadata)}
+				item := store.Item{Name: *it.Name, Properties: props(p.ETag, p.ContentType, p.ContentLength, p.LastModified, it.Metadata, p.TagCount)}
 				if !yield(item, nil) {
 					return
 				}
 			}
 		}
 	}
+}
+
+// FindByTags returns one page of Find Blobs by Tags in Container.
+func (s *Store) FindByTags(ctx context.Context, cont, where, marker string, max int) (store.TagPage, error) {
+	max, err := store.CheckFind(cont, max)
+	if err != nil {
+		return store.TagPage{}, err
+	}
+	opts := &container.FilterBlobsOptions{MaxResults: to.Ptr(int32(max))}
+	if marker != "" {
+		opts.Marker = &marker
+	}
+	cc := s.b.ServiceClient().NewContainerClient(cont)
+	resp, err := cc.FilterBlobs(ctx, where, opts)
+	if err != nil {
+		return store.TagPage{}, wrap(err, "find blobs by tags in "+cont)
+	}
+	page := store.TagPage{Next: deref(resp.NextMarker)}
+	if s.emulator {
+		if page.Next, err = s.windowEnd(ctx, cc, marker, max); err != nil {
+			return store.TagPage{}, err
+		}
+	}
+	for _, it := range resp.Blobs {
+		if it == nil || it.Name == nil {
+			continue
+		}
+		t := store.Tagged{Name: *it.Name, Tags: map[string]string{}}
+		if it.Tags != nil {
+			for _, tag := range it.Tags.BlobTagSet {
+				if tag != nil && tag.Key != nil {
+					t.Tags[*tag.Key] = deref(tag.Value)
+				}
+			}
+		}
+		page.Items = append(page.Items, t)
+	}
+	return page, nil
+}
+
+// windowEnd works around Azurite's paging of Find Blobs by Tags (3.37): it searches only
+// the max blobs after the marker (by name) and drops the continuation when fewer of them
+// match. Its markers are blob names, so the continuation is where a listing of the same
+// max blobs ends: one List call per page, on the emulator only.
+func (s *Store) windowEnd(ctx context.Context, cc *container.Client, marker string, max int) (string, error) {
+	opts := &container.ListBlobsFlatOptions{MaxResults: to.Ptr(int32(max))}
+	if marker != "" {
+		opts.Marker = &marker
+	}
+	page, err := cc.NewListBlobsFlatPager(opts).NextPage(ctx)
+	if err != nil {
+		return "", wrap(err, "list "+cc.URL())
+	}
+	return deref(page.NextMarker), nil
 }
 
 func (s *Store) leaseClient(cont, name, leaseID string) (*lease.BlobClient, error) {

@@ -21,6 +21,7 @@ type container struct {
 type blob struct {
 	data  []byte
 	props store.Properties
+	tags  map[string]string
 	lease *lease
 }
 
@@ -173,9 +174,9 @@ func (s *Store) Put(_ context.Context, cont, name string, data []byte, opts stor
 	for k, v := range opts.Metadata {
 		md[strings.ToLower(k)] = v
 	}
-	b := &blob{data: slices.Clone(data), props: store.Properties{
+	b := &blob{data: slices.Clone(data), tags: maps.Clone(opts.Tags), props: store.Properties{
 		ETag: store.ETag(fmt.Sprintf("\"0x%X\"", s.next())), ContentType: ct, ContentLength: int64(len(data)),
-		LastModified: s.now().UTC().Truncate(time.Second), Metadata: md,
+		LastModified: s.now().UTC().Truncate(time.Second), Metadata: md, TagCount: len(opts.Tags),
 	}}
 	if old != nil && old.lease.active(s.now()) {
 		b.lease = old.lease // a write under the lease keeps it
@@ -300,4 +301,42 @@ func (s *Store) ReleaseLease(_ context.Context, cont, name, leaseID string) erro
 	}
 	l.released = true
 	return nil
+}
+
+// FindByTags returns a page of the blobs of a container whose tags satisfy where, in
+// name order; the marker is the name of the first blob of the page.
+func (s *Store) FindByTags(_ context.Context, cont, where, marker string, max int) (store.TagPage, error) {
+	max, err := store.CheckFind(cont, max)
+	if err != nil {
+		return store.TagPage{}, err
+	}
+	w, err := store.ParseWhere(where)
+	if err != nil {
+		return store.TagPage{}, err
+	}
+	s.mu.Lock()
+	c, err := s.container(cont)
+	var found []store.Tagged
+	if err == nil {
+		for name, b := range c.blobs {
+			if name < marker {
+				continue
+			}
+			if named, ok := w.Match(cont, b.tags); ok {
+				found = append(found, store.Tagged{Name: name, Tags: named})
+			}
+		}
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return store.TagPage{}, err
+	}
+	slices.SortFunc(found, func(a, b store.Tagged) int { return strings.Compare(a.Name, b.Name) })
+	var page store.TagPage
+	if len(found) > max {
+		page.Next = found[max].Name
+		found = found[:max]
+	}
+	page.Items = found
+	return page, nil
 }

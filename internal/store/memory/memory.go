@@ -28,7 +28,10 @@ type Store struct {
 	containers map[string]*container
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store   = (*Store)(nil)
+	_ store.Indexer = (*Store)(nil)
+)
 
 // New returns an empty store that reads the time from now (time.Now when nil).
 func New(now func() time.Time) *Store {

@@ -48,7 +48,7 @@ type testCase struct {
 }
 
 func cases() []testCase {
-	return append(append(queueCases(), blobCases()...), leaseCases()...)
+	return append(append(append(queueCases(), blobCases()...), leaseCases()...), tagCases()...)
 }
 
 func ctx(t *testing.T) context.Context {

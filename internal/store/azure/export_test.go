@@ -1,0 +1,4 @@
+package azure
+
+// IsEmulator exposes emulator to the tests.
+var IsEmulator = emulator
