@@ -1,7 +1,10 @@
 // Package funchost is a local stand-in for the Azure Functions host, for custom handler
 // apps: it reads the same host.json and <Name>/function.json files the real host reads,
 // starts the custom handler the same way, and drives it with the same queue, timer and
-// HTTP triggers and blob output bindings, against real Azure Storage or Azurite.
+// HTTP triggers and blob output bindings, against real Azure Storage or Azurite. With
+// Options.Handler it drives an http.Handler in its own process instead of a child (the
+// same host-shaped requests), from an app read by NewFS: that is worker mode (package
+// worker), so both modes share this one listener and timer.
 //
 // Behaviour follows docs/host-contract.md; a bare "§N.M" in this package's comments is a
 // section of that page. Deviations are marked "Deviation:".
