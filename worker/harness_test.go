@@ -195,14 +195,21 @@ func (p *process) wait() int {
 // get returns the status code of GET path on the health server (0 when it does not
 // answer).
 func (p *process) get(path string) int {
-	c := &http.Client{Timeout: 5 * time.Second}
+	code, _ := p.getBody(path)
+	return code
+}
+
+// getBody returns the status code and body of GET path on the health server (0 when it
+// does not answer).
+func (p *process) getBody(path string) (int, string) {
+	c := &http.Client{Timeout: 30 * time.Second}
 	resp, err := c.Get("http://" + p.health + path)
 	if err != nil {
-		return 0
+		return 0, ""
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
+	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	return resp.StatusCode
+	return resp.StatusCode, string(b)
 }
 
 func (p *process) waitReady() {

@@ -87,8 +87,11 @@ func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 func TestDrain_InFlightJobFinishes(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "", fastHostJSON(0, 0))
-	w := f.startWorker([]string{"--drain-timeout", "2m", "--no-timers"})
+	w := f.startWorker([]string{"--drain-timeout", "2m", "--no-timers", "--concurrency", "3"})
 	w.waitReady()
+	if l := logLines(w.logs.String(), "worker starting"); len(l) != 1 || l[0]["concurrency"] != 3.0 {
+		t.Errorf("worker starting log %v, want concurrency 3 from --concurrency", l)
+	}
 	if got := w.get("/healthz"); got != http.StatusOK {
 		t.Fatalf("/healthz %d", got)
 	}
@@ -240,4 +243,28 @@ func TestMixedFleet(t *testing.T) {
 		t.Errorf("worker exit code %d", code)
 	}
 	lh.cancel()
+}
+
+// TestReadyzWhenStorageIsUnreachable: a worker whose storage does not answer stays alive
+// (/healthz 200) but not ready (/readyz 503 naming storage).
+func TestReadyzWhenStorageIsUnreachable(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "", fastHostJSON(0, 0))
+	closed := freeAddr(t) // nothing listens there
+	_, port, _ := strings.Cut(closed, ":")
+	var p int
+	_, _ = fmt.Sscan(port, &p)
+	f.settings["AzureWebJobsStorage"] = testenv.AzuriteConnectionString(p, p)
+	w := f.startWorker([]string{"--no-timers"})
+	if got := w.get("/healthz"); got != http.StatusOK {
+		t.Fatalf("/healthz %d, want 200", got)
+	}
+	testenv.WaitFor(t, 60*time.Second, "/readyz 503 naming storage", func() bool {
+		code, body := w.getBody("/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "storage unreachable")
+	})
+	w.term()
+	if code := w.wait(); code != 0 {
+		t.Errorf("exit code %d", code)
+	}
 }
