@@ -220,10 +220,22 @@ func (p *process) waitReady() {
 // localHost is the local Functions host running the handler binary as its custom
 // handler, on an app folder with the fleet's fast host.json and the app's functions.
 type localHost struct {
-	host   *funchost.Host
-	cancel context.CancelFunc
-	done   chan error
-	logs   *testenv.LogBuffer
+	host    *funchost.Host
+	cancel  context.CancelFunc
+	done    chan error
+	stopped chan struct{}
+	logs    *testenv.LogBuffer
+}
+
+// stop cancels the host and waits for Run to return (a bound against hangs).
+func (lh *localHost) stop(t testing.TB) {
+	t.Helper()
+	lh.cancel()
+	select {
+	case <-lh.stopped:
+	case <-time.After(60 * time.Second):
+		t.Error("local host did not stop within 60s")
+	}
 }
 
 func (f *fleet) startLocalHost() *localHost {
@@ -240,20 +252,15 @@ func (f *fleet) startLocalHost() *localHost {
 	}
 	// The local host's own functions need no HTTP listener in these tests: drop the
 	// HTTP-triggered ones (the test app has none; this keeps a free port unneeded).
-	lh := &localHost{logs: &testenv.LogBuffer{}, done: make(chan error, 1)}
+	lh := &localHost{logs: &testenv.LogBuffer{}, done: make(chan error, 1), stopped: make(chan struct{})}
 	lh.host, err = funchost.New(dir, funchost.Options{Settings: f.settings, Getenv: func(string) string { return "" },
 		Logger: slog.New(slog.NewJSONHandler(lh.logs, nil)), HTTPAddr: freeAddr(f.t), HostID: f.settings[worker.SettingHostID]})
 	must(f.t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	lh.cancel = cancel
-	go func() { lh.done <- lh.host.Run(ctx) }()
+	go func() { lh.done <- lh.host.Run(ctx); close(lh.stopped) }()
 	f.t.Cleanup(func() {
-		cancel()
-		select {
-		case <-lh.done:
-		case <-time.After(60 * time.Second):
-			f.t.Error("local host did not stop within 60s")
-		}
+		lh.stop(f.t)
 		if f.t.Failed() {
 			f.t.Logf("local host log (tail):\n%s", lh.logs.Tail(6000))
 		}

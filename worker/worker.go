@@ -87,9 +87,6 @@ type Options struct {
 	HostID string
 	// Logger receives the worker's log; default the app's (JSON on stdout).
 	Logger *slog.Logger
-	// OnReady, when set, is called with the health server's address once it listens
-	// (tests use it with HealthAddr "127.0.0.1:0").
-	OnReady func(addr string)
 }
 
 // Run consumes the app's queues and fires its timers until ctx ends, then drains: it stops
@@ -113,9 +110,6 @@ func Run(ctx context.Context, app *nightshift.App, opts Options) error {
 		srv = &http.Server{Handler: hs, ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		o.Logger.Info("worker health endpoints listening", "addr", ln.Addr().String())
-		if o.OnReady != nil {
-			o.OnReady(ln.Addr().String())
-		}
 	}
 	o.Logger.Info("worker starting", "host_id", host.HostID(), "functions", functionNames(host),
 		"concurrency", host.Config().Queues.BatchSize+host.Config().Queues.NewBatchThreshold, "drain_timeout", o.DrainTimeout.String())

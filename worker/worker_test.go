@@ -242,7 +242,7 @@ func TestMixedFleet(t *testing.T) {
 	if code := w.wait(); code != 0 {
 		t.Errorf("worker exit code %d", code)
 	}
-	lh.cancel()
+	lh.stop(t)
 }
 
 // TestReadyzWhenStorageIsUnreachable: a worker whose storage does not answer stays alive
@@ -266,5 +266,57 @@ func TestReadyzWhenStorageIsUnreachable(t *testing.T) {
 	w.term()
 	if code := w.wait(); code != 0 {
 		t.Errorf("exit code %d", code)
+	}
+}
+
+// firesIn returns the job ids of the "recurring job fired" lines in a log: the worker's own
+// JSON lines, or the handler's lines the local host relays as console messages.
+func firesIn(logs string) []string {
+	var ids []string
+	for _, l := range strings.Split(logs, "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) != nil {
+			continue
+		}
+		if inner, ok := m["msg"].(string); ok && m["category"] == "Host.Function.Console" {
+			m = nil
+			_ = json.Unmarshal([]byte(inner), &m)
+		}
+		if m["msg"] == "recurring job fired" {
+			id, _ := m["job_id"].(string)
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// TestMixedFleetFiresEachOccurrenceOnce: the local Functions host and a worker with the
+// same host id share the timers' singleton lease; each occurrence fires once between them.
+func TestMixedFleetFiresEachOccurrenceOnce(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "", fastHostJSON(0, 0))
+	f.settings["NIGHTSHIFT_SCHEDULE_TICK"] = "*/1 * * * * *"
+	lh := f.startLocalHost()
+	w := f.startWorker(nil)
+	fired := func() map[string]int {
+		n := map[string]int{}
+		for _, id := range append(firesIn(lh.logs.String()), firesIn(w.logs.String())...) {
+			n[id]++
+		}
+		return n
+	}
+	testenv.WaitFor(t, 2*time.Minute, "5 occurrences to fire", func() bool { return len(fired()) >= 5 })
+	w.term()
+	if code := w.wait(); code != 0 {
+		t.Errorf("worker exit code %d", code)
+	}
+	lh.stop(t)
+	if err := <-lh.done; err != nil {
+		t.Errorf("local host: %v", err)
+	}
+	for id, n := range fired() {
+		if n != 1 {
+			t.Errorf("occurrence %s fired %d times, want once", id, n)
+		}
 	}
 }
