@@ -377,7 +377,14 @@ func (h *Host) Run(ctx context.Context) error {
 
 	// Invocations get their own context, cancelled DrainTimeout after shutdown starts.
 	invCtx, invCancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer invCancel()
+	released := false
+	defer func() {
+		if !released {
+			invCancel()
+		}
+		// Released invocations keep their context: cancelling it would have the handler
+		// record an interrupted attempt for a message another consumer now owns.
+	}()
 	var inflight sync.WaitGroup
 	var httpFns []*Function
 	for _, fn := range h.fns {
@@ -417,6 +424,7 @@ func (h *Host) Run(ctx context.Context) error {
 	case <-done:
 	case <-time.After(h.opts.DrainTimeout):
 		if h.opts.ReleaseOnDrainTimeout {
+			released = true
 			n := h.inflight.releaseAll(ctx)
 			h.log.Warn("In-flight invocations did not finish within the drain timeout; released their messages for another consumer", "timeout", h.opts.DrainTimeout, "released", n)
 			break

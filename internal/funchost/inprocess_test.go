@@ -182,7 +182,8 @@ func TestInProcess_ReleaseOnDrainTimeout(t *testing.T) {
 	stuck := make(chan struct{})
 	t.Cleanup(func() { close(stuck) })
 	calls := &inProcessCalls{}
-	hang := func(http.ResponseWriter, *http.Request) { entered <- struct{}{}; <-stuck }
+	var reqCtx context.Context
+	hang := func(_ http.ResponseWriter, r *http.Request) { reqCtx = r.Context(); entered <- struct{}{}; <-stuck }
 	_, cancel, done := a.runFS(inProcessFS(a, map[string]string{"Long": "{{p}}-long"}),
 		Options{Handler: calls.handler(hang), DrainTimeout: 200 * time.Millisecond, ReleaseOnDrainTimeout: true})
 	a.enqueue(q, `{"key":"long"}`)
@@ -196,5 +197,10 @@ func TestInProcess_ReleaseOnDrainTimeout(t *testing.T) {
 	}
 	if got := peekAll(t, q); len(got) != 1 || got[0] != `{"key":"long"}` {
 		t.Fatalf("visible after the drain deadline: %q, want the released message", got)
+	}
+	// The released invocation goes on undisturbed until the process exits: cancelling it
+	// would have a handler record an interrupted attempt for a message it no longer owns.
+	if err := reqCtx.Err(); err != nil {
+		t.Errorf("the released invocation's context is done (%v) after Run returned", err)
 	}
 }
