@@ -1,10 +1,12 @@
 package worker
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -76,5 +78,50 @@ func TestDefaultHostID(t *testing.T) {
 		if got := defaultHostID(prefix); got != want {
 			t.Errorf("defaultHostID(%q) = %q, want %q", prefix, got, want)
 		}
+	}
+}
+
+func TestAppFilesSelectQueuesAndTimers(t *testing.T) {
+	mem, err := storage.NewMemory("tq", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := nightshift.NewApp(nightshift.NewRegistry(), nightshift.Config{Store: mem, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		Getenv: func(string) string { return "" }, Features: []nightshift.Feature{schedule.Feature(nil)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := func(o Options) string {
+		t.Helper()
+		files, err := appFiles(app, o.withDefaults(app))
+		if err != nil {
+			t.Fatalf("appFiles(%+v): %v", o, err)
+		}
+		var out []string
+		for p := range files {
+			if p != "host.json" {
+				out = append(out, strings.TrimSuffix(p, "/function.json"))
+			}
+		}
+		slices.Sort(out)
+		return strings.Join(out, ",")
+	}
+	if got, want := names(Options{}), "RecurringMaintenance,RunDeadLetter,RunDeadLetterHigh,RunDeadLetterLow,RunJob,RunJobHigh,RunJobLow,ScheduleSweep"; got != want {
+		t.Errorf("default: %s, want %s", got, want)
+	}
+	if got, want := names(Options{Queues: []string{"jobs-high"}, NoTimers: true}), "RunDeadLetterHigh,RunJobHigh"; got != want {
+		t.Errorf("--queues jobs-high --no-timers: %s, want %s", got, want)
+	}
+	if got, want := names(Options{Queues: []string{"jobs-low-poison"}}), "RecurringMaintenance,RunDeadLetterLow,ScheduleSweep"; got != want {
+		t.Errorf("--queues jobs-low-poison: %s, want %s", got, want)
+	}
+	files, _ := appFiles(app, Options{Queues: []string{"jobs"}}.withDefaults(app))
+	if !strings.Contains(string(files["RunJob/function.json"]), `"queueName": "tq-jobs"`) {
+		t.Errorf("RunJob listens on the layout's queue name:\n%s", files["RunJob/function.json"])
+	}
+	_, err = appFiles(app, Options{Queues: []string{"nosuch"}}.withDefaults(app))
+	var se *storage.SettingError
+	if !errors.As(err, &se) || se.Setting != SettingQueues {
+		t.Errorf("--queues nosuch: %v, want a SettingError naming %s", err, SettingQueues)
 	}
 }
