@@ -30,6 +30,8 @@ func main() {
 	defer stop()
 	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
 	if len(os.Args) > 1 && os.Args[1] == "worker" {
+		// The first signal drains; a second one stops the process at once.
+		context.AfterFunc(ctx, stop)
 		code := worker.Main(ctx, os.Args[2:], func() (*nightshift.App, error) { return newApp(os.Getenv, log, nil) })
 		stop()
 		os.Exit(code)
