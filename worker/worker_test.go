@@ -174,105 +174,77 @@ func TestTwoWorkersFireEachOccurrenceOnce(t *testing.T) {
 		}
 		return ids
 	}
+	fires := func() []fire {
+		return append(firesIn(a.logs.String(), fmt.Sprint("worker ", a.pid())), firesIn(b.logs.String(), fmt.Sprint("worker ", b.pid()))...)
+	}
 	testenv.WaitFor(t, 2*time.Minute, "6 occurrences to run", func() bool { return len(occurrences()) >= 6 })
+	checkFires(t, fires(), 6) // while both run: one lease holder
 	a.term()
 	b.term()
 	if a.wait() != 0 || b.wait() != 0 {
 		t.Fatalf("exit codes %d %d", a.code, b.code)
 	}
-	fires := map[string][]int{}
-	for _, p := range []*process{a, b} {
-		for _, l := range logLines(p.logs.String(), "recurring job fired") {
-			id, _ := l["job_id"].(string)
-			fires[id] = append(fires[id], p.pid())
-		}
-	}
-	if len(fires) < 6 {
-		t.Fatalf("%d occurrences fired, want at least 6", len(fires))
-	}
-	for id, pids := range fires {
-		if len(pids) != 1 {
-			t.Errorf("occurrence %s fired %d times (in %v), want once", id, len(pids), pids)
-		}
-	}
+	enqueued := enqueuedOnce(t, fires())
 	for _, id := range occurrences() {
 		if n := len(f.runPIDs(id)); n != 1 {
 			t.Errorf("occurrence job %s ran %d times, want once", id, n)
 		}
-		if _, ok := fires[id]; !ok {
+		if !enqueued[id] {
 			t.Errorf("occurrence job %s ran without a logged fire", id)
 		}
 	}
 }
 
-// TestMixedFleet: a local Functions host and a worker consume the same queues as
-// competing consumers: with a budget of one message each, two blocking jobs run one in
-// each; every job succeeds and runs once.
-func TestMixedFleet(t *testing.T) {
-	t.Parallel()
-	f := newFleet(t, "", fastHostJSON(1, 0))
-	lh := f.startLocalHost()
-	w := f.startWorker([]string{"--no-timers"})
-	w.waitReady()
-	id1, started1, release1 := f.blockJob()
-	id2, started2, release2 := f.blockJob()
-	testenv.WaitFor(t, 60*time.Second, "both blocking jobs to start", func() bool { return exists(started1) && exists(started2) })
-	var ids []string
-	for i := range 40 {
-		ids = append(ids, f.enqueue("test.noop", fmt.Sprintf(`{"n":%d}`, i), ""))
-	}
-	must(t, os.WriteFile(release1, nil, 0o644))
-	must(t, os.WriteFile(release2, nil, 0o644))
-	p1, p2 := f.runPIDs(id1), f.runPIDs(id2)
-	if len(p1) != 1 || len(p2) != 1 || p1[0] == p2[0] {
-		t.Fatalf("blocking jobs ran in %v and %v, want one run in each consumer", p1, p2)
-	}
-	if p1[0] != w.pid() && p2[0] != w.pid() {
-		t.Errorf("neither blocking job ran in the worker %d: %v %v", w.pid(), p1, p2)
-	}
-	for _, id := range append(ids, id1, id2) {
-		if st := f.wait(id); st.State != record.StateSucceeded {
-			t.Fatalf("job %s: %s", id, st.State)
-		}
-		if n := len(f.runPIDs(id)); n != 1 {
-			t.Errorf("job %s ran %d times, want once", id, n)
-		}
-	}
-	w.term()
-	if code := w.wait(); code != 0 {
-		t.Errorf("worker exit code %d", code)
-	}
-	lh.stop(t)
-}
+// fire is one "recurring job fired" log line: which process, which occurrence job, and
+// whether it enqueued the job or found it enqueued already.
+type fire struct{ proc, id, outcome string }
 
-// TestReadyzWhenStorageIsUnreachable: a worker whose storage does not answer stays alive
-// (/healthz 200) but not ready (/readyz 503 naming storage).
-func TestReadyzWhenStorageIsUnreachable(t *testing.T) {
-	t.Parallel()
-	f := newFleet(t, "", fastHostJSON(0, 0))
-	closed := freeAddr(t) // nothing listens there
-	_, port, _ := strings.Cut(closed, ":")
-	var p int
-	_, _ = fmt.Sscan(port, &p)
-	f.settings["AzureWebJobsStorage"] = testenv.AzuriteConnectionString(p, p)
-	w := f.startWorker([]string{"--no-timers"})
-	if got := w.get("/healthz"); got != http.StatusOK {
-		t.Fatalf("/healthz %d, want 200", got)
+// checkFires checks the singleton rule over the fires of a fleet whose processes all ran
+// throughout: every fire came from one process (the lease holder), and each occurrence
+// was enqueued by exactly one fire (enqueuedOnce). It wants at least min occurrences.
+func checkFires(t *testing.T, fires []fire, min int) {
+	t.Helper()
+	procs := map[string]bool{}
+	for _, f := range fires {
+		procs[f.proc] = true
 	}
-	testenv.WaitFor(t, 60*time.Second, "/readyz 503 naming storage", func() bool {
-		code, body := w.getBody("/readyz")
-		return code == http.StatusServiceUnavailable && strings.Contains(body, "storage unreachable")
-	})
-	w.term()
-	if code := w.wait(); code != 0 {
-		t.Errorf("exit code %d", code)
+	if len(procs) != 1 {
+		t.Errorf("timers fired in %d processes (%v), want only the lease holder", len(procs), procs)
+	}
+	if n := len(enqueuedOnce(t, fires)); n < min {
+		t.Fatalf("%d occurrences enqueued, want at least %d", n, min)
 	}
 }
 
-// firesIn returns the job ids of the "recurring job fired" lines in a log: the worker's own
-// JSON lines, or the handler's lines the local host relays as console messages.
-func firesIn(logs string) []string {
-	var ids []string
+// enqueuedOnce checks that each occurrence was enqueued by exactly one fire and returns
+// the occurrences enqueued.
+//
+// A second fire mapping to an occurrence already enqueued ("duplicate", the claim in
+// schedule/claim.go) can come from the lease holder itself: with the monitor off (a
+// sub-minute schedule) the schedule feature takes the occurrence nearest the clock, and
+// a fire running late on a loaded machine can land nearer the next one. That is the
+// schedule feature's own at-most-one-job rule, in one process; it is logged, not failed.
+func enqueuedOnce(t *testing.T, fires []fire) map[string]bool {
+	t.Helper()
+	enqueued := map[string]bool{}
+	for _, f := range fires {
+		if f.outcome != "enqueued" {
+			t.Logf("occurrence %s fired again in %s: %s", f.id, f.proc, f.outcome)
+			continue
+		}
+		if enqueued[f.id] {
+			t.Errorf("occurrence %s was enqueued by two fires", f.id)
+		}
+		enqueued[f.id] = true
+	}
+	return enqueued
+}
+
+// firesIn returns the "recurring job fired" lines of a process's log (proc names it): the
+// worker's own JSON lines, or the handler's lines the local host relays as console
+// messages.
+func firesIn(logs, proc string) []fire {
+	var out []fire
 	for _, l := range strings.Split(logs, "\n") {
 		var m map[string]any
 		if json.Unmarshal([]byte(l), &m) != nil {
@@ -284,10 +256,11 @@ func firesIn(logs string) []string {
 		}
 		if m["msg"] == "recurring job fired" {
 			id, _ := m["job_id"].(string)
-			ids = append(ids, id)
+			outcome, _ := m["outcome"].(string)
+			out = append(out, fire{proc: proc, id: id, outcome: outcome})
 		}
 	}
-	return ids
+	return out
 }
 
 // TestMixedFleetFiresEachOccurrenceOnce: the local Functions host and a worker with the
@@ -298,14 +271,18 @@ func TestMixedFleetFiresEachOccurrenceOnce(t *testing.T) {
 	f.settings["NIGHTSHIFT_SCHEDULE_TICK"] = "*/1 * * * * *"
 	lh := f.startLocalHost()
 	w := f.startWorker(nil)
-	fired := func() map[string]int {
-		n := map[string]int{}
-		for _, id := range append(firesIn(lh.logs.String()), firesIn(w.logs.String())...) {
-			n[id]++
+	fires := func() []fire {
+		return append(firesIn(lh.logs.String(), "local host"), firesIn(w.logs.String(), fmt.Sprint("worker ", w.pid()))...)
+	}
+	fired := func() map[string]bool {
+		ids := map[string]bool{}
+		for _, f := range fires() {
+			ids[f.id] = true
 		}
-		return n
+		return ids
 	}
 	testenv.WaitFor(t, 2*time.Minute, "5 occurrences to fire", func() bool { return len(fired()) >= 5 })
+	checkFires(t, fires(), 5) // while both run: one lease holder
 	w.term()
 	if code := w.wait(); code != 0 {
 		t.Errorf("worker exit code %d", code)
@@ -313,10 +290,5 @@ func TestMixedFleetFiresEachOccurrenceOnce(t *testing.T) {
 	lh.stop(t)
 	if err := <-lh.done; err != nil {
 		t.Errorf("local host: %v", err)
-	}
-	for id, n := range fired() {
-		if n != 1 {
-			t.Errorf("occurrence %s fired %d times, want once", id, n)
-		}
 	}
 }
