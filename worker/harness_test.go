@@ -250,8 +250,7 @@ func (f *fleet) startLocalHost() *localHost {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		f.t.Fatalf("workerhandler functions: %v\n%s", err, out)
 	}
-	// The local host's own functions need no HTTP listener in these tests: drop the
-	// HTTP-triggered ones (the test app has none; this keeps a free port unneeded).
+	// The test app has no HTTP functions; a free address keeps parallel hosts apart anyway.
 	lh := &localHost{logs: &testenv.LogBuffer{}, done: make(chan error, 1), stopped: make(chan struct{})}
 	lh.host, err = funchost.New(dir, funchost.Options{Settings: f.settings, Getenv: func(string) string { return "" },
 		Logger: slog.New(slog.NewJSONHandler(lh.logs, nil)), HTTPAddr: freeAddr(f.t), HostID: f.settings[worker.SettingHostID]})
