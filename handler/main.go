@@ -3,6 +3,10 @@
 // serves RunJobHigh, RunJob and RunJobLow with their dead-letter functions, callbacks, the
 // HTTP API and the recurring-job and delayed-job timers, with the example job kinds
 // below; your own handler is the same few lines with your kinds registered (README.md).
+//
+// `handler worker [flags]` runs the same app as a standalone worker instead (package
+// worker, docs/worker.md): it consumes the job queues and fires the timers itself, with
+// no Functions host. `handler worker --help` lists the flags.
 package main
 
 import (
@@ -18,12 +22,20 @@ import (
 	"github.com/nightshift-jobs/nightshift/httpapi"
 	"github.com/nightshift-jobs/nightshift/schedule"
 	"github.com/nightshift-jobs/nightshift/storage"
+	"github.com/nightshift-jobs/nightshift/worker"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
+	if len(os.Args) > 1 && os.Args[1] == "worker" {
+		// The first signal drains; a second one stops the process at once.
+		context.AfterFunc(ctx, stop)
+		code := worker.Main(ctx, os.Args[2:], func() (*nightshift.App, error) { return newApp(os.Getenv, log, nil) })
+		stop()
+		os.Exit(code)
+	}
 	if err := run(ctx, os.Getenv, log); err != nil {
 		log.Error("handler failed", "error", err.Error())
 		fmt.Fprintln(os.Stderr, "handler:", err)

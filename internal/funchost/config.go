@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -217,20 +218,39 @@ func expandEnv(s string, getenv func(string) string) (string, bool) {
 
 var unresolvedRE = regexp.MustCompile(`%[^%]+%`)
 
+// appSource is where an app's host.json and function folders are read from: a folder on
+// disk (New) or any fs.FS (NewFS). root names the app in file names and is the app root
+// the host reports; inProcess is set when Options.Handler serves the invocations, so no
+// executable is started and host.json needs no customHandler section.
+type appSource struct {
+	fsys      fs.FS
+	root      string
+	inProcess bool
+}
+
+// file is the name of rel (slash-separated, inside fsys) in errors and logs.
+func (src appSource) file(rel string) string { return filepath.Join(src.root, filepath.FromSlash(rel)) }
+
 func loadHostConfig(appRoot string, getenv func(string) string, development bool, log func(string, ...any)) (*HostConfig, error) {
-	file := filepath.Join(appRoot, "host.json")
-	h, err := readHostJSON(file)
-	if err != nil {
-		return nil, err
-	}
-	ch, err := selectCustomHandler(file, h, log)
+	return loadHostConfigFrom(appSource{fsys: os.DirFS(appRoot), root: appRoot}, getenv, development, log)
+}
+
+func loadHostConfigFrom(src appSource, getenv func(string) string, development bool, log func(string, ...any)) (*HostConfig, error) {
+	file := src.file("host.json")
+	h, err := readHostJSON(src.fsys, file)
 	if err != nil {
 		return nil, err
 	}
 	cfg := &HostConfig{File: file, RoutePrefix: "api"}
-	cfg.Handler = resolveHandler(appRoot, ch, getenv)
-	// Under the legacy httpWorker section http-in/out functions are always forwarded (§1.1).
-	cfg.Handler.ForwardHTTP = ch.EnableForwardingHTTPRequest || h.CustomHandler == nil
+	if !src.inProcess || h.CustomHandler != nil || h.HTTPWorker != nil {
+		ch, err := selectCustomHandler(file, h, log)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Handler = resolveHandler(src.root, ch, getenv)
+		// Under the legacy httpWorker section http-in/out functions are always forwarded (§1.1).
+		cfg.Handler.ForwardHTTP = ch.EnableForwardingHTTPRequest || h.CustomHandler == nil
+	}
 	if cfg.FunctionTimeout, err = parseFunctionTimeout(file, h.FunctionTimeout); err != nil {
 		return nil, err
 	}
@@ -248,8 +268,8 @@ func loadHostConfig(appRoot string, getenv func(string) string, development bool
 }
 
 // readHostJSON reads and decodes host.json and checks its version.
-func readHostJSON(file string) (*hostJSON, error) {
-	raw, err := os.ReadFile(file)
+func readHostJSON(fsys fs.FS, file string) (*hostJSON, error) {
+	raw, err := fs.ReadFile(fsys, "host.json")
 	if err != nil {
 		return nil, &ConfigError{File: file, Problem: fmt.Sprintf("cannot read the host configuration: %v (expected host.json at the app root, next to the function folders)", err)}
 	}
@@ -440,10 +460,10 @@ func encodingSetting(file string, v *string, base64 *bool) error {
 // knownBindings are the binding types the local host implements.
 var knownBindings = map[string]bool{"queuetrigger": true, "timertrigger": true, "httptrigger": true, "http": true, "blob": true}
 
-func loadFunctions(appRoot string, cfg *HostConfig, getenv func(string) string) ([]*Function, error) {
-	entries, err := os.ReadDir(appRoot)
+func loadFunctions(src appSource, cfg *HostConfig, getenv func(string) string) ([]*Function, error) {
+	entries, err := fs.ReadDir(src.fsys, ".")
 	if err != nil {
-		return nil, fmt.Errorf("read app root %s: %w", appRoot, err)
+		return nil, fmt.Errorf("read app root %s: %w", src.root, err)
 	}
 	var fns []*Function
 	var errs []error
@@ -451,9 +471,9 @@ func loadFunctions(appRoot string, cfg *HostConfig, getenv func(string) string) 
 		if !e.IsDir() {
 			continue
 		}
-		file := filepath.Join(appRoot, e.Name(), "function.json")
-		raw, err := os.ReadFile(file)
-		if errors.Is(err, os.ErrNotExist) {
+		file := src.file(e.Name() + "/function.json")
+		raw, err := fs.ReadFile(src.fsys, e.Name()+"/function.json")
+		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
@@ -471,7 +491,7 @@ func loadFunctions(appRoot string, cfg *HostConfig, getenv func(string) string) 
 		return nil, err
 	}
 	if len(fns) == 0 {
-		return nil, fmt.Errorf("%s: no function folders (<Name>/function.json next to host.json)", appRoot)
+		return nil, fmt.Errorf("%s: no function folders (<Name>/function.json next to host.json)", src.root)
 	}
 	sort.Slice(fns, func(i, j int) bool { return fns[i].Name < fns[j].Name })
 	return fns, nil

@@ -1,7 +1,10 @@
 // Package funchost is a local stand-in for the Azure Functions host, for custom handler
 // apps: it reads the same host.json and <Name>/function.json files the real host reads,
 // starts the custom handler the same way, and drives it with the same queue, timer and
-// HTTP triggers and blob output bindings, against real Azure Storage or Azurite.
+// HTTP triggers and blob output bindings, against real Azure Storage or Azurite. With
+// Options.Handler it drives an http.Handler in its own process instead of a child (the
+// same host-shaped requests), from an app read by NewFS: that is worker mode (package
+// worker), so both modes share this one listener and timer.
 //
 // Behaviour follows docs/host-contract.md; a bare "§N.M" in this package's comments is a
 // section of that page. Deviations are marked "Deviation:".
@@ -14,7 +17,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -80,6 +85,22 @@ type Options struct {
 	// DrainTimeout is how long Run waits for in-flight invocations after its context is
 	// cancelled; default 30 s.
 	DrainTimeout time.Duration
+
+	// Handler, when set, serves the invocations in this process: the host sends it the same
+	// host-shaped requests it would POST to the custom handler (§1.4), and starts no
+	// executable (host.json's customHandler section may then be absent). Worker mode
+	// (package worker) runs an app's own handler this way.
+	Handler http.Handler
+	// Concurrency, when > 0, is each queue listener's in-flight budget instead of
+	// host.json's batchSize + newBatchThreshold: a batch is min(batchSize, Concurrency)
+	// messages and the next one is fetched once no more than Concurrency minus that are in
+	// flight.
+	Concurrency int
+	// ReleaseOnDrainTimeout: when queue messages are still being processed DrainTimeout
+	// after Run's context ends, each is made visible again at once (for another consumer to
+	// take) and Run returns without waiting for them; the caller is expected to exit.
+	// Default: their invocations are cancelled and Run waits for them to end.
+	ReleaseOnDrainTimeout bool
 }
 
 // Host is a running or runnable local Functions host.
@@ -101,6 +122,11 @@ type Host struct {
 	containers   map[containerKey]bool
 
 	workers *workerManager
+
+	// started is closed once Run has started every trigger.
+	started chan struct{}
+	// inflight holds the queue messages being processed, for ReleaseOnDrainTimeout.
+	inflight inflightSet
 }
 
 // New reads <appRoot>/host.json and every <appRoot>/<Name>/function.json and validates
@@ -110,6 +136,20 @@ func New(appRoot string, opts Options) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newHost(appSource{fsys: os.DirFS(root), root: root}, opts)
+}
+
+// NewFS is New reading host.json and the <Name>/function.json files from fsys instead of
+// a folder; name labels the files in errors and is the app root the host reports (and
+// hashes into its default host id). With Options.Handler the invocations are served in
+// this process; without it host.json's customHandler names the executable to start.
+func NewFS(fsys fs.FS, name string, opts Options) (*Host, error) {
+	return newHost(appSource{fsys: fsys, root: name, inProcess: opts.Handler != nil}, opts)
+}
+
+func newHost(src appSource, opts Options) (*Host, error) {
+	root := src.root
+	var err error
 	base := opts.Getenv
 	if base == nil {
 		base = os.Getenv
@@ -121,7 +161,8 @@ func New(appRoot string, opts Options) (*Host, error) {
 		}
 		return base(k)
 	}
-	h := &Host{appRoot: root, opts: opts.withDefaults(), getenv: getenv, stores: map[string]store.Store{}, containers: map[containerKey]bool{}}
+	h := &Host{appRoot: root, opts: opts.withDefaults(), getenv: getenv, stores: map[string]store.Store{}, containers: map[containerKey]bool{},
+		started: make(chan struct{})}
 	h.log = opts.Logger
 	if h.log == nil {
 		h.log = slog.Default()
@@ -130,11 +171,12 @@ func New(appRoot string, opts Options) (*Host, error) {
 	if h.now == nil {
 		h.now = time.Now
 	}
-	h.cfg, err = loadHostConfig(root, getenv, opts.Development, func(f string, a ...any) { h.log.Warn(fmt.Sprintf(f, a...)) })
+	h.cfg, err = loadHostConfigFrom(src, getenv, opts.Development, func(f string, a ...any) { h.log.Warn(fmt.Sprintf(f, a...)) })
 	if err != nil {
 		return nil, err
 	}
-	h.fns, err = loadFunctions(root, h.cfg, getenv)
+	h.cfg.Queues = h.cfg.Queues.withBudget(opts.Concurrency)
+	h.fns, err = loadFunctions(src, h.cfg, getenv)
 	if err != nil {
 		return nil, err
 	}
@@ -200,6 +242,18 @@ func hasTimer(fns []*Function) bool {
 	}
 	return false
 }
+
+// withBudget applies an in-flight budget n (Options.Concurrency) when n > 0.
+func (q QueueOptions) withBudget(n int) QueueOptions {
+	if n > 0 {
+		q.BatchSize = min(q.BatchSize, n)
+		q.NewBatchThreshold = n - q.BatchSize
+	}
+	return q
+}
+
+// Started is closed once Run has started every trigger's listener.
+func (h *Host) Started() <-chan struct{} { return h.started }
 
 // Functions returns the loaded functions, sorted by name.
 func (h *Host) Functions() []*Function { return h.fns }
@@ -323,7 +377,14 @@ func (h *Host) Run(ctx context.Context) error {
 
 	// Invocations get their own context, cancelled DrainTimeout after shutdown starts.
 	invCtx, invCancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer invCancel()
+	released := false
+	defer func() {
+		if !released {
+			invCancel()
+		}
+		// Released invocations keep their context: cancelling it would have the handler
+		// record an interrupted attempt for a message another consumer now owns.
+	}()
 	var inflight sync.WaitGroup
 	var httpFns []*Function
 	for _, fn := range h.fns {
@@ -350,6 +411,7 @@ func (h *Host) Run(ctx context.Context) error {
 			defer srv.Close()
 		}
 	}
+	close(h.started)
 	<-ctx.Done()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		h.log.Error("Stopping local Functions host", "error", err)
@@ -361,6 +423,12 @@ func (h *Host) Run(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-time.After(h.opts.DrainTimeout):
+		if h.opts.ReleaseOnDrainTimeout {
+			released = true
+			n := h.inflight.releaseAll(ctx)
+			h.log.Warn("In-flight invocations did not finish within the drain timeout; released their messages for another consumer", "timeout", h.opts.DrainTimeout, "released", n)
+			break
+		}
 		h.log.Warn("In-flight invocations did not finish within the drain timeout; cancelling them", "timeout", h.opts.DrainTimeout)
 		invCancel()
 		<-done

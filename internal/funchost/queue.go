@@ -237,9 +237,114 @@ func (l *queueListener) process(ctx context.Context, m store.Message) {
 		return
 	}
 	stop := l.renew(ctx, log, id, pop, text)
+	held := l.h.inflight.add(l, log, id, pop, text, stop)
 	err := l.run(ctx, log, m, body)
+	if !held.finish() {
+		return // released at the drain deadline: the message is another consumer's now
+	}
 	stop()
 	l.complete(ctx, log, id, pop.get(), text, dequeueCount, err)
+}
+
+// inflightSet is the queue messages a host is processing, so that Run can release them
+// when they outlast the drain timeout (Options.ReleaseOnDrainTimeout).
+type inflightSet struct {
+	mu sync.Mutex
+	m  map[*inflightMsg]struct{}
+}
+
+// inflightMsg is one message being processed: running until its invocation ends
+// (finished) or the drain deadline releases it (released).
+type inflightMsg struct {
+	set       *inflightSet
+	l         *queueListener
+	log       *slog.Logger
+	id, text  string
+	pop       *popReceipt
+	stopRenew func()
+
+	mu    sync.Mutex
+	state int // 0 running, 1 finished, 2 released
+}
+
+func (s *inflightSet) add(l *queueListener, log *slog.Logger, id string, pop *popReceipt, text string, stopRenew func()) *inflightMsg {
+	m := &inflightMsg{set: s, l: l, log: log, id: id, text: text, pop: pop, stopRenew: stopRenew}
+	s.mu.Lock()
+	if s.m == nil {
+		s.m = map[*inflightMsg]struct{}{}
+	}
+	s.m[m] = struct{}{}
+	s.mu.Unlock()
+	return m
+}
+
+func (s *inflightSet) remove(m *inflightMsg) {
+	s.mu.Lock()
+	delete(s.m, m)
+	s.mu.Unlock()
+}
+
+// finish marks the message's invocation ended; false when the message was released
+// first (then it must be neither deleted nor released again).
+func (m *inflightMsg) finish() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.state == 2 {
+		return false
+	}
+	m.state = 1
+	m.set.remove(m)
+	return true
+}
+
+// releaseAll makes every message still running visible again at once and reports how
+// many it released. Their invocations keep running; whatever they do later leaves the
+// messages alone.
+func (s *inflightSet) releaseAll(ctx context.Context) int {
+	s.mu.Lock()
+	msgs := make([]*inflightMsg, 0, len(s.m))
+	for m := range s.m {
+		msgs = append(msgs, m)
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	n := 0
+	for _, m := range msgs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if m.release(ctx) {
+				mu.Lock()
+				n++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return n
+}
+
+// release stops the visibility renewals and makes the message visible now, keeping its
+// dequeue count; false when its invocation had already ended.
+func (m *inflightMsg) release(ctx context.Context) bool {
+	m.mu.Lock()
+	if m.state != 0 {
+		m.mu.Unlock()
+		return false
+	}
+	m.state = 2
+	m.set.remove(m)
+	m.mu.Unlock()
+	m.stopRenew()
+	cctx, cancel := completionCtx(ctx)
+	defer cancel()
+	if _, err := m.l.s.Update(cctx, m.l.queue, m.id, m.pop.get(), m.text, 0); err != nil && !isGone(err) {
+		m.log.Error("Releasing the message at the drain deadline failed; it reappears when its visibility expires", "error", err)
+		return false
+	}
+	m.log.Warn("Released the message at the drain deadline; another consumer will take it")
+	return true
 }
 
 // begin is BeginProcessing: a DequeueCount strictly greater than the maximum goes to
@@ -298,8 +403,9 @@ func (l *queueListener) renew(ctx context.Context, log *slog.Logger, id string, 
 			pop.set(receipt)
 		}
 	}()
+	var once sync.Once
 	return func() {
-		close(stopRenew)
+		once.Do(func() { close(stopRenew) })
 		<-renewDone
 	}
 }

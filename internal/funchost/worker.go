@@ -68,8 +68,12 @@ func newWorkerManager(h *Host, fatal func(error)) *workerManager {
 	if h.cfg.FunctionTimeout > 0 {
 		timeout = h.cfg.FunctionTimeout + time.Minute
 	}
+	var rt http.RoundTripper = tr
+	if h.opts.Handler != nil {
+		rt = inProcessTransport{h: h.opts.Handler}
+	}
 	m.client = &http.Client{
-		Transport: tr,
+		Transport: rt,
 		Timeout:   timeout,
 		// With forwarding, the host's HttpClient does not follow redirects (§1.1); the JSON
 		// protocol never sees one from a sane handler, so never follow.
@@ -111,8 +115,13 @@ func (m *workerManager) acquire(ctx context.Context) (*worker, error) {
 }
 
 // restart kills w (if it is still the current worker) so the supervisor starts a new one
-// without counting an error event (§1.10 function timeout).
+// without counting an error event (§1.10 function timeout). Deviation: an in-process
+// handler (Options.Handler) is not restarted; the timed-out invocation's context is
+// cancelled and the handler goes on serving.
 func (m *workerManager) restart(w *worker) {
+	if w.cmd == nil {
+		return
+	}
 	m.mu.Lock()
 	if m.cur == w {
 		m.cur = nil
@@ -121,8 +130,15 @@ func (m *workerManager) restart(w *worker) {
 	w.kill()
 }
 
-// supervise runs until ctx is cancelled: start, wait for exit, restart.
+// supervise runs until ctx is cancelled: start, wait for exit, restart. An in-process
+// handler is ready at once and never exits.
 func (m *workerManager) supervise(ctx context.Context) {
+	if m.h.opts.Handler != nil {
+		m.setState(&worker{id: uuid.NewString(), base: inProcessBase}, nil)
+		<-ctx.Done()
+		m.setState(nil, errors.New("the local host is shutting down"))
+		return
+	}
 	for ctx.Err() == nil {
 		w, err := m.start(ctx)
 		if ctx.Err() != nil {
