@@ -121,14 +121,20 @@ var flexDeprecatedSettings = []string{
 // does not set, each with the reason. The test fails on an entry that no longer exists in
 // the code, so this list cannot go stale silently.
 var notAppSettings = map[string]string{
-	storage.SettingStorage:          "connection-string form; the account has shared keys disabled, so the identity-based AzureWebJobsStorage__* settings are used",
-	storage.SettingAccountName:      "alternative to AzureWebJobsStorage__blobServiceUri/__queueServiceUri, which the template sets (they also work outside the public cloud)",
-	storage.SettingNamePrefix:       "only for sharing one storage account between deployments or test runs; a Bicep deployment owns its account and packages unprefixed queue names",
-	"AzureFunctionsWebHost__hostid": "read by the local Functions host (funchost) only; Azure derives the host id from the app name",
-	"NIGHTSHIFT_LOCAL_FUNCTION_KEY": "the local Functions host's (funchost) function key; Azure manages function keys itself",
-	"FUNCTIONS_CUSTOMHANDLER_PORT":  "set by the Functions host for the handler process at start-up, not an app setting",
-	seal.SettingLocalKeys:           "local keys are for development and the local host; on Azure the key-encryption key is the Key Vault key of NIGHTSHIFT_ENCRYPTION_KEY_URL (both set is an error)",
-	"NIGHTSHIFT_SCHEDULE_":          "a prefix, not a setting: the concrete NIGHTSHIFT_SCHEDULE_<NAME> settings are the %…% references of generated function.json files, which TestFunctionBindingsExistInTemplate requires the template to set",
+	storage.SettingStorage:            "connection-string form; the account has shared keys disabled, so the identity-based AzureWebJobsStorage__* settings are used",
+	storage.SettingAccountName:        "alternative to AzureWebJobsStorage__blobServiceUri/__queueServiceUri, which the template sets (they also work outside the public cloud)",
+	storage.SettingNamePrefix:         "only for sharing one storage account between deployments or test runs; a Bicep deployment owns its account and packages unprefixed queue names",
+	"AzureFunctionsWebHost__hostid":   "read by the local Functions host (funchost) only; Azure derives the host id from the app name",
+	"NIGHTSHIFT_LOCAL_FUNCTION_KEY":   "the local Functions host's (funchost) function key; Azure manages function keys itself",
+	"FUNCTIONS_CUSTOMHANDLER_PORT":    "set by the Functions host for the handler process at start-up, not an app setting",
+	seal.SettingLocalKeys:             "local keys are for development and the local host; on Azure the key-encryption key is the Key Vault key of NIGHTSHIFT_ENCRYPTION_KEY_URL (both set is an error)",
+	"NIGHTSHIFT_WORKER_CONCURRENCY":   "worker mode only (handler worker); the function app's budget is host.json's",
+	"NIGHTSHIFT_WORKER_DRAIN_TIMEOUT": "worker mode only; the Functions host stops the handler itself",
+	"NIGHTSHIFT_WORKER_HEALTH_ADDR":   "worker mode only; the Functions host has its own health",
+	"NIGHTSHIFT_WORKER_HOST_JSON":     "worker mode only; the function app reads host.json from its package",
+	"NIGHTSHIFT_WORKER_QUEUES":        "worker mode only; the function app listens on what its function.json files bind",
+	"NIGHTSHIFT_WORKER_TIMERS":        "worker mode only; the function app's timers are its timer triggers",
+	"NIGHTSHIFT_SCHEDULE_":            "a prefix, not a setting: the concrete NIGHTSHIFT_SCHEDULE_<NAME> settings are the %…% references of generated function.json files, which TestFunctionBindingsExistInTemplate requires the template to set",
 }
 
 // alwaysRequiredSettings are set by the template for the platform and azidentity, whether or

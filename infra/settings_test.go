@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // goSetting is an exported string constant named Setting* in the repository's Go code: the
@@ -159,6 +160,9 @@ func collectGoSettings(repoRoot string) ([]goSetting, error) {
 				if !ok {
 					return nil, fmt.Errorf("unsupported selector")
 				}
+				if d, ok := timeUnits[e.Sel.Name]; ok && p.imports[x.Name] == "time" {
+					return constant.MakeInt64(int64(d)), nil
+				}
 				ip, ok := p.imports[x.Name]
 				if !ok {
 					return nil, fmt.Errorf("unknown package %s", x.Name)
@@ -209,6 +213,13 @@ func collectGoSettings(repoRoot string) ([]goSetting, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Value < out[j].Value })
 	return out, nil
+}
+
+// timeUnits are the time package's duration constants a Default* may be built from
+// (DefaultDrainTimeout = 25 * time.Second).
+var timeUnits = map[string]time.Duration{
+	"Nanosecond": time.Nanosecond, "Microsecond": time.Microsecond, "Millisecond": time.Millisecond,
+	"Second": time.Second, "Minute": time.Minute, "Hour": time.Hour,
 }
 
 func isNumeric(v constant.Value) bool {
