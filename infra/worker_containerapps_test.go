@@ -36,6 +36,7 @@ const (
 var workerCAPolicies = []policy{
 	{"worker no shared keys", checkWorkerNoSharedKeys},
 	{"worker roles", checkWorkerRoles},
+	{"worker index tags", checkWorkerIndexTags},
 	{"worker container app", checkWorkerContainerApp},
 	{"worker scale rules", checkWorkerScaleRules},
 	{"worker settings", checkWorkerCASettings},
@@ -205,6 +206,34 @@ func checkWorkerResourceRoles(m *bicepModel, id string) []string {
 		}
 	}
 	return out
+}
+
+// checkWorkerIndexTags: the worker identity holds main.bicep's index-tags custom role (an
+// `existing` role definition; TestWorkerContainerAppsMatchesMain checks its name) on the
+// status container, the only one whose blobs carry index tags.
+func checkWorkerIndexTags(m *bicepModel, _ expectations) []string {
+	id, out := theIdentity(m)
+	if id == "" {
+		return out
+	}
+	for _, def := range m.ofType(typeRoleDefinition) {
+		if !def.existing {
+			out = append(out, def.symbol+": the module defines a role; it must use main.bicep's")
+			continue
+		}
+		for _, r := range m.ofType(typeRoleAssignment) {
+			scope := m.scopeOf(r)
+			if r.condition != nil || r.loop != nil || scope == nil || !strings.EqualFold(scope.typ, typeContainer) ||
+				m.text(m.path(r.body, "properties", "roleDefinitionId")) != def.symbol+".id" ||
+				m.text(m.path(r.body, "properties", "principalId")) != id+".properties.principalId" {
+				continue
+			}
+			if m.text(m.prop(r.body, "scope")) == scope.symbol+"[0]" && m.names(scope)[0] == storage.StatusContainer {
+				return out
+			}
+		}
+	}
+	return append(out, "no assignment of main.bicep's index-tags role to "+id+" on the "+storage.StatusContainer+" container: a worker's status writes would go untagged")
 }
 
 // theContainerApp returns the single container app and its single container.
@@ -562,6 +591,9 @@ func TestWorkerContainerAppsMatchesMain(t *testing.T) {
 			t.Errorf("%s: the module reads %v, main.bicep creates %v", typ, got, want)
 		}
 	}
+	if got, want := resourceNamesAll(w, typeRoleDefinition), resourceNames(main, typeRoleDefinition); !slices.Equal(got, want) {
+		t.Errorf("role definitions: the module reads %v, main.bicep creates %v", got, want)
+	}
 	if got, want := w.text(w.vars["queueNames"]), main.text(main.vars["queueNames"]); got != want {
 		t.Errorf("queueNames differ from main.bicep's:\n%s\n%s", got, want)
 	}
@@ -595,6 +627,8 @@ func TestWorkerContainerAppsPoliciesCatchWeakenedTemplates(t *testing.T) {
 		{"plain secret", "worker no shared keys", "          keyVaultUrl: webhookSecretsSecret.properties.secretUri\n", "          value: 'x'\n", "not a Key Vault reference", nil},
 		{"blob owner", "worker roles", "storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'", "storageBlobDataContributor: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'", "Owner", nil},
 		{"blob role on the account", "worker roles", "  scope: hostContainer\n", "  scope: storage\n", "scope it to a container", nil},
+		{"no index tags role", "worker index tags", "", "", "index-tags role", func(s string) string { return removeBicepResource(s, "workerBlobIndexTags") }},
+		{"index tags on results", "worker index tags", "  scope: dataContainers[0]\n  properties: {\n    roleDefinitionId: blobIndexTagsRole.id", "  scope: dataContainers[1]\n  properties: {\n    roleDefinitionId: blobIndexTagsRole.id", "index-tags role", nil},
 		{"no host container role", "worker roles", "", "", "each container of hostContainer", func(s string) string { return removeBicepResource(s, "workerBlobDataContributorHost") }},
 		{"delegator", "worker roles", "  acrPull: '7f951dda-4ed3-4680-a7ca-43d0e4d9d1e0'\n", "  acrPull: 'db58b8e5-c6ad-4a2a-8342-4190687cbf4a'\n", "which a worker does not need", nil},
 		{"data containers partly", "worker roles", "for (name, i) in dataContainerNames: {\n    name: guid(dataContainers[i].id", "for (name, i) in take(dataContainerNames, 2): {\n    name: guid(dataContainers[i].id", "each container of dataContainers", nil},

@@ -248,6 +248,24 @@ resource workerBlobDataContributorData 'Microsoft.Authorization/roleAssignments@
   }
 ]
 
+// Blob index tags on the status records (docs/storage-layout.md): main.bicep's custom role
+// with exactly tags/read, tags/write and filter/action, on the status container only
+// (dataContainerNames[0]); without it a worker's status writes go untagged and listings by
+// state, kind, queue, batch or time miss its jobs.
+resource blobIndexTagsRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' existing = {
+  name: guid(resourceGroup().id, 'nightshift-blob-index-tags')
+}
+
+resource workerBlobIndexTags 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(dataContainers[0].id, workerIdentity.id, 'nightshift-blob-index-tags')
+  scope: dataContainers[0]
+  properties: {
+    roleDefinitionId: blobIndexTagsRole.id
+    principalId: workerIdentity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 // The timers' singleton lease and schedule status live in the host container.
 resource workerBlobDataContributorHost 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(hostContainer.id, workerIdentity.id, roleIds.storageBlobDataContributor)
