@@ -68,7 +68,7 @@ func NewApp(reg *nightshift.Registry, opts *AppOptions) (*App, error) {
 	ho := o.Handler
 	ho.Logger = o.Logger
 	app, err := nightshift.NewApp(reg, nightshift.Config{Getenv: func(k string) string { return o.Settings[k] },
-		Logger: o.Logger, Store: st, Handler: ho, Features: o.Features})
+		Logger: o.Logger, Store: st, Handler: ho, Features: o.Features, Observer: ho.Observer})
 	if err != nil {
 		return nil, fmt.Errorf("nightshifttest: %w", err)
 	}
