@@ -338,3 +338,5 @@ func TestCallbacksCounted(t *testing.T) {
 		t.Errorf("callbacks counted = %d, want 1 succeeded/enqueued", got)
 	}
 }
+
+var errFirst = errors.New("first attempt fails")
