@@ -49,6 +49,8 @@ const (
 	KeyState              = attribute.Key("nightshift.job.state")
 	KeyBatch              = attribute.Key("nightshift.batch")
 	KeyDeadLetterRecorded = attribute.Key("nightshift.dead.recorded")
+	// KeyQueueLatency is the enqueue→start latency in seconds, on a job's first attempt.
+	KeyQueueLatency = attribute.Key("nightshift.job.queue_latency")
 )
 
 // Options configure an Observer. The zero value uses the global providers (Setup sets
@@ -229,7 +231,9 @@ func (a *attempt) Running() {
 		if a.info.RunAt.After(due) {
 			due = a.info.RunAt
 		}
-		a.o.m.latency.Record(ctx, max(a.started.Sub(due), 0).Seconds(), metric.WithAttributeSet(a.set))
+		wait := max(a.started.Sub(due), 0).Seconds()
+		a.o.m.latency.Record(ctx, wait, metric.WithAttributeSet(a.set))
+		a.span.SetAttributes(KeyQueueLatency.Float64(wait))
 	}
 	a.span.AddEvent("worker started")
 }
