@@ -41,7 +41,8 @@ type App struct {
 type AppOptions struct {
 	// Logger receives the handler's log; default discarded.
 	Logger *slog.Logger
-	// Handler are more handler options (Logger is taken from above).
+	// Handler are more handler options (Logger is taken from above); its Observer is the
+	// app's (nightshift.Config.Observer), so it also traces the Client's enqueues.
 	Handler nightshift.HandlerOptions
 	// Features are installed on the app as a handler's main installs them
 	// (nightshift.Config.Features): callback.Feature(&callback.Options{…}), for example.
