@@ -32,6 +32,10 @@ type Config struct {
 	// DrainTimeout bounds how long in-flight invocations may finish after Serve's ctx is
 	// done (SIGTERM); after it their contexts are cancelled. Default 25 s.
 	DrainTimeout time.Duration
+	// Observer, when set, observes the app's jobs (HandlerOptions.Observer, unless Handler
+	// sets one) and, when it is a Tracer too, traces the enqueues of the app's client:
+	// nightshiftotel.New gives one (docs/observability.md).
+	Observer Observer
 	// Features are installed in order; a feature that sets the client's callback check
 	// (package callback) comes before one that uses the client (package httpapi).
 	Features []Feature
@@ -66,6 +70,7 @@ type App struct {
 	client    *Client
 	handler   *Handler
 	drain     time.Duration
+	tracer    Tracer
 	installed bool
 }
 
@@ -73,7 +78,7 @@ type App struct {
 // installs the features in order and builds the handler serving the job functions and
 // every feature's functions.
 func NewApp(reg *Registry, cfg Config) (*App, error) {
-	a := &App{reg: reg, getenv: cfg.Getenv, log: cfg.Logger, store: cfg.Store, drain: cfg.DrainTimeout}
+	a := &App{reg: reg, getenv: cfg.Getenv, log: cfg.Logger, store: cfg.Store, drain: cfg.DrainTimeout, tracer: tracerOf(cfg.Observer)}
 	if a.getenv == nil {
 		a.getenv = os.Getenv
 	}
@@ -94,6 +99,9 @@ func NewApp(reg *Registry, cfg Config) (*App, error) {
 		hopts.Logger = a.log
 	}
 	hopts.OnJobEnd = a.chainEndHooks(hopts.OnJobEnd)
+	if hopts.Observer == nil {
+		hopts.Observer = cfg.Observer
+	}
 	a.handler = NewHandler(reg, a.store, &hopts)
 	for _, f := range a.funcs {
 		for _, j := range a.handler.jobs {
@@ -211,7 +219,7 @@ func (a *App) CheckCallback(fn func(cb envelope.Callback) *envelope.FieldError) 
 // maximum and callback rule: the one the HTTP API enqueues with.
 func (a *App) Client() *Client {
 	if a.client == nil {
-		a.client = NewClient(a.store, &ClientOptions{Logger: a.log, CheckCallback: a.check})
+		a.client = NewClient(a.store, &ClientOptions{Logger: a.log, CheckCallback: a.check, Tracer: a.tracer})
 	}
 	return a.client
 }

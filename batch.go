@@ -141,6 +141,13 @@ func (c *Client) StartBatch(ctx context.Context, p BatchParams) (*BatchInfo, err
 }
 
 func (c *Client) startBatch(ctx context.Context, p BatchParams, parentID string) (*BatchInfo, error) {
+	ctx, end := c.startEnqueue(ctx, EnqueueSpan{JobID: p.BatchID, Queue: p.Queue, Batch: true, Children: len(p.Children)})
+	info, err := c.startBatchTraced(ctx, p, parentID)
+	end(err)
+	return info, err
+}
+
+func (c *Client) startBatchTraced(ctx context.Context, p BatchParams, parentID string) (*BatchInfo, error) {
 	b, children, err := c.buildBatch(ctx, p, parentID)
 	if err != nil {
 		return nil, fmt.Errorf("nightshift: start batch: %w", err)
@@ -328,6 +335,7 @@ func (c *Client) batchEnvelope(ctx context.Context, b *record.Batch, ep EnqueueP
 		return nil, err
 	}
 	env.JobID, env.BatchID, env.ParentID, env.Queue = jobID, b.BatchID, b.ParentID, b.Queue
+	env.Trace = c.traceOf(ctx)
 	if err := claimCheck(ctx, c.store, env, c.maxPayload()); err != nil {
 		return nil, err
 	}

@@ -84,6 +84,10 @@ type ClientOptions struct {
 	// origin without a secret or an unlisted callback queue is refused at once instead of
 	// failing at delivery.
 	CheckCallback func(cb envelope.Callback) *envelope.FieldError
+	// Tracer, when set, traces every enqueue and puts the trace context in the envelope
+	// (package nightshiftotel provides one; docs/observability.md). Without it an
+	// envelope carries the trace context of ContextWithTrace, if any.
+	Tracer Tracer
 }
 
 // Client enqueues jobs and follows them: status, waiting, results, logs, cancellation,
@@ -453,9 +457,20 @@ func compactJSON(b json.RawMessage) json.RawMessage {
 	return json.RawMessage(buf.Bytes())
 }
 
-// send checks the job id, claim-checks large args, takes the dedupe key, enqueues and
-// writes the queued status.
+// send traces the enqueue of env (startEnqueue) and sends it (sendTraced).
 func (c *Client) send(ctx context.Context, env *envelope.Envelope, queue string, delay time.Duration, explicitID bool) (*EnqueueResult, error) {
+	ctx, end := c.startEnqueue(ctx, EnqueueSpan{Kind: env.Kind, JobID: env.JobID, Queue: queue})
+	if tc := c.traceOf(ctx); tc != nil {
+		env.Trace = tc
+	}
+	res, err := c.sendTraced(ctx, env, queue, delay, explicitID)
+	end(err)
+	return res, err
+}
+
+// sendTraced checks the job id, claim-checks large args, takes the dedupe key, enqueues
+// and writes the queued status.
+func (c *Client) sendTraced(ctx context.Context, env *envelope.Envelope, queue string, delay time.Duration, explicitID bool) (*EnqueueResult, error) {
 	if explicitID {
 		cur, _, err := c.store.GetStatus(ctx, env.JobID)
 		switch {
@@ -804,7 +819,12 @@ func (c *Client) Replay(ctx context.Context, deadID string) (*EnqueueResult, err
 	if err != nil {
 		return nil, err
 	}
+	ctx, end := c.startEnqueue(ctx, EnqueueSpan{Kind: env.Kind, JobID: env.JobID, Queue: queue})
+	if tc := c.traceOf(ctx); tc != nil {
+		env.Trace = tc
+	}
 	msgID, size, err := c.requeue(ctx, deadID, &env, queue)
+	end(err)
 	if err != nil {
 		return nil, err
 	}

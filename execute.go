@@ -46,6 +46,8 @@ type executor struct {
 	// maxDequeueCount is the host's (HandlerOptions.MaxDequeueCount): the deliveries
 	// behind a host_retries_exhausted dead letter, for its cause (record.CauseOf).
 	maxDequeueCount int
+	// obs hears the deliveries (HandlerOptions.Observer; nil: none).
+	obs Observer
 }
 
 // recordStore is the part of *storage.Clients the executor uses.
@@ -73,6 +75,9 @@ type outcome struct {
 	Outcome string
 	Logs    []string
 	Err     error
+	// class, errText and reason describe a failed attempt to the observer.
+	class, errText string
+	reason         record.DeadReason
 }
 
 func infraFailure(err error) outcome { return outcome{Outcome: "error", Err: err} }
@@ -272,7 +277,8 @@ func (x *executor) deadNow(ctx context.Context, log *slog.Logger, d delivery, en
 		return infraFailure(err)
 	}
 	log.Warn("job not run", "outcome", "dead", "reason", reason, "error", detail)
-	return outcome{Outcome: "dead", Logs: []string{fmt.Sprintf("job %s is dead (%s): %s", env.JobID, reason, detail)}}
+	return outcome{Outcome: "dead", Logs: []string{fmt.Sprintf("job %s is dead (%s): %s", env.JobID, reason, detail)},
+		class: "permanent", errText: detail, reason: reason}
 }
 
 func (x *executor) enqueue(ctx context.Context, queue string, env *envelope.Envelope, delay time.Duration) error {
@@ -373,6 +379,7 @@ func (x *executor) recordDead(ctx context.Context, d delivery) outcome {
 			return infraFailure(err)
 		}
 	}
+	x.observeDead(ctx, dl, env, wrote, now)
 	if !wrote {
 		log.Info("dead letter already recorded", "outcome", "duplicate")
 		return outcome{Outcome: "duplicate", Logs: []string{"dead letter " + dl.DeadID + " already recorded"}}

@@ -82,6 +82,10 @@ type HandlerOptions struct {
 	// to the poison queue. The cause of a host_retries_exhausted dead letter compares the
 	// job's recorded runs with it (record.CauseOf).
 	MaxDequeueCount int
+	// Observer, when set, hears every delivery, callback hook and dead letter (spans and
+	// metrics: package nightshiftotel; docs/observability.md). When it is a Tracer too,
+	// the jobs that running jobs enqueue are traced with it.
+	Observer Observer
 }
 
 // DefaultMaxDequeueCount is the host's default maxDequeueCount, which nightshift's
@@ -131,12 +135,12 @@ func NewHandler(reg *Registry, store *storage.Clients, opts *HandlerOptions) *Ha
 	h := &Handler{
 		exec: &executor{reg: reg, store: store, log: log, runningAfter: runningAfter,
 			cancelCheck: cancelCheck, ext: store,
-			client: NewClient(store, &ClientOptions{MaxPayloadBytes: maxPayload}), progressInterval: progressInterval,
-			maxPayload: maxPayload, maxDequeueCount: cmp.Or(max(opts.MaxDequeueCount, 0), DefaultMaxDequeueCount)},
+			client: NewClient(store, &ClientOptions{MaxPayloadBytes: maxPayload, Tracer: tracerOf(opts.Observer)}), progressInterval: progressInterval,
+			maxPayload: maxPayload, maxDequeueCount: cmp.Or(max(opts.MaxDequeueCount, 0), DefaultMaxDequeueCount), obs: opts.Observer},
 		log:   log,
 		funcs: map[string]FunctionFunc{},
 	}
-	h.exec.features = newFeatures(h.exec, opts.OnJobEnd)
+	h.exec.features = newFeatures(h.exec, observeCallbacks(opts.Observer, opts.OnJobEnd))
 	h.jobs = h.jobFunctions(store.Layout)
 	for _, f := range h.jobs {
 		h.Handle(f.Name, f.Serve)

@@ -53,12 +53,27 @@ type ran struct {
 	jobCtx context.Context
 }
 
-// runJob handles a RunJob delivery.
+// runJob handles a RunJob delivery: decoded, it is observed (observer.go) from admission
+// to its outcome.
 func (x *executor) runJob(ctx context.Context, d delivery) outcome {
-	a, out, ok := x.admit(ctx, d)
+	env, derr := envelope.Decode(d.Body)
+	if derr != nil {
+		return x.undecodable(ctx, d, derr)
+	}
+	env.Normalize(d.Meta.InsertionTime, d.Meta.ID)
+	ctx, obs := x.observe(ctx, d, env)
+	out := x.runDecoded(ctx, d, env, obs)
+	obs.End(attemptEnd(out))
+	return out
+}
+
+// runDecoded admits, runs and records a decoded delivery.
+func (x *executor) runDecoded(ctx context.Context, d delivery, env *envelope.Envelope, obs AttemptObserver) outcome {
+	a, out, ok := x.admit(ctx, d, env, obs)
 	if !ok {
 		return out
 	}
+	obs.Running()
 	r := x.run(ctx, a)
 	// Record the end even when the handler is shutting down and ctx is cancelled.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
@@ -66,19 +81,18 @@ func (x *executor) runJob(ctx context.Context, d delivery) outcome {
 	return x.record(rctx, a, r)
 }
 
-// admit decodes the delivery and decides whether it runs: undecodable messages are
-// poisoned, unknown kinds and exhausted attempts are dead, stale deliveries are skipped,
-// jobs not due are deferred; then the features' admit hooks run (hooks.go: a batch
-// finalizer is claimed, the args are resolved). ok is false when the delivery ends here
-// with out.
-func (x *executor) admit(ctx context.Context, d delivery) (a *attempt, out outcome, ok bool) {
-	env, derr := envelope.Decode(d.Body)
-	if derr != nil {
-		return nil, x.undecodable(ctx, d, derr), false
+// admit decides whether the decoded delivery runs: unknown kinds and exhausted attempts
+// are dead, stale deliveries are skipped, jobs not due are deferred; then the features'
+// admit hooks run (hooks.go: a batch finalizer is claimed, the args are resolved). ok is
+// false when the delivery ends here with out. (Undecodable messages never get here:
+// runJob poisons them.)
+func (x *executor) admit(ctx context.Context, d delivery, env *envelope.Envelope, obs AttemptObserver) (a *attempt, out outcome, ok bool) {
+	log := x.log.With("job_id", env.JobID, "kind", env.Kind, "attempt", env.Attempt,
+		"dequeue_count", d.Meta.DequeueCount, "invocation_id", d.InvocationID)
+	if attrs := obs.LogAttrs(); len(attrs) > 0 {
+		log = slog.New(log.Handler().WithAttrs(attrs))
 	}
-	env.Normalize(d.Meta.InsertionTime, d.Meta.ID)
-	a = &attempt{d: d, env: env, args: env.Args, log: x.log.With("job_id", env.JobID, "kind", env.Kind, "attempt", env.Attempt,
-		"dequeue_count", d.Meta.DequeueCount, "invocation_id", d.InvocationID)}
+	a = &attempt{d: d, env: env, args: env.Args, log: log}
 	if a.entry = x.reg.lookup(env.Kind); a.entry == nil {
 		return nil, x.deadNow(ctx, a.log, d, env, record.ReasonUnknownKind,
 			fmt.Sprintf("no worker is registered for kind %q (check the name and that this app registers it)", env.Kind)), false
@@ -232,9 +246,17 @@ func (x *executor) record(ctx context.Context, a *attempt, r ran) outcome {
 	// The status keeps the whole history: encoding the envelope may shrink env.Errors.
 	end.Errors, end.LastError = env.Errors, ae.Error
 	if reason, dead := retryDecision(ae, env.Attempt, a.maxAttempts); dead {
-		return x.dead(ctx, a, r, end, reason)
+		return failed(x.dead(ctx, a, r, end, reason), ae, reason)
 	}
-	return x.retrying(ctx, a, r, end)
+	return failed(x.retrying(ctx, a, r, end), ae, "")
+}
+
+// failed notes the failure in a failed attempt's outcome, for the observer.
+func failed(out outcome, ae envelope.AttemptError, reason record.DeadReason) outcome {
+	if out.Err == nil {
+		out.class, out.errText, out.reason = ae.Class, ae.Error, reason
+	}
+	return out
 }
 
 // retryDecision is the one retry decision: a permanent error, or a failure of the last

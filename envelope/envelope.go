@@ -70,8 +70,11 @@ type Envelope struct {
 	// ArgsSealed are the args encrypted by nightshift (base64 in JSON; docs/encryption.md),
 	// in place of Args, when an encryption key is configured.
 	ArgsSealed []byte `json:"args_sealed,omitempty"`
-	// Meta is free-form string metadata (trace ids, tenant, …) carried along unchanged.
+	// Meta is free-form string metadata (tenant, …) carried along unchanged.
 	Meta map[string]string `json:"meta,omitempty"`
+	// Trace is the W3C trace context of the enqueue: every attempt of the job, its
+	// retries and its dead letter continue that trace (docs/observability.md).
+	Trace *TraceContext `json:"trace,omitempty"`
 	// Errors is the failure history of earlier attempts, newest last, at most MaxErrors.
 	Errors []AttemptError `json:"errors,omitempty"`
 	// DeadReason is set when nightshift itself moves the job to the poison queue.
@@ -85,6 +88,15 @@ type Envelope struct {
 type Callback struct {
 	URL   string `json:"url,omitempty"`
 	Queue string `json:"queue,omitempty"`
+}
+
+// TraceContext is a W3C Trace Context (https://www.w3.org/TR/trace-context/) carried in
+// the envelope: the traceparent and tracestate headers of the span that enqueued the job.
+type TraceContext struct {
+	// Parent is the traceparent: "00-<32 hex trace id>-<16 hex span id>-<2 hex flags>".
+	Parent string `json:"traceparent"`
+	// State is the tracestate, vendor data passed along as is (at most MaxTraceStateBytes).
+	State string `json:"tracestate,omitempty"`
 }
 
 // BlobRef points at a blob holding a payload.
@@ -249,8 +261,8 @@ func decodeField(e *Envelope, name string, v json.RawMessage) error {
 		target = &e.RunAt
 	case "queue":
 		target = &e.Queue
-	case "callback":
-		target = &e.Callback
+	case "callback", "trace":
+		return decodeObject(e, name, v)
 	case "batch_id":
 		target = &e.BatchID
 	case "parent_id":
@@ -268,7 +280,7 @@ func decodeField(e *Envelope, name string, v json.RawMessage) error {
 	case "dead_reason":
 		target = &e.DeadReason
 	default:
-		return &FieldError{name, "unknown field (envelope v1 fields: version, job_id, kind, args, attempt, enqueued_at, max_attempts, timeout_seconds, run_at, queue, callback, batch_id, parent_id, dedupe_key, args_ref, args_sealed, meta, errors, dead_reason, replay)"}
+		return &FieldError{name, "unknown field (envelope v1 fields: version, job_id, kind, args, attempt, enqueued_at, max_attempts, timeout_seconds, run_at, queue, callback, batch_id, parent_id, dedupe_key, args_ref, args_sealed, meta, trace, errors, dead_reason, replay)"}
 	}
 	if err := json.Unmarshal(v, target); err != nil {
 		return &FieldError{name, describeJSONError(err, v)}
@@ -436,7 +448,10 @@ func (e *Envelope) validateBounds() error {
 	if len(e.DedupeKey) > MaxDedupeKeyBytes {
 		return &FieldError{"dedupe_key", fmt.Sprintf("is %d bytes; at most %d (envelope.MaxDedupeKeyBytes)", len(e.DedupeKey), MaxDedupeKeyBytes)}
 	}
-	return CheckMeta("meta", e.Meta)
+	if err := CheckMeta("meta", e.Meta); err != nil {
+		return err
+	}
+	return e.Trace.check()
 }
 
 // Normalize fills in defaults that depend on the delivery: version, attempt 1, the job id

@@ -190,7 +190,7 @@ func (a *API) StartBatch(ctx context.Context, inv *nightshift.Invocation) (*host
 		fp := req.Finalizer.params()
 		p.Finalizer = &fp
 	}
-	bi, err := a.client.StartBatch(ctx, p)
+	bi, err := a.client.StartBatch(withRequestTrace(ctx, r), p)
 	if err != nil {
 		var fe *envelope.FieldError
 		var se *envelope.SizeError

@@ -427,7 +427,7 @@ func (a *API) Enqueue(ctx context.Context, inv *nightshift.Invocation) (*hostpro
 		}
 		return nil, err
 	}
-	res, err := a.client.EnqueueRaw(ctx, req.Kind, req.Args, opts)
+	res, err := a.client.EnqueueRaw(withRequestTrace(ctx, r), req.Kind, req.Args, opts)
 	if err != nil {
 		if p := enqueueProblem(err, req); p != nil {
 			return a.fail(r, p), nil

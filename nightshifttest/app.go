@@ -41,7 +41,8 @@ type App struct {
 type AppOptions struct {
 	// Logger receives the handler's log; default discarded.
 	Logger *slog.Logger
-	// Handler are more handler options (Logger is taken from above).
+	// Handler are more handler options (Logger is taken from above); its Observer is the
+	// app's (nightshift.Config.Observer), so it also traces the Client's enqueues.
 	Handler nightshift.HandlerOptions
 	// Features are installed on the app as a handler's main installs them
 	// (nightshift.Config.Features): callback.Feature(&callback.Options{…}), for example.
@@ -68,7 +69,7 @@ func NewApp(reg *nightshift.Registry, opts *AppOptions) (*App, error) {
 	ho := o.Handler
 	ho.Logger = o.Logger
 	app, err := nightshift.NewApp(reg, nightshift.Config{Getenv: func(k string) string { return o.Settings[k] },
-		Logger: o.Logger, Store: st, Handler: ho, Features: o.Features})
+		Logger: o.Logger, Store: st, Handler: ho, Features: o.Features, Observer: ho.Observer})
 	if err != nil {
 		return nil, fmt.Errorf("nightshifttest: %w", err)
 	}
