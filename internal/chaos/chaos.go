@@ -25,6 +25,11 @@ import (
 // Kind is the job kind the chaos handler registers.
 const Kind = "chaos.work"
 
+// EnvReceiveVisibility, set to a duration, is the visibility with which the chaos handler
+// run as `chaoshandler worker` receives messages (the host's 10 min otherwise), so that
+// the messages a SIGKILLed worker held reappear within the storm.
+const EnvReceiveVisibility = "NIGHTSHIFT_CHAOS_RECEIVE_VISIBILITY"
+
 // Args are a chaos job's arguments: a number, a salt, and how long the run takes.
 type Args struct {
 	N    int    `json:"n"`
