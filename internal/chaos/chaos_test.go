@@ -94,9 +94,15 @@ func TestCrashStorm(t *testing.T) {
 // TestCrashStorm's. It does not run in parallel with TestCrashStorm: each is a storm that
 // fills the machine (2 cores in CI) on its own.
 func TestCrashStormFleet(t *testing.T) {
+	var fleet *fleetConsumer
 	crashStorm(t, func(settings map[string]string) consumer {
-		return newFleetConsumer(t, settings, *flagWorkers, true)
+		fleet = newFleetConsumer(t, settings, *flagWorkers, true)
+		return fleet
 	})
+	// The storm means something only if the workers did take part.
+	if all, byWorkers := fleet.finishedRuns(); byWorkers == 0 {
+		t.Errorf("the workers finished none of the %d runs: the host ran every job", all)
+	}
 }
 
 // crashStorm runs the storm on the consumer newConsumer makes from the app settings and

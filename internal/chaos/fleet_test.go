@@ -39,11 +39,13 @@ type fleetConsumer struct {
 	args []string
 	env  []string
 	dir  string // the workers' logs
+	runs string // the handler's run records (testenv.EnvRunsDir)
 	host *hostConsumer
 
 	mu      sync.Mutex
 	workers []*workerProc // by slot; nil when the slot has no process
 	next    int           // the slot killRunner kills next
+	pids    map[int]bool  // every worker process started
 
 	starts, failed atomic.Int64
 }
@@ -64,7 +66,9 @@ func newFleetConsumer(t *testing.T, settings map[string]string, n int, withHost 
 	c := &fleetConsumer{
 		bin:     testenv.BuildBinary(t, "./internal/chaos/chaoshandler"), // built once, as for the host
 		dir:     t.TempDir(),
+		runs:    settings[testenv.EnvRunsDir],
 		workers: make([]*workerProc, n),
+		pids:    map[int]bool{},
 		args: []string{"worker", "--health-addr", "off", "--no-timers",
 			"--drain-timeout", fleetDrainTimeout.String(), "--host-json", filepath.Join(h.appDir, "host.json")},
 	}
@@ -145,6 +149,7 @@ func (c *fleetConsumer) startWorker(i int) error {
 		close(w.exited)
 	}()
 	c.workers[i] = w
+	c.pids[cmd.Process.Pid] = true
 	c.starts.Add(1)
 	return nil
 }
@@ -227,8 +232,27 @@ func (c *fleetConsumer) stop() error {
 	return errors.Join(errs...)
 }
 
+// finishedRuns counts the finished runs in the handler's run records, and those of them
+// that a worker ran (the others ran in the host's handler).
+func (c *fleetConsumer) finishedRuns() (all, byWorkers int) {
+	ends, _ := filepath.Glob(filepath.Join(c.runs, "*"+endSuffix))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range ends {
+		_, finished := Runs(c.runs, strings.TrimSuffix(filepath.Base(p), endSuffix))
+		for _, r := range finished {
+			all++
+			if c.pids[r.PID] {
+				byWorkers++
+			}
+		}
+	}
+	return all, byWorkers
+}
+
 func (c *fleetConsumer) stats() string {
-	s := fmt.Sprintf("workers started %d, worker failures %d", c.starts.Load(), c.failed.Load())
+	all, byWorkers := c.finishedRuns()
+	s := fmt.Sprintf("workers started %d, worker failures %d, finished runs in workers %d of %d", c.starts.Load(), c.failed.Load(), byWorkers, all)
 	if c.host != nil {
 		s += ", " + c.host.stats()
 	}
