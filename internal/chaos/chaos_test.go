@@ -26,14 +26,14 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// The storm's size. The defaults fit CI (about a minute on 2 cores); a soak raises them:
+// The storm's size. The defaults fit CI (each storm under a minute on 2 cores); a soak raises them:
 //
 //	go test ./internal/chaos/ -run 'TestCrashStorm$' -v -timeout 2h -chaos.jobs=10000 -chaos.duration=5m
 //	go test ./internal/chaos/ -run TestCrashStormFleet -v -timeout 2h -chaos.jobs=10000 -chaos.duration=5m
 var (
 	flagJobs      = flag.Int("chaos.jobs", 300, "jobs the crash storm enqueues")
 	flagDuration  = flag.Duration("chaos.duration", 30*time.Second, "how long the storm (kills, the host crash, the Azurite restart) lasts")
-	flagKillEvery = flag.Duration("chaos.kill-every", 3*time.Second, "mean time between handler SIGKILLs (±1/3, random)")
+	flagKillEvery = flag.Duration("chaos.kill-every", 3*time.Second, "mean time between handler (fleet: worker) SIGKILLs (±1/3, random)")
 	flagSeed      = flag.Uint64("chaos.seed", 0, "random seed of the kill times (0: from the clock; the summary prints it)")
 	flagWorkers   = flag.Int("chaos.workers", 4, "worker processes of TestCrashStormFleet")
 )
