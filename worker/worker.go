@@ -87,6 +87,11 @@ type Options struct {
 	HostID string
 	// Logger receives the worker's log; default the app's (JSON on stdout).
 	Logger *slog.Logger
+	// ReceiveVisibility is the visibility a received message gets, renewed at half of it
+	// while its job runs; default the host's 10 min. The messages of a worker that dies
+	// without draining (SIGKILL, a lost machine) reappear after it. It has no flag: the
+	// host's value is the contract; tests (the crash storm) shorten it.
+	ReceiveVisibility time.Duration
 }
 
 // Run consumes the app's queues and fires its timers until ctx ends, then drains: it stops
@@ -142,6 +147,7 @@ func newHost(app *nightshift.App, o Options) (*funchost.Host, error) {
 	return funchost.NewFS(files, "generated", funchost.Options{
 		Getenv: app.Getenv, Logger: o.Logger, HostID: o.HostID, Handler: app.Handler(),
 		Concurrency: o.Concurrency, DrainTimeout: o.DrainTimeout, ReleaseOnDrainTimeout: true,
+		ReceiveVisibility: o.ReceiveVisibility,
 	})
 }
 

@@ -5,7 +5,9 @@
 // The test runs a few hundred jobs through the local Functions host (a separate process)
 // while it SIGKILLs the handler every few seconds, SIGKILLs the host once, and stops and
 // restarts Azurite once; then it checks that no job was lost or corrupted and that no job's
-// status ever went backwards. docs/reliability.md describes it and its soak run.
+// status ever went backwards. TestCrashStormFleet runs the same storm on a fleet of
+// `chaoshandler worker` processes (worker mode) next to the local host, SIGKILLing one
+// worker after another. docs/reliability.md describes both and their soak runs.
 package chaos
 
 import (
@@ -24,6 +26,11 @@ import (
 
 // Kind is the job kind the chaos handler registers.
 const Kind = "chaos.work"
+
+// EnvReceiveVisibility, set to a duration, is the visibility with which the chaos handler
+// run as `chaoshandler worker` receives messages (the host's 10 min otherwise), so that
+// the messages a SIGKILLed worker held reappear within the storm.
+const EnvReceiveVisibility = "NIGHTSHIFT_CHAOS_RECEIVE_VISIBILITY"
 
 // Args are a chaos job's arguments: a number, a salt, and how long the run takes.
 type Args struct {

@@ -26,14 +26,16 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// The storm's size. The defaults fit CI (about a minute on 2 cores); a soak raises them:
+// The storm's size. The defaults fit CI (each storm under a minute on 2 cores); a soak raises them:
 //
-//	go test ./internal/chaos/ -run TestCrashStorm -v -timeout 2h -chaos.jobs=10000 -chaos.duration=5m
+//	go test ./internal/chaos/ -run 'TestCrashStorm$' -v -timeout 2h -chaos.jobs=10000 -chaos.duration=5m
+//	go test ./internal/chaos/ -run TestCrashStormFleet -v -timeout 2h -chaos.jobs=10000 -chaos.duration=5m
 var (
 	flagJobs      = flag.Int("chaos.jobs", 300, "jobs the crash storm enqueues")
 	flagDuration  = flag.Duration("chaos.duration", 30*time.Second, "how long the storm (kills, the host crash, the Azurite restart) lasts")
-	flagKillEvery = flag.Duration("chaos.kill-every", 3*time.Second, "mean time between handler SIGKILLs (±1/3, random)")
+	flagKillEvery = flag.Duration("chaos.kill-every", 3*time.Second, "mean time between handler (fleet: worker) SIGKILLs (±1/3, random)")
 	flagSeed      = flag.Uint64("chaos.seed", 0, "random seed of the kill times (0: from the clock; the summary prints it)")
+	flagWorkers   = flag.Int("chaos.workers", 4, "worker processes of TestCrashStormFleet")
 )
 
 // job is one job of the storm: its id, its args, and the statuses observed.
@@ -82,6 +84,31 @@ type stormStats struct {
 // record decodes), no status observed going backwards. It logs a summary line with the
 // duplicate runs. Durations only drive the storm; nothing is asserted about time.
 func TestCrashStorm(t *testing.T) {
+	crashStorm(t, func(settings map[string]string) consumer { return newHostConsumer(t, settings) })
+}
+
+// TestCrashStormFleet is the crash storm with worker mode: a fleet of -chaos.workers
+// `chaoshandler worker` processes and the local host consume the same queues while one
+// worker is SIGKILLed (round robin) every few seconds and replaced, the whole fleet and
+// the host are SIGKILLed once and Azurite is stopped and restarted once; the checks are
+// TestCrashStorm's. It does not run in parallel with TestCrashStorm: each is a storm that
+// fills the machine (2 cores in CI) on its own.
+func TestCrashStormFleet(t *testing.T) {
+	var fleet *fleetConsumer
+	crashStorm(t, func(settings map[string]string) consumer {
+		fleet = newFleetConsumer(t, settings, *flagWorkers, true)
+		return fleet
+	})
+	// The storm means something only if the workers did take part.
+	if all, byWorkers := fleet.finishedRuns(); byWorkers == 0 {
+		t.Errorf("the workers finished none of the %d runs: the host ran every job", all)
+	}
+}
+
+// crashStorm runs the storm on the consumer newConsumer makes from the app settings and
+// checks its outcome (see TestCrashStorm).
+func crashStorm(t *testing.T, newConsumer func(settings map[string]string) consumer) {
+	t.Helper()
 	began := time.Now()
 	az := newAzurite(t)
 	runs := t.TempDir()
@@ -99,7 +126,7 @@ func TestCrashStorm(t *testing.T) {
 		t.Fatal(err)
 	}
 	client := nightshift.NewClient(clients, &nightshift.ClientOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	var cons consumer = newHostConsumer(t, settings)
+	cons := newConsumer(settings)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("consumer log (tail):\n%s", cons.logTail())
@@ -166,10 +193,10 @@ func TestCrashStorm(t *testing.T) {
 			sawRunning++
 		}
 	}
-	t.Logf("chaos summary: %d jobs via %s in %s (storm %s, seed %d): handler SIGKILLs %d (%d found no handler), host SIGKILLs %d, "+
+	t.Logf("chaos summary: %d jobs via %s in %s (storm %s, seed %d): %s SIGKILLs %d (%d found no %s), %s SIGKILLs %d, "+
 		"Azurite restarts %d, %s; runs %d = %d duplicate runs (%d jobs ran more than once, max %d runs, %d duplicate finished runs, %d overlapping); "+
 		"dead host_retries_exhausted %d (%d marathons), replayed %d; lost %d, corrupt %d, backwards %d (%d distinct statuses observed, %d jobs seen running); status reads %d (%d failed), enqueue retries %d",
-		len(jobs), cons.name(), time.Since(began).Round(time.Second), *flagDuration, seed, st.kills.Load(), st.killMisses.Load(), st.hostCrashes.Load(),
+		len(jobs), cons.name(), time.Since(began).Round(time.Second), *flagDuration, seed, cons.runner(), st.kills.Load(), st.killMisses.Load(), cons.runner(), cons.whole(), st.hostCrashes.Load(),
 		st.azuriteRestarts.Load(), cons.stats(), r.runs, r.runs-len(jobs), r.multi, r.maxRuns, r.dupFinished, r.overlaps,
 		len(dead), marathons, len(replayed), r.lost, r.corrupt, r.backwards, observed, sawRunning, st.reads.Load(), st.readErrors.Load(), st.enqueueRetries.Load())
 }

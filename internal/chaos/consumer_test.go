@@ -33,6 +33,10 @@ import (
 type consumer interface {
 	// name says what runs the jobs, for the summary.
 	name() string
+	// runner names what killRunner kills ("handler", "worker") and whole what crash
+	// kills ("host"), for the summary.
+	runner() string
+	whole() string
 	// start starts the consumer's processes (again, after crash).
 	start() error
 	// killRunner SIGKILLs one process that runs jobs (the host's handler; a worker), which
@@ -191,6 +195,10 @@ func setJSONString(b []byte, key, value string) ([]byte, error) {
 }
 
 func (c *hostConsumer) name() string { return "local host (funchost child process)" }
+
+func (c *hostConsumer) runner() string { return "handler" }
+
+func (c *hostConsumer) whole() string { return "host" }
 
 func (c *hostConsumer) start() error {
 	c.mu.Lock()
