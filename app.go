@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nightshift-jobs/nightshift/envelope"
+	"github.com/nightshift-jobs/nightshift/internal/proc"
 	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
@@ -233,5 +234,11 @@ func (a *App) Serve(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go proc.WatchParent(ctx, a.getenv, time.Second, func() {
+		a.log.Warn("the local host that started this handler is gone; shutting down", "setting", proc.EnvParentPID)
+		cancel()
+	})
 	return serveHandler(ctx, a.handler, a.log, port, a.drain, a.reg.Kinds())
 }

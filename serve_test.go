@@ -7,12 +7,19 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nightshift-jobs/nightshift/internal/proc"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/record"
+	"github.com/nightshift-jobs/nightshift/storage"
 )
 
 type slowArgs struct{ MS int }
@@ -95,4 +102,73 @@ func TestServeDrainsInFlightJobs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A handler started by the local host (proc.EnvParentPID set) shuts down by itself once
+// its parent is gone: the watchdog where no parent-death signal exists. A shell starts
+// the test binary as such a handler in the background and exits, so the handler is
+// reparented; it must then stop serving and exit on its own.
+func TestServeStopsWhenItsLocalHostIsGone(t *testing.T) {
+	if os.Getenv("NIGHTSHIFT_TEST_SERVE_CHILD") == "1" {
+		serveAsOrphanedChild()
+		return
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cmd := exec.Command("sh", "-c", `"$0" -test.run='^TestServeStopsWhenItsLocalHostIsGone$' >"$1" 2>&1 & echo $!; sleep 1`, exe, filepath.Join(t.TempDir(), "child.log"))
+	cmd.Env = append(os.Environ(), "NIGHTSHIFT_TEST_SERVE_CHILD=1", SettingPort+"="+fmt.Sprint(port), proc.EnvParentPID+"=1")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("shell: %v", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatalf("child pid %q: %v", out, err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	testenv.WaitFor(t, 30*time.Second, "the orphaned handler to exit", func() bool {
+		return exited(pid)
+	})
+}
+
+// exited says whether process pid has ended: gone, or a zombie its new parent has not
+// reaped yet (where /proc shows it).
+func exited(pid int) bool {
+	if syscall.Kill(pid, 0) == syscall.ESRCH {
+		return true
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	_, rest, ok := strings.Cut(string(stat), ") ")
+	return ok && strings.HasPrefix(rest, "Z")
+}
+
+func memoryClients() *storage.Clients {
+	c, err := storage.NewMemory("", nil)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+// serveAsOrphanedChild serves until the watchdog stops it, then exits 0 (the parent test
+// only sees whether the process is gone).
+func serveAsOrphanedChild() {
+	err := Serve(context.Background(), NewRegistry(), &ServeOptions{
+		Getenv: os.Getenv,
+		Store:  memoryClients(),
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "serve:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
 }

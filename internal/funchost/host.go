@@ -23,10 +23,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/nightshift-jobs/nightshift/internal/proc"
 	"github.com/nightshift-jobs/nightshift/internal/store"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
@@ -349,7 +351,8 @@ func (h *Host) handlerEnv() []string {
 	for k, v := range h.opts.Settings {
 		env = append(env, k+"="+v)
 	}
-	return env
+	// The handler's watchdog on systems without a parent-death signal (proc.WatchParent).
+	return append(env, proc.EnvParentPID+"="+strconv.Itoa(os.Getpid()))
 }
 
 // ErrHandlerRestarts is returned by Run when the handler failed too often (§1.3).
