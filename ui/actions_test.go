@@ -37,6 +37,15 @@ func TestActions(t *testing.T) {
 					t.Fatalf("replay with CSRF %v: %d", form, code)
 				}
 			}
+			// A POST from another origin is refused even with the token.
+			req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/jobs/cancel-me/cancel", strings.NewReader(url.Values{"csrf": {token}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Origin", "http://evil.example")
+			if resp, err := e.http.Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
+				t.Fatalf("cross-origin POST: %v %v", resp, err)
+			} else {
+				resp.Body.Close()
+			}
 			if st, _ := e.c.Status(ctx, "cancel-me"); st.State != record.StateQueued {
 				t.Fatalf("cancel-me after refused POSTs: %s", st.State)
 			}

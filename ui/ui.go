@@ -151,7 +151,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Referrer-Policy", "same-origin") // no-referrer would make a browser send "Origin: null" with our own forms
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 	if s.opts.Token == "" {
 		http.Error(w, "the dashboard has no token configured, so it opens for nobody", http.StatusForbidden)
