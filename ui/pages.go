@@ -125,6 +125,14 @@ type jobView struct {
 	CanCancel  bool
 }
 
+// refresh reloads the page of a job that has not ended every 5 seconds (live progress).
+func (v jobView) refresh() int {
+	if v.St.State.Terminal() {
+		return 0
+	}
+	return 5
+}
+
 func (s *server) job(w http.ResponseWriter, r *http.Request, sess *session) {
 	id := r.PathValue("id")
 	if p := envelope.ValidJobID(id); p != "" {

@@ -69,8 +69,14 @@ type view struct {
 	Now     time.Time
 	Notice  string
 	Problem string
+	// Refresh, when set, reloads the page after that many seconds (a running job's
+	// progress; no script needed).
+	Refresh int
 	Data    any
 }
+
+// refresher is page data that asks for a periodic reload.
+type refresher interface{ refresh() int }
 
 // notices are the messages a redirect after an action may ask for (?done=…), fixed text
 // so that no request reflects its own words into the page.
@@ -86,6 +92,9 @@ func (s *server) render(w http.ResponseWriter, r *http.Request, status int, page
 	v := view{Base: s.opts.Prefix, Page: page, Now: s.opts.Now().UTC(), Data: data, Notice: notices[r.URL.Query().Get("done")]}
 	if sess != nil {
 		v.CSRF = sess.csrf
+	}
+	if rf, ok := data.(refresher); ok {
+		v.Refresh = rf.refresh()
 	}
 	var buf bytes.Buffer
 	if err := s.tmpl.pages[page].Execute(&buf, v); err != nil {

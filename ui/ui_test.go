@@ -234,6 +234,12 @@ func TestPages(t *testing.T) {
 			if code, body = e.get("/batches"); code != http.StatusOK || !strings.Contains(body, "No batches") {
 				t.Fatalf("batches: %d %s", code, body)
 			}
+			if _, body = e.get("/jobs/queued-1"); !strings.Contains(body, `http-equiv="refresh"`) {
+				t.Fatalf("a queued job's page does not reload itself: %s", body)
+			}
+			if _, body = e.get("/jobs/echo-1"); strings.Contains(body, `http-equiv="refresh"`) {
+				t.Fatalf("an ended job's page reloads itself: %s", body)
+			}
 			if code, _ = e.get("/jobs/no-such-job"); code != http.StatusNotFound {
 				t.Fatalf("missing job: %d", code)
 			}
