@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nightshift-jobs/nightshift"
+	"github.com/nightshift-jobs/nightshift/internal/store"
 	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
@@ -117,7 +118,7 @@ func (s *server) endedSince(ctx context.Context, since time.Time) ([]ended, bool
 		n := 0
 		for it, err := range s.c.Store().FindStatuses(ctx, storage.StatusQuery{State: st, Since: since}) {
 			if err != nil {
-				if errors.Is(err, storage.ErrNoIndex) {
+				if noIndex(err) {
 					return nil, false, nil
 				}
 				return nil, false, err
@@ -228,7 +229,7 @@ func (s *server) count(ctx context.Context, q storage.StatusQuery) (int, error) 
 	n := 0
 	for _, err := range s.c.Store().FindStatuses(ctx, q) {
 		if err != nil {
-			if errors.Is(err, storage.ErrNoIndex) {
+			if noIndex(err) {
 				return 0, nil
 			}
 			return 0, err
@@ -238,6 +239,12 @@ func (s *server) count(ctx context.Context, q storage.StatusQuery) (int, error) 
 		}
 	}
 	return n, nil
+}
+
+// noIndex reports whether err says the index cannot be asked: a store without one, or a
+// credential without the index-tags role. The overview then shows no counts.
+func noIndex(err error) bool {
+	return errors.Is(err, storage.ErrNoIndex) || errors.Is(err, store.ErrForbidden)
 }
 
 // Chart geometry (SVG user units).
