@@ -136,6 +136,14 @@ func TestBrowser(t *testing.T) {
 	}
 	screenshot("dashboard-job.png")
 
+	run("batches and schedules",
+		chromedp.Navigate(base+"/batches"), chromedp.WaitVisible(chromedp.ID("batches")),
+		chromedp.Navigate(base+"/schedules"), chromedp.WaitVisible(chromedp.ID("recurring")),
+	)
+	if rec := text("#recurring"); !strings.Contains(strings.ToLower(rec), "maintenance") {
+		t.Fatalf("schedules: %q", rec)
+	}
+
 	// Cancel the queued job with its button (and the confirm dialog).
 	run("cancel a job",
 		chromedp.Navigate(base+"/jobs/queued-1"),

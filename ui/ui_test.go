@@ -240,6 +240,25 @@ func TestPages(t *testing.T) {
 			if _, body = e.get("/jobs/echo-1"); strings.Contains(body, `http-equiv="refresh"`) {
 				t.Fatalf("an ended job's page reloads itself: %s", body)
 			}
+			if _, err := e.c.StartBatch(context.Background(), nightshift.BatchParams{BatchID: "b-1",
+				Children:  []nightshift.EnqueueParams{{Args: echoArgs{Msg: "c0"}}, {Args: echoArgs{Msg: "c1"}}},
+				Finalizer: &nightshift.EnqueueParams{Args: echoArgs{Msg: "fin"}}}); err != nil {
+				t.Fatal(err)
+			}
+			e.drain()
+			_, body = e.get("/batches")
+			if !strings.Contains(body, "/batches/b-1") || !strings.Contains(body, "/jobs/b-1-finalizer") || !strings.Contains(body, `<td class="n">2</td>`) {
+				t.Fatalf("batches with b-1: %s", body)
+			}
+			if _, body = e.get("/batches/b-1"); !strings.Contains(body, "batch=b-1") {
+				t.Fatalf("batch b-1: %s", body)
+			}
+			if _, body = e.get("/jobs?since=all&batch=b-1"); strings.Count(body, `class="job"`) != 3 {
+				t.Fatalf("the jobs of batch b-1: %s", body)
+			}
+			if _, body = e.get("/jobs/b-1-0"); !strings.Contains(body, `href="/batches/b-1"`) {
+				t.Fatalf("a child's page does not name its batch: %s", body)
+			}
 			if code, _ = e.get("/jobs/no-such-job"); code != http.StatusNotFound {
 				t.Fatalf("missing job: %d", code)
 			}
