@@ -155,6 +155,33 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("after cancel the job shows %q", st)
 	}
 
+	// Cancel a running job: its page shows the progress; the handler notices the
+	// cancellation and ends the attempt.
+	e.drain() // queued-1's message, skipped: it is cancelled
+	e.enqueue(slowArgs{}, "slow-1")
+	ended := e.startOne()
+	testenv.WaitFor(t, 30*time.Second, "slow-1 running with progress", func() bool {
+		st, err := e.c.Status(context.Background(), "slow-1")
+		return err == nil && st.State == record.StateRunning && st.Progress != nil
+	})
+	run("cancel a running job",
+		chromedp.Navigate(base+"/jobs/slow-1"),
+		chromedp.WaitVisible(chromedp.ID("progress")),
+		chromedp.Click(chromedp.ID("cancel")),
+		chromedp.WaitVisible(chromedp.ID("notice")),
+	)
+	if st := text("#job-state"); st != "cancelled" {
+		t.Fatalf("after cancelling the running job it shows %q", st)
+	}
+	select {
+	case <-ended:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the cancelled job's attempt did not end")
+	}
+	if st, _ := e.c.Status(context.Background(), "slow-1"); st.State != record.StateCancelled {
+		t.Fatalf("slow-1 after its attempt ended: %s", st.State)
+	}
+
 	// Replay the dead letter: filter, pick it, confirm on the next page.
 	run("replay a dead letter",
 		chromedp.Navigate(base+"/dead?reason=permanent_error"),

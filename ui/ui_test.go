@@ -1,6 +1,7 @@
 package ui_test
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -41,6 +42,11 @@ type failArgs struct {
 
 func (failArgs) Kind() string { return "test.fail" }
 
+// slowArgs' job reports progress and runs until it is cancelled.
+type slowArgs struct{}
+
+func (slowArgs) Kind() string { return "test.slow" }
+
 // env is a dashboard on an app whose jobs run through the real handler.
 type env struct {
 	t     *testing.T
@@ -66,8 +72,14 @@ func newEnv(t *testing.T, store *storage.Clients, opts ui.Options) *env {
 		}
 		return nil, nightshift.Permanentf("card declined; storage said AccountKey=%s", accountKey)
 	}, nil)
+	nightshift.AddWorkerFunc(reg, func(ctx context.Context, j *nightshift.Job[slowArgs]) (any, error) {
+		j.Progress(ctx, 0.4, "4 of 10 steps")
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}, nil)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	app, err := nightshift.NewApp(reg, nightshift.Config{Store: store, Getenv: func(string) string { return "" }, Logger: log})
+	app, err := nightshift.NewApp(reg, nightshift.Config{Store: store, Getenv: func(string) string { return "" }, Logger: log,
+		Handler: nightshift.HandlerOptions{RunningAfter: time.Millisecond, CancelCheck: 50 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +100,27 @@ func newEnv(t *testing.T, store *storage.Clients, opts ui.Options) *env {
 func (e *env) drain() {
 	e.t.Helper()
 	testenv.Drain(e.t, e.store, e.app, e.store.Layout.JobsQueue(), nightshift.FunctionRunJob, nightshift.FunctionRunDeadLetter)
+}
+
+// startOne delivers the next message of the jobs queue to the handler in the background
+// (as the host does) and returns a channel that gets the invocation's HTTP status when it
+// ends.
+func (e *env) startOne() <-chan int {
+	e.t.Helper()
+	msgs, err := e.store.Store().Receive(context.Background(), e.store.Layout.JobsQueue(), 1, time.Minute)
+	if err != nil || len(msgs) != 1 {
+		e.t.Fatalf("receive: %v %d", err, len(msgs))
+	}
+	done := make(chan int, 1)
+	go func() {
+		req := httptest.NewRequest(http.MethodPost, "/"+nightshift.FunctionRunJob, bytes.NewReader(testenv.QueueInvocation(nightshift.FunctionRunJob, msgs[0])))
+		req.Header.Set("Content-Type", "application/json; charset=utf-8")
+		rec := httptest.NewRecorder()
+		e.app.ServeHTTP(rec, req)
+		_ = e.store.Store().DeleteMessage(context.Background(), e.store.Layout.JobsQueue(), msgs[0].ID, msgs[0].PopReceipt)
+		done <- rec.Code
+	}()
+	return done
 }
 
 func (e *env) enqueue(args nightshift.JobArgs, id string) {
