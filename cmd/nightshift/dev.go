@@ -34,6 +34,8 @@ type devConfig struct {
 	Getenv func(string) string
 	// HTTPAddr is where HTTP functions listen.
 	HTTPAddr string
+	// UIAddr is where the dashboard listens ("" for none).
+	UIAddr string
 	// TimeZone evaluates timer schedules.
 	TimeZone *time.Location
 	// HandlerBinary, when set, is used instead of building ./handler.
@@ -61,10 +63,11 @@ type devInfo struct {
 	AzuritePID int // 0 when storage was already reachable
 	Clients    *storage.Clients
 	Host       *funchost.Host
+	UIURL      string // the dashboard's login URL ("" when it does not run)
 }
 
 func newDevCmd() *cobra.Command {
-	var repo, httpAddr, tz, handlerBinary, settingsFile string
+	var repo, httpAddr, uiAddr, tz, handlerBinary, settingsFile string
 	var noAzurite, noRestart bool
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -98,13 +101,14 @@ See docs/local-host.md.`,
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 			return runDev(cmd.Context(), devConfig{
-				Repo: repo, Getenv: os.Getenv, HTTPAddr: httpAddr, TimeZone: loc,
+				Repo: repo, Getenv: os.Getenv, HTTPAddr: httpAddr, UIAddr: uiAddr, TimeZone: loc,
 				HandlerBinary: handlerBinary, NoAzurite: noAzurite, NoRestart: noRestart, SettingsFile: settingsFile, Out: cmd.OutOrStdout(), Log: log,
 			})
 		},
 	}
 	cmd.Flags().StringVar(&repo, "repo", "", "repository root (default: found from the working directory)")
 	cmd.Flags().StringVar(&httpAddr, "http", "127.0.0.1:7071", "address for HTTP functions")
+	cmd.Flags().StringVar(&uiAddr, "ui", defaultUIAddr, "address for the web dashboard (\"\" for none; docs/dashboard.md)")
 	cmd.Flags().StringVar(&tz, "tz", "UTC", "IANA time zone for timer schedules")
 	cmd.Flags().StringVar(&handlerBinary, "handler-binary", "", "use this handler binary instead of building ./handler")
 	cmd.Flags().BoolVar(&noAzurite, "no-azurite", false, "fail instead of starting Azurite when storage is unreachable")
@@ -137,6 +141,7 @@ func runDev(ctx context.Context, cfg devConfig) error {
 		return err
 	}
 	defer stop()
+	info.UIURL = startDevUI(ctx, cfg, clients, getenv)
 
 	// 2. The app folder.
 	info.AppDir = filepath.Join(stateDir, "app")
@@ -294,6 +299,9 @@ func printDevSummary(cfg devConfig, info *devInfo, h *funchost.Host) {
 	fmt.Fprintf(w, "  Functions:   %s\n", strings.Join(fns, ", "))
 	if len(https) > 0 {
 		fmt.Fprintf(w, "  HTTP:        http://%s/%s/  (key: x-functions-key: %s; set %s to choose it)\n", cfg.HTTPAddr, h.Config().RoutePrefix, h.FunctionKey(), funchost.SettingFunctionKey)
+	}
+	if info.UIURL != "" {
+		fmt.Fprintf(w, "  Dashboard:   %s\n", info.UIURL)
 	}
 	fmt.Fprintln(w, "Enqueue a sample job from another terminal:")
 	env := "AzureWebJobsStorage=" + devStorageDefault

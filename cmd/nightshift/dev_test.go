@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -79,7 +80,7 @@ func TestDev_PipelineOnReachableStorage(t *testing.T) {
 	bin, addr := devHandler(t), freeLoopbackAddr(t)
 	go func() {
 		errc <- runDev(ctx, devConfig{
-			Repo: testenv.RepoRoot(), Getenv: getenv, HTTPAddr: addr, TimeZone: time.UTC,
+			Repo: testenv.RepoRoot(), Getenv: getenv, HTTPAddr: addr, UIAddr: "127.0.0.1:0", TimeZone: time.UTC,
 			HandlerBinary: bin, StateDir: t.TempDir(), Out: out,
 			Log:   slog.New(slog.NewTextHandler(out, nil)),
 			Ready: func(i *devInfo) { info = i; close(ready) },
@@ -98,6 +99,21 @@ func TestDev_PipelineOnReachableStorage(t *testing.T) {
 	for _, want := range []string{"Queues:      " + info.Clients.Layout.JobsQueue(), "Enqueue a sample job", "HTTP:        http://"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, out.String())
+		}
+	}
+	// The dashboard: its URL is in the summary and opens it.
+	if info.UIURL == "" || !strings.Contains(out.String(), "Dashboard:   "+info.UIURL) {
+		t.Errorf("summary lacks the dashboard URL %q:\n%s", info.UIURL, out.String())
+	} else {
+		jar, _ := cookiejar.New(nil)
+		resp, err := (&http.Client{Jar: jar}).Get(info.UIURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "<h1>Overview</h1>") {
+			t.Errorf("GET the dashboard: %d %s", resp.StatusCode, page)
 		}
 	}
 	client := nightshift.NewClient(info.Clients, nil)

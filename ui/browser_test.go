@@ -1,0 +1,219 @@
+package ui_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+
+	"github.com/nightshift-jobs/nightshift/internal/proc"
+	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/record"
+	"github.com/nightshift-jobs/nightshift/schedule"
+	"github.com/nightshift-jobs/nightshift/ui"
+)
+
+// chromium returns the path of a Chromium (or Chrome) on PATH. Without one the browser
+// test fails under CI=true (.ci/run installs Debian's chromium) and is skipped elsewhere.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "headless-shell"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("no chromium on PATH; the browser test is required under CI=true (apt-get install chromium)")
+	}
+	t.Skip("no chromium on PATH (apt-get install chromium)")
+	return ""
+}
+
+// TestBrowser drives the dashboard in headless Chromium: log in with the token, look at
+// the overview, filter the jobs, open a job, cancel a queued job (accepting the confirm
+// dialog), and replay a dead letter through the confirmation page, then see it succeed.
+// UPDATE_SCREENSHOTS=1 writes the overview and a job detail to docs/.
+func TestBrowser(t *testing.T) {
+	bin := chromium(t)
+	e := newEnv(t, testenv.Memory(t), ui.Options{Recurring: schedule.Builtin()})
+	e.seed()
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox,
+		chromedp.WindowSize(1280, 900), chromedp.ModifyCmdFunc(proc.DieWithParent))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelBrowser := chromedp.NewContext(actx)
+	var pid int
+	t.Cleanup(func() {
+		cancelBrowser()
+		cancelAlloc() // kills the browser and waits for it
+		if pid != 0 {
+			if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+				t.Errorf("chromium (pid %d) still runs after the cleanup: %v", pid, err)
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		if err := chromedp.Do(sctx, steps...); err != nil {
+			html, _ := chromedp.Run(ctx, chromedp.Evaluate[string]("location.href + '\\n' + document.body.innerText"))
+			t.Fatalf("%s: %v; the page is %s", what, err, html)
+		}
+	}
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("text of %s: %v", sel, err)
+		}
+		return strings.TrimSpace(s)
+	}
+	screenshot := func(name string) {
+		t.Helper()
+		img, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG
+		if err != nil {
+			t.Fatalf("screenshot: %v", err)
+		}
+		saveShot(t, name, img)
+	}
+	// The first call starts the browser, for as long as ctx lives (no step timeout).
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	if b := chromedp.FromContext(ctx).Browser; b != nil && b.Process() != nil {
+		pid = b.Process().Pid
+	}
+	// Accept confirm() dialogs (the cancel button asks).
+	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
+	go func() {
+		for _, err := range dialogs {
+			if err != nil {
+				return
+			}
+			_, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
+		}
+	}()
+	base := e.srv.URL
+
+	// The login form, with the token.
+	run("log in",
+		chromedp.Navigate(base+"/jobs"),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), e.token),
+		chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.ID("job-filters")),
+	)
+	run("overview", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS("svg.chart")))
+	if q := text("#queues"); !strings.Contains(q, e.store.Layout.JobsQueue()) {
+		t.Fatalf("overview queues: %q", q)
+	}
+	screenshot("dashboard-overview.png")
+
+	// Filter the jobs by state, then open one.
+	run("filter jobs",
+		chromedp.Navigate(base+"/jobs"),
+		chromedp.WaitVisible(chromedp.ID("f-state")),
+		chromedp.SetValue(chromedp.ID("f-state"), "succeeded"),
+		chromedp.Click(chromedp.ID("f-apply")),
+		chromedp.WaitReady(chromedp.CSS(`select#f-state option[value="succeeded"][selected]`)),
+	)
+	if rows := text("#jobs tbody"); strings.Count(rows, "echo-") != 3 || strings.Contains(rows, "fail-1") || strings.Contains(rows, "queued-1") {
+		t.Fatalf("jobs filtered by succeeded: %q", rows)
+	}
+	run("open a job", chromedp.Click(chromedp.CSS(`a[href="/jobs/echo-2"]`)), chromedp.WaitVisible(chromedp.ID("result")))
+	if logs := text("#logs"); !strings.Contains(logs, "hello echo-2") {
+		t.Fatalf("job logs: %q", logs)
+	}
+	screenshot("dashboard-job.png")
+
+	run("batches and schedules",
+		chromedp.Navigate(base+"/batches"), chromedp.WaitVisible(chromedp.ID("batches")),
+		chromedp.Navigate(base+"/schedules"), chromedp.WaitVisible(chromedp.ID("recurring")),
+	)
+	if rec := text("#recurring"); !strings.Contains(strings.ToLower(rec), "maintenance") {
+		t.Fatalf("schedules: %q", rec)
+	}
+
+	// Cancel the queued job with its button (and the confirm dialog).
+	run("cancel a job",
+		chromedp.Navigate(base+"/jobs/queued-1"),
+		chromedp.WaitVisible(chromedp.ID("cancel")),
+		chromedp.Click(chromedp.ID("cancel")),
+		chromedp.WaitVisible(chromedp.ID("notice")),
+	)
+	if st := text("#job-state"); st != "cancelled" {
+		t.Fatalf("after cancel the job shows %q", st)
+	}
+
+	// Cancel a running job: its page shows the progress; the handler notices the
+	// cancellation and ends the attempt.
+	e.drain() // queued-1's message, skipped: it is cancelled
+	e.enqueue(slowArgs{}, "slow-1")
+	ended := e.startOne()
+	testenv.WaitFor(t, 30*time.Second, "slow-1 running with progress", func() bool {
+		st, err := e.c.Status(context.Background(), "slow-1")
+		return err == nil && st.State == record.StateRunning && st.Progress != nil
+	})
+	run("cancel a running job",
+		chromedp.Navigate(base+"/jobs/slow-1"),
+		chromedp.WaitVisible(chromedp.ID("progress")),
+		chromedp.Click(chromedp.ID("cancel")),
+		chromedp.WaitVisible(chromedp.ID("notice")),
+	)
+	if st := text("#job-state"); st != "cancelled" {
+		t.Fatalf("after cancelling the running job it shows %q", st)
+	}
+	select {
+	case <-ended:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the cancelled job's attempt did not end")
+	}
+	if st, _ := e.c.Status(context.Background(), "slow-1"); st.State != record.StateCancelled {
+		t.Fatalf("slow-1 after its attempt ended: %s", st.State)
+	}
+
+	// Replay the dead letter: filter, pick it, confirm on the next page.
+	run("replay a dead letter",
+		chromedp.Navigate(base+"/dead?reason=permanent_error"),
+		chromedp.WaitVisible(chromedp.ID("dead")),
+		chromedp.Click(chromedp.CSS(`input.pick[value="fail-1"]`)),
+		chromedp.Click(chromedp.ID("replay-picked")),
+		chromedp.WaitVisible(chromedp.ID("confirm")),
+	)
+	if plan := text("#replay-plan"); !strings.Contains(plan, "1 dead letters selected") {
+		t.Fatalf("replay plan: %q", plan)
+	}
+	if st, _ := e.c.Status(context.Background(), "fail-1"); st.State != record.StateDead {
+		t.Fatalf("fail-1 before the confirmation: %s", st.State)
+	}
+	run("confirm the replay", chromedp.Click(chromedp.ID("confirm")), chromedp.WaitVisible(chromedp.ID("replay-report")))
+	if rep := text("#replay-report"); !strings.Contains(rep, "1 replayed") {
+		t.Fatalf("replay report: %q", rep)
+	}
+	e.drain()
+	run("see the replay succeed", chromedp.Navigate(base+"/jobs/fail-1"), chromedp.WaitVisible(chromedp.ID("job-state")))
+	if st := text("#job-state"); st != "succeeded" {
+		t.Fatalf("fail-1 after the replay: %q", st)
+	}
+}
+
+// saveShot writes a screenshot to docs/ when UPDATE_SCREENSHOTS=1.
+func saveShot(t *testing.T, name string, img []byte) {
+	t.Helper()
+	if os.Getenv("UPDATE_SCREENSHOTS") != "1" {
+		return
+	}
+	if err := os.WriteFile(filepath.Join(testenv.RepoRoot(), "docs", name), img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
