@@ -56,9 +56,11 @@ type jobEnd struct {
 // its end first (its failure fails the invocation), then its dedupe key is freed and
 // claim-checked args of a succeeded job are deleted (failures logged), and last the
 // job-end callback is asked for (its failure fails the invocation). At admission a
-// batch's finalizer is claimed, then the args are resolved.
+// batch's finalizer is claimed, then the args are resolved, then a concurrency slot is
+// taken (Limits; it reads the key from the resolved args), released when the delivery
+// ends.
 func newFeatures(x *executor, onJobEnd func(ctx context.Context, env *envelope.Envelope, st *record.Status) error) []feature {
-	return []feature{&batches{x: x}, uniqueKeys{x: x}, payloads{x: x}, callbacks{onJobEnd: onJobEnd}}
+	return []feature{&batches{x: x}, uniqueKeys{x: x}, payloads{x: x}, concurrency{x: x}, callbacks{onJobEnd: onJobEnd}}
 }
 
 // admitFeatures runs the features' admit hooks in order; the first that ends the

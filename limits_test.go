@@ -1,0 +1,139 @@
+package nightshift
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nightshift-jobs/nightshift/internal/testenv"
+)
+
+// A process that dies holding concurrency slots (it stops renewing and never releases)
+// frees them within the slot lease: another process finds the limit full, then gets a
+// slot within DefaultSlotLease of the death.
+func TestConcurrencySlotOfADeadHolderFreesWithinTheLease(t *testing.T) {
+	for _, b := range testenv.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			c := b.Clients(t)
+			ctx := context.Background()
+			log := slog.New(slog.NewTextHandler(io.Discard, nil))
+			dead := &slots{s: c.Store(), container: c.Layout.UniqueContainer(), log: log}
+			alive := &slots{s: c.Store(), container: c.Layout.UniqueContainer(), log: log}
+			const n = 3
+			for i := range n {
+				h, err := dead.acquire(ctx, "test.flow.crash", "k", n, DefaultSlotLease)
+				if err != nil || h == nil {
+					t.Fatalf("slot %d: %v %v", i, h, err)
+				}
+				h.abandon() // the process dies: no renewal, no release
+			}
+			died := time.Now()
+			if h, err := alive.acquire(ctx, "test.flow.crash", "k", n, DefaultSlotLease); err != nil || h != nil {
+				t.Fatalf("a full limit gave a slot: %v %v", h, err)
+			}
+			if h, err := alive.acquire(ctx, "test.flow.crash", "other", n, DefaultSlotLease); err != nil || h == nil {
+				t.Fatalf("a key of its own found its slots taken: %v %v", h, err)
+			} else {
+				h.release()
+			}
+			var got *heldSlot
+			testenv.WaitFor(t, DefaultSlotLease+10*time.Second, "a slot of the dead holder", func() bool {
+				h, err := alive.acquire(ctx, "test.flow.crash", "k", n, DefaultSlotLease)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = h
+				return h != nil
+			})
+			t.Logf("%s: a slot was free again %s after its holder died (bound %s)", b.Name, time.Since(died).Round(100*time.Millisecond), DefaultSlotLease)
+			got.release()
+			// Released slots are free at once.
+			for i := range n - 1 {
+				h, err := alive.acquire(ctx, "test.flow.crash", "k", n, DefaultSlotLease)
+				if err != nil || h == nil {
+					t.Fatalf("slot %d after expiry: %v %v", i, h, err)
+				}
+				defer h.release()
+			}
+		})
+	}
+}
+
+// The limit key is the KeyArg field's value: strings as they are, other values as JSON.
+func TestLimitKey(t *testing.T) {
+	for _, c := range []struct{ args, arg, want string }{
+		{`{"customer":"acme","n":1}`, "customer", "acme"},
+		{`{"customer": 42}`, "customer", "42"},
+		{`{"customer": {"a": 1}}`, "customer", `{"a":1}`},
+		{`{"n":1}`, "customer", ""},
+		{`[1,2]`, "customer", ""},
+		{`{"customer":"acme"}`, "", ""},
+	} {
+		if got := limitKey([]byte(c.args), c.arg); got != c.want {
+			t.Errorf("limitKey(%s, %q) = %q, want %q", c.args, c.arg, got, c.want)
+		}
+	}
+}
+
+// Limits a kind cannot have are refused at registration.
+func TestLimitsChecked(t *testing.T) {
+	for _, l := range []Limits{{Concurrency: -1}, {Concurrency: maxSlots + 1}, {Concurrency: 1, SlotLease: time.Second}, {Wait: -time.Second}} {
+		if err := AddWorkerSafely(NewRegistry(), WorkFunc[hookArgs](func(context.Context, *Job[hookArgs]) (any, error) { return nil, nil }),
+			&WorkerOptions{Limits: l}); err == nil {
+			t.Errorf("limits %+v accepted", l)
+		}
+	}
+}
+
+// Two processes reserving starts of one rate limit at once get starts at least Per/Rate
+// apart: the conditional writes serialise them (checked at admission, on both drivers).
+func TestRateLimitReservationsAreSpaced(t *testing.T) {
+	for _, b := range testenv.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			c := b.Clients(t)
+			log := slog.New(slog.NewTextHandler(io.Discard, nil))
+			lim := Limits{Rate: 20, Per: time.Second}
+			var mu sync.Mutex
+			var at []time.Time
+			var wg sync.WaitGroup
+			for range 2 {
+				sl := &slots{s: c.Store(), container: c.Layout.UniqueContainer(), log: log}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for n := 0; n < 10; {
+						when, ok, err := sl.takeStart(context.Background(), "test.flow.rate", "", lim)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						if !ok {
+							continue // lost every conditional write to the other process
+						}
+						n++
+						mu.Lock()
+						at = append(at, when)
+						mu.Unlock()
+					}
+				}()
+			}
+			wg.Wait()
+			slices.SortFunc(at, func(a, b time.Time) int { return a.Compare(b) })
+			interval := lim.Per / time.Duration(lim.Rate)
+			for i := 1; i < len(at); i++ {
+				if gap := at[i].Sub(at[i-1]); gap < interval {
+					t.Errorf("starts %d and %d are %s apart, want ≥ %s", i-1, i, gap, interval)
+				}
+			}
+			if len(at) != 20 {
+				t.Fatalf("%d reservations", len(at))
+			}
+		})
+	}
+}
