@@ -18,33 +18,34 @@ import (
 )
 
 // Limits are a kind's flow-control limits, held across every instance and worker that
-// shares the storage account (docs/flow-control.md). The zero value limits nothing.
+// shares the storage account (docs/flow-control.md). The zero value limits nothing. As
+// JSON it is spelled as in SettingLimits.
 type Limits struct {
 	// Concurrency is how many jobs of the kind (of one key, with KeyArg) may run at once
 	// across the fleet; 0 for no limit. Each running job holds one of Concurrency slot
 	// blobs by a blob lease it renews while it runs.
-	Concurrency int `json:"concurrency,omitempty"`
+	Concurrency int
 	// KeyArg names a top-level field of the job's args whose value partitions the limit
 	// ("customer_id": Concurrency per customer). A job whose args lack the field shares
 	// the partition of the empty key. Empty: one limit for the whole kind.
-	KeyArg string `json:"key_arg,omitempty"`
+	KeyArg string
 	// SlotLease is the lease duration of a held slot (store.MinLease … store.MaxLease,
 	// default DefaultSlotLease). It is renewed every third of it while the job runs, so a
 	// process that dies frees its slots at most SlotLease after it died.
-	SlotLease time.Duration `json:"slot_lease,omitempty"`
+	SlotLease time.Duration
 	// Wait is how long a job that found no free slot waits before it tries again (its
 	// message goes back on its queue, invisible for Wait ±50 %, not an attempt). Default
 	// DefaultLimitWait.
-	Wait time.Duration `json:"wait,omitempty"`
+	Wait time.Duration
 	// Rate is how many jobs of the kind (of one key, with KeyArg) may start per Per across
 	// the fleet; 0 for no limit (ratelimit.go). A job over the limit waits like one that
 	// found no slot: not an attempt.
-	Rate int `json:"rate,omitempty"`
+	Rate int
 	// Per is the rate's interval (default one second).
-	Per time.Duration `json:"per,omitempty"`
+	Per time.Duration
 	// Burst is how many starts may come at once after a quiet spell (default 1: starts
 	// are spread at least Per/Rate apart).
-	Burst int `json:"burst,omitempty"`
+	Burst int
 }
 
 // Defaults for Limits.

@@ -2,9 +2,11 @@ package nightshift
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -135,5 +137,51 @@ func TestRateLimitReservationsAreSpaced(t *testing.T) {
 				t.Fatalf("%d reservations", len(at))
 			}
 		})
+	}
+}
+
+// NIGHTSHIFT_LIMITS parses into Limits (durations as strings or seconds), refuses unknown
+// fields and impossible limits, and Limits marshal back as the setting spells them.
+func TestParseLimits(t *testing.T) {
+	m, err := ParseLimits(`{"import": {"concurrency": 5, "key_arg": "customer_id", "rate": 10, "per": "2s", "wait": 1.5, "slot_lease": "30s"}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Limits{Concurrency: 5, KeyArg: "customer_id", Rate: 10, Per: 2 * time.Second, Wait: 1500 * time.Millisecond, SlotLease: 30 * time.Second}
+	if m["import"] != want {
+		t.Fatalf("got %+v, want %+v", m["import"], want)
+	}
+	b, err := json.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back, err := ParseLimits(`{"import":` + string(b) + `}`); err != nil || back["import"] != want {
+		t.Fatalf("round trip %s: %+v %v", b, back, err)
+	}
+	for _, bad := range []string{`{"import": {"concurency": 5}}`, `{"import": {"concurrency": -1}}`, `{"import": {"per": "soon"}}`, `[]`, `{"import": {"slot_lease": "5s", "concurrency": 1}}`} {
+		if _, err := ParseLimits(bad); err == nil || !strings.Contains(err.Error(), SettingLimits) {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+	if m, err := ParseLimits(""); err != nil || len(m) != 0 {
+		t.Fatalf("empty: %v %v", m, err)
+	}
+}
+
+// NewApp applies NIGHTSHIFT_LIMITS over the kinds' Go limits, and refuses a kind it does
+// not register, naming the setting.
+func TestLimitsSettingAppliedByNewApp(t *testing.T) {
+	reg := NewRegistry()
+	AddWorkerFunc(reg, func(context.Context, *Job[hookArgs]) (any, error) { return nil, nil }, &WorkerOptions{Limits: Limits{Concurrency: 9}})
+	env := map[string]string{SettingLimits: `{"test.hooks": {"rate": 3}}`}
+	if _, err := NewApp(reg, Config{Store: testenv.Memory(t), Getenv: func(k string) string { return env[k] }}); err != nil {
+		t.Fatal(err)
+	}
+	if got := reg.Limits()["test.hooks"]; got != (Limits{Rate: 3}) {
+		t.Fatalf("limits %+v", got)
+	}
+	env[SettingLimits] = `{"test.other": {"rate": 3}}`
+	if _, err := NewApp(reg, Config{Store: testenv.Memory(t), Getenv: func(k string) string { return env[k] }}); err == nil || !strings.Contains(err.Error(), SettingLimits) {
+		t.Fatalf("unregistered kind: %v", err)
 	}
 }
