@@ -234,3 +234,115 @@ func TestRateLimitAcrossTwoConsumers(t *testing.T) {
 	t.Logf("%d starts over %s (%.2f per second, limit %d); at most %d in any %s window", jobs, span.Round(time.Millisecond),
 		float64(jobs-1)/span.Seconds(), rate, most, per)
 }
+
+type pausedArgs struct {
+	N int `json:"n"`
+}
+
+func (pausedArgs) Kind() string { return "test.flow.paused" }
+
+// countingHandler counts log records whose message is msg and whose reason contains sub.
+type countingHandler struct {
+	slog.Handler
+	msg, sub string
+	n        *atomic.Int64
+}
+
+func (h countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h countingHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "reason" && strings.Contains(a.Value.String(), h.sub) {
+				h.n.Add(1)
+			}
+			return true
+		})
+	}
+	return nil
+}
+
+func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h countingHandler) WithGroup(string) slog.Handler      { return h }
+
+// A paused kind's jobs stay queued and do not run, through a worker, while each is held
+// (put back on its queue) at least twice; after Resume they all run, on attempt 1.
+func TestPauseHoldsAKindAndResumeRunsIt(t *testing.T) {
+	t.Parallel()
+	getenv := testenv.Env(t)
+	const jobs = 5
+	var ran atomic.Int64
+	reg := nightshift.NewRegistry()
+	nightshift.AddWorkerFunc(reg, func(ctx context.Context, j *nightshift.Job[pausedArgs]) (any, error) {
+		ran.Add(1)
+		return j.Args.N, nil
+	}, nil)
+	store, err := storage.FromEnv(getenv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := store.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	client := nightshift.NewClient(store, nil)
+	target := nightshift.PauseTarget{Kind: pausedArgs{}.Kind()}
+	if err := client.Pause(ctx, target); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := client.Pauses(ctx); err != nil || p.Kinds[target.Kind].IsZero() {
+		t.Fatalf("pauses %+v %v", p, err)
+	}
+	var held atomic.Int64
+	log := slog.New(countingHandler{msg: "job waits for a flow-control limit", sub: "is paused", n: &held})
+	app, err := nightshift.NewApp(reg, nightshift.Config{Logger: log, Getenv: getenv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- worker.Run(wctx, app, worker.Options{HealthAddr: "off", NoTimers: true, HostJSON: flowHostJSON(), DrainTimeout: 10 * time.Second})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	})
+	var ids []string
+	for i := range jobs {
+		res, err := client.Enqueue(ctx, pausedArgs{N: i}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, res.JobID)
+	}
+	testenv.WaitFor(t, time.Minute, "every job to be held twice", func() bool { return held.Load() >= 2*jobs })
+	if n := ran.Load(); n != 0 {
+		t.Fatalf("%d jobs of a paused kind ran", n)
+	}
+	for _, id := range ids {
+		if st, err := client.Status(ctx, id); err != nil || st.State != record.StateQueued || st.Attempt > 1 {
+			t.Fatalf("held job %s: %+v %v", id, st, err)
+		}
+	}
+	if err := client.Resume(ctx, target); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, time.Minute, "every job to succeed after resume", func() bool {
+		for _, id := range ids {
+			st, err := client.Status(ctx, id)
+			if err != nil || st.State != record.StateSucceeded {
+				return false
+			}
+			if st.Attempt != 1 {
+				t.Fatalf("job %s succeeded on attempt %d, want 1", id, st.Attempt)
+			}
+		}
+		return true
+	})
+	if n := ran.Load(); n != jobs {
+		t.Errorf("%d runs, want %d", n, jobs)
+	}
+}

@@ -45,3 +45,32 @@ func TestLimitsCommand(t *testing.T) {
 		t.Fatalf("a bad setting exits %d, want %d", code, exitUsage)
 	}
 }
+
+// pause, paused and resume change and show the pauses record (the holding itself is
+// TestPauseHoldsAKindAndResumeRunsIt, in the root package).
+func TestPauseResumeCommands(t *testing.T) {
+	e := newCLIEnv(t)
+	if out, _, code := e.run("", "pause", "--kind", "cli.ok"); code != 0 || !strings.Contains(out, "paused kind cli.ok") {
+		t.Fatalf("pause: %d %q", code, out)
+	}
+	if out, _, code := e.run("", "pause", "--queue", "jobs-low"); code != 0 || !strings.Contains(out, "paused queue "+e.store.Layout.LowQueue()) {
+		t.Fatalf("pause --queue: %d %q", code, out)
+	}
+	out, _, code := e.run("", "paused")
+	if code != 0 || !strings.Contains(out, "cli.ok") || !strings.Contains(out, e.store.Layout.LowQueue()) {
+		t.Fatalf("paused: %d %q", code, out)
+	}
+	if _, _, code := e.run("", "pause"); code != exitUsage {
+		t.Fatalf("pause without a target exits %d", code)
+	}
+	for _, args := range [][]string{{"resume", "--kind", "cli.ok"}, {"resume", "--queue", "jobs-low"}} {
+		if out, _, code := e.run("", args...); code != 0 || !strings.HasPrefix(out, "resumed ") {
+			t.Fatalf("%v: %d %q", args, code, out)
+		}
+	}
+	var p nightshift.Paused
+	out, _, code = e.run("", "paused", "--json")
+	if code != 0 || json.Unmarshal([]byte(out), &p) != nil || len(p.Kinds)+len(p.Queues) != 0 {
+		t.Fatalf("paused --json after resume: %d %q", code, out)
+	}
+}
