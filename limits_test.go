@@ -185,3 +185,55 @@ func TestLimitsSettingAppliedByNewApp(t *testing.T) {
 		t.Fatalf("unregistered kind: %v", err)
 	}
 }
+
+type oneAtATimeArgs struct {
+	Customer string `json:"customer"`
+}
+
+func (oneAtATimeArgs) Kind() string { return "test.flow.one" }
+
+// Through the pipeline (memory driver): a job whose key has no free slot is throttled —
+// put back on its queue, same attempt, no status write — and a job that ran frees its
+// slot when its delivery ends.
+func TestThrottledDeliveryIsNotAnAttempt(t *testing.T) {
+	c := testenv.Memory(t)
+	reg := NewRegistry()
+	runs := 0
+	AddWorkerFunc(reg, func(context.Context, *Job[oneAtATimeArgs]) (any, error) { runs++; return nil, nil },
+		&WorkerOptions{Limits: Limits{Concurrency: 1, KeyArg: "customer"}})
+	h := NewHandler(reg, c, &HandlerOptions{Logger: slog.New(slog.DiscardHandler)})
+	ctx := context.Background()
+	sl := &slots{s: c.Store(), container: c.Layout.UniqueContainer(), log: slog.New(slog.DiscardHandler)}
+	held, err := sl.acquire(ctx, "test.flow.one", "acme", 1, DefaultSlotLease)
+	if err != nil || held == nil {
+		t.Fatalf("slot: %v %v", held, err)
+	}
+	q := c.Layout.JobsQueue()
+	d := delivery{Queue: q, Body: []byte(`{"job_id":"flow-one","kind":"test.flow.one","attempt":1,"args":{"customer":"acme"}}`)}
+	if out := h.exec.runJob(ctx, d); out.Err != nil || out.Outcome != "throttled" {
+		t.Fatalf("outcome %+v", out)
+	}
+	if n, err := c.Store().Count(ctx, q); err != nil || n != 1 || runs != 0 {
+		t.Fatalf("queue holds %d (%v), runs %d", n, err, runs)
+	}
+	if _, _, err := c.GetStatus(ctx, "flow-one"); err == nil {
+		t.Fatal("a throttled job wrote a status")
+	}
+	other := delivery{Queue: q, Body: []byte(`{"job_id":"flow-two","kind":"test.flow.one","attempt":1,"args":{"customer":"globex"}}`)}
+	if out := h.exec.runJob(ctx, other); out.Outcome != "succeeded" || runs != 1 {
+		t.Fatalf("another key: %+v, runs %d", out, runs)
+	}
+	held.release()
+	if out := h.exec.runJob(ctx, d); out.Outcome != "succeeded" || runs != 2 {
+		t.Fatalf("after release: %+v, runs %d", out, runs)
+	}
+	if st, _, err := c.GetStatus(ctx, "flow-one"); err != nil || st.Attempt != 1 {
+		t.Fatalf("status %+v %v", st, err)
+	}
+	// Its slot is free again: the delivery released it.
+	again, err := sl.acquire(ctx, "test.flow.one", "acme", 1, DefaultSlotLease)
+	if err != nil || again == nil {
+		t.Fatalf("slot after the job: %v %v", again, err)
+	}
+	again.release()
+}
