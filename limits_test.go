@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
+	"github.com/nightshift-jobs/nightshift/storage"
 )
 
 // A process that dies holding concurrency slots (it stops renewing and never releases)
@@ -236,4 +238,53 @@ func TestThrottledDeliveryIsNotAnAttempt(t *testing.T) {
 		t.Fatalf("slot after the job: %v %v", again, err)
 	}
 	again.release()
+}
+
+type countedArgs struct {
+	Customer string `json:"customer"`
+}
+
+func (countedArgs) Kind() string { return "test.flow.counted" }
+
+// A quick job under a concurrency and a rate limit costs the handler 6 storage calls
+// instead of 2, once its slot blob exists: status read, lease acquire, rate read, rate
+// write, status write, lease release (docs/flow-control.md "What it costs").
+func TestStorageCallsPerLimitedJob(t *testing.T) {
+	ct := &countingTransport{next: http.DefaultClient}
+	c, err := storage.FromEnv(testenv.Env(t), &storage.Options{Transport: ct})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Ensure(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	reg := NewRegistry()
+	AddWorkerFunc(reg, func(context.Context, *Job[countedArgs]) (any, error) { return nil, nil },
+		&WorkerOptions{Limits: Limits{Concurrency: 1, KeyArg: "customer", Rate: 1000}})
+	h := NewHandler(reg, c, &HandlerOptions{Logger: slog.New(slog.DiscardHandler)})
+	runOne := func(id string) []string {
+		ct.mu.Lock()
+		ct.calls = nil
+		ct.mu.Unlock()
+		d := delivery{Queue: c.Layout.JobsQueue(), Body: []byte(`{"job_id":"` + id + `","kind":"test.flow.counted","args":{"customer":"acme"}}`)}
+		if out := h.exec.runJob(context.Background(), d); out.Outcome != "succeeded" {
+			t.Fatalf("outcome %+v", out)
+		}
+		ct.mu.Lock()
+		defer ct.mu.Unlock()
+		return slices.Clone(ct.calls)
+	}
+	runOne("limited-0") // creates the slot and rate blobs, reads the pauses
+	calls := runOne("limited-1")
+	want := []string{"GET nightshift-status", "PUT nightshift-unique/flow/slots", "GET nightshift-unique/flow/rate", "PUT nightshift-unique/flow/rate",
+		"PUT nightshift-status", "PUT nightshift-unique/flow/slots"}
+	if len(calls) != len(want) {
+		t.Fatalf("storage calls: %q", calls)
+	}
+	for i, w := range want {
+		method, where, _ := strings.Cut(w, " ")
+		if !strings.HasPrefix(calls[i], method+" ") || !strings.Contains(calls[i], where) {
+			t.Fatalf("call %d is %q, want %s …%s…; all: %q", i, calls[i], method, where, calls)
+		}
+	}
 }
