@@ -89,6 +89,9 @@ func NewApp(reg *Registry, cfg Config) (*App, error) {
 	if err := a.openStore(); err != nil {
 		return nil, err
 	}
+	if err := reg.applyLimitsSetting(a.getenv); err != nil {
+		return nil, err
+	}
 	for _, f := range cfg.Features {
 		if err := f.Install(a); err != nil {
 			return nil, err

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -160,18 +162,26 @@ func TestStorageCallsPerSuccessfulJob(t *testing.T) {
 	reg := NewRegistry()
 	AddWorkerFunc(reg, func(ctx context.Context, j *Job[addArgs]) (any, error) { return j.Args.A + j.Args.B, nil }, nil)
 	h := NewHandler(reg, c, &HandlerOptions{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
-	ct.mu.Lock()
-	ct.calls = nil
-	ct.mu.Unlock()
-	body := hostRequest(t, FunctionRunJob, []byte(`{"job_id":"calls-1","kind":"test.add","args":{"A":1,"B":2}}`), hostMeta{})
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/"+FunctionRunJob, strings.NewReader(string(body))))
-	if rec.Code != 200 {
-		t.Fatal(rec.Body.String())
+	runOne := func(id string) []string {
+		ct.mu.Lock()
+		ct.calls = nil
+		ct.mu.Unlock()
+		body := hostRequest(t, FunctionRunJob, []byte(`{"job_id":"`+id+`","kind":"test.add","args":{"A":1,"B":2}}`), hostMeta{})
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/"+FunctionRunJob, strings.NewReader(string(body))))
+		if rec.Code != 200 {
+			t.Fatal(rec.Body.String())
+		}
+		ct.mu.Lock()
+		defer ct.mu.Unlock()
+		return slices.Clone(ct.calls)
 	}
-	ct.mu.Lock()
-	defer ct.mu.Unlock()
-	if len(ct.calls) != 2 || !strings.HasPrefix(ct.calls[0], "GET ") || !strings.HasPrefix(ct.calls[1], "PUT ") {
-		t.Fatalf("storage calls: %q", ct.calls)
+	// The first job of a process also reads the pauses record (once per PauseCheck), after
+	// its status.
+	if calls := runOne("calls-0"); len(calls) != 3 || !strings.HasPrefix(calls[0], "GET ") || calls[1] != path.Join(path.Dir(path.Dir(calls[0])), c.Layout.UniqueContainer(), pausedBlob) || !strings.HasPrefix(calls[2], "PUT ") {
+		t.Fatalf("storage calls of the first job: %q", calls)
+	}
+	if calls := runOne("calls-1"); len(calls) != 2 || !strings.HasPrefix(calls[0], "GET ") || !strings.HasPrefix(calls[1], "PUT ") {
+		t.Fatalf("storage calls: %q", calls)
 	}
 }

@@ -55,10 +55,12 @@ type jobEnd struct {
 // newFeatures returns the features in the order their hooks run: a job's batch counts
 // its end first (its failure fails the invocation), then its dedupe key is freed and
 // claim-checked args of a succeeded job are deleted (failures logged), and last the
-// job-end callback is asked for (its failure fails the invocation). At admission a
-// batch's finalizer is claimed, then the args are resolved.
+// job-end callback is asked for (its failure fails the invocation). At admission a job
+// of a paused queue or kind is held first (pause.go), then a batch's finalizer is claimed, then the args are resolved, then a concurrency slot is
+// taken (Limits; it reads the key from the resolved args), released when the delivery
+// ends.
 func newFeatures(x *executor, onJobEnd func(ctx context.Context, env *envelope.Envelope, st *record.Status) error) []feature {
-	return []feature{&batches{x: x}, uniqueKeys{x: x}, payloads{x: x}, callbacks{onJobEnd: onJobEnd}}
+	return []feature{&pauses{x: x, check: PauseCheck}, &batches{x: x}, uniqueKeys{x: x}, payloads{x: x}, concurrency{x: x}, callbacks{onJobEnd: onJobEnd}}
 }
 
 // admitFeatures runs the features' admit hooks in order; the first that ends the

@@ -135,14 +135,14 @@ func TestHookOrderDeadLetter(t *testing.T) {
 	wantCalls(t, calls, "ended a dead dead-letter", "ended b dead dead-letter", "ended c dead dead-letter")
 }
 
-// The executor's features run in this order: batch, dedupe key, payloads, callback.
+// The executor's features run in this order: pauses, batch, dedupe key, payloads, concurrency, callback.
 func TestFeatureListOrder(t *testing.T) {
 	h := NewHandler(NewRegistry(), &storage.Clients{}, &HandlerOptions{Logger: slog.New(slog.DiscardHandler)})
 	var got []string
 	for _, f := range h.exec.features {
 		got = append(got, fmt.Sprintf("%T", f))
 	}
-	want := []string{"*nightshift.batches", "nightshift.uniqueKeys", "nightshift.payloads", "nightshift.callbacks"}
+	want := []string{"*nightshift.pauses", "*nightshift.batches", "nightshift.uniqueKeys", "nightshift.payloads", "nightshift.concurrency", "nightshift.callbacks"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("features %v, want %v", got, want)
 	}

@@ -85,6 +85,8 @@ type WorkerOptions struct {
 	MaxAttempts int
 	// Backoff computes the delay before the next attempt. Default DefaultBackoff.
 	Backoff BackoffPolicy
+	// Limits are the kind's flow-control limits across the fleet (limits.go).
+	Limits Limits
 }
 
 // Defaults for WorkerOptions.

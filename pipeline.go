@@ -36,6 +36,8 @@ type attempt struct {
 	args []byte
 	// argsErr is a permanent error resolving the args: the attempt fails without running.
 	argsErr error
+	// held are releases of what admit hooks hold until the delivery ends (flow.go).
+	held []func()
 }
 
 // ran is what running an attempt gave.
@@ -73,6 +75,7 @@ func (x *executor) runDecoded(ctx context.Context, d delivery, env *envelope.Env
 	if !ok {
 		return out
 	}
+	defer a.releaseHeld()
 	obs.Running()
 	r := x.run(ctx, a)
 	// Record the end even when the handler is shutting down and ctx is cancelled.
@@ -104,6 +107,7 @@ func (x *executor) admit(ctx context.Context, d delivery, env *envelope.Envelope
 	}
 	for _, step := range []func(context.Context, *attempt) (outcome, bool){x.skipStale, x.deferUntilDue, x.deadIfExhausted, x.admitFeatures, x.recordRedelivery} {
 		if out, ok := step(ctx, a); !ok {
+			a.releaseHeld()
 			return nil, out, false
 		}
 	}

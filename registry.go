@@ -78,6 +78,9 @@ func AddWorkerSafely[T JobArgs](r *Registry, w Worker[T], opts *WorkerOptions) e
 	if o.Timeout > envelope.MaxTimeout {
 		return fmt.Errorf("nightshift: kind %q: Timeout %s is more than %s (7 days, envelope.MaxTimeout)", kind, o.Timeout, envelope.MaxTimeout)
 	}
+	if err := o.Limits.check(); err != nil {
+		return fmt.Errorf("nightshift: kind %q: Limits: %w", kind, err)
+	}
 	e := &kindEntry{kind: kind, opts: o.withDefaults(), sensitive: pathsOf(reflect.TypeFor[T]())}
 	e.run = func(ctx context.Context, b jobBase, raw json.RawMessage) (any, error) {
 		var args T
