@@ -134,6 +134,7 @@ var notAppSettings = map[string]string{
 	"NIGHTSHIFT_WORKER_HOST_JSON":     "worker mode only; the function app reads host.json from its package",
 	"NIGHTSHIFT_WORKER_QUEUES":        "worker mode only; the function app listens on what its function.json files bind",
 	"NIGHTSHIFT_WORKER_TIMERS":        "worker mode only; the function app's timers are its timer triggers",
+	"NIGHTSHIFT_UI_TOKEN":             "the dashboard's token for `nightshift ui` on an operator's machine; the deployed app serves no dashboard",
 	"NIGHTSHIFT_LIMITS":               "optional: flow-control limits are usually set in Go (WorkerOptions.Limits); an operator adds this app setting to override a kind's limits without a rebuild (docs/flow-control.md)",
 	"NIGHTSHIFT_SCHEDULE_":            "a prefix, not a setting: the concrete NIGHTSHIFT_SCHEDULE_<NAME> settings are the %…% references of generated function.json files, which TestFunctionBindingsExistInTemplate requires the template to set",
 }
