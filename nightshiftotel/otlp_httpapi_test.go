@@ -23,10 +23,8 @@ import (
 	"github.com/nightshift-jobs/nightshift/storage"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
-	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 )
@@ -39,25 +37,8 @@ import (
 // the error. The API itself emits no server span: the enqueue span's parent is the
 // caller's span.
 func TestHTTPEnqueueTraceExportedOverOTLP(t *testing.T) {
-	recv := &otlpReceiver{metrics: map[string]bool{}}
-	srv := httptest.NewServer(recv)
-	defer srv.Close()
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
-	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-	t.Setenv("OTEL_METRICS_EXPORTER", "none")
-	t.Cleanup(func() {
-		otel.SetTracerProvider(tracenoop.NewTracerProvider())
-		otel.SetMeterProvider(noop.NewMeterProvider())
-	})
+	recv, shutdown, obs := setupOTLPHTTP(t, "OTEL_METRICS_EXPORTER", "none")
 	ctx := context.Background()
-	shutdown, err := nightshiftotel.Setup(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	obs, err := nightshiftotel.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	st, err := storage.NewMemory("", time.Now)
 	if err != nil {
 		t.Fatal(err)

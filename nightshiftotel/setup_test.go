@@ -83,25 +83,8 @@ func (r *otlpReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // succeeded, reaches the receiver as one trace (the caller's span, the enqueue, two
 // attempts), under OTEL_SERVICE_NAME, and the metrics arrive too.
 func TestSetupExportsOTLPHTTP(t *testing.T) {
-	recv := &otlpReceiver{metrics: map[string]bool{}}
-	srv := httptest.NewServer(recv)
-	defer srv.Close()
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
-	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-	t.Setenv("OTEL_SERVICE_NAME", "nightshift-test")
-	t.Cleanup(func() {
-		otel.SetTracerProvider(tracenoop.NewTracerProvider())
-		otel.SetMeterProvider(noop.NewMeterProvider())
-	})
+	recv, shutdown, obs := setupOTLPHTTP(t, "OTEL_SERVICE_NAME", "nightshift-test")
 	ctx := context.Background()
-	shutdown, err := nightshiftotel.Setup(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	obs, err := nightshiftotel.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	reg := nightshift.NewRegistry()
 	nightshift.AddWorkerFunc(reg, func(ctx context.Context, job *nightshift.Job[flakyArgs]) (any, error) {
 		if job.Attempt == 1 {
@@ -152,4 +135,33 @@ func TestSetupExportsOTLPHTTP(t *testing.T) {
 			t.Errorf("metric %s not exported (got %v)", m, recv.metrics)
 		}
 	}
+}
+
+// setupOTLPHTTP starts an OTLP/HTTP receiver for the test, points nightshiftotel.Setup at it
+// (http/protobuf, plus the settings in kv as name, value pairs) and returns the receiver,
+// Setup's shutdown (which flushes) and an observer on the global providers; the global
+// providers go back to no-ops after the test.
+func setupOTLPHTTP(t *testing.T, kv ...string) (*otlpReceiver, func(context.Context) error, *nightshiftotel.Observer) {
+	t.Helper()
+	recv := &otlpReceiver{metrics: map[string]bool{}}
+	srv := httptest.NewServer(recv)
+	t.Cleanup(srv.Close)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+	for i := 0; i+1 < len(kv); i += 2 {
+		t.Setenv(kv[i], kv[i+1])
+	}
+	t.Cleanup(func() {
+		otel.SetTracerProvider(tracenoop.NewTracerProvider())
+		otel.SetMeterProvider(noop.NewMeterProvider())
+	})
+	shutdown, err := nightshiftotel.Setup(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs, err := nightshiftotel.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recv, shutdown, obs
 }
