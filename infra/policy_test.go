@@ -228,10 +228,13 @@ var policies = []policy{
 	{"network", checkNetwork},
 }
 
-// runPolicies runs every policy and returns "policy: violation" lines.
-func runPolicies(m *bicepModel, e expectations) []string {
+// runPolicies runs every main.bicep policy and returns "policy: violation" lines.
+func runPolicies(m *bicepModel, e expectations) []string { return runPolicySet(policies, m, e) }
+
+// runPolicySet runs each policy of set and returns "policy: violation" lines.
+func runPolicySet(set []policy, m *bicepModel, e expectations) []string {
 	var out []string
-	for _, p := range policies {
+	for _, p := range set {
 		for _, v := range p.check(m, e) {
 			out = append(out, p.name+": "+v)
 		}
@@ -464,10 +467,14 @@ func (m *bicepModel) coversEach(r, target *bicepResource) bool {
 
 // resourceNames returns every name created by resources of a type (`existing` references
 // create nothing and are skipped).
-func resourceNames(m *bicepModel, typ string) []string {
+func resourceNames(m *bicepModel, typ string) []string { return namesOfType(m, typ, false) }
+
+// namesOfType lists the names of the resources of type typ, with the `existing` references
+// when withExisting.
+func namesOfType(m *bicepModel, typ string, withExisting bool) []string {
 	var out []string
 	for _, r := range m.ofType(typ) {
-		if !r.existing {
+		if withExisting || !r.existing {
 			out = append(out, m.names(r)...)
 		}
 	}

@@ -44,13 +44,7 @@ var workerCAPolicies = []policy{
 }
 
 func runWorkerCAPolicies(m *bicepModel, e expectations) []string {
-	var out []string
-	for _, p := range workerCAPolicies {
-		for _, v := range p.check(m, e) {
-			out = append(out, p.name+": "+v)
-		}
-	}
-	return out
+	return runPolicySet(workerCAPolicies, m, e)
 }
 
 var keyListingFuncs = []string{"listKeys", "listAccountSas", "listServiceSas", "listConnectionStrings", "listCredentials", "listCredential", "listSecrets"}
@@ -587,25 +581,16 @@ func TestWorkerContainerAppsMatchesMain(t *testing.T) {
 		}
 	}
 	for _, typ := range []string{typeVaultKey, typeVaultSecret} {
-		if got, want := resourceNamesAll(w, typ), resourceNames(main, typ); !slices.Equal(got, want) {
+		if got, want := namesOfType(w, typ, true), resourceNames(main, typ); !slices.Equal(got, want) {
 			t.Errorf("%s: the module reads %v, main.bicep creates %v", typ, got, want)
 		}
 	}
-	if got, want := resourceNamesAll(w, typeRoleDefinition), resourceNames(main, typeRoleDefinition); !slices.Equal(got, want) {
+	if got, want := namesOfType(w, typeRoleDefinition, true), resourceNames(main, typeRoleDefinition); !slices.Equal(got, want) {
 		t.Errorf("role definitions: the module reads %v, main.bicep creates %v", got, want)
 	}
 	if got, want := w.text(w.vars["queueNames"]), main.text(main.vars["queueNames"]); got != want {
 		t.Errorf("queueNames differ from main.bicep's:\n%s\n%s", got, want)
 	}
-}
-
-// resourceNamesAll is resourceNames including `existing` references.
-func resourceNamesAll(m *bicepModel, typ string) []string {
-	var out []string
-	for _, r := range m.ofType(typ) {
-		out = append(out, m.names(r)...)
-	}
-	return out
 }
 
 func TestWorkerContainerAppsPoliciesCatchWeakenedTemplates(t *testing.T) {
