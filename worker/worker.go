@@ -194,8 +194,7 @@ func functionNames(h *funchost.Host) []string {
 
 // appFiles is the app folder the host reads: host.json and the function.json of every
 // queue function on a selected queue (the app names its queues with the layout's prefix)
-// and, unless
-// NoTimers, every timer. HTTP functions stay with the Functions app.
+// and, unless NoTimers, every timer. HTTP functions stay with the Functions app.
 func appFiles(app *nightshift.App, o Options) (appFS, error) {
 	files := appFS{"host.json": o.HostJSON}
 	want, err := selectedQueues(app.Functions(), app.Store().Layout, o.Queues)
