@@ -3,6 +3,7 @@ package ui_test
 import (
 	"context"
 	"errors"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
+	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/internal/proc"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/record"
@@ -204,6 +206,43 @@ func TestBrowser(t *testing.T) {
 	run("see the replay succeed", chromedp.Navigate(base+"/jobs/fail-1"), chromedp.WaitVisible(chromedp.ID("job-state")))
 	if st := text("#job-state"); st != "succeeded" {
 		t.Fatalf("fail-1 after the replay: %q", st)
+	}
+
+	// The dashboard mounted as the Dashboard function, through the local host, which
+	// checks the function key: open it with ?code=, follow the navigation, filter (a GET
+	// form: its hidden field keeps the key) and cancel a job (a POST from a no-referrer
+	// page: the browser sends Origin null, the CSRF token decides).
+	mstore := testenv.Clients(t)
+	mapp := mountedApp(t, mstore)
+	if _, err := mapp.Client().Enqueue(context.Background(), echoArgs{Msg: "m"}, &nightshift.EnqueueOptions{JobID: "queued-m"}); err != nil {
+		t.Fatal(err)
+	}
+	mbase, stopHost := localHost(t, mapp, mstore)
+	defer stopHost()
+	run("mounted: open with the key",
+		chromedp.Navigate(mbase+"/?code="+url.QueryEscape(functionKey)), chromedp.WaitVisible(chromedp.CSS("svg.chart")))
+	run("mounted: filter the jobs",
+		chromedp.Click(chromedp.CSS(`header nav a[href^="/api/ui/jobs?"]`)),
+		chromedp.WaitVisible(chromedp.ID("f-state")),
+		chromedp.SetValue(chromedp.ID("f-state"), "queued"),
+		chromedp.Click(chromedp.ID("f-apply")),
+		chromedp.WaitReady(chromedp.CSS(`select#f-state option[value="queued"][selected]`)),
+	)
+	if rows := text("#jobs tbody"); !strings.Contains(rows, "queued-m") {
+		t.Fatalf("mounted jobs filtered by queued: %q", rows)
+	}
+	run("mounted: cancel a job",
+		chromedp.Click(chromedp.CSS(`a[href^="/api/ui/jobs/queued-m?"]`)),
+		chromedp.WaitVisible(chromedp.ID("cancel")),
+		chromedp.Click(chromedp.ID("cancel")),
+		chromedp.WaitVisible(chromedp.ID("notice")),
+	)
+	if st := text("#job-state"); st != "cancelled" {
+		t.Fatalf("mounted: after cancel the job shows %q", st)
+	}
+	href, err := chromedp.Run(ctx, chromedp.Evaluate[string]("location.href"))
+	if err != nil || !strings.Contains(href, "code="+url.QueryEscape(functionKey)) {
+		t.Fatalf("mounted: the page after the cancel is %q (%v), without the key", href, err)
 	}
 }
 

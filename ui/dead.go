@@ -80,7 +80,7 @@ func (s *server) replayOne(w http.ResponseWriter, r *http.Request, sess *session
 		s.fail(w, r, sess, statusOf(err), err)
 		return
 	}
-	http.Redirect(w, r, s.opts.Prefix+"/dead/"+url.PathEscape(id)+"?done="+done, http.StatusSeeOther)
+	s.redirect(w, r, s.opts.Prefix+"/dead/"+url.PathEscape(id)+"?done="+done, http.StatusSeeOther)
 }
 
 // replayGroup replays a selection in two steps: without confirm=yes it only checks the

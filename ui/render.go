@@ -72,7 +72,10 @@ type view struct {
 	// Refresh, when set, reloads the page after that many seconds (a running job's
 	// progress; no script needed).
 	Refresh int
-	Data    any
+	// Keyed is set when a checked key opens the dashboard (Options.KeyParam): no login,
+	// no logout, and no referrer sent anywhere.
+	Keyed bool
+	Data  any
 }
 
 // refresher is page data that asks for a periodic reload.
@@ -93,6 +96,7 @@ func (s *server) render(w http.ResponseWriter, r *http.Request, status int, page
 	if sess != nil {
 		v.CSRF = sess.csrf
 	}
+	v.Keyed = keyOf(r) != ""
 	if rf, ok := data.(refresher); ok {
 		v.Refresh = rf.refresh()
 	}
@@ -104,7 +108,7 @@ func (s *server) render(w http.ResponseWriter, r *http.Request, status int, page
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	_, _ = w.Write(s.scrub(buf.Bytes()))
+	_, _ = w.Write(s.carryKey(r, s.scrub(buf.Bytes())))
 }
 
 // fail renders the error page: the error's text, scrubbed like every page.

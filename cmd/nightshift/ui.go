@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -150,17 +149,7 @@ func isLoopback(addr string) bool {
 // settingSecrets returns the account key and SAS of the storage connection string, which
 // the dashboard must never show.
 func settingSecrets(getenv func(string) string) []string {
-	kv, err := storage.ParseConnectionString(getenv(storage.SettingStorage))
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for k, v := range kv {
-		if strings.EqualFold(k, "AccountKey") || strings.EqualFold(k, "SharedAccessSignature") {
-			out = append(out, v)
-		}
-	}
-	return out
+	return ui.ConnectionSecrets(getenv(storage.SettingStorage))
 }
 
 // startDevUI serves the dashboard for `nightshift dev` on addr until ctx ends and returns
