@@ -113,7 +113,7 @@ func Function(h http.Handler) nightshift.FunctionFunc {
 		}
 		body := rec.body.String()
 		if !utf8.ValidString(body) {
-			status, body = http.StatusBadGateway, "this answer is binary, which the Functions host's HTTP output cannot carry; download it with the CLI (nightshift jobs result)"
+			status, body = http.StatusBadGateway, "this answer is binary, which the Functions host's HTTP output cannot carry; download it with the CLI (nightshift result <job id>)"
 			rec.header = http.Header{"Content-Type": {"text/plain; charset=utf-8"}, "Cache-Control": {"no-store"}}
 		}
 		headers := map[string]string{}
