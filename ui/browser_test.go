@@ -45,7 +45,10 @@ func chromium(t *testing.T) string {
 // UPDATE_SCREENSHOTS=1 writes the overview and a job detail to docs/.
 func TestBrowser(t *testing.T) {
 	bin := chromium(t)
-	e := newEnv(t, testenv.Memory(t), ui.Options{Recurring: schedule.Builtin()})
+	e := newEnv(t, testenv.Memory(t), ui.Options{Recurring: schedule.Builtin(),
+		Limits: func() map[string]nightshift.Limits {
+			return map[string]nightshift.Limits{"test.echo": {Concurrency: 3}}
+		}})
 	e.seed()
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox,
@@ -144,6 +147,32 @@ func TestBrowser(t *testing.T) {
 	)
 	if rec := text("#recurring"); !strings.Contains(strings.ToLower(rec), "maintenance") {
 		t.Fatalf("schedules: %q", rec)
+	}
+
+	// Flow control: pause a kind through its confirm dialog, see it listed, resume it.
+	run("pause a kind",
+		chromedp.Navigate(base+"/flow"),
+		chromedp.WaitVisible(chromedp.ID("p-kind")),
+		chromedp.SendKeys(chromedp.ID("p-kind"), "test.echo"),
+		chromedp.Click(chromedp.ID("pause-kind-go")),
+		chromedp.WaitVisible(chromedp.ID("notice")),
+	)
+	if rows := text("#paused tbody"); !strings.Contains(rows, "kind") || !strings.Contains(rows, "test.echo") {
+		t.Fatalf("paused after the pause: %q", rows)
+	}
+	if p, err := e.c.Pauses(context.Background()); err != nil || p.Kinds["test.echo"].IsZero() {
+		t.Fatalf("pauses after the browser paused test.echo: %+v %v", p, err)
+	}
+	run("resume the kind",
+		chromedp.Click(chromedp.CSS("#paused button.resume")),
+		chromedp.WaitVisible(chromedp.ID("notice")),
+		chromedp.WaitReady(chromedp.CSS("#paused td.muted")),
+	)
+	if p, err := e.c.Pauses(context.Background()); err != nil || len(p.Kinds) != 0 {
+		t.Fatalf("pauses after the browser resumed: %+v %v", p, err)
+	}
+	if lim := text("#limits"); !strings.Contains(lim, "test.echo") {
+		t.Fatalf("flow limits: %q", lim)
 	}
 
 	// Cancel the queued job with its button (and the confirm dialog).

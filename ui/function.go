@@ -44,7 +44,7 @@ const maxFunctionBody = 1 << 20
 // it is opened with ?code=<function key>, carries the key through every link, form,
 // asset and redirect, and asks for no token (docs/dashboard.md).
 //
-// Unset options default to the app's: Kinds its registry's, Logger its logger, Getenv
+// Unset options default to the app's: Kinds and Limits its registry's, Logger its logger, Getenv
 // its settings, Recurring schedule.Builtin(), Secrets the key and SAS of its storage
 // connection string, Prefix DefaultFunctionPrefix (set it when host.json changes the
 // route prefix), SecureCookie true. Token and KeyParam are ignored.
@@ -56,6 +56,9 @@ func Feature(opts *Options) nightshift.Feature {
 	return nightshift.FeatureFunc(func(app *nightshift.App) error {
 		if o.Kinds == nil {
 			o.Kinds = app.Registry().Kinds
+		}
+		if o.Limits == nil {
+			o.Limits = app.Registry().Limits
 		}
 		if o.Logger == nil {
 			o.Logger = app.Logger()

@@ -61,6 +61,9 @@ type Options struct {
 	// Kinds lists the app's job kinds (the registry's), for the states-per-kind table;
 	// default the kinds met in recent jobs.
 	Kinds func() []string
+	// Limits returns the app's flow-control limits by kind (the registry's Limits), for
+	// the flow page; default none shown.
+	Limits func() map[string]nightshift.Limits
 	// RedactArgs, when set, redacts a kind's args before they are shown (in addition to
 	// the dashboard's own rule for fields named like secrets).
 	RedactArgs func(kind string, args json.RawMessage) json.RawMessage
@@ -151,6 +154,9 @@ func (s *server) routes() {
 	page("GET /batches", s.batches)
 	page("GET /batches/{id}", s.batch)
 	page("GET /schedules", s.schedules)
+	page("GET /flow", s.flow)
+	page("POST /flow/pause", s.pause)
+	page("POST /flow/resume", s.resume)
 	s.mux = m
 }
 

@@ -70,9 +70,14 @@ address cannot be listened on, 2 for a usage error. See docs/dashboard.md.`,
 }
 
 // uiOptions are the dashboard's options for the storage the settings name: the shipped
-// recurring jobs, and the settings' key and SAS as secrets never to show.
+// recurring jobs, the settings' key and SAS as secrets never to show, and the limits of
+// NIGHTSHIFT_LIMITS for the flow page.
 func uiOptions(getenv func(string) string, token string, log *slog.Logger) ui.Options {
-	return ui.Options{Token: token, Recurring: shippedRecurring(), Getenv: getenv, Secrets: settingSecrets(getenv), Logger: log}
+	return ui.Options{Token: token, Recurring: shippedRecurring(), Getenv: getenv, Secrets: settingSecrets(getenv), Logger: log,
+		Limits: func() map[string]nightshift.Limits {
+			m, _ := nightshift.ParseLimits(getenv(nightshift.SettingLimits)) // `nightshift limits` reports a bad setting
+			return m
+		}}
 }
 
 func runUI(ctx context.Context, cfg uiConfig) error {
