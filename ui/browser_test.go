@@ -213,6 +213,20 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("slow-1 after its attempt ended: %s", st.State)
 	}
 
+	// Open the dead letter from the filtered list: its args are redacted.
+	run("open a dead letter",
+		chromedp.Navigate(base+"/dead?reason=permanent_error"),
+		chromedp.WaitVisible(chromedp.ID("dead")),
+		chromedp.Click(chromedp.CSS(`#dead a[href="/dead/fail-1"]`)),
+		chromedp.WaitVisible(chromedp.ID("args")),
+	)
+	if args := text("#args"); !strings.Contains(args, "visible note") || strings.Contains(args, "hunter2") || strings.Contains(args, "4111-1111") {
+		t.Fatalf("dead letter args: %q", args)
+	}
+	if st := text("#dead-job-state"); st != "dead" {
+		t.Fatalf("dead letter's job state: %q", st)
+	}
+
 	// Replay the dead letter: filter, pick it, confirm on the next page.
 	run("replay a dead letter",
 		chromedp.Navigate(base+"/dead?reason=permanent_error"),
