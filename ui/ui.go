@@ -49,7 +49,9 @@ type Options struct {
 	// and sets no cookie: a request without the parameter is refused (401), the CSRF
 	// token of its forms is derived from the key, every link, form, asset and redirect
 	// carries the key on, and pages are sent with Referrer-Policy no-referrer. The key is
-	// never logged, and no other key is rendered.
+	// never logged, and no other key is rendered. Set it only behind something that
+	// refuses a wrong key (the Functions host with authLevel function): the dashboard
+	// itself accepts any value.
 	KeyParam string
 	// Prefix is the path the handler is mounted at ("/ui"); default "" (the root). The
 	// handler strips it itself.
