@@ -760,6 +760,12 @@ func (c *Client) DeadLetters(ctx context.Context) ([]*record.DeadLetter, error) 
 	if err != nil {
 		return nil, fmt.Errorf("nightshift: %w", err)
 	}
+	return c.readDeadLetters(ctx, ids)
+}
+
+// readDeadLetters reads the records ids (concurrently; a record gone meanwhile is left
+// out), most recent death first.
+func (c *Client) readDeadLetters(ctx context.Context, ids []string) ([]*record.DeadLetter, error) {
 	out := make([]*record.DeadLetter, len(ids))
 	errs := make([]error, len(ids))
 	sem := make(chan struct{}, c.opts.Concurrency)

@@ -36,6 +36,9 @@ type DeadSelection struct {
 	Cause  record.DeadCause
 	// Since, when set, selects deaths at or after it.
 	Since time.Time
+	// Scan lists and reads every dead-letter record instead of asking the index (for
+	// records written before it; or run ReindexDeadLetters once).
+	Scan bool
 }
 
 // filtered reports whether the selection has a filter set.
@@ -170,13 +173,13 @@ func (c *Client) deadTargets(ctx context.Context, sel *DeadSelection, o *ReplayD
 	if err != nil {
 		return nil, err
 	}
-	all, err := c.DeadLetters(ctx)
+	all, err := c.FindDeadLetters(ctx, *sel)
 	if err != nil {
 		return nil, err
 	}
 	var out []*record.DeadLetter
 	for _, d := range all {
-		if sel.Matches(d) && (after == nil || deadOrder(d, after) > 0) {
+		if after == nil || deadOrder(d, after) > 0 {
 			out = append(out, d)
 		}
 	}

@@ -39,8 +39,8 @@ func TestFunctionFilesMatchCheckedIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 15 {
-		t.Errorf("the app renders %d function.json files, want the 15 in functions/", len(files))
+	if len(files) != 16 {
+		t.Errorf("the app renders %d function.json files, want the 16 in functions/", len(files))
 	}
 	drift, err := app.CheckFunctions(filepath.Join(testenv.RepoRoot(), "functions"))
 	if err != nil {
@@ -106,4 +106,45 @@ func enqueueViaAPI(t *testing.T, h http.Handler, body string) int {
 		t.Fatalf("statusCode in %s: %v", rec.Body.String(), err)
 	}
 	return code
+}
+
+// The shipped handler serves the dashboard as its Dashboard function: a JSON-wrapped GET
+// without the function key is refused, one with it renders the overview with the key on
+// its links.
+func TestDashboardFunctionServed(t *testing.T) {
+	store, getenv := memoryApp(t, nil)
+	app, err := newApp(getenv, slog.New(slog.NewTextHandler(io.Discard, nil)), store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(rawURL string) (status int, body string) {
+		t.Helper()
+		inv, _ := json.Marshal(map[string]any{"Data": map[string]any{"req": map[string]any{
+			"Url": rawURL, "Method": "GET", "Query": map[string]string{}, "Headers": map[string][]string{}, "Params": map[string]string{}, "Body": ""}},
+			"Metadata": map[string]any{}})
+		req := httptest.NewRequest(http.MethodPost, "/Dashboard", bytes.NewReader(inv))
+		req.Header.Set("Content-Type", "application/json; charset=utf-8")
+		rec := httptest.NewRecorder()
+		app.Handler().ServeHTTP(rec, req)
+		var out struct {
+			Outputs struct {
+				Res struct {
+					StatusCode string `json:"statusCode"`
+					Body       string `json:"body"`
+				} `json:"res"`
+			}
+		}
+		if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &out) != nil {
+			t.Fatalf("invocation %s: %d %s", rawURL, rec.Code, rec.Body)
+		}
+		n, _ := strconv.Atoi(out.Outputs.Res.StatusCode)
+		return n, out.Outputs.Res.Body
+	}
+	if status, _ := get("https://app.example/api/ui/"); status != http.StatusUnauthorized {
+		t.Fatalf("without the key: %d", status)
+	}
+	status, body := get("https://app.example/api/ui/?code=k1")
+	if status != http.StatusOK || !strings.Contains(body, `href="/api/ui/jobs?code=k1"`) {
+		t.Fatalf("with the key: %d %s", status, body)
+	}
 }

@@ -1,8 +1,9 @@
 // Command handler is nightshift's Azure Functions custom handler: the web server the
 // Functions host starts (host.json customHandler.description.defaultExecutablePath). It
 // serves RunJobHigh, RunJob and RunJobLow with their dead-letter functions, callbacks, the
-// HTTP API and the recurring-job and delayed-job timers, with the example job kinds
-// below; your own handler is the same few lines with your kinds registered (README.md).
+// HTTP API, the web dashboard (the Dashboard function) and the recurring-job and
+// delayed-job timers, with the example job kinds below; your own handler is the same few
+// lines with your kinds registered (README.md).
 //
 // `handler worker [flags]` runs the same app as a standalone worker instead (package
 // worker, docs/worker.md): it consumes the job queues and fires the timers itself, with
@@ -22,6 +23,7 @@ import (
 	"github.com/nightshift-jobs/nightshift/httpapi"
 	"github.com/nightshift-jobs/nightshift/schedule"
 	"github.com/nightshift-jobs/nightshift/storage"
+	"github.com/nightshift-jobs/nightshift/ui"
 	"github.com/nightshift-jobs/nightshift/worker"
 )
 
@@ -52,13 +54,15 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger) erro
 }
 
 // newApp is the handler's composition: the example kinds, callbacks (first: the HTTP
-// API's client applies their rule), the HTTP API, and the recurring and delayed jobs.
+// API's client applies their rule), the HTTP API, the recurring and delayed jobs, and the
+// web dashboard as the Dashboard function behind the function keys (ui.Feature; leave it
+// out and the app has no dashboard).
 // store nil builds the clients from the settings.
 func newApp(getenv func(string) string, log *slog.Logger, store *storage.Clients) (*nightshift.App, error) {
 	reg := nightshift.NewRegistry()
 	examples := nightshift.FeatureFunc(func(a *nightshift.App) error { return register(reg, a.Store(), getenv) })
 	return nightshift.NewApp(reg, nightshift.Config{Getenv: getenv, Logger: log, Store: store,
-		Features: []nightshift.Feature{examples, callback.Feature(nil), httpapi.Feature(nil), schedule.Feature(nil)}})
+		Features: []nightshift.Feature{examples, callback.Feature(nil), httpapi.Feature(nil), schedule.Feature(nil), ui.Feature(nil)}})
 }
 
 // register adds the example job kinds, configured from their settings

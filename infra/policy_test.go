@@ -332,9 +332,23 @@ var indexTagActions = []string{
 }
 
 // checkIndexTagsRole: a custom role with exactly the index-tag data actions, assigned to
-// the identity on the status container (status writes carry their tags in the same Put,
-// and listings find jobs by them).
+// the identity on the status container and on the dead-letters container (status and
+// dead-letter writes carry their tags in the same Put, and listings find records by them).
 func checkIndexTagsRole(m *bicepModel, id string) []string {
+	var out []string
+	for _, c := range []struct{ container, what string }{
+		{storage.StatusContainer, "status writes set blob index tags"},
+		{storage.DeadLettersContainer, "dead-letter writes set blob index tags"},
+	} {
+		if !hasIndexTagsRole(m, id, c.container) {
+			out = append(out, fmt.Sprintf("no role assignment of a custom role with exactly the data actions %s to %s.properties.principalId on the %s container: %s", strings.Join(indexTagActions, ", "), id, c.container, c.what))
+		}
+	}
+	return out
+}
+
+// hasIndexTagsRole reports whether the index-tags role is assigned to id on container.
+func hasIndexTagsRole(m *bicepModel, id, container string) bool {
 	for _, def := range m.ofType(typeRoleDefinition) {
 		body := m.text(def.body)
 		if strings.Count(body, "Microsoft.Storage/") != len(indexTagActions) ||
@@ -355,12 +369,12 @@ func checkIndexTagsRole(m *bicepModel, id string) []string {
 					names = names[i : i+1]
 				}
 			}
-			if len(names) == 1 && names[0] == storage.StatusContainer {
-				return nil
+			if len(names) == 1 && names[0] == container {
+				return true
 			}
 		}
 	}
-	return []string{fmt.Sprintf("no role assignment of a custom role with exactly the data actions %s to %s.properties.principalId on the %s container: status writes set blob index tags", strings.Join(indexTagActions, ", "), id, storage.StatusContainer)}
+	return false
 }
 
 // roleAssignmentsTo returns the role assignments of a role GUID to the identity id.
@@ -955,6 +969,12 @@ func TestPoliciesCatchWeakenedTemplates(t *testing.T) {
 		}},
 		{"index tags role on the results container", "role assignments", "status writes set blob index tags", func(s string) string {
 			return strings.Replace(s, "  scope: dataContainers[0]\n  properties: {\n    roleDefinitionId: blobIndexTagsRole.id\n    principalId: identity", "  scope: dataContainers[1]\n  properties: {\n    roleDefinitionId: blobIndexTagsRole.id\n    principalId: identity", 1)
+		}},
+		{"no dead-letter index tags role", "role assignments", "dead-letter writes set blob index tags", func(s string) string {
+			return removeResource(s, "appDeadLetterIndexTags")
+		}},
+		{"dead-letter index tags role on the payloads container", "role assignments", "dead-letter writes set blob index tags", func(s string) string {
+			return strings.Replace(s, "  scope: dataContainers[2]\n  properties: {\n    roleDefinitionId: blobIndexTagsRole.id\n    principalId: identity", "  scope: dataContainers[3]\n  properties: {\n    roleDefinitionId: blobIndexTagsRole.id\n    principalId: identity", 1)
 		}},
 		{"index tags role with every blob action", "role assignments", "status writes set blob index tags", func(s string) string {
 			return strings.Replace(s, "'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/filter/action'\n", "'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/filter/action'\n          'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/*'\n", 1)

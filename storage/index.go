@@ -158,7 +158,19 @@ func (c *Clients) FindStatuses(ctx context.Context, q StatusQuery) iter.Seq2[Ind
 // version read. It reports whether it wrote; a tagged record, or one written meanwhile
 // (which carries its own tags), is left as it is.
 func (c *Clients) ReindexStatus(ctx context.Context, jobID string) (bool, error) {
-	cont, name := c.Layout.StatusContainer(), StatusBlob(jobID)
+	return c.reindex(ctx, c.Layout.StatusContainer(), StatusBlob(jobID), func(data []byte) (map[string]string, error) {
+		var st record.Status
+		if err := json.Unmarshal(data, &st); err != nil {
+			return nil, fmt.Errorf("not a status record: %w", err)
+		}
+		return StatusTags(&st), nil
+	})
+}
+
+// reindex rewrites an untagged record with its own bytes and the tags tagsOf gives for
+// its (opened) content, If-Match the version read; a tagged record, a missing one and one
+// written meanwhile are left alone.
+func (c *Clients) reindex(ctx context.Context, cont, name string, tagsOf func(data []byte) (map[string]string, error)) (bool, error) {
 	raw, props, err := c.Store().Get(ctx, cont, name, 0)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -173,12 +185,12 @@ func (c *Clients) ReindexStatus(ctx context.Context, jobID string) (bool, error)
 	if err != nil {
 		return false, fmt.Errorf("reindex %s/%s: %w", cont, name, err)
 	}
-	var st record.Status
-	if err := json.Unmarshal(data, &st); err != nil {
-		return false, fmt.Errorf("reindex %s/%s: not a status record: %w", cont, name, err)
+	tags, err := tagsOf(data)
+	if err != nil {
+		return false, fmt.Errorf("reindex %s/%s: %w", cont, name, err)
 	}
 	_, err = c.Store().Put(ctx, cont, name, raw, store.PutOptions{
-		ContentType: props.ContentType, Metadata: props.Metadata, IfMatch: props.ETag, Tags: StatusTags(&st),
+		ContentType: props.ContentType, Metadata: props.Metadata, IfMatch: props.ETag, Tags: tags,
 	})
 	if err != nil {
 		if IsConflict(err) {
@@ -214,7 +226,7 @@ func (c *Clients) uploadTagged(ctx context.Context, container, name string, data
 		return "", err // not a tag problem only: report the first failure
 	}
 	if _, seen := tagless.LoadOrStore(c.store, true); !seen {
-		slog.Warn("nightshift: status records are written without index tags: the storage credential may not set them",
+		slog.Warn("nightshift: records are written without index tags: the storage credential may not set them",
 			"container", container, "needs", "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags/write (or SAS permission t)", "error", err.Error())
 	}
 	return etag, nil

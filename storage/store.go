@@ -115,9 +115,10 @@ func (c *Clients) GetDeadLetter(ctx context.Context, deadID string) (*record.Dea
 	return &d, etag, nil
 }
 
-// PutDeadLetter writes a dead-letter record conditionally (see PutStatus for etag).
+// PutDeadLetter writes a dead-letter record conditionally (see PutStatus for etag), with
+// its index tags (DeadTags) in the same Put.
 func (c *Clients) PutDeadLetter(ctx context.Context, d *record.DeadLetter, etag ETag) (ETag, error) {
-	return c.PutJSON(ctx, c.Layout.DeadLettersContainer(), record.DeadLetterBlob(d.DeadID), d, etag)
+	return c.putJSON(ctx, c.Layout.DeadLettersContainer(), record.DeadLetterBlob(d.DeadID), d, etag, DeadTags(d))
 }
 
 // ListDeadLetters returns the ids of all dead-letter records, in name order.

@@ -3,6 +3,7 @@ package ui_test
 import (
 	"context"
 	"errors"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
+	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/internal/proc"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/record"
@@ -43,7 +45,10 @@ func chromium(t *testing.T) string {
 // UPDATE_SCREENSHOTS=1 writes the overview and a job detail to docs/.
 func TestBrowser(t *testing.T) {
 	bin := chromium(t)
-	e := newEnv(t, testenv.Memory(t), ui.Options{Recurring: schedule.Builtin()})
+	e := newEnv(t, testenv.Memory(t), ui.Options{Recurring: schedule.Builtin(),
+		Limits: func() map[string]nightshift.Limits {
+			return map[string]nightshift.Limits{"test.echo": {Concurrency: 3}}
+		}})
 	e.seed()
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox,
@@ -144,6 +149,32 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("schedules: %q", rec)
 	}
 
+	// Flow control: pause a kind through its confirm dialog, see it listed, resume it.
+	run("pause a kind",
+		chromedp.Navigate(base+"/flow"),
+		chromedp.WaitVisible(chromedp.ID("p-kind")),
+		chromedp.SendKeys(chromedp.ID("p-kind"), "test.echo"),
+		chromedp.Click(chromedp.ID("pause-kind-go")),
+		chromedp.WaitVisible(chromedp.ID("notice")),
+	)
+	if rows := text("#paused tbody"); !strings.Contains(rows, "kind") || !strings.Contains(rows, "test.echo") {
+		t.Fatalf("paused after the pause: %q", rows)
+	}
+	if p, err := e.c.Pauses(context.Background()); err != nil || p.Kinds["test.echo"].IsZero() {
+		t.Fatalf("pauses after the browser paused test.echo: %+v %v", p, err)
+	}
+	run("resume the kind",
+		chromedp.Click(chromedp.CSS("#paused button.resume")),
+		chromedp.WaitVisible(chromedp.ID("notice")),
+		chromedp.WaitReady(chromedp.CSS("#paused td.muted")),
+	)
+	if p, err := e.c.Pauses(context.Background()); err != nil || len(p.Kinds) != 0 {
+		t.Fatalf("pauses after the browser resumed: %+v %v", p, err)
+	}
+	if lim := text("#limits"); !strings.Contains(lim, "test.echo") {
+		t.Fatalf("flow limits: %q", lim)
+	}
+
 	// Cancel the queued job with its button (and the confirm dialog).
 	run("cancel a job",
 		chromedp.Navigate(base+"/jobs/queued-1"),
@@ -182,6 +213,20 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("slow-1 after its attempt ended: %s", st.State)
 	}
 
+	// Open the dead letter from the filtered list: its args are redacted.
+	run("open a dead letter",
+		chromedp.Navigate(base+"/dead?reason=permanent_error"),
+		chromedp.WaitVisible(chromedp.ID("dead")),
+		chromedp.Click(chromedp.CSS(`#dead a[href="/dead/fail-1"]`)),
+		chromedp.WaitVisible(chromedp.ID("args")),
+	)
+	if args := text("#args"); !strings.Contains(args, "visible note") || strings.Contains(args, "hunter2") || strings.Contains(args, "4111-1111") {
+		t.Fatalf("dead letter args: %q", args)
+	}
+	if st := text("#dead-job-state"); st != "dead" {
+		t.Fatalf("dead letter's job state: %q", st)
+	}
+
 	// Replay the dead letter: filter, pick it, confirm on the next page.
 	run("replay a dead letter",
 		chromedp.Navigate(base+"/dead?reason=permanent_error"),
@@ -204,6 +249,43 @@ func TestBrowser(t *testing.T) {
 	run("see the replay succeed", chromedp.Navigate(base+"/jobs/fail-1"), chromedp.WaitVisible(chromedp.ID("job-state")))
 	if st := text("#job-state"); st != "succeeded" {
 		t.Fatalf("fail-1 after the replay: %q", st)
+	}
+
+	// The dashboard mounted as the Dashboard function, through the local host, which
+	// checks the function key: open it with ?code=, follow the navigation, filter (a GET
+	// form: its hidden field keeps the key) and cancel a job (a POST from a no-referrer
+	// page: the browser sends Origin null, the CSRF token decides).
+	mstore := testenv.Clients(t)
+	mapp := mountedApp(t, mstore)
+	if _, err := mapp.Client().Enqueue(context.Background(), echoArgs{Msg: "m"}, &nightshift.EnqueueOptions{JobID: "queued-m"}); err != nil {
+		t.Fatal(err)
+	}
+	mbase, stopHost := localHost(t, mapp, mstore)
+	defer stopHost()
+	run("mounted: open with the key",
+		chromedp.Navigate(mbase+"/?code="+url.QueryEscape(functionKey)), chromedp.WaitVisible(chromedp.CSS("svg.chart")))
+	run("mounted: filter the jobs",
+		chromedp.Click(chromedp.CSS(`header nav a[href^="/api/ui/jobs?"]`)),
+		chromedp.WaitVisible(chromedp.ID("f-state")),
+		chromedp.SetValue(chromedp.ID("f-state"), "queued"),
+		chromedp.Click(chromedp.ID("f-apply")),
+		chromedp.WaitReady(chromedp.CSS(`select#f-state option[value="queued"][selected]`)),
+	)
+	if rows := text("#jobs tbody"); !strings.Contains(rows, "queued-m") {
+		t.Fatalf("mounted jobs filtered by queued: %q", rows)
+	}
+	run("mounted: cancel a job",
+		chromedp.Click(chromedp.CSS(`a[href^="/api/ui/jobs/queued-m?"]`)),
+		chromedp.WaitVisible(chromedp.ID("cancel")),
+		chromedp.Click(chromedp.ID("cancel")),
+		chromedp.WaitVisible(chromedp.ID("notice")),
+	)
+	if st := text("#job-state"); st != "cancelled" {
+		t.Fatalf("mounted: after cancel the job shows %q", st)
+	}
+	href, err := chromedp.Run(ctx, chromedp.Evaluate[string]("location.href"))
+	if err != nil || !strings.Contains(href, "code="+url.QueryEscape(functionKey)) {
+		t.Fatalf("mounted: the page after the cancel is %q (%v), without the key", href, err)
 	}
 }
 

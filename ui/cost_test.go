@@ -19,10 +19,11 @@ import (
 	"github.com/nightshift-jobs/nightshift/ui"
 )
 
-// TestPageCosts counts the storage calls of the overview and the jobs page among 3,000
-// status records of the last day (2 kinds; 30 dead, 3 running), on memory: the overview
-// and the job listings ask the index and never list the status container, and their reads
-// are bounded by the page, not by the jobs (docs/dashboard.md).
+// TestPageCosts counts the storage calls of the overview, the jobs page and the filtered
+// dead letters among 3,000 status records of the last day (2 kinds; 30 dead, 3 running)
+// and 300 dead-letter records, on memory: the overview and the listings ask the index
+// and never list a container, and their reads are bounded by the page or the matches, not
+// by the jobs (docs/dashboard.md).
 func TestPageCosts(t *testing.T) {
 	mem := testenv.Memory(t)
 	ctx := context.Background()
@@ -51,6 +52,17 @@ func TestPageCosts(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	// 300 dead letters, 3 of them permanent errors.
+	for i := range 300 {
+		d := &record.DeadLetter{DeadID: fmt.Sprintf("dead-%05d", i), Kind: "a.kind", Reason: record.ReasonAttemptsExhausted, Cause: record.CauseJob,
+			DiedAt: now.Add(-time.Duration(i) * time.Minute)}
+		if i%100 == 5 {
+			d.Kind, d.Reason = "b.kind", record.ReasonPermanentError
+		}
+		if _, err := mem.PutDeadLetter(ctx, d, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
 	count := storetest.NewCounting(mem.Store())
 	c := nightshift.NewClient(mem.WithStore(count), nil)
 	token := ui.NewToken()
@@ -83,6 +95,9 @@ func TestPageCosts(t *testing.T) {
 		{"/jobs", 1 + 50},
 		{"/jobs?state=dead", 1 + 30},
 		{"/jobs?kind=a.kind&state=succeeded&since=1h", 1 + 50},
+		// Filtered dead letters: one Find and a read per match (3 of 300).
+		{"/dead?reason=permanent_error", 1 + 3},
+		{"/dead?kind=b.kind&cause=job", 1 + 3},
 	} {
 		total, calls := get(tc.path)
 		t.Logf("%s: %d storage calls %v", tc.path, total, calls)

@@ -26,23 +26,16 @@ func deadSelection(q url.Values) nightshift.DeadSelection {
 func (s *server) deadList(w http.ResponseWriter, r *http.Request, sess *session) {
 	q := r.URL.Query()
 	sel := deadSelection(q)
-	all, err := s.c.DeadLetters(r.Context())
+	// Filtered: the index finds the matches (calls in proportion to them); unfiltered: a
+	// listing of the container.
+	all, err := s.c.FindDeadLetters(r.Context(), sel)
 	if err != nil && !errors.Is(err, nightshift.ErrNotFound) {
 		s.fail(w, r, sess, http.StatusBadGateway, err)
 		return
 	}
-	var out []*record.DeadLetter
-	matched := 0
-	for _, d := range all {
-		if sel.Matches(d) {
-			matched++
-			if len(out) < deadShown {
-				out = append(out, d)
-			}
-		}
-	}
+	out := all[:min(len(all), deadShown)]
 	s.render(w, r, http.StatusOK, "dead", sess, map[string]any{
-		"Dead": out, "Matched": matched, "Total": len(all), "Reasons": Reasons,
+		"Dead": out, "Matched": len(all), "Filtered": sel.Kind != "" || sel.Reason != "" || sel.Cause != "", "Reasons": Reasons,
 		"Kind": sel.Kind, "Reason": string(sel.Reason), "Cause": string(sel.Cause), "Rate": s.opts.ReplayRate, "MaxReplay": s.opts.MaxReplay,
 	})
 }
@@ -80,7 +73,7 @@ func (s *server) replayOne(w http.ResponseWriter, r *http.Request, sess *session
 		s.fail(w, r, sess, statusOf(err), err)
 		return
 	}
-	http.Redirect(w, r, s.opts.Prefix+"/dead/"+url.PathEscape(id)+"?done="+done, http.StatusSeeOther)
+	s.redirect(w, r, s.opts.Prefix+"/dead/"+url.PathEscape(id)+"?done="+done, http.StatusSeeOther)
 }
 
 // replayGroup replays a selection in two steps: without confirm=yes it only checks the

@@ -240,7 +240,7 @@ func (s *server) cancel(w http.ResponseWriter, r *http.Request, sess *session) {
 		s.fail(w, r, sess, http.StatusBadGateway, err)
 		return
 	}
-	http.Redirect(w, r, s.opts.Prefix+"/jobs/"+url.PathEscape(id)+"?done="+done, http.StatusSeeOther)
+	s.redirect(w, r, s.opts.Prefix+"/jobs/"+url.PathEscape(id)+"?done="+done, http.StatusSeeOther)
 }
 
 // statusOf maps a client error to an HTTP status.

@@ -72,7 +72,10 @@ type view struct {
 	// Refresh, when set, reloads the page after that many seconds (a running job's
 	// progress; no script needed).
 	Refresh int
-	Data    any
+	// Keyed is set when a checked key opens the dashboard (Options.KeyParam): no login,
+	// no logout, and no referrer sent anywhere.
+	Keyed bool
+	Data  any
 }
 
 // refresher is page data that asks for a periodic reload.
@@ -85,6 +88,8 @@ var notices = map[string]string{
 	"replayed":     "The dead letter is replayed: its job is queued again.",
 	"not-dead":     "The job is no longer dead (already replayed or cancelled); nothing was done.",
 	"already-done": "The job already ended; it cannot be cancelled.",
+	"paused":       "Paused: handlers hold its jobs within 5 seconds.",
+	"resumed":      "Resumed: its jobs run again within 5 seconds.",
 }
 
 // render executes a page into a buffer, scrubs it of secrets and writes it.
@@ -93,6 +98,7 @@ func (s *server) render(w http.ResponseWriter, r *http.Request, status int, page
 	if sess != nil {
 		v.CSRF = sess.csrf
 	}
+	v.Keyed = keyOf(r) != ""
 	if rf, ok := data.(refresher); ok {
 		v.Refresh = rf.refresh()
 	}
@@ -104,7 +110,7 @@ func (s *server) render(w http.ResponseWriter, r *http.Request, status int, page
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	_, _ = w.Write(s.scrub(buf.Bytes()))
+	_, _ = w.Write(s.carryKey(r, s.scrub(buf.Bytes())))
 }
 
 // fail renders the error page: the error's text, scrubbed like every page.

@@ -40,8 +40,19 @@ const DefaultMaxReplay = 100
 
 // Options configure the dashboard.
 type Options struct {
-	// Token opens the dashboard; required (a handler without one refuses every request).
+	// Token opens the dashboard; required (a handler without one refuses every request),
+	// unless KeyParam is set.
 	Token string
+	// KeyParam, when set, names the query parameter of a key that something in front of
+	// the dashboard has already checked on every request: the Functions host's function
+	// key ("code"; Function mounts the dashboard so). The dashboard then asks for no token
+	// and sets no cookie: a request without the parameter is refused (401), the CSRF
+	// token of its forms is derived from the key, every link, form, asset and redirect
+	// carries the key on, and pages are sent with Referrer-Policy no-referrer. The key is
+	// never logged, and no other key is rendered. Set it only behind something that
+	// refuses a wrong key (the Functions host with authLevel function): the dashboard
+	// itself accepts any value.
+	KeyParam string
 	// Prefix is the path the handler is mounted at ("/ui"); default "" (the root). The
 	// handler strips it itself.
 	Prefix string
@@ -52,6 +63,9 @@ type Options struct {
 	// Kinds lists the app's job kinds (the registry's), for the states-per-kind table;
 	// default the kinds met in recent jobs.
 	Kinds func() []string
+	// Limits returns the app's flow-control limits by kind (the registry's Limits), for
+	// the flow page; default none shown.
+	Limits func() map[string]nightshift.Limits
 	// RedactArgs, when set, redacts a kind's args before they are shown (in addition to
 	// the dashboard's own rule for fields named like secrets).
 	RedactArgs func(kind string, args json.RawMessage) json.RawMessage
@@ -142,6 +156,9 @@ func (s *server) routes() {
 	page("GET /batches", s.batches)
 	page("GET /batches/{id}", s.batch)
 	page("GET /schedules", s.schedules)
+	page("GET /flow", s.flow)
+	page("POST /flow/pause", s.pause)
+	page("POST /flow/resume", s.resume)
 	s.mux = m
 }
 
@@ -153,7 +170,12 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "same-origin") // no-referrer would make a browser send "Origin: null" with our own forms
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
-	if s.opts.Token == "" {
+	if s.opts.KeyParam != "" {
+		var ok bool
+		if r, ok = s.takeKey(w, r); !ok {
+			return
+		}
+	} else if s.opts.Token == "" {
 		http.Error(w, "the dashboard has no token configured, so it opens for nobody", http.StatusForbidden)
 		return
 	}
@@ -165,7 +187,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if rest == "" {
-			http.Redirect(w, r, s.opts.Prefix+"/", http.StatusFound)
+			s.redirect(w, r, s.opts.Prefix+"/", http.StatusFound)
 			return
 		}
 		r2 := *r
@@ -184,6 +206,17 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type session struct {
 	id   string
 	csrf string
+}
+
+// keyed is the session of a request that came with a checked key (Options.KeyParam).
+func (s *server) keyed(r *http.Request) *session {
+	key := keyOf(r)
+	if key == "" {
+		return nil
+	}
+	mac := hmac.New(sha256.New, []byte(key))
+	mac.Write([]byte("nightshift-ui-csrf"))
+	return &session{csrf: base64.RawURLEncoding.EncodeToString(mac.Sum(nil))}
 }
 
 // checkToken compares a presented token with the configured one in constant time.
@@ -239,9 +272,12 @@ func (s *server) setCookie(w http.ResponseWriter, value string, maxAge int) {
 func (s *server) authed(h func(w http.ResponseWriter, r *http.Request, sess *session)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		sess := s.sessionOf(r)
+		if s.opts.KeyParam != "" {
+			sess = s.keyed(r)
+		}
 		if sess == nil {
 			if r.Method == http.MethodGet {
-				http.Redirect(w, r, s.opts.Prefix+"/login?next="+url.QueryEscape(s.opts.Prefix+r.URL.RequestURI()), http.StatusSeeOther)
+				s.redirect(w, r, s.opts.Prefix+"/login?next="+url.QueryEscape(s.opts.Prefix+r.URL.RequestURI()), http.StatusSeeOther)
 				return
 			}
 			http.Error(w, "not logged in", http.StatusUnauthorized)
@@ -261,7 +297,9 @@ func (s *server) csrfOK(r *http.Request, sess *session) bool {
 	if err := r.ParseForm(); err != nil {
 		return false
 	}
-	if o := r.Header.Get("Origin"); o != "" {
+	if o := r.Header.Get("Origin"); o != "" && !(o == "null" && s.opts.KeyParam != "") {
+		// (With a key, pages are sent with Referrer-Policy no-referrer, so the browser
+		// sends "Origin: null" with their forms; the CSRF token still decides.)
 		u, err := url.Parse(o)
 		if err != nil || u.Host != r.Host {
 			return false
@@ -271,6 +309,10 @@ func (s *server) csrfOK(r *http.Request, sess *session) bool {
 }
 
 func (s *server) loginPage(w http.ResponseWriter, r *http.Request) {
+	if s.opts.KeyParam != "" {
+		s.redirect(w, r, s.opts.Prefix+"/", http.StatusSeeOther)
+		return
+	}
 	if tok := r.URL.Query().Get("token"); tok != "" {
 		s.login(w, r, tok, r.URL.Query().Get("next"))
 		return
@@ -279,6 +321,10 @@ func (s *server) loginPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) loginPost(w http.ResponseWriter, r *http.Request) {
+	if s.opts.KeyParam != "" {
+		s.redirect(w, r, s.opts.Prefix+"/", http.StatusSeeOther)
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, 64*1024)
 	if err := r.ParseForm(); err != nil {
 		http.Error(w, "bad form", http.StatusBadRequest)
@@ -298,7 +344,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, tok, next string)
 
 func (s *server) logout(w http.ResponseWriter, r *http.Request, _ *session) {
 	s.setCookie(w, "", -1)
-	http.Redirect(w, r, s.opts.Prefix+"/login", http.StatusSeeOther)
+	s.redirect(w, r, s.opts.Prefix+"/login", http.StatusSeeOther)
 }
 
 // safeNext keeps a post-login redirect on the dashboard (a path under prefix, no scheme

@@ -22,6 +22,7 @@ func init() { subcommands = append(subcommands, newDeadCmd) }
 // deadFilter selects dead letters by kind, reason, cause and time of death.
 type deadFilter struct {
 	kind, reason, cause, since string
+	scan                       bool
 }
 
 func (f *deadFilter) flags(cmd *cobra.Command) {
@@ -29,6 +30,7 @@ func (f *deadFilter) flags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.reason, "reason", "", "only this reason (attempts_exhausted, permanent_error, undecodable, unknown_kind, host_retries_exhausted)")
 	cmd.Flags().StringVar(&f.cause, "cause", "", "only this cause: crash (crashes around the job used up its deliveries) or job")
 	cmd.Flags().StringVar(&f.since, "since", "", "only deaths since (2h, or an RFC 3339 time)")
+	cmd.Flags().BoolVar(&f.scan, "scan", false, "list and read every record instead of asking the index (records written before it; or run `dead reindex` once)")
 }
 
 func (f *deadFilter) any() bool {
@@ -45,21 +47,17 @@ func (f *deadFilter) selection(now time.Time) (nightshift.DeadSelection, error) 
 	if cause != "" && cause != record.CauseCrash && cause != record.CauseJob {
 		return nightshift.DeadSelection{}, usageError{fmt.Errorf("--cause %q is neither %s nor %s", f.cause, record.CauseCrash, record.CauseJob)}
 	}
-	return nightshift.DeadSelection{Kind: f.kind, Reason: record.DeadReason(f.reason), Cause: cause, Since: from}, nil
+	return nightshift.DeadSelection{Kind: f.kind, Reason: record.DeadReason(f.reason), Cause: cause, Since: from, Scan: f.scan}, nil
 }
 
-func (f *deadFilter) apply(all []*record.DeadLetter, now time.Time) ([]*record.DeadLetter, error) {
+// find lists the dead letters the filter selects, most recent death first: through the
+// index when a filter is set (Client.FindDeadLetters).
+func (f *deadFilter) find(ctx context.Context, c *nightshift.Client, now time.Time) ([]*record.DeadLetter, error) {
 	sel, err := f.selection(now)
 	if err != nil {
 		return nil, err
 	}
-	var out []*record.DeadLetter
-	for _, d := range all {
-		if sel.Matches(d) {
-			out = append(out, d)
-		}
-	}
-	return out, nil
+	return c.FindDeadLetters(ctx, sel)
 }
 
 func newDeadCmd() *cobra.Command {
@@ -70,7 +68,7 @@ func newDeadCmd() *cobra.Command {
 that were not valid job envelopes. A replay starts a new life of the job (same id and args,
 attempt 1); it is counted in the dead-letter record.`,
 	}
-	cmd.AddCommand(newDeadListCmd(), newDeadShowCmd(), newDeadReplayCmd())
+	cmd.AddCommand(newDeadListCmd(), newDeadShowCmd(), newDeadReplayCmd(), newDeadReindexCmd())
 	return cmd
 }
 
@@ -86,11 +84,7 @@ func newDeadListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			all, err := c.DeadLetters(cmd.Context())
-			if err != nil {
-				return err
-			}
-			list, err := f.apply(all, time.Now())
+			list, err := f.find(cmd.Context(), c, time.Now())
 			if err != nil {
 				return err
 			}
@@ -320,4 +314,25 @@ func deadArgs(ctx context.Context, store *storage.Clients, env *envelope.Envelop
 		return []byte("(sealed; " + err.Error() + ")")
 	}
 	return data
+}
+
+func newDeadReindexCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "reindex",
+		Short: "Give dead-letter records written before the index their index tags",
+		Long: `reindex lists the dead-letters container once and rewrites each record that has no
+index tags with the same bytes and its tags (conditionally on the version read). Run it
+once after upgrading, so that "dead list" and "dead replay" with filters find the older
+records; it is safe to run again.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			listed, rewrote, err := c.ReindexDeadLetters(cmd.Context())
+			fmt.Fprintf(cmd.OutOrStdout(), "%d dead-letter records, %d given their index tags\n", listed, rewrote)
+			return err
+		},
+	}
 }

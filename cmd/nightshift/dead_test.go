@@ -42,6 +42,14 @@ func TestDeadListShowReplay(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list) != n {
 		t.Fatalf("dead list --json: %d %q", code, out)
 	}
+	out, _, code = e.run("", "dead", "list", "--reason", "permanent_error", "--scan", "--json")
+	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list) != n {
+		t.Fatalf("dead list --scan --json: %d %q", code, out)
+	}
+	// Every record was written with its index tags: the reindex finds nothing to do.
+	if out, _, code = e.run("", "dead", "reindex"); code != 0 || out != "4 dead-letter records, 0 given their index tags\n" {
+		t.Fatalf("dead reindex: %d %q", code, out)
+	}
 	var one string
 	for id := range ids {
 		one = id

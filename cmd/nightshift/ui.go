@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -71,9 +70,14 @@ address cannot be listened on, 2 for a usage error. See docs/dashboard.md.`,
 }
 
 // uiOptions are the dashboard's options for the storage the settings name: the shipped
-// recurring jobs, and the settings' key and SAS as secrets never to show.
+// recurring jobs, the settings' key and SAS as secrets never to show, and the limits of
+// NIGHTSHIFT_LIMITS for the flow page.
 func uiOptions(getenv func(string) string, token string, log *slog.Logger) ui.Options {
-	return ui.Options{Token: token, Recurring: shippedRecurring(), Getenv: getenv, Secrets: settingSecrets(getenv), Logger: log}
+	return ui.Options{Token: token, Recurring: shippedRecurring(), Getenv: getenv, Secrets: settingSecrets(getenv), Logger: log,
+		Limits: func() map[string]nightshift.Limits {
+			m, _ := nightshift.ParseLimits(getenv(nightshift.SettingLimits)) // `nightshift limits` reports a bad setting
+			return m
+		}}
 }
 
 func runUI(ctx context.Context, cfg uiConfig) error {
@@ -150,17 +154,7 @@ func isLoopback(addr string) bool {
 // settingSecrets returns the account key and SAS of the storage connection string, which
 // the dashboard must never show.
 func settingSecrets(getenv func(string) string) []string {
-	kv, err := storage.ParseConnectionString(getenv(storage.SettingStorage))
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for k, v := range kv {
-		if strings.EqualFold(k, "AccountKey") || strings.EqualFold(k, "SharedAccessSignature") {
-			out = append(out, v)
-		}
-	}
-	return out
+	return ui.ConnectionSecrets(getenv(storage.SettingStorage))
 }
 
 // startDevUI serves the dashboard for `nightshift dev` on addr until ctx ends and returns

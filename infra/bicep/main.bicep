@@ -356,14 +356,14 @@ resource appBlobDataContributorDeployment 'Microsoft.Authorization/roleAssignmen
   }
 }
 
-// Blob index tags on the status records (docs/storage-layout.md): every status write sets
-// them in its Put (blobs/tags/write), listings by state, kind, queue, batch or time find
-// records by them (blobs/filter/action, Find Blobs by Tags in the container) and the
-// reindex reads them (blobs/tags/read). Storage Blob Data Contributor has none of the
+// Blob index tags on the status and dead-letter records (docs/storage-layout.md): every
+// status or dead-letter write sets them in its Put (blobs/tags/write), listings by state,
+// kind, queue, batch, reason, cause or time find records by them (blobs/filter/action,
+// Find Blobs by Tags in the container) and the reindex reads them (blobs/tags/read). Storage Blob Data Contributor has none of the
 // three, and Storage Blob Data Owner also manages ACLs and ownership: a custom role with
 // exactly these data actions, assignable in this resource group only (its name carries the
-// resource token: role names are unique in a tenant), on the status container only
-// (dataContainerNames[0] is nightshift-status).
+// resource token: role names are unique in a tenant), on the status and dead-letters
+// containers only (dataContainerNames[0] is nightshift-status, [2] nightshift-deadletters).
 resource blobIndexTagsRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(resourceGroup().id, 'nightshift-blob-index-tags')
   properties: {
@@ -391,6 +391,16 @@ resource blobIndexTagsRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' 
 resource appBlobIndexTags 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(dataContainers[0].id, identity.id, 'nightshift-blob-index-tags')
   scope: dataContainers[0]
+  properties: {
+    roleDefinitionId: blobIndexTagsRole.id
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource appDeadLetterIndexTags 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(dataContainers[2].id, identity.id, 'nightshift-blob-index-tags')
+  scope: dataContainers[2]
   properties: {
     roleDefinitionId: blobIndexTagsRole.id
     principalId: identity.properties.principalId
@@ -462,10 +472,21 @@ resource userBlobDataContributor 'Microsoft.Authorization/roleAssignments@2022-0
   }
 }
 
-// The CLI's `nightshift jobs --state …` and `jobs reindex` use the same tags.
+// The CLI's `nightshift jobs --state …` and `jobs reindex` use the same tags, and
+// `nightshift dead list --reason …` and `dead reindex` those of the dead letters.
 resource userBlobIndexTags 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(principalId)) {
   name: guid(dataContainers[0].id, principalId, 'nightshift-blob-index-tags')
   scope: dataContainers[0]
+  properties: {
+    roleDefinitionId: blobIndexTagsRole.id
+    principalId: principalId
+    principalType: principalType
+  }
+}
+
+resource userDeadLetterIndexTags 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(principalId)) {
+  name: guid(dataContainers[2].id, principalId, 'nightshift-blob-index-tags')
+  scope: dataContainers[2]
   properties: {
     roleDefinitionId: blobIndexTagsRole.id
     principalId: principalId
