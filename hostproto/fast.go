@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"slices"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/nightshift-jobs/nightshift/internal/jsonscan"
 )
@@ -76,24 +77,47 @@ func rawMap(obj []byte) (map[string]json.RawMessage, bool) {
 			ok = false
 			return false
 		}
-		m[string(key[1:len(key)-1])] = value
+		m[hostKey(key[1:len(key)-1])] = value
 		return true
 	})
 	return m, ok
 }
 
-// unquoteString decodes raw when it is exactly one JSON string literal.
-func unquoteString(raw []byte) ([]byte, bool) {
+// appendUnquoted appends the content of the valid string literal raw to dst; with no
+// escapes and dst empty it is a slice of raw.
+func appendUnquoted(dst, raw []byte) []byte {
+	if len(dst) == 0 && jsonscan.Plain(raw) {
+		return raw[1 : len(raw)-1 : len(raw)-1]
+	}
+	return jsonscan.AppendUnquoted(dst, raw)
+}
+
+// doubleString decodes raw when it is one JSON string literal: s1 its content; and, when
+// s1 is itself exactly one string literal (the host's double encoding), s2 the content of
+// that, with double true. buf is scratch space for s1.
+func doubleString(buf, raw []byte) (s1, s2 []byte, double, ok bool) {
+	if s1, ok = unquoteInto(buf, raw); !ok || len(s1) == 0 || s1[0] != '"' {
+		return s1, nil, false, ok
+	}
+	// Decoding never makes valid UTF-8 longer, so s2 can take the place of s1.
+	into := []byte(nil)
+	if utf8.Valid(s1) {
+		into = s1
+	}
+	s2, double = unquoteInto(into, s1)
+	return s1, s2, double, true
+}
+
+// unquoteInto decodes raw when it is exactly one JSON string literal, into buf[:0] (a
+// slice of raw when it has no escapes).
+func unquoteInto(buf, raw []byte) ([]byte, bool) {
 	if len(raw) < 2 || raw[0] != '"' {
 		return nil, false
 	}
 	if end, _ := jsonscan.StringEnd(raw, 0); end != len(raw) || !json.Valid(raw) {
 		return nil, false
 	}
-	if jsonscan.Plain(raw) {
-		return raw[1 : len(raw)-1 : len(raw)-1], true
-	}
-	return jsonscan.AppendUnquoted(nil, raw), true
+	return appendUnquoted(buf[:0], raw), true
 }
 
 // respBuf holds response bodies between invocations.
@@ -153,4 +177,19 @@ func appendStringMap(dst []byte, m map[string]string) ([]byte, bool) {
 		dst = jsonscan.AppendString(dst, m[k])
 	}
 	return append(dst, '}'), true
+}
+
+// hostKeys are the keys the host puts in every queue invocation (§1.5), so that they need
+// no new string.
+var hostKeys = []string{"QueueTrigger", "DequeueCount", "ExpirationTime", "Id", "InsertionTime",
+	"NextVisibleTime", "PopReceipt", "sys", "message", "job_id", "kind", "args", "attempt", "enqueued_at"}
+
+// hostKey is k as a string, one of hostKeys when it is one.
+func hostKey(k []byte) string {
+	for _, h := range hostKeys {
+		if string(k) == h {
+			return h
+		}
+	}
+	return string(k)
 }

@@ -100,13 +100,14 @@ func (r *InvokeRequest) QueueMessage(binding string) ([]byte, error) {
 	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
 		return bytes.Clone(trimmed), nil
 	}
-	if s1, ok := unquoteString(trimmed); ok {
-		if len(s1) > 0 && s1[0] == '"' {
-			if s2, ok := unquoteString(s1); ok {
-				return s2, nil
+	if s1, s2, double, ok := doubleString(nil, trimmed); ok {
+		if double {
+			return s2, nil
+		}
+		if len(s1) == 0 || s1[0] != '"' {
+			if b, err := base64.StdEncoding.AppendDecode(nil, s1); err == nil {
+				return b, nil
 			}
-		} else if b, err := base64.StdEncoding.AppendDecode(nil, s1); err == nil {
-			return b, nil
 		}
 	}
 	var s1 string
@@ -134,12 +135,13 @@ func (r *InvokeRequest) MetaString(key string) string {
 	if !ok {
 		return ""
 	}
-	if s1, ok := unquoteString(raw); ok {
+	var buf [128]byte
+	if s1, s2, double, ok := doubleString(buf[:], raw); ok {
+		if double {
+			return string(s2)
+		}
 		if len(s1) == 0 || s1[0] != '"' {
 			return string(s1)
-		}
-		if s2, ok := unquoteString(s1); ok {
-			return string(s2)
 		}
 	}
 	var s1 string

@@ -8,6 +8,7 @@
 package jsonscan
 
 import (
+	"slices"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -138,11 +139,12 @@ func Unquote(lit []byte) string {
 // UTF-8 byte or lone surrogate replaced by U+FFFD, as encoding/json does.
 func AppendUnquoted(dst, lit []byte) []byte {
 	s := lit[1 : len(lit)-1]
+	dst = slices.Grow(dst, len(s))
 	for i := 0; i < len(s); {
 		c := s[i]
 		switch {
 		case c == '\\':
-			i = appendEscape(&dst, s, i)
+			dst, i = appendEscape(dst, s, i)
 		case c < utf8.RuneSelf:
 			dst = append(dst, c)
 			i++
@@ -155,31 +157,30 @@ func AppendUnquoted(dst, lit []byte) []byte {
 	return dst
 }
 
-// appendEscape decodes the escape at s[i] (a backslash) into *dst and returns the index
-// after it.
-func appendEscape(dst *[]byte, s []byte, i int) int {
+// appendEscape appends the escape at s[i] (a backslash), decoded, to dst and returns the
+// index after it.
+func appendEscape(dst, s []byte, i int) ([]byte, int) {
 	if i+1 >= len(s) {
-		return len(s)
+		return dst, len(s)
 	}
 	switch c := s[i+1]; c {
 	case 'b':
-		*dst = append(*dst, '\b')
+		dst = append(dst, '\b')
 	case 'f':
-		*dst = append(*dst, '\f')
+		dst = append(dst, '\f')
 	case 'n':
-		*dst = append(*dst, '\n')
+		dst = append(dst, '\n')
 	case 'r':
-		*dst = append(*dst, '\r')
+		dst = append(dst, '\r')
 	case 't':
-		*dst = append(*dst, '\t')
+		dst = append(dst, '\t')
 	case 'u':
 		r, n := unicodeEscape(s, i)
-		*dst = utf8.AppendRune(*dst, r)
-		return i + n
+		return utf8.AppendRune(dst, r), i + n
 	default: // '"', '\\', '/'
-		*dst = append(*dst, c)
+		dst = append(dst, c)
 	}
-	return i + 2
+	return dst, i + 2
 }
 
 // unicodeEscape decodes \uXXXX at s[i], joined with a following \uXXXX when the two make
