@@ -3,12 +3,15 @@ package funchost
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -32,10 +35,14 @@ import (
 // and 5000 pre-fill the queue and measure draining it. Azurite runs with a disk location
 // (in-memory mode stalls under churn; see docs/benchmarks.md). Run it alone:
 //
-//	go test -run '^$' -bench LocalHost -benchtime 1x -timeout 30m ./funchost/
+//	go test -run '^$' -bench LocalHost -benchtime 1x -timeout 30m ./internal/funchost/
 func BenchmarkLocalHost(b *testing.B) {
+	depths, err := parseDepths(*benchDepths)
+	if err != nil {
+		b.Fatal(err)
+	}
 	cs := startDiskAzurite(b)
-	for _, depth := range []int{0, 1000, 5000} {
+	for _, depth := range depths {
 		jobs := depth
 		if depth == 0 {
 			jobs = 500
@@ -64,6 +71,21 @@ func BenchmarkLocalHost(b *testing.B) {
 			b.Logf("depth %d: local host %.0f jobs/s, raw SDK loop %.0f jobs/s, ratio %.2f", depth, hostRate, rawRate, hostRate/rawRate)
 		}
 	}
+}
+
+// benchDepths picks BenchmarkLocalHost's queue depths, e.g. -localhost.depths=1000.
+var benchDepths = flag.String("localhost.depths", "0,1000,5000", "BenchmarkLocalHost: comma-separated queue depths (0: shallow, 500 jobs enqueued while draining)")
+
+func parseDepths(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("-localhost.depths: %q is not a queue depth", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 type benchResult struct {
