@@ -332,6 +332,11 @@ func decodeField(e *Envelope, name string, v json.RawMessage) error {
 	default:
 		return &FieldError{name, "unknown field (envelope v1 fields: version, job_id, kind, args, attempt, enqueued_at, max_attempts, timeout_seconds, run_at, queue, callback, batch_id, parent_id, dedupe_key, args_ref, args_sealed, meta, trace, errors, dead_reason, replay)"}
 	}
+	return decodeValue(name, target, v)
+}
+
+// decodeValue decodes the value v of field name into target.
+func decodeValue(name string, target any, v json.RawMessage) error {
 	if decodeDirect(target, v) {
 		return nil
 	}
