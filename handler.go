@@ -214,7 +214,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	inv := &Invocation{Function: name, ID: r.Header.Get(hostproto.HeaderInvocationID)}
-	req, err := hostproto.DecodeRequest(r.Body)
+	req, err := hostproto.ReadRequest(r)
 	if err != nil {
 		h.log.Error("bad invocation request", "function", name, "invocation_id", inv.ID, "error", err.Error())
 		hostproto.WriteFailure(w, http.StatusBadRequest, err.Error())

@@ -28,8 +28,13 @@ type captureBuf struct {
 }
 
 func newCapture(next slog.Handler, attempt int) (*slog.Logger, *captureBuf) {
-	buf := &captureBuf{attempt: attempt}
-	return slog.New(&captureHandler{next: next, buf: buf}), buf
+	// One allocation for the handler and its buffer.
+	c := &struct {
+		h   captureHandler
+		buf captureBuf
+	}{buf: captureBuf{attempt: attempt}}
+	c.h = captureHandler{next: next, buf: &c.buf}
+	return slog.New(&c.h), &c.buf
 }
 
 func (h *captureHandler) Enabled(ctx context.Context, l slog.Level) bool {

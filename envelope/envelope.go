@@ -18,6 +18,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+
+	"github.com/nightshift-jobs/nightshift/internal/jsonscan"
 )
 
 // Version is the envelope version this package reads and writes.
@@ -181,6 +183,31 @@ func DerivedJobID(t time.Time, seed string) string {
 // fields get their defaults, except JobID and EnqueuedAt, which the caller fills in from
 // the delivery (see Normalize). Errors are *FieldError values naming the field.
 func Decode(body []byte) (*Envelope, error) {
+	text, err := messageText(body)
+	if err != nil {
+		return nil, err
+	}
+	var e Envelope
+	var ferr error
+	if !fastScan(text, func(key, v []byte) {
+		if ferr == nil {
+			ferr = decodeField(&e, fieldName(key), v)
+		}
+	}) {
+		return decodeChecked(text)
+	}
+	if ferr != nil {
+		return nil, ferr
+	}
+	if err := e.Validate(); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+// messageText is the JSON text of a queue message body (raw or base64), checked for
+// UTF-8 and the queue limit.
+func messageText(body []byte) ([]byte, error) {
 	text := bytes.TrimSpace(body)
 	if len(text) == 0 {
 		return nil, &FieldError{"", "message is empty; expected a JSON object such as {\"kind\":\"…\",\"args\":{…}}"}
@@ -201,7 +228,13 @@ func Decode(body []byte) (*Envelope, error) {
 	if len(text) > MaxMessageBytes {
 		return nil, &FieldError{"", fmt.Sprintf("message is %d bytes; the queue limit is %d", len(text), MaxMessageBytes)}
 	}
-	if err := CheckJSON(text); err != nil {
+	return text, nil
+}
+
+// decodeChecked decodes text that the fast scan did not accept: the token scan words the
+// problem, or (text it accepts after all) the envelope is read through a map.
+func decodeChecked(text []byte) (*Envelope, error) {
+	if err := checkJSONTokens(text); err != nil {
 		var fe *FieldError
 		if errors.As(err, &fe) && fe.Field == "" {
 			fe.Problem = "message " + fe.Problem
@@ -222,6 +255,23 @@ func Decode(body []byte) (*Envelope, error) {
 		return nil, err
 	}
 	return &e, nil
+}
+
+// fieldNames are the envelope's fields, so that a plain key needs no new string.
+var fieldNames = []string{"version", "job_id", "kind", "args", "attempt", "enqueued_at", "max_attempts",
+	"timeout_seconds", "run_at", "queue", "callback", "batch_id", "parent_id", "dedupe_key", "args_ref",
+	"args_sealed", "meta", "trace", "errors", "dead_reason", "replay"}
+
+// fieldName is the decoded key of the key literal lit.
+func fieldName(lit []byte) string {
+	if jsonscan.Plain(lit) {
+		for _, n := range fieldNames {
+			if string(lit[1:len(lit)-1]) == n {
+				return n
+			}
+		}
+	}
+	return jsonscan.Unquote(lit)
 }
 
 func decodeBase64(text []byte) ([]byte, error) {
@@ -282,10 +332,39 @@ func decodeField(e *Envelope, name string, v json.RawMessage) error {
 	default:
 		return &FieldError{name, "unknown field (envelope v1 fields: version, job_id, kind, args, attempt, enqueued_at, max_attempts, timeout_seconds, run_at, queue, callback, batch_id, parent_id, dedupe_key, args_ref, args_sealed, meta, trace, errors, dead_reason, replay)"}
 	}
+	return decodeValue(name, target, v)
+}
+
+// decodeValue decodes the value v of field name into target.
+func decodeValue(name string, target any, v json.RawMessage) error {
+	if decodeDirect(target, v) {
+		return nil
+	}
 	if err := json.Unmarshal(v, target); err != nil {
 		return &FieldError{name, describeJSONError(err, v)}
 	}
 	return nil
+}
+
+// decodeDirect decodes a string or time value v into target without reflection, as
+// json.Unmarshal would; false leaves it (and any error) to json.Unmarshal.
+func decodeDirect(target any, v json.RawMessage) bool {
+	if len(v) < 2 || v[0] != '"' || !json.Valid(v) {
+		return false
+	}
+	switch t := target.(type) {
+	case *string:
+		*t = jsonscan.Unquote(v)
+		return true
+	case *time.Time:
+		var at time.Time
+		if at.UnmarshalJSON(v) != nil {
+			return false
+		}
+		*t = at
+		return true
+	}
+	return false
 }
 
 // decodeCount decodes one of the whole-number fields, refusing numbers that do not fit

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nightshift-jobs/nightshift/internal/jsonscan"
 )
 
 // Limits of envelope v1. Every duration and count a producer can set is bounded; a value
@@ -63,6 +65,15 @@ const (
 // *FieldError whose Field is the JSON path of the offending key or container, such as
 // "args.user.id" or "errors[2]" ("" for the text as a whole).
 func CheckJSON(data []byte) error {
+	if fastScan(data, nil) {
+		return nil
+	}
+	return checkJSONTokens(data)
+}
+
+// checkJSONTokens is CheckJSON token by token (json.Decoder.Token): it words every
+// problem, and decides what the fast scan leaves to it.
+func checkJSONTokens(data []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var s scanState
@@ -197,6 +208,9 @@ func PrefixPath(prefix string, err error) error {
 
 // jsonNumber reads v as a JSON number; the problem names what was there instead.
 func jsonNumber(field string, v json.RawMessage) (string, error) {
+	if jsonscan.IsNumber(v) {
+		return string(v), nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(v))
 	dec.UseNumber()
 	tok, err := dec.Token()

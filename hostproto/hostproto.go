@@ -5,6 +5,7 @@
 package hostproto
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -53,6 +54,29 @@ func DecodeRequest(r io.Reader) (*InvokeRequest, error) {
 	if len(body) > MaxRequestBytes {
 		return nil, &RequestError{fmt.Sprintf("body is larger than %d bytes", MaxRequestBytes)}
 	}
+	return decodeBody(body)
+}
+
+// ReadRequest reads the invocation request body of r, sized by its Content-Length when
+// it has one; otherwise it is DecodeRequest.
+func ReadRequest(r *http.Request) (*InvokeRequest, error) {
+	n := r.ContentLength
+	if n < 0 || n > MaxRequestBytes {
+		return DecodeRequest(r.Body)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r.Body, body); err != nil {
+		return nil, &RequestError{"reading body: " + err.Error()}
+	}
+	return decodeBody(body)
+}
+
+// decodeBody decodes a whole request body: fast (fastRequest) when it can, else with
+// encoding/json, whose errors it words.
+func decodeBody(body []byte) (*InvokeRequest, error) {
+	if req, ok := fastRequest(body); ok {
+		return req, nil
+	}
 	var req InvokeRequest
 	if err := json.Unmarshal(body, &req); err != nil {
 		return nil, &RequestError{"body is not {\"Data\":{…},\"Metadata\":{…}} JSON: " + err.Error()}
@@ -72,9 +96,19 @@ func (r *InvokeRequest) QueueMessage(binding string) ([]byte, error) {
 	if !ok {
 		return nil, &RequestError{fmt.Sprintf("Data has no %q binding (keys: %s)", binding, keys(r.Data))}
 	}
-	trimmed := strings.TrimSpace(string(raw))
-	if strings.HasPrefix(trimmed, "{") || strings.HasPrefix(trimmed, "[") {
-		return []byte(trimmed), nil
+	trimmed := bytes.TrimSpace(raw)
+	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
+		return bytes.Clone(trimmed), nil
+	}
+	if s1, s2, double, ok := doubleString(nil, trimmed); ok {
+		if double {
+			return s2, nil
+		}
+		if len(s1) == 0 || s1[0] != '"' {
+			if b, err := base64.StdEncoding.AppendDecode(nil, s1); err == nil {
+				return b, nil
+			}
+		}
 	}
 	var s1 string
 	if err := json.Unmarshal(raw, &s1); err != nil {
@@ -100,6 +134,15 @@ func (r *InvokeRequest) MetaString(key string) string {
 	raw, ok := r.Metadata[key]
 	if !ok {
 		return ""
+	}
+	var buf [128]byte
+	if s1, s2, double, ok := doubleString(buf[:], raw); ok {
+		if double {
+			return string(s2)
+		}
+		if len(s1) == 0 || s1[0] != '"' {
+			return string(s1)
+		}
 	}
 	var s1 string
 	if err := json.Unmarshal(raw, &s1); err != nil {
@@ -133,7 +176,11 @@ func (r *InvokeRequest) QueueMetadata() (QueueMeta, error) {
 		}
 		m.DequeueCount = n
 	}
-	for key, dst := range map[string]*time.Time{"InsertionTime": &m.InsertionTime, "ExpirationTime": &m.ExpirationTime, "NextVisibleTime": &m.NextVisibleTime} {
+	for _, f := range [...]struct {
+		key string
+		dst *time.Time
+	}{{"InsertionTime", &m.InsertionTime}, {"ExpirationTime", &m.ExpirationTime}, {"NextVisibleTime", &m.NextVisibleTime}} {
+		key, dst := f.key, f.dst
 		s := r.MetaString(key)
 		if s == "" {
 			continue
@@ -180,15 +227,29 @@ func WriteResponse(w http.ResponseWriter, resp *InvokeResponse) error {
 	if resp.Logs == nil {
 		resp.Logs = []string{}
 	}
-	body, err := json.Marshal(resp)
-	if err != nil {
-		return fmt.Errorf("encode invocation response: %w", err)
+	bp := respBuf.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= 64<<10 {
+			respBuf.Put(bp)
+		}
+	}()
+	body, ok := appendResponse((*bp)[:0], resp)
+	if ok {
+		*bp = body
+	} else {
+		var err error
+		if body, err = json.Marshal(resp); err != nil {
+			return fmt.Errorf("encode invocation response: %w", err)
+		}
 	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header()["Content-Type"] = contentTypeJSON
 	w.WriteHeader(http.StatusOK)
-	_, err = w.Write(body)
+	_, err := w.Write(body)
 	return err
 }
+
+// contentTypeJSON is the Content-Type of every response (one shared, never changed slice).
+var contentTypeJSON = []string{"application/json; charset=utf-8"}
 
 // WriteFailure answers with a non-2xx status, which fails the invocation (the host then
 // applies its retry and poison rules, §2.3). The host ignores the body; it is JSON for

@@ -1,7 +1,9 @@
 package azure
 
 import (
+	"crypto/tls"
 	"fmt"
+	"net/http"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
@@ -28,13 +30,28 @@ type Account struct {
 	Transport policy.Transporter
 }
 
+// defaultTransport is the HTTP client of every account opened without a Transport: the
+// SDK's default keeps only a few idle connections per host, so a handler or local host
+// running 24 jobs at once (batchSize + newBatchThreshold) closed and reopened connections
+// to storage all the time (a new TCP connection, and on Azure a TLS handshake, for about
+// every other job under a backlog). This one keeps up to 256 idle per host.
+var defaultTransport = func() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = 512
+	tr.MaxIdleConnsPerHost = 256
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr}
+}()
+
 // Open builds the SDK clients of the account and returns the driver over them.
 func Open(a Account) (*Store, error) {
 	qopts := &azqueue.ClientOptions{}
 	bopts := &azblob.ClientOptions{}
-	if a.Transport != nil {
-		qopts.Transport, bopts.Transport = a.Transport, a.Transport
+	t := a.Transport
+	if t == nil {
+		t = defaultTransport
 	}
+	qopts.Transport, bopts.Transport = t, t
 	switch {
 	case a.Key != "":
 		return openShared(a, qopts, bopts)
