@@ -86,7 +86,7 @@ func NewApp(reg *Registry, cfg Config) (*App, error) {
 	if a.log == nil {
 		a.log = slog.New(slog.NewJSONHandler(os.Stdout, nil))
 	}
-	if err := a.openStore(); err != nil {
+	if err := a.openStore(cfg.Observer); err != nil {
 		return nil, err
 	}
 	if err := reg.applyLimitsSetting(a.getenv); err != nil {
@@ -119,9 +119,11 @@ func NewApp(reg *Registry, cfg Config) (*App, error) {
 	return a, nil
 }
 
-func (a *App) openStore() error {
+// openStore builds the storage clients from the settings (tracing their calls when obs is
+// a StorageTracer), unless Config.Store gave them.
+func (a *App) openStore(obs Observer) error {
 	if a.store == nil {
-		store, err := storage.FromEnv(a.getenv, nil)
+		store, err := storage.FromEnv(a.getenv, storageOptions(obs))
 		if err != nil {
 			return err
 		}

@@ -5,8 +5,11 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/tracing"
+
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/record"
+	"github.com/nightshift-jobs/nightshift/storage"
 )
 
 // The observer seam of the executor (docs/observability.md): the pipeline tells an
@@ -92,6 +95,23 @@ type DeadLetterInfo struct {
 	Started time.Time
 	// Trace is the enqueue's trace context (nil for an undecodable message or none).
 	Trace *envelope.TraceContext
+}
+
+// StorageTracer is an Observer that traces storage calls too: NewApp builds the storage
+// clients with its provider (storage.Options.Tracing) when Config.Store is nil, so that
+// the queue and blob calls of a delivery are child spans of its attempt's span.
+// nightshiftotel's Observer is one.
+type StorageTracer interface {
+	// StorageTracing is the Azure SDK tracing provider of the storage clients.
+	StorageTracing() tracing.Provider
+}
+
+// storageOptions are the storage options of an app observed by obs (nil: the defaults).
+func storageOptions(obs Observer) *storage.Options {
+	if st, ok := obs.(StorageTracer); ok {
+		return &storage.Options{Tracing: st.StorageTracing()}
+	}
+	return nil
 }
 
 // noAttempt is the AttemptObserver of an executor without an Observer.

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/tracing"
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"go.opentelemetry.io/otel"
@@ -68,10 +69,11 @@ type Options struct {
 // Observer is a nightshift.Observer and nightshift.Tracer reporting to OpenTelemetry. Give
 // it to nightshift.Config.Observer; it is safe for concurrent use.
 type Observer struct {
-	tracer trace.Tracer
-	prop   propagation.TraceContext
-	m      *instruments
-	depths depthSampler
+	tracer  trace.Tracer
+	prop    propagation.TraceContext
+	m       *instruments
+	depths  depthSampler
+	storage tracing.Provider
 }
 
 var (
@@ -94,7 +96,7 @@ func New(opts *Options) (*Observer, error) {
 	if o.DepthInterval <= 0 {
 		o.DepthInterval = 30 * time.Second
 	}
-	obs := &Observer{tracer: o.TracerProvider.Tracer(ScopeName)}
+	obs := &Observer{tracer: o.TracerProvider.Tracer(ScopeName), storage: childOnly(o.TracerProvider)}
 	obs.depths.interval = o.DepthInterval
 	m, err := newInstruments(o.MeterProvider.Meter(ScopeName), &obs.depths)
 	if err != nil {
