@@ -72,6 +72,7 @@ type App struct {
 	handler   *Handler
 	drain     time.Duration
 	tracer    Tracer
+	obs       Observer
 	installed bool
 }
 
@@ -79,7 +80,7 @@ type App struct {
 // installs the features in order and builds the handler serving the job functions and
 // every feature's functions.
 func NewApp(reg *Registry, cfg Config) (*App, error) {
-	a := &App{reg: reg, getenv: cfg.Getenv, log: cfg.Logger, store: cfg.Store, drain: cfg.DrainTimeout, tracer: tracerOf(cfg.Observer)}
+	a := &App{reg: reg, getenv: cfg.Getenv, log: cfg.Logger, store: cfg.Store, drain: cfg.DrainTimeout, tracer: tracerOf(cfg.Observer), obs: cfg.Observer}
 	if a.getenv == nil {
 		a.getenv = os.Getenv
 	}
@@ -163,6 +164,9 @@ func (a *App) chainEndHooks(last func(context.Context, *envelope.Envelope, *reco
 
 // Registry returns the app's job kinds, for features to add theirs.
 func (a *App) Registry() *Registry { return a.reg }
+
+// Observer returns Config.Observer (nil without one), for features that trace.
+func (a *App) Observer() Observer { return a.obs }
 
 // Store returns the app's storage clients.
 func (a *App) Store() *storage.Clients { return a.store }
