@@ -80,6 +80,17 @@ type CallbackInfo struct {
 	State record.State
 	// Err is the hook's error (nil: the callback job is enqueued or was already).
 	Err error
+	// Trace is the job's enqueue trace context (nil: none).
+	Trace *envelope.TraceContext
+}
+
+// CallbackSpanner is an Observer that gives each run of the job-end callback hook a span
+// of its own: StartCallback is called before the hook runs (c without Err) and returns
+// the context the hook runs under (the callback job it enqueues is then that span's
+// child) and the func that ends the span with the hook's error; Callback is called with
+// that context. nightshiftotel's Observer is one.
+type CallbackSpanner interface {
+	StartCallback(ctx context.Context, c CallbackInfo) (context.Context, func(error))
 }
 
 // DeadLetterInfo is a poison message RunDeadLetter handled.
@@ -147,13 +158,20 @@ func observeCallbacks(obs Observer, onJobEnd func(ctx context.Context, env *enve
 	if obs == nil || onJobEnd == nil {
 		return onJobEnd
 	}
+	spanner, _ := obs.(CallbackSpanner)
 	return func(ctx context.Context, env *envelope.Envelope, st *record.Status) error {
-		err := onJobEnd(ctx, env, st)
-		ci := CallbackInfo{JobID: env.JobID, Kind: env.Kind, Err: err}
+		ci := CallbackInfo{JobID: env.JobID, Kind: env.Kind, Trace: env.Trace}
 		if st != nil {
 			ci.State = st.State
 		}
+		end := func(error) {}
+		if spanner != nil {
+			ctx, end = spanner.StartCallback(ctx, ci)
+		}
+		err := onJobEnd(ctx, env, st)
+		ci.Err = err
 		obs.Callback(ctx, ci)
+		end(err)
 		return err
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nightshift-jobs/nightshift/nightshifttest"
 	"github.com/nightshift-jobs/nightshift/record"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -336,6 +337,58 @@ func TestCallbacksCounted(t *testing.T) {
 	}
 	if got != 1 {
 		t.Errorf("callbacks counted = %d, want 1 succeeded/enqueued", got)
+	}
+}
+
+// The job-end callback hook runs in a span of its own, a child of the attempt that ended
+// the job, carrying the job's state and the hook's outcome.
+func TestCallbackIsAChildSpan(t *testing.T) {
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	obs, err := nightshiftotel.New(&nightshiftotel.Options{TracerProvider: tp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := nightshift.NewRegistry()
+	nightshift.AddWorkerFunc(reg, func(ctx context.Context, job *nightshift.Job[flakyArgs]) (any, error) { return "ok", nil }, nil)
+	var hookSpan trace.SpanID
+	app, err := nightshifttest.NewApp(reg, &nightshifttest.AppOptions{Handler: nightshift.HandlerOptions{Observer: obs,
+		OnJobEnd: func(ctx context.Context, _ *envelope.Envelope, _ *record.Status) error {
+			hookSpan = trace.SpanContextFromContext(ctx).SpanID()
+			return nil
+		}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, root := tp.Tracer("test").Start(context.Background(), "request")
+	if _, err := app.Client.Enqueue(ctx, flakyArgs{}, &nightshift.EnqueueOptions{CallbackQueue: "done"}); err != nil {
+		t.Fatal(err)
+	}
+	root.End()
+	if _, err := app.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	byID := map[trace.SpanID]sdktrace.ReadOnlySpan{}
+	var cbs []sdktrace.ReadOnlySpan
+	for _, s := range spans.Ended() {
+		byID[s.SpanContext().SpanID()] = s
+		if strings.HasPrefix(s.Name(), "callback ") {
+			cbs = append(cbs, s)
+		}
+	}
+	if len(cbs) != 1 {
+		t.Fatalf("callback spans = %v; want one", names(cbs))
+	}
+	cb := cbs[0]
+	if parent := byID[cb.Parent().SpanID()]; parent == nil || parent.SpanKind() != trace.SpanKindConsumer || cb.SpanContext().TraceID() != root.SpanContext().TraceID() {
+		t.Errorf("callback span: parent %v, want an attempt span of the job's trace", cb.Parent().SpanID())
+	}
+	if cb.Name() != "callback test.flaky" || attr(cb, nightshiftotel.KeyState) != "succeeded" || attr(cb, nightshiftotel.KeyJobID) == "" ||
+		attr(cb, nightshiftotel.KeyCallbackOutcome) != "enqueued" || cb.Status().Code == codes.Error {
+		t.Errorf("callback span %q: attributes %v, status %+v", cb.Name(), cb.Attributes(), cb.Status())
+	}
+	if hookSpan != cb.SpanContext().SpanID() {
+		t.Errorf("the hook ran under span %v, want the callback span %v", hookSpan, cb.SpanContext().SpanID())
 	}
 }
 
