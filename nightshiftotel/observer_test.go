@@ -392,4 +392,37 @@ func TestCallbackIsAChildSpan(t *testing.T) {
 	}
 }
 
+// A delivery whose context has a span of its own (a traced invocation) keeps the attempt
+// in the job's trace, a child of the enqueue, and links it to that span.
+func TestAttemptLinksTheDeliverySpan(t *testing.T) {
+	k := newKit(t)
+	ctx, root := k.tp.Tracer("test").Start(context.Background(), "request")
+	if _, err := k.app.Client.Enqueue(ctx, flakyArgs{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	root.End()
+	dctx, delivery := k.tp.Tracer("test").Start(context.Background(), "invocation")
+	if _, err := k.app.Drain(dctx); err != nil {
+		t.Fatal(err)
+	}
+	delivery.End()
+	var procs []sdktrace.ReadOnlySpan
+	for _, s := range k.spans.Ended() {
+		if s.SpanKind() == trace.SpanKindConsumer {
+			procs = append(procs, s)
+		}
+	}
+	if len(procs) != 2 {
+		t.Fatalf("attempt spans = %v, want two", names(procs))
+	}
+	for _, p := range procs {
+		if p.SpanContext().TraceID() != root.SpanContext().TraceID() {
+			t.Errorf("attempt %s is in another trace than the enqueue", attr(p, nightshiftotel.KeyAttempt))
+		}
+		if l := p.Links(); len(l) != 1 || l[0].SpanContext.SpanID() != delivery.SpanContext().SpanID() {
+			t.Errorf("attempt %s: links %v, want the delivery's span", attr(p, nightshiftotel.KeyAttempt), l)
+		}
+	}
+}
+
 var errFirst = errors.New("first attempt fails")
