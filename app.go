@@ -72,6 +72,7 @@ type App struct {
 	handler   *Handler
 	drain     time.Duration
 	tracer    Tracer
+	obs       Observer
 	installed bool
 }
 
@@ -79,14 +80,14 @@ type App struct {
 // installs the features in order and builds the handler serving the job functions and
 // every feature's functions.
 func NewApp(reg *Registry, cfg Config) (*App, error) {
-	a := &App{reg: reg, getenv: cfg.Getenv, log: cfg.Logger, store: cfg.Store, drain: cfg.DrainTimeout, tracer: tracerOf(cfg.Observer)}
+	a := &App{reg: reg, getenv: cfg.Getenv, log: cfg.Logger, store: cfg.Store, drain: cfg.DrainTimeout, tracer: tracerOf(cfg.Observer), obs: cfg.Observer}
 	if a.getenv == nil {
 		a.getenv = os.Getenv
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.NewJSONHandler(os.Stdout, nil))
 	}
-	if err := a.openStore(); err != nil {
+	if err := a.openStore(cfg.Observer); err != nil {
 		return nil, err
 	}
 	if err := reg.applyLimitsSetting(a.getenv); err != nil {
@@ -119,9 +120,11 @@ func NewApp(reg *Registry, cfg Config) (*App, error) {
 	return a, nil
 }
 
-func (a *App) openStore() error {
+// openStore builds the storage clients from the settings (tracing their calls when obs is
+// a StorageTracer), unless Config.Store gave them.
+func (a *App) openStore(obs Observer) error {
 	if a.store == nil {
-		store, err := storage.FromEnv(a.getenv, nil)
+		store, err := storage.FromEnv(a.getenv, storageOptions(obs))
 		if err != nil {
 			return err
 		}
@@ -161,6 +164,9 @@ func (a *App) chainEndHooks(last func(context.Context, *envelope.Envelope, *reco
 
 // Registry returns the app's job kinds, for features to add theirs.
 func (a *App) Registry() *Registry { return a.reg }
+
+// Observer returns Config.Observer (nil without one), for features that trace.
+func (a *App) Observer() Observer { return a.obs }
 
 // Store returns the app's storage clients.
 func (a *App) Store() *storage.Clients { return a.store }

@@ -5,8 +5,11 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/tracing"
+
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/record"
+	"github.com/nightshift-jobs/nightshift/storage"
 )
 
 // The observer seam of the executor (docs/observability.md): the pipeline tells an
@@ -77,6 +80,17 @@ type CallbackInfo struct {
 	State record.State
 	// Err is the hook's error (nil: the callback job is enqueued or was already).
 	Err error
+	// Trace is the job's enqueue trace context (nil: none).
+	Trace *envelope.TraceContext
+}
+
+// CallbackSpanner is an Observer that gives each run of the job-end callback hook a span
+// of its own: StartCallback is called before the hook runs (c without Err) and returns
+// the context the hook runs under (the callback job it enqueues is then that span's
+// child) and the func that ends the span with the hook's error; Callback is called with
+// that context. nightshiftotel's Observer is one.
+type CallbackSpanner interface {
+	StartCallback(ctx context.Context, c CallbackInfo) (context.Context, func(error))
 }
 
 // DeadLetterInfo is a poison message RunDeadLetter handled.
@@ -92,6 +106,23 @@ type DeadLetterInfo struct {
 	Started time.Time
 	// Trace is the enqueue's trace context (nil for an undecodable message or none).
 	Trace *envelope.TraceContext
+}
+
+// StorageTracer is an Observer that traces storage calls too: NewApp builds the storage
+// clients with its provider (storage.Options.Tracing) when Config.Store is nil, so that
+// the queue and blob calls of a delivery are child spans of its attempt's span.
+// nightshiftotel's Observer is one.
+type StorageTracer interface {
+	// StorageTracing is the Azure SDK tracing provider of the storage clients.
+	StorageTracing() tracing.Provider
+}
+
+// storageOptions are the storage options of an app observed by obs (nil: the defaults).
+func storageOptions(obs Observer) *storage.Options {
+	if st, ok := obs.(StorageTracer); ok {
+		return &storage.Options{Tracing: st.StorageTracing()}
+	}
+	return nil
 }
 
 // noAttempt is the AttemptObserver of an executor without an Observer.
@@ -127,13 +158,20 @@ func observeCallbacks(obs Observer, onJobEnd func(ctx context.Context, env *enve
 	if obs == nil || onJobEnd == nil {
 		return onJobEnd
 	}
+	spanner, _ := obs.(CallbackSpanner)
 	return func(ctx context.Context, env *envelope.Envelope, st *record.Status) error {
-		err := onJobEnd(ctx, env, st)
-		ci := CallbackInfo{JobID: env.JobID, Kind: env.Kind, Err: err}
+		ci := CallbackInfo{JobID: env.JobID, Kind: env.Kind, Trace: env.Trace}
 		if st != nil {
 			ci.State = st.State
 		}
+		end := func(error) {}
+		if spanner != nil {
+			ctx, end = spanner.StartCallback(ctx, ci)
+		}
+		err := onJobEnd(ctx, env, st)
+		ci.Err = err
 		obs.Callback(ctx, ci)
+		end(err)
 		return err
 	}
 }

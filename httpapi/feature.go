@@ -9,7 +9,7 @@ import (
 // from them).
 func (a *API) Functions() []nightshift.FunctionSpec {
 	fn := func(name, method, route string, serve nightshift.FunctionFunc) nightshift.FunctionSpec {
-		return nightshift.FunctionSpec{Name: name, Trigger: nightshift.TriggerHTTP, Route: route, Methods: []string{method}, Serve: serve}
+		return nightshift.FunctionSpec{Name: name, Trigger: nightshift.TriggerHTTP, Route: route, Methods: []string{method}, Serve: a.traced(name, route, serve)}
 	}
 	return []nightshift.FunctionSpec{
 		fn(FunctionEnqueue, "post", "jobs", a.Enqueue),
@@ -43,6 +43,9 @@ func Feature(opts *Options) nightshift.Feature {
 		}
 		if o.Logger == nil {
 			o.Logger = app.Logger()
+		}
+		if o.Tracer == nil {
+			o.Tracer, _ = app.Observer().(RequestTracer)
 		}
 		for _, f := range New(app.Client(), &o).Functions() {
 			if err := app.AddFunction(f); err != nil {

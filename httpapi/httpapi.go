@@ -85,6 +85,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now returns the current time; default time.Now.
 	Now func() time.Time
+	// Tracer, when set, gives each request a server span (trace.go); Feature sets the
+	// app's observer when it is a RequestTracer.
+	Tracer RequestTracer
 }
 
 // API serves the HTTP API functions.

@@ -23,8 +23,9 @@ import (
 )
 
 // A job enqueued over the HTTP API by a traced caller (traceparent header), failed once,
-// then succeeded: one trace with the caller's span, the enqueue (a child of the request's
-// trace context) and two attempt spans, the first with the error.
+// then succeeded: one trace with the caller's span, the API's server span (a child of the
+// request's trace context), the enqueue (the server span's child) and two attempt spans,
+// the first with the error.
 func TestHTTPEnqueueContinuesTheCallersTrace(t *testing.T) {
 	spans := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
@@ -67,19 +68,24 @@ func TestHTTPEnqueueContinuesTheCallersTrace(t *testing.T) {
 	}
 	testenv.Drain(t, st, app.Handler(), st.Layout.JobsQueue(), nightshift.FunctionRunJob, nightshift.FunctionRunDeadLetter)
 	tid := caller.SpanContext().TraceID()
-	var send, procs []sdktrace.ReadOnlySpan
+	var server, send, procs []sdktrace.ReadOnlySpan
 	for _, s := range spans.Ended() {
 		switch {
 		case s.SpanContext().TraceID() != tid:
 			t.Errorf("span %q is in another trace", s.Name())
+		case s.SpanKind() == trace.SpanKindServer:
+			server = append(server, s)
 		case s.SpanKind() == trace.SpanKindProducer:
 			send = append(send, s)
 		case s.SpanKind() == trace.SpanKindConsumer:
 			procs = append(procs, s)
 		}
 	}
-	if len(send) != 1 || send[0].Parent().SpanID() != caller.SpanContext().SpanID() || !send[0].Parent().IsRemote() {
-		t.Fatalf("enqueue spans = %v; want one, a child of the caller's span", names(send))
+	if len(server) != 1 || server[0].Parent().SpanID() != caller.SpanContext().SpanID() || !server[0].Parent().IsRemote() {
+		t.Fatalf("server spans = %v; want one, a child of the caller's span", names(server))
+	}
+	if len(send) != 1 || send[0].Parent().SpanID() != server[0].SpanContext().SpanID() {
+		t.Fatalf("enqueue spans = %v; want one, a child of the server span", names(send))
 	}
 	if len(procs) != 2 || attr(procs[0], nightshiftotel.KeyOutcome) != "retrying" || attr(procs[1], nightshiftotel.KeyOutcome) != "succeeded" {
 		t.Fatalf("attempt spans = %v", names(procs))

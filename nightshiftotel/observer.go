@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/tracing"
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"go.opentelemetry.io/otel"
@@ -68,10 +69,11 @@ type Options struct {
 // Observer is a nightshift.Observer and nightshift.Tracer reporting to OpenTelemetry. Give
 // it to nightshift.Config.Observer; it is safe for concurrent use.
 type Observer struct {
-	tracer trace.Tracer
-	prop   propagation.TraceContext
-	m      *instruments
-	depths depthSampler
+	tracer  trace.Tracer
+	prop    propagation.TraceContext
+	m       *instruments
+	depths  depthSampler
+	storage tracing.Provider
 }
 
 var (
@@ -94,7 +96,7 @@ func New(opts *Options) (*Observer, error) {
 	if o.DepthInterval <= 0 {
 		o.DepthInterval = 30 * time.Second
 	}
-	obs := &Observer{tracer: o.TracerProvider.Tracer(ScopeName)}
+	obs := &Observer{tracer: o.TracerProvider.Tracer(ScopeName), storage: childOnly(o.TracerProvider)}
 	obs.depths.interval = o.DepthInterval
 	m, err := newInstruments(o.MeterProvider.Meter(ScopeName), &obs.depths)
 	if err != nil {
@@ -270,7 +272,8 @@ func (a *attempt) End(e nightshift.AttemptEnd) {
 	a.span.End()
 }
 
-// Callback counts the job-end callback hook's outcome and notes it on ctx's span.
+// Callback counts the job-end callback hook's outcome and notes it on ctx's span (the
+// callback's, StartCallback).
 func (o *Observer) Callback(ctx context.Context, c nightshift.CallbackInfo) {
 	outcome := "enqueued"
 	if c.Err != nil {
@@ -279,6 +282,7 @@ func (o *Observer) Callback(ctx context.Context, c nightshift.CallbackInfo) {
 	attrs := []attribute.KeyValue{KeyKind.String(c.Kind), KeyState.String(string(c.State)), KeyCallbackOutcome.String(outcome)}
 	o.m.callbacks.Add(ctx, 1, metric.WithAttributes(attrs...))
 	span := trace.SpanFromContext(ctx)
+	span.SetAttributes(KeyCallbackOutcome.String(outcome))
 	span.AddEvent("callback", trace.WithAttributes(attrs...))
 	if c.Err != nil {
 		span.RecordError(c.Err)
@@ -341,4 +345,26 @@ func (s *depthSampler) sample(ctx context.Context) []nightshift.QueueDepth {
 	}
 	s.last.Store(&depthSample{at: time.Now(), depths: d})
 	return d
+}
+
+var _ nightshift.CallbackSpanner = (*Observer)(nil)
+
+// StartCallback starts the span of one run of the job-end callback hook ("callback
+// <kind>"), a child of ctx's span (the attempt's, or the dead letter's), else of the job's
+// enqueue trace; with neither it starts none. The span ends with the hook's error.
+func (o *Observer) StartCallback(ctx context.Context, c nightshift.CallbackInfo) (context.Context, func(error)) {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		var ok bool
+		if ctx, ok = o.remote(ctx, c.Trace); !ok {
+			return ctx, func(error) {}
+		}
+	}
+	ctx, span := o.tracer.Start(ctx, "callback "+c.Kind, trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(
+		KeyJobID.String(c.JobID), KeyKind.String(c.Kind), KeyState.String(string(c.State))))
+	return ctx, func(err error) {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nightshift-jobs/nightshift/nightshifttest"
 	"github.com/nightshift-jobs/nightshift/record"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -336,6 +337,91 @@ func TestCallbacksCounted(t *testing.T) {
 	}
 	if got != 1 {
 		t.Errorf("callbacks counted = %d, want 1 succeeded/enqueued", got)
+	}
+}
+
+// The job-end callback hook runs in a span of its own, a child of the attempt that ended
+// the job, carrying the job's state and the hook's outcome.
+func TestCallbackIsAChildSpan(t *testing.T) {
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	obs, err := nightshiftotel.New(&nightshiftotel.Options{TracerProvider: tp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := nightshift.NewRegistry()
+	nightshift.AddWorkerFunc(reg, func(ctx context.Context, job *nightshift.Job[flakyArgs]) (any, error) { return "ok", nil }, nil)
+	var hookSpan trace.SpanID
+	app, err := nightshifttest.NewApp(reg, &nightshifttest.AppOptions{Handler: nightshift.HandlerOptions{Observer: obs,
+		OnJobEnd: func(ctx context.Context, _ *envelope.Envelope, _ *record.Status) error {
+			hookSpan = trace.SpanContextFromContext(ctx).SpanID()
+			return nil
+		}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, root := tp.Tracer("test").Start(context.Background(), "request")
+	if _, err := app.Client.Enqueue(ctx, flakyArgs{}, &nightshift.EnqueueOptions{CallbackQueue: "done"}); err != nil {
+		t.Fatal(err)
+	}
+	root.End()
+	if _, err := app.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	byID := map[trace.SpanID]sdktrace.ReadOnlySpan{}
+	var cbs []sdktrace.ReadOnlySpan
+	for _, s := range spans.Ended() {
+		byID[s.SpanContext().SpanID()] = s
+		if strings.HasPrefix(s.Name(), "callback ") {
+			cbs = append(cbs, s)
+		}
+	}
+	if len(cbs) != 1 {
+		t.Fatalf("callback spans = %v; want one", names(cbs))
+	}
+	cb := cbs[0]
+	if parent := byID[cb.Parent().SpanID()]; parent == nil || parent.SpanKind() != trace.SpanKindConsumer || cb.SpanContext().TraceID() != root.SpanContext().TraceID() {
+		t.Errorf("callback span: parent %v, want an attempt span of the job's trace", cb.Parent().SpanID())
+	}
+	if cb.Name() != "callback test.flaky" || attr(cb, nightshiftotel.KeyState) != "succeeded" || attr(cb, nightshiftotel.KeyJobID) == "" ||
+		attr(cb, nightshiftotel.KeyCallbackOutcome) != "enqueued" || cb.Status().Code == codes.Error {
+		t.Errorf("callback span %q: attributes %v, status %+v", cb.Name(), cb.Attributes(), cb.Status())
+	}
+	if hookSpan != cb.SpanContext().SpanID() {
+		t.Errorf("the hook ran under span %v, want the callback span %v", hookSpan, cb.SpanContext().SpanID())
+	}
+}
+
+// A delivery whose context has a span of its own (a traced invocation) keeps the attempt
+// in the job's trace, a child of the enqueue, and links it to that span.
+func TestAttemptLinksTheDeliverySpan(t *testing.T) {
+	k := newKit(t)
+	ctx, root := k.tp.Tracer("test").Start(context.Background(), "request")
+	if _, err := k.app.Client.Enqueue(ctx, flakyArgs{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	root.End()
+	dctx, delivery := k.tp.Tracer("test").Start(context.Background(), "invocation")
+	if _, err := k.app.Drain(dctx); err != nil {
+		t.Fatal(err)
+	}
+	delivery.End()
+	var procs []sdktrace.ReadOnlySpan
+	for _, s := range k.spans.Ended() {
+		if s.SpanKind() == trace.SpanKindConsumer {
+			procs = append(procs, s)
+		}
+	}
+	if len(procs) != 2 {
+		t.Fatalf("attempt spans = %v, want two", names(procs))
+	}
+	for _, p := range procs {
+		if p.SpanContext().TraceID() != root.SpanContext().TraceID() {
+			t.Errorf("attempt %s is in another trace than the enqueue", attr(p, nightshiftotel.KeyAttempt))
+		}
+		if l := p.Links(); len(l) != 1 || l[0].SpanContext.SpanID() != delivery.SpanContext().SpanID() {
+			t.Errorf("attempt %s: links %v, want the delivery's span", attr(p, nightshiftotel.KeyAttempt), l)
+		}
 	}
 }
 

@@ -34,8 +34,8 @@ import (
 // a job that fails once, then succeeds, and another that dies. Each job's trace holds the
 // caller's span, the enqueue span (a child of the request's traceparent) and its attempt
 // spans with their messaging attributes; the failed attempts and the dead letter carry
-// the error. The API itself emits no server span: the enqueue span's parent is the
-// caller's span.
+// the error. The API's server span ("POST /api/jobs", with its route and status) is a
+// child of the caller's span and the parent of the enqueue span.
 func TestHTTPEnqueueTraceExportedOverOTLP(t *testing.T) {
 	recv, shutdown, obs := setupOTLPHTTP(t, "OTEL_METRICS_EXPORTER", "none")
 	ctx := context.Background()
@@ -116,18 +116,20 @@ func httpEnqueueTraced(t *testing.T, h http.Handler, body string) trace.SpanCont
 
 // pbTrace is one exported trace, split by kind.
 type pbTrace struct {
-	send  *tracepb.Span
-	procs []*tracepb.Span // the attempts, in start order
-	dead  []*tracepb.Span
+	server *tracepb.Span // the API's span of the request
+	send   *tracepb.Span
+	procs  []*tracepb.Span // the attempts, in start order
+	dead   []*tracepb.Span
 }
 
 // otlpTrace picks the exported spans of the caller's trace: the caller's client span
-// itself, exactly one producer span that is its child, and the consumer spans.
+// itself, exactly one server span that is its child (the API's), exactly one producer
+// span that is the server span's child, and the consumer spans.
 func otlpTrace(t *testing.T, spans []*tracepb.Span, caller trace.SpanContext) pbTrace {
 	t.Helper()
 	tid, sid := caller.TraceID().String(), caller.SpanID().String()
 	var tr pbTrace
-	var callers, sends int
+	var callers, servers, sends int
 	for _, s := range spans {
 		if hex.EncodeToString(s.TraceId) != tid {
 			continue
@@ -138,6 +140,9 @@ func otlpTrace(t *testing.T, spans []*tracepb.Span, caller trace.SpanContext) pb
 			if s.Name != "POST /api/jobs" || s.Kind != tracepb.Span_SPAN_KIND_CLIENT {
 				t.Errorf("caller span = %q %v", s.Name, s.Kind)
 			}
+		case s.Kind == tracepb.Span_SPAN_KIND_SERVER:
+			servers++
+			tr.server = s
 		case s.Kind == tracepb.Span_SPAN_KIND_PRODUCER:
 			sends++
 			tr.send = s
@@ -149,11 +154,19 @@ func otlpTrace(t *testing.T, spans []*tracepb.Span, caller trace.SpanContext) pb
 			t.Errorf("unexpected span %q (%v) in the trace", s.Name, s.Kind)
 		}
 	}
-	if callers != 1 || sends != 1 {
-		t.Fatalf("trace %s: %d caller spans, %d send spans; want one each", tid, callers, sends)
+	if callers != 1 || servers != 1 || sends != 1 {
+		t.Fatalf("trace %s: %d caller spans, %d server spans, %d send spans; want one each", tid, callers, servers, sends)
 	}
-	if hex.EncodeToString(tr.send.ParentSpanId) != sid {
-		t.Errorf("send span's parent = %x, want the caller's span %s", tr.send.ParentSpanId, sid)
+	if hex.EncodeToString(tr.server.ParentSpanId) != sid {
+		t.Errorf("server span's parent = %x, want the caller's span %s", tr.server.ParentSpanId, sid)
+	}
+	if tr.server.Name != "POST /api/jobs" || pbAttr(tr.server, nightshiftotel.KeyHTTPRoute) != "/api/jobs" ||
+		pbAttr(tr.server, nightshiftotel.KeyHTTPMethod) != "POST" || pbAttr(tr.server, nightshiftotel.KeyHTTPStatusCode) != "202" ||
+		pbAttr(tr.server, nightshiftotel.KeyFunction) != httpapi.FunctionEnqueue || tr.server.GetStatus().GetCode() == tracepb.Status_STATUS_CODE_ERROR {
+		t.Errorf("server span %q: attributes %v, status %v", tr.server.Name, tr.server.Attributes, tr.server.GetStatus())
+	}
+	if !bytes.Equal(tr.send.ParentSpanId, tr.server.SpanId) {
+		t.Errorf("send span's parent = %x, want the server span %x", tr.send.ParentSpanId, tr.server.SpanId)
 	}
 	sort.Slice(tr.procs, func(i, j int) bool { return tr.procs[i].StartTimeUnixNano < tr.procs[j].StartTimeUnixNano })
 	return tr

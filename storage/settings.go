@@ -18,6 +18,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/tracing"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/nightshift-jobs/nightshift/internal/store"
 	"github.com/nightshift-jobs/nightshift/internal/store/azure"
@@ -141,6 +142,10 @@ type Options struct {
 	Credential azcore.TokenCredential
 	// KeyVault tunes the Key Vault client of the encryption key (tests).
 	KeyVault *seal.KeyVaultOptions
+	// Tracing, when not the zero Provider, traces the queue and blob calls: a span per
+	// call under the span of its context, with the SDK's HTTP spans beneath
+	// (nightshiftotel's Observer.StorageTracing gives one; docs/observability.md).
+	Tracing tracing.Provider
 }
 
 // FromEnv builds clients from the host's storage settings, read through getenv (usually
@@ -234,7 +239,7 @@ func fromConnectionString(cs string, opts *Options) (*Clients, error) {
 			return nil, &SettingError{SettingStorage, "AccountKey is not valid base64: " + err.Error()}
 		}
 	}
-	return open(azure.Account{Name: account, QueueURL: queueURL, BlobURL: blobURL, Key: key, SAS: sasToken, Transport: opts.Transport})
+	return open(azure.Account{Name: account, QueueURL: queueURL, BlobURL: blobURL, Key: key, SAS: sasToken, Transport: opts.Transport, Tracing: opts.Tracing})
 }
 
 // open builds the Azure driver of the account and the clients over it.
@@ -319,7 +324,7 @@ func fromIdentity(getenv func(string) string, opts *Options) (*Clients, error) {
 			return nil, err
 		}
 	}
-	return open(azure.Account{Name: account, QueueURL: queueURL, BlobURL: blobURL, Credential: cred, Transport: opts.Transport})
+	return open(azure.Account{Name: account, QueueURL: queueURL, BlobURL: blobURL, Credential: cred, Transport: opts.Transport, Tracing: opts.Tracing})
 }
 
 func credentialFromEnv(getenv func(string) string) (azcore.TokenCredential, error) {

@@ -32,6 +32,8 @@ type Store struct {
 	// address or localhost, or the devstoreaccount1 account), whose Find Blobs by Tags
 	// paging needs a workaround (windowEnd).
 	emulator bool
+	// traced: the clients trace their calls (Account.Tracing); op names them.
+	traced bool
 
 	mu      sync.Mutex
 	udc     *service.UserDelegationCredential

@@ -21,6 +21,7 @@ import (
 
 // CreateContainer creates a container; an existing one is not an error.
 func (s *Store) CreateContainer(ctx context.Context, name string) error {
+	ctx = s.op(ctx, "CreateContainer")
 	if err := store.ValidContainerName(name); err != nil {
 		return err
 	}
@@ -33,6 +34,7 @@ func (s *Store) CreateContainer(ctx context.Context, name string) error {
 
 // DeleteContainer deletes a container and its blobs.
 func (s *Store) DeleteContainer(ctx context.Context, name string) error {
+	ctx = s.op(ctx, "DeleteContainer")
 	if err := store.ValidContainerName(name); err != nil {
 		return err
 	}
@@ -90,6 +92,7 @@ func (s *Store) Get(ctx context.Context, cont, name string, maxBytes int64) ([]b
 
 // Open starts a download of a blob.
 func (s *Store) Open(ctx context.Context, cont, name string, maxBytes int64) (io.ReadCloser, store.Properties, error) {
+	ctx = s.op(ctx, "Download")
 	if err := store.CheckBlob(cont, name); err != nil {
 		return nil, store.Properties{}, err
 	}
@@ -108,6 +111,7 @@ func (s *Store) Open(ctx context.Context, cont, name string, maxBytes int64) (io
 
 // Properties reads a blob's properties.
 func (s *Store) Properties(ctx context.Context, cont, name string) (store.Properties, error) {
+	ctx = s.op(ctx, "Properties")
 	if err := store.CheckBlob(cont, name); err != nil {
 		return store.Properties{}, err
 	}
@@ -136,6 +140,7 @@ func conditions(ifMatch store.ETag, ifNoneMatchAny bool, leaseID string) *blob.A
 
 // Put writes a blob.
 func (s *Store) Put(ctx context.Context, cont, name string, data []byte, opts store.PutOptions) (store.ETag, error) {
+	ctx = s.op(ctx, "Put")
 	if err := store.CheckPut(cont, name, opts); err != nil {
 		return "", err
 	}
@@ -161,6 +166,7 @@ func (s *Store) Put(ctx context.Context, cont, name string, data []byte, opts st
 
 // Delete deletes a blob.
 func (s *Store) Delete(ctx context.Context, cont, name string, opts store.DeleteOptions) error {
+	ctx = s.op(ctx, "Delete")
 	if err := store.CheckBlob(cont, name); err != nil {
 		return err
 	}
@@ -170,6 +176,7 @@ func (s *Store) Delete(ctx context.Context, cont, name string, opts store.Delete
 
 // List yields the blobs of a container whose names start with prefix, in name order.
 func (s *Store) List(ctx context.Context, cont, prefix string) iter.Seq2[store.Item, error] {
+	ctx = s.op(ctx, "List")
 	return func(yield func(store.Item, error) bool) {
 		if err := store.ValidContainerName(cont); err != nil {
 			yield(store.Item{}, err)
@@ -202,6 +209,7 @@ func (s *Store) List(ctx context.Context, cont, prefix string) iter.Seq2[store.I
 
 // FindByTags returns one page of Find Blobs by Tags in Container.
 func (s *Store) FindByTags(ctx context.Context, cont, where, marker string, max int) (store.TagPage, error) {
+	ctx = s.op(ctx, "FindByTags")
 	max, err := store.CheckFind(cont, max)
 	if err != nil {
 		return store.TagPage{}, err
@@ -267,6 +275,7 @@ func (s *Store) leaseClient(cont, name, leaseID string) (*lease.BlobClient, erro
 
 // AcquireLease takes a lease on an existing blob.
 func (s *Store) AcquireLease(ctx context.Context, cont, name string, d time.Duration) (string, error) {
+	ctx = s.op(ctx, "AcquireLease")
 	if err := store.CheckLease(d); err != nil {
 		return "", err
 	}
@@ -287,6 +296,7 @@ func (s *Store) AcquireLease(ctx context.Context, cont, name string, d time.Dura
 
 // RenewLease restarts a lease's duration.
 func (s *Store) RenewLease(ctx context.Context, cont, name, leaseID string) error {
+	ctx = s.op(ctx, "RenewLease")
 	if leaseID == "" {
 		return fmt.Errorf("lease id is required: %w", store.ErrInvalid)
 	}
@@ -300,6 +310,7 @@ func (s *Store) RenewLease(ctx context.Context, cont, name, leaseID string) erro
 
 // ReleaseLease ends a lease.
 func (s *Store) ReleaseLease(ctx context.Context, cont, name, leaseID string) error {
+	ctx = s.op(ctx, "ReleaseLease")
 	if leaseID == "" {
 		return fmt.Errorf("lease id is required: %w", store.ErrInvalid)
 	}

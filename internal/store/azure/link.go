@@ -16,6 +16,7 @@ import (
 // ReadURL returns a read-only SAS URL of a blob valid from start until expiry: a service
 // SAS signed with Options.SharedKey, else a user delegation SAS (Options.UserDelegation).
 func (s *Store) ReadURL(ctx context.Context, cont, name string, start, expiry time.Time) (string, error) {
+	ctx = s.op(ctx, "ReadURL")
 	if err := store.CheckBlob(cont, name); err != nil {
 		return "", err
 	}

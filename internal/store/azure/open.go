@@ -7,6 +7,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/tracing"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
 )
@@ -28,6 +29,10 @@ type Account struct {
 	Credential azcore.TokenCredential
 	// Transport replaces the HTTP transport (tests, connection-pool tuning).
 	Transport policy.Transporter
+	// Tracing, when not the zero Provider, traces every SDK call: a span per call named
+	// after the driver operation ("blob Put", "queue Enqueue"), a child of the span of
+	// the call's context, and the SDK's "HTTP <method>" span per try under it.
+	Tracing tracing.Provider
 }
 
 // defaultTransport is the HTTP client of every account opened without a Transport: the
@@ -52,6 +57,17 @@ func Open(a Account) (*Store, error) {
 		t = defaultTransport
 	}
 	qopts.Transport, bopts.Transport = t, t
+	traced := traceWith(a.Tracing, &qopts.ClientOptions, &bopts.ClientOptions)
+	s, err := openClients(a, qopts, bopts)
+	if err != nil {
+		return nil, err
+	}
+	s.traced = traced
+	return s, nil
+}
+
+// openClients builds the SDK clients with the account's credential.
+func openClients(a Account, qopts *azqueue.ClientOptions, bopts *azblob.ClientOptions) (*Store, error) {
 	switch {
 	case a.Key != "":
 		return openShared(a, qopts, bopts)

@@ -18,6 +18,7 @@ func secs(d time.Duration) *int32 {
 
 // CreateQueue creates a queue; an existing one is not an error.
 func (s *Store) CreateQueue(ctx context.Context, name string) error {
+	ctx = s.op(ctx, "CreateQueue")
 	if err := store.ValidQueueName(name); err != nil {
 		return err
 	}
@@ -30,6 +31,7 @@ func (s *Store) CreateQueue(ctx context.Context, name string) error {
 
 // DeleteQueue deletes a queue and its messages.
 func (s *Store) DeleteQueue(ctx context.Context, name string) error {
+	ctx = s.op(ctx, "DeleteQueue")
 	if err := store.ValidQueueName(name); err != nil {
 		return err
 	}
@@ -39,6 +41,7 @@ func (s *Store) DeleteQueue(ctx context.Context, name string) error {
 
 // Enqueue puts a message on a queue.
 func (s *Store) Enqueue(ctx context.Context, name, text string, delay, ttl time.Duration) (string, error) {
+	ctx = s.op(ctx, "Enqueue")
 	ttl, err := store.CheckEnqueue(name, text, delay, ttl)
 	if err != nil {
 		return "", err
@@ -67,6 +70,7 @@ func deref[T any](p *T) T {
 
 // Receive takes visible messages, hiding them for visibility.
 func (s *Store) Receive(ctx context.Context, name string, max int, visibility time.Duration) ([]store.Message, error) {
+	ctx = s.op(ctx, "Receive")
 	visibility, err := store.CheckReceive(name, max, visibility)
 	if err != nil {
 		return nil, err
@@ -88,6 +92,7 @@ func (s *Store) Receive(ctx context.Context, name string, max int, visibility ti
 
 // Peek returns visible messages without receiving them.
 func (s *Store) Peek(ctx context.Context, name string, max int) ([]store.Message, error) {
+	ctx = s.op(ctx, "Peek")
 	if _, err := store.CheckReceive(name, max, 0); err != nil {
 		return nil, err
 	}
@@ -108,6 +113,7 @@ func (s *Store) Peek(ctx context.Context, name string, max int) ([]store.Message
 
 // DeleteMessage deletes a received message.
 func (s *Store) DeleteMessage(ctx context.Context, name, id, popReceipt string) error {
+	ctx = s.op(ctx, "DeleteMessage")
 	if err := store.CheckUpdate(name, id, popReceipt, 0); err != nil {
 		return err
 	}
@@ -118,6 +124,7 @@ func (s *Store) DeleteMessage(ctx context.Context, name, id, popReceipt string) 
 // Update replaces a received message's text and hides it for timeout; it returns the new
 // pop receipt.
 func (s *Store) Update(ctx context.Context, name, id, popReceipt, text string, timeout time.Duration) (string, error) {
+	ctx = s.op(ctx, "Update")
 	if err := store.CheckUpdate(name, id, popReceipt, timeout); err != nil {
 		return "", err
 	}
@@ -133,6 +140,7 @@ func (s *Store) Update(ctx context.Context, name, id, popReceipt, text string, t
 
 // Count returns the approximate number of messages on a queue.
 func (s *Store) Count(ctx context.Context, name string) (int, error) {
+	ctx = s.op(ctx, "Count")
 	if err := store.ValidQueueName(name); err != nil {
 		return 0, err
 	}
