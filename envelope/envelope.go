@@ -82,6 +82,11 @@ type Envelope struct {
 	// Replay counts how often the job was replayed from its dead letter; each replay is a
 	// new life of the same job id, starting again at attempt 1.
 	Replay int `json:"replay,omitempty"`
+	// StatusETag is the ETag of the queued status record the producer wrote before it put
+	// this message (the Go client, the HTTP API): the first delivery of attempt 1 records
+	// its end with one write conditional on it (If-Match), without reading the status
+	// first (docs/semantics.md). Retries and replays do not carry it.
+	StatusETag string `json:"status_etag,omitempty"`
 }
 
 // Callback is where to report a job's end: an HTTPS webhook or a queue.
@@ -279,8 +284,10 @@ func decodeField(e *Envelope, name string, v json.RawMessage) error {
 		target = &e.Errors
 	case "dead_reason":
 		target = &e.DeadReason
+	case "status_etag":
+		target = &e.StatusETag
 	default:
-		return &FieldError{name, "unknown field (envelope v1 fields: version, job_id, kind, args, attempt, enqueued_at, max_attempts, timeout_seconds, run_at, queue, callback, batch_id, parent_id, dedupe_key, args_ref, args_sealed, meta, trace, errors, dead_reason, replay)"}
+		return &FieldError{name, "unknown field (envelope v1 fields: version, job_id, kind, args, attempt, enqueued_at, max_attempts, timeout_seconds, run_at, queue, callback, batch_id, parent_id, dedupe_key, args_ref, args_sealed, meta, trace, errors, dead_reason, replay, status_etag)"}
 	}
 	if err := json.Unmarshal(v, target); err != nil {
 		return &FieldError{name, describeJSONError(err, v)}
@@ -444,6 +451,9 @@ func (e *Envelope) validateBounds() error {
 	}
 	if err := CheckRunAt("run_at", e.RunAt, time.Now()); err != nil {
 		return err
+	}
+	if len(e.StatusETag) > MaxStatusETagBytes {
+		return &FieldError{"status_etag", fmt.Sprintf("is %d bytes; at most %d (envelope.MaxStatusETagBytes)", len(e.StatusETag), MaxStatusETagBytes)}
 	}
 	if len(e.DedupeKey) > MaxDedupeKeyBytes {
 		return &FieldError{"dedupe_key", fmt.Sprintf("is %d bytes; at most %d (envelope.MaxDedupeKeyBytes)", len(e.DedupeKey), MaxDedupeKeyBytes)}
