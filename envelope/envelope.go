@@ -282,15 +282,26 @@ func decodeField(e *Envelope, name string, v json.RawMessage) error {
 		target = &e.Meta
 	case "errors":
 		target = &e.Errors
-	case "dead_reason":
-		target = &e.DeadReason
-	case "status_etag":
-		target = &e.StatusETag
 	default:
+		if target = writtenByNightshift(e, name); target != nil {
+			break
+		}
 		return &FieldError{name, "unknown field (envelope v1 fields: version, job_id, kind, args, attempt, enqueued_at, max_attempts, timeout_seconds, run_at, queue, callback, batch_id, parent_id, dedupe_key, args_ref, args_sealed, meta, trace, errors, dead_reason, replay, status_etag)"}
 	}
 	if err := json.Unmarshal(v, target); err != nil {
 		return &FieldError{name, describeJSONError(err, v)}
+	}
+	return nil
+}
+
+// writtenByNightshift returns the string field name that nightshift itself writes
+// (dead_reason, status_etag), or nil when name is no such field.
+func writtenByNightshift(e *Envelope, name string) any {
+	switch name {
+	case "dead_reason":
+		return &e.DeadReason
+	case "status_etag":
+		return &e.StatusETag
 	}
 	return nil
 }
