@@ -339,6 +339,8 @@ func (x *executor) recordDead(ctx context.Context, d delivery) outcome {
 		if env.JobID != "" {
 			dl.DeadID, dl.JobID = env.JobID, env.JobID
 		}
+		// The queued record's ETag is the first delivery's alone; the record keeps none.
+		env.StatusETag = ""
 		dl.Kind, dl.Envelope, dl.EnqueuedAt = env.Kind, env, env.EnqueuedAt
 		switch {
 		case env.DeadReason != "":
