@@ -183,7 +183,7 @@ func TestStorageCallsPerSuccessfulJob(t *testing.T) {
 		return slices.Clone(ct.calls)
 	}
 	// The first job of a process also reads the cancel journal and the pauses record
-	// (each once per CancelCheck, PauseCheck).
+	// (each once per CancelJournalCheck, PauseCheck).
 	unique := func(call string, i int) bool {
 		return strings.HasPrefix(call, "GET ") && strings.HasSuffix(call, "/"+path.Join(c.Layout.UniqueContainer(), i2blob[i]))
 	}

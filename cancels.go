@@ -14,15 +14,15 @@ import (
 
 // The cancel journal, <unique container>/cancels.json, lists recent cancellations (job id
 // and when). Client.Cancel adds the id before it writes the cancelled status; each handler
-// reads the journal at most once per CancelCheck. A first delivery of a job (dequeue count
+// reads the journal at most once per CancelJournalCheck. A first delivery of a job (dequeue count
 // 1, attempt 1, first life) runs without reading its status unless the journal names it,
 // so a cancellation stops a queued job from starting once the journal copy of the
-// instance is fresh: within CancelCheck (docs/semantics.md, "The write path").
+// instance is fresh: within CancelJournalCheck (docs/semantics.md, "The write path").
 
-// CancelCheck is how long a handler answers "cancelled?" for a first delivery from its
+// CancelJournalCheck is how long a handler answers "cancelled?" for a first delivery from its
 // copy of the cancel journal: a job cancelled longer ago than this before its first
 // delivery does not start.
-const CancelCheck = 5 * time.Second
+const CancelJournalCheck = 5 * time.Second
 
 // cancelJournalKeep is how long a cancellation stays in the journal: a queue message lives
 // 7 days; a job due later waits in the durable schedule, whose queued record is read

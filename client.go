@@ -786,7 +786,7 @@ func (c *Client) Logs(ctx context.Context, jobID string) ([]record.LogLine, int,
 // Cancel marks the job cancelled, for the attempt that is running or runs next, after
 // adding it to the cancel journal (cancels.go). A queued or retrying job is then skipped
 // when its message arrives (a queued job's first delivery once the cancellation is
-// CancelCheck old; one that starts sooner runs, but its end is not recorded:
+// CancelJournalCheck old; one that starts sooner runs, but its end is not recorded:
 // docs/semantics.md, "The write path"); a running job has its context cancelled when the handler next
 // checks its status (every few seconds). A job that already ended cannot be cancelled: the error
 // wraps ErrTerminal. Cancelling an id with no status records the cancellation, so a job

@@ -156,7 +156,7 @@ func TestWritePathMessageCarriesQueuedETag(t *testing.T) {
 }
 
 // A job cancelled just before its first delivery does not start once the handler's copy
-// of the cancel journal is fresh; within CancelCheck of a copy read before the cancel it
+// of the cancel journal is fresh; within CancelJournalCheck of a copy read before the cancel it
 // may run, and then its end is not recorded: the status stays cancelled.
 func TestWritePathCancelJustBeforeStart(t *testing.T) {
 	eachWritePathStore(t, func(t *testing.T, w *writePathEnv) {
@@ -168,7 +168,7 @@ func TestWritePathCancelJustBeforeStart(t *testing.T) {
 		if out := w.deliver(body, 1); out.Outcome != "skipped" || w.runCount() != 0 {
 			t.Fatalf("outcome %+v, runs %d", out, w.runCount())
 		}
-		// The copy was read before this cancel (within CancelCheck): the job runs, but
+		// The copy was read before this cancel (within CancelJournalCheck): the job runs, but
 		// its end is refused and the status stays cancelled.
 		id2, body2 := w.enqueue("floor.gate", `{}`, nil)
 		if _, err := w.client.Cancel(context.Background(), id2); err != nil {
@@ -181,7 +181,7 @@ func TestWritePathCancelJustBeforeStart(t *testing.T) {
 		if st := w.status(id2); st.State != record.StateCancelled {
 			t.Fatalf("status went backwards: %+v", st)
 		}
-		// Once the copy is older than CancelCheck, the journal is read again.
+		// Once the copy is older than CancelJournalCheck, the journal is read again.
 		w.x.cancels.mu.Lock()
 		w.x.cancels.read = time.Time{}
 		w.x.cancels.mu.Unlock()
