@@ -3,6 +3,7 @@ package nightshift
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -190,10 +191,11 @@ func (c *countingTransport) Do(req *http.Request) (*http.Response, error) {
 	return c.next.Do(req)
 }
 
-// One successful quick job costs the handler exactly two storage calls: the status read
-// that detects duplicates and cancellations, and the one conditional write of the final
-// status with the result inline. (The enqueue, the host's receive — shared by up to 32
-// messages — and the host's delete are the rest; see docs/semantics.md.)
+// One successful quick job costs the handler exactly one storage call: the one
+// conditional write of its final status with the result inline, create-only for a raw
+// producer's message and over the queued record (its status_etag) for the Go client's. Its
+// first delivery reads no status (docs/semantics.md, "The write path"). (The enqueue, the
+// host's receive — shared by up to 32 messages — and the host's delete are the rest.)
 func TestStorageCallsPerSuccessfulJob(t *testing.T) {
 	ct := &countingTransport{next: http.DefaultClient}
 	c, err := storage.FromEnv(testenv.Env(t), &storage.Options{Transport: ct})
@@ -206,11 +208,15 @@ func TestStorageCallsPerSuccessfulJob(t *testing.T) {
 	reg := NewRegistry()
 	AddWorkerFunc(reg, func(ctx context.Context, j *Job[addArgs]) (any, error) { return j.Args.A + j.Args.B, nil }, nil)
 	h := NewHandler(reg, c, &HandlerOptions{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
-	runOne := func(id string) []string {
+	i2blob := []string{cancelsBlob, pausedBlob}
+	raw := func(id string) []byte {
+		return []byte(`{"job_id":"` + id + `","kind":"test.add","args":{"A":1,"B":2}}`)
+	}
+	runOne := func(msg []byte) []string {
 		ct.mu.Lock()
 		ct.calls = nil
 		ct.mu.Unlock()
-		body := hostRequest(t, FunctionRunJob, []byte(`{"job_id":"`+id+`","kind":"test.add","args":{"A":1,"B":2}}`), hostMeta{})
+		body := hostRequest(t, FunctionRunJob, msg, hostMeta{})
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/"+FunctionRunJob, strings.NewReader(string(body))))
 		if rec.Code != 200 {
@@ -220,12 +226,40 @@ func TestStorageCallsPerSuccessfulJob(t *testing.T) {
 		defer ct.mu.Unlock()
 		return slices.Clone(ct.calls)
 	}
-	// The first job of a process also reads the pauses record (once per PauseCheck), after
-	// its status.
-	if calls := runOne("calls-0"); len(calls) != 3 || !strings.HasPrefix(calls[0], "GET ") || calls[1] != path.Join(path.Dir(path.Dir(calls[0])), c.Layout.UniqueContainer(), pausedBlob) || !strings.HasPrefix(calls[2], "PUT ") {
+	// The first job of a process also reads the cancel journal and the pauses record
+	// (each once per CancelJournalCheck, PauseCheck).
+	unique := func(call string, i int) bool {
+		return strings.HasPrefix(call, "GET ") && strings.HasSuffix(call, "/"+path.Join(c.Layout.UniqueContainer(), i2blob[i]))
+	}
+	if calls := runOne(raw("calls-0")); len(calls) != 3 || !unique(calls[0], 0) || !unique(calls[1], 1) || !strings.HasPrefix(calls[2], "PUT ") {
 		t.Fatalf("storage calls of the first job: %q", calls)
 	}
-	if calls := runOne("calls-1"); len(calls) != 2 || !strings.HasPrefix(calls[0], "GET ") || !strings.HasPrefix(calls[1], "PUT ") {
-		t.Fatalf("storage calls: %q", calls)
+	if calls := runOne(raw("calls-1")); len(calls) != 1 || !strings.HasPrefix(calls[0], "PUT ") {
+		t.Fatalf("storage calls (raw producer): %q", calls)
+	}
+	// A job the Go client enqueued: its message carries the queued record's ETag.
+	cl := NewClient(c, nil)
+	res, err := cl.EnqueueRaw(context.Background(), "test.add", json.RawMessage(`{"A":1,"B":2}`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := c.Store().Receive(context.Background(), res.Queue, 32, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body []byte
+	for _, m := range msgs {
+		if strings.Contains(m.Text, res.JobID) {
+			body = []byte(m.Text)
+		}
+	}
+	if body == nil {
+		t.Fatal("the client's message is not on its queue")
+	}
+	if calls := runOne(body); len(calls) != 1 || !strings.HasPrefix(calls[0], "PUT ") {
+		t.Fatalf("storage calls (Go client): %q", calls)
+	}
+	if st, err := cl.Status(context.Background(), res.JobID); err != nil || st.State != record.StateSucceeded {
+		t.Fatalf("status %+v, %v", st, err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nightshift-jobs/nightshift/envelope"
 	"github.com/nightshift-jobs/nightshift/internal/delayed"
+	"github.com/nightshift-jobs/nightshift/internal/store"
 	"github.com/nightshift-jobs/nightshift/record"
 	"github.com/nightshift-jobs/nightshift/storage"
 )
@@ -468,17 +469,14 @@ func (c *Client) send(ctx context.Context, env *envelope.Envelope, queue string,
 	return res, err
 }
 
-// sendTraced checks the job id, claim-checks large args, takes the dedupe key, enqueues
-// and writes the queued status.
+// sendTraced claim-checks large args, takes the dedupe key, writes the queued status and
+// enqueues. The queued status is written first, create-only: its If-None-Match refuses a
+// job id that is taken (no read), and the message carries its ETag (status_etag), so the
+// handler records the job's end with one conditional write and no status read
+// (docs/semantics.md, "The write path").
 func (c *Client) sendTraced(ctx context.Context, env *envelope.Envelope, queue string, delay time.Duration, explicitID bool) (*EnqueueResult, error) {
-	if explicitID {
-		cur, _, err := c.store.GetStatus(ctx, env.JobID)
-		switch {
-		case err == nil:
-			return nil, fmt.Errorf("nightshift: enqueue %s: %w", env.Kind, &JobExistsError{JobID: env.JobID, State: cur.State})
-		case !errors.Is(err, storage.ErrNotFound):
-			return nil, fmt.Errorf("nightshift: enqueue %s: %w", env.Kind, err)
-		}
+	if err := checkIDFree(ctx, c.store, env, explicitID && delay > MaxEnqueueDelay); err != nil {
+		return nil, err
 	}
 	// Args above ClaimCheckThreshold go to the payloads container; the envelope carries
 	// args_ref (payload.go).
@@ -495,8 +493,24 @@ func (c *Client) sendTraced(ctx context.Context, env *envelope.Envelope, queue s
 			return nil, fmt.Errorf("nightshift: enqueue %s: %w", env.Kind, err)
 		}
 	}
+	release := func() {
+		if env.DedupeKey != "" {
+			_ = releaseUnique(context.WithoutCancel(ctx), c.store, env.DedupeKey, env.JobID)
+		}
+	}
 	if delay > MaxEnqueueDelay {
 		return c.sendDelayed(ctx, env, queue, len(body))
+	}
+	etag, err := c.putQueued(ctx, env, queue, explicitID)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	env.StatusETag = string(etag)
+	if body, err = env.Encode(); err != nil {
+		release()
+		c.dropQueued(ctx, env.JobID, etag)
+		return nil, fmt.Errorf("nightshift: enqueue %s: %w", env.Kind, err)
 	}
 	var ttl time.Duration
 	if delay > 0 {
@@ -505,24 +519,69 @@ func (c *Client) sendTraced(ctx context.Context, env *envelope.Envelope, queue s
 	}
 	msgID, err := c.store.Enqueue(ctx, queue, body, delay, ttl)
 	if err != nil {
-		if env.DedupeKey != "" {
-			_ = releaseUnique(context.WithoutCancel(ctx), c.store, env.DedupeKey, env.JobID)
-		}
+		release()
+		c.dropQueued(ctx, env.JobID, etag)
 		return nil, fmt.Errorf("nightshift: enqueue %s: %w", env.Kind, err)
-	}
-	st := record.Queued(env, queue, env.RunAt).Apply(nil)
-	// The queued status lets Status and Wait answer at once. If the job already ran (or
-	// the id was used meanwhile), the existing status wins: If-None-Match. It is a
-	// convenience: the job is on the queue, so failing here would invite a duplicate
-	// enqueue; without it the status appears when the handler picks the job up.
-	if _, err := c.store.PutStatus(ctx, st, ""); err != nil && !storage.IsConflict(err) {
-		c.opts.Logger.Warn("job enqueued, but its queued status could not be written", "job_id", env.JobID,
-			"message_id", msgID, "error", err.Error())
 	}
 	return &EnqueueResult{
 		JobID: env.JobID, Kind: env.Kind, Queue: queue, MessageID: msgID, EnqueuedAt: env.EnqueuedAt,
 		RunAt: env.RunAt, Replay: env.Replay, Bytes: len(body),
 	}, nil
+}
+
+// checkIDFree refuses an explicit job id that has a status only for jobs headed for the
+// durable schedule (which writes the queued status itself); every other enqueue refuses
+// a taken id through the create-only queued write (putQueued), at no read.
+func checkIDFree(ctx context.Context, s *storage.Clients, env *envelope.Envelope, check bool) error {
+	if !check {
+		return nil
+	}
+	cur, _, err := s.GetStatus(ctx, env.JobID)
+	switch {
+	case err == nil:
+		return fmt.Errorf("nightshift: enqueue %s: %w", env.Kind, &JobExistsError{JobID: env.JobID, State: cur.State})
+	case !errors.Is(err, storage.ErrNotFound):
+		return fmt.Errorf("nightshift: enqueue %s: %w", env.Kind, err)
+	}
+	return nil
+}
+
+// putQueued writes the queued status create-only and returns its ETag. A job id that
+// already has a status is refused for an explicit id (JobExistsError, with the state read
+// on this rare path); for a generated id, and when storage fails for a generated id, the
+// job is still enqueued without status_etag (its handler then creates the status), as
+// the queued status is a convenience there. For an explicit id a storage failure fails
+// the enqueue: the id could not be checked.
+func (c *Client) putQueued(ctx context.Context, env *envelope.Envelope, queue string, explicitID bool) (storage.ETag, error) {
+	st := record.Queued(env, queue, env.RunAt).Apply(nil)
+	etag, err := c.store.PutStatus(ctx, st, "")
+	switch {
+	case err == nil:
+		return etag, nil
+	case storage.IsConflict(err) && explicitID:
+		state := record.State("")
+		if cur, _, gerr := c.store.GetStatus(ctx, env.JobID); gerr == nil {
+			state = cur.State
+		}
+		return "", fmt.Errorf("nightshift: enqueue %s: %w", env.Kind, &JobExistsError{JobID: env.JobID, State: state})
+	case explicitID:
+		return "", fmt.Errorf("nightshift: enqueue %s: %w", env.Kind, err)
+	}
+	c.opts.Logger.Warn("its queued status could not be written; enqueueing the job without it", "job_id", env.JobID, "error", err.Error())
+	return "", nil
+}
+
+// dropQueued deletes the queued status of a job whose message could not be put, unless it
+// changed since (best effort: a status left behind shows queued for a job that is on no
+// queue, and is logged).
+func (c *Client) dropQueued(ctx context.Context, jobID string, etag storage.ETag) {
+	if etag == "" {
+		return
+	}
+	err := c.store.Store().Delete(context.WithoutCancel(ctx), c.store.Layout.StatusContainer(), storage.StatusBlob(jobID), store.DeleteOptions{IfMatch: store.ETag(etag)})
+	if err != nil && !storage.IsConflict(err) && !storage.IsNotFound(err) {
+		c.opts.Logger.Warn("job not enqueued, but its queued status could not be removed", "job_id", jobID, "error", err.Error())
+	}
 }
 
 // sendDelayed puts a job due beyond MaxEnqueueDelay in the durable schedule, which also
@@ -724,15 +783,22 @@ func (c *Client) Logs(ctx context.Context, jobID string) ([]record.LogLine, int,
 	return st.Logs, st.LogsDropped, nil
 }
 
-// Cancel marks the job cancelled, for the attempt that is running or runs next. A queued
-// or retrying job is then skipped when its message arrives (also when the handler has
-// just picked it up); a running job has its context cancelled when the handler next
+// Cancel marks the job cancelled, for the attempt that is running or runs next, after
+// adding it to the cancel journal (cancels.go). A queued or retrying job is then skipped
+// when its message arrives (a queued job's first delivery once the cancellation is
+// CancelJournalCheck old; one that starts sooner runs, but its end is not recorded:
+// docs/semantics.md, "The write path"); a running job has its context cancelled when the handler next
 // checks its status (every few seconds). A job that already ended cannot be cancelled: the error
 // wraps ErrTerminal. Cancelling an id with no status records the cancellation, so a job
 // enqueued later with that id will not run.
 func (c *Client) Cancel(ctx context.Context, jobID string) (*record.Status, error) {
 	if p := envelope.ValidJobID(jobID); p != "" {
 		return nil, fmt.Errorf("nightshift: cancel: job id %s", p)
+	}
+	// The journal first: a first delivery that finds the id there reads the status before
+	// it runs (cancels.go); an entry whose status write then fails only costs that read.
+	if err := journalCancel(ctx, c.store, jobID, c.opts.Now().UTC()); err != nil {
+		return nil, fmt.Errorf("nightshift: cancel job %s: %w", jobID, err)
 	}
 	var ended *record.Status
 	st, _, err := c.store.UpdateStatus(ctx, jobID, func(cur *record.Status) *record.Status {
@@ -884,6 +950,7 @@ func resetForReplay(env *envelope.Envelope, rec *record.DeadLetter, life int) {
 	}
 	env.Replay = life
 	env.Attempt = 1
+	env.StatusETag = ""
 	env.Errors = nil
 	env.DeadReason = ""
 	env.RunAt = time.Time{}

@@ -48,6 +48,9 @@ type executor struct {
 	maxDequeueCount int
 	// obs hears the deliveries (HandlerOptions.Observer; nil: none).
 	obs Observer
+	// cancels is the copy of the cancel journal (cancels.go); nil: every delivery reads
+	// its job's status before it runs.
+	cancels *cancelWatch
 }
 
 // recordStore is the part of *storage.Clients the executor uses.
@@ -186,27 +189,29 @@ func (x *executor) markRunning(ctx context.Context, env *envelope.Envelope, maxA
 	return ok
 }
 
-// writeStatus records the attempt's end (t, a record.Ended transition). The fast path is
-// one conditional write against the status read before the run; when anything else wrote
-// meanwhile, it re-reads and applies t again over what it finds (t.Apply writes nothing
-// when the status has moved past this attempt).
-func (x *executor) writeStatus(ctx context.Context, t *record.Transition, cur *record.Status, etag storage.ETag, reread bool) error {
+// writeStatus records the attempt's end (t, a record.Ended transition) and returns the
+// status as stored afterwards and whether this call wrote it. The fast path is one
+// conditional write: against the status read before the run (cur, etag), or, for a first
+// delivery that read none, create-only (etag "") or over the producer's queued record
+// (the envelope's status_etag). When anything else wrote meanwhile, it re-reads and
+// applies t again over what it finds (t.Apply writes nothing when the status has moved
+// past this attempt: a cancellation, another delivery's end).
+func (x *executor) writeStatus(ctx context.Context, t *record.Transition, cur *record.Status, etag storage.ETag, reread bool) (*record.Status, bool, error) {
 	build := t.Apply
 	if !reread {
-		if next := build(cur); next != nil {
-			_, err := x.store.PutStatus(ctx, next, etag)
-			if err == nil {
-				return nil
-			}
-			if !storage.IsConflict(err) {
-				return err
-			}
-		} else {
-			return nil
+		next := build(cur)
+		if next == nil {
+			return cur, false, nil
+		}
+		_, err := x.store.PutStatus(ctx, next, etag)
+		if err == nil {
+			return next, true, nil
+		}
+		if !storage.IsConflict(err) {
+			return nil, false, err
 		}
 	}
-	_, _, err := x.store.UpdateStatus(ctx, t.Proposed().JobID, build)
-	return err
+	return x.store.UpdateStatus(ctx, t.Proposed().JobID, build)
 }
 
 // recordTimeout bounds the storage writes that record an attempt's end.
@@ -334,6 +339,8 @@ func (x *executor) recordDead(ctx context.Context, d delivery) outcome {
 		if env.JobID != "" {
 			dl.DeadID, dl.JobID = env.JobID, env.JobID
 		}
+		// The queued record's ETag is the first delivery's alone; the record keeps none.
+		env.StatusETag = ""
 		dl.Kind, dl.Envelope, dl.EnqueuedAt = env.Kind, env, env.EnqueuedAt
 		switch {
 		case env.DeadReason != "":

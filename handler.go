@@ -134,7 +134,7 @@ func NewHandler(reg *Registry, store *storage.Clients, opts *HandlerOptions) *Ha
 	}
 	h := &Handler{
 		exec: &executor{reg: reg, store: store, log: log, runningAfter: runningAfter,
-			cancelCheck: cancelCheck, ext: store,
+			cancelCheck: cancelCheck, ext: store, cancels: &cancelWatch{check: CancelJournalCheck},
 			client: NewClient(store, &ClientOptions{MaxPayloadBytes: maxPayload, Tracer: tracerOf(opts.Observer)}), progressInterval: progressInterval,
 			maxPayload: maxPayload, maxDequeueCount: cmp.Or(max(opts.MaxDequeueCount, 0), DefaultMaxDequeueCount), obs: opts.Observer},
 		log:   log,

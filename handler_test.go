@@ -345,7 +345,9 @@ func TestBadInvocationRequests(t *testing.T) {
 
 func TestCancelledBeforeStartDoesNotRun(t *testing.T) {
 	te := newTestEnv(t)
-	if _, err := te.store.PutStatus(context.Background(), &record.Status{JobID: "job-cancel-1", State: record.StateCancelled}, ""); err != nil {
+	// Cancelled through the client, which also journals the cancellation: a first delivery
+	// reads its status only when the journal names it (docs/semantics.md, "The write path").
+	if _, err := NewClient(te.store, nil).Cancel(context.Background(), "job-cancel-1"); err != nil {
 		t.Fatal(err)
 	}
 	code, out, _ := te.invoke(FunctionRunJob, hostRequest(t, FunctionRunJob, []byte(`{"job_id":"job-cancel-1","kind":"test.count"}`), hostMeta{}))

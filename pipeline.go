@@ -24,9 +24,13 @@ type attempt struct {
 	entry       *kindEntry
 	maxAttempts int
 	timeout     time.Duration
-	// cur and etag are the status record as admit read it (nil when there is none).
+	// cur and etag are the status record as admit read it (nil when there is none, or
+	// when admit read none: blind).
 	cur  *record.Status
 	etag storage.ETag
+	// blind: a first delivery admitted without reading the status (firstDelivery); its
+	// end is one write, create-only or over the envelope's status_etag.
+	blind bool
 	// claimed: an admit hook wrote the running status (a batch finalizer's claim).
 	claimed bool
 	// startRecorded: admit wrote the running status of a redelivery (recordRedelivery).
@@ -101,9 +105,13 @@ func (x *executor) admit(ctx context.Context, d delivery, env *envelope.Envelope
 			fmt.Sprintf("no worker is registered for kind %q (check the name and that this app registers it)", env.Kind)), false
 	}
 	a.maxAttempts, a.timeout = a.entry.limits(env)
-	var err error
-	if a.cur, a.etag, err = x.store.GetStatus(ctx, env.JobID); err != nil && !errors.Is(err, storage.ErrNotFound) {
-		return nil, infraFailure(err), false
+	if a.blind = x.firstDelivery(ctx, d, env); a.blind {
+		a.etag = storage.ETag(env.StatusETag)
+	} else {
+		var err error
+		if a.cur, a.etag, err = x.store.GetStatus(ctx, env.JobID); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return nil, infraFailure(err), false
+		}
 	}
 	for _, step := range []func(context.Context, *attempt) (outcome, bool){x.skipStale, x.deferUntilDue, x.deadIfExhausted, x.admitFeatures, x.recordRedelivery} {
 		if out, ok := step(ctx, a); !ok {
@@ -112,6 +120,26 @@ func (x *executor) admit(ctx context.Context, d delivery, env *envelope.Envelope
 		}
 	}
 	return a, outcome{}, true
+}
+
+// firstDelivery reports whether the delivery may run without reading its job's status
+// first: the host's first delivery (dequeue count 1) of attempt 1 of the job's first life,
+// not of a batch (a finalizer's claim reads the status, and a resumed batch enqueues its
+// children again), not due later without status_etag (the durable schedule's), of a job
+// the cancel journal does not name. Such a job has no status but the producer's queued record (whose ETag the message
+// carries) or none (a raw producer); whatever else wrote meanwhile makes the end write's
+// condition fail, and that rare path reads (writeStatus). Redeliveries, retries and
+// replays read first, as before (docs/semantics.md, "The write path").
+func (x *executor) firstDelivery(ctx context.Context, d delivery, env *envelope.Envelope) bool {
+	if d.Meta.DequeueCount > 1 || env.Attempt != 1 || env.Replay != 0 || env.BatchID != "" || x.cancels == nil {
+		return false
+	}
+	if env.StatusETag == "" && !env.RunAt.IsZero() {
+		// From the durable schedule (its queued record is not the message's to name), or
+		// a raw producer's delayed job: read first, as a create-only end would fail.
+		return false
+	}
+	return !x.cancels.mayBeCancelled(ctx, x.ext, env.JobID)
 }
 
 // undecodable moves a message that is not an envelope to the poison queue verbatim, where
@@ -277,9 +305,12 @@ func retryDecision(ae envelope.AttemptError, attempt, maxAttempts int) (record.D
 
 func (x *executor) succeeded(ctx context.Context, a *attempt, r ran, end record.End) outcome {
 	env := a.env
-	st, err := x.writeEnd(ctx, a, r, end)
+	st, stored, err := x.writeEnd(ctx, a, r, end)
 	if err != nil {
 		return infraFailure(err)
+	}
+	if stored != nil {
+		return x.superseded(ctx, a, stored)
 	}
 	if err := x.ended(ctx, jobEnd{env: env, state: record.StateSucceeded, st: st, via: endAttempt}); err != nil {
 		return infraFailure(err)
@@ -296,9 +327,12 @@ func (x *executor) dead(ctx context.Context, a *attempt, r ran, end record.End, 
 		return infraFailure(err)
 	}
 	end.State, end.DeadLetter = record.StateDead, record.DeadLetterBlob(env.JobID)
-	st, err := x.writeEnd(ctx, a, r, end)
+	st, stored, err := x.writeEnd(ctx, a, r, end)
 	if err != nil {
 		return infraFailure(err)
+	}
+	if stored != nil {
+		return x.superseded(ctx, a, stored)
 	}
 	if err := x.ended(ctx, jobEnd{env: env, state: record.StateDead, st: st, via: endAttempt}); err != nil {
 		return infraFailure(err)
@@ -315,16 +349,19 @@ func (x *executor) retrying(ctx context.Context, a *attempt, r ran, end record.E
 	delay := a.entry.opts.Backoff.NextDelay(env.Attempt)
 	next := *env
 	next.Attempt++
-	next.DeadReason = ""
+	next.DeadReason, next.StatusETag = "", ""
 	// Encode may shrink the history to fit the message; the status keeps all of it.
 	next.Errors = append([]envelope.AttemptError(nil), env.Errors...)
 	if err := x.enqueue(ctx, a.d.Queue, &next, delay); err != nil {
 		return infraFailure(err)
 	}
 	end.State, end.NextRunAt = record.StateRetrying, r.finished.Add(delay)
-	st, err := x.writeEnd(ctx, a, r, end)
+	st, stored, err := x.writeEnd(ctx, a, r, end)
 	if err != nil {
 		return infraFailure(err)
+	}
+	if stored != nil {
+		return x.superseded(ctx, a, stored)
 	}
 	a.log.Warn("job failed", "outcome", "retrying", "duration_ms", st.DurationMS, "error", st.LastError,
 		"next_attempt", next.Attempt, "delay_ms", delay.Milliseconds())
@@ -334,9 +371,31 @@ func (x *executor) retrying(ctx context.Context, a *attempt, r ran, end record.E
 
 // writeEnd writes the attempt's final status with its captured logs (record.Ended) and
 // returns the status it proposed, without the logs and fields kept from the record: what
-// the job-end callback receives.
-func (x *executor) writeEnd(ctx context.Context, a *attempt, r ran, end record.End) (*record.Status, error) {
+// the job-end callback receives. stored is the status when the end was not written
+// because the record had moved past the attempt (nil when it was written).
+func (x *executor) writeEnd(ctx context.Context, a *attempt, r ran, end record.End) (proposed, stored *record.Status, err error) {
 	end.Lines, end.Dropped = r.capture.snapshot()
 	t := record.Ended(a.env, end)
-	return t.Proposed(), x.writeStatus(ctx, t, a.cur, a.etag, r.wroteRunning)
+	st, wrote, err := x.writeStatus(ctx, t, a.cur, a.etag, r.wroteRunning)
+	if err != nil || wrote || st == nil {
+		return t.Proposed(), nil, err
+	}
+	return t.Proposed(), st, nil
+}
+
+// superseded ends a delivery whose end was not recorded because the status had moved
+// past its attempt meanwhile (another delivery's end, a cancellation, a later attempt):
+// like a stale delivery, it runs the end hooks of the recorded end of this life again
+// (idempotent) and is acknowledged.
+func (x *executor) superseded(ctx context.Context, a *attempt, stored *record.Status) outcome {
+	why := staleDelivery(stored, a.env)
+	if why == "" {
+		why = fmt.Sprintf("status is %s (attempt %d); this attempt's end is not recorded", stored.State, stored.Attempt)
+	}
+	if stored.Replay == a.env.Replay && stored.State.Terminal() {
+		if err := x.ended(ctx, jobEnd{env: a.env, state: stored.State, st: stored, via: endRedelivery}); err != nil {
+			return infraFailure(err)
+		}
+	}
+	return skipped(a, "ran, but "+why)
 }

@@ -84,6 +84,11 @@ type Envelope struct {
 	// Replay counts how often the job was replayed from its dead letter; each replay is a
 	// new life of the same job id, starting again at attempt 1.
 	Replay int `json:"replay,omitempty"`
+	// StatusETag is the ETag of the queued status record the producer wrote before it put
+	// this message (the Go client, the HTTP API): the first delivery of attempt 1 records
+	// its end with one write conditional on it (If-Match), without reading the status
+	// first (docs/semantics.md). Retries and replays do not carry it.
+	StatusETag string `json:"status_etag,omitempty"`
 }
 
 // Callback is where to report a job's end: an HTTPS webhook or a queue.
@@ -327,10 +332,11 @@ func decodeField(e *Envelope, name string, v json.RawMessage) error {
 		target = &e.Meta
 	case "errors":
 		target = &e.Errors
-	case "dead_reason":
-		target = &e.DeadReason
 	default:
-		return &FieldError{name, "unknown field (envelope v1 fields: version, job_id, kind, args, attempt, enqueued_at, max_attempts, timeout_seconds, run_at, queue, callback, batch_id, parent_id, dedupe_key, args_ref, args_sealed, meta, trace, errors, dead_reason, replay)"}
+		if target = writtenByNightshift(e, name); target != nil {
+			break
+		}
+		return &FieldError{name, "unknown field (envelope v1 fields: version, job_id, kind, args, attempt, enqueued_at, max_attempts, timeout_seconds, run_at, queue, callback, batch_id, parent_id, dedupe_key, args_ref, args_sealed, meta, trace, errors, dead_reason, replay, status_etag)"}
 	}
 	return decodeValue(name, target, v)
 }
@@ -365,6 +371,18 @@ func decodeDirect(target any, v json.RawMessage) bool {
 		return true
 	}
 	return false
+}
+
+// writtenByNightshift returns the string field name that nightshift itself writes
+// (dead_reason, status_etag), or nil when name is no such field.
+func writtenByNightshift(e *Envelope, name string) any {
+	switch name {
+	case "dead_reason":
+		return &e.DeadReason
+	case "status_etag":
+		return &e.StatusETag
+	}
+	return nil
 }
 
 // decodeCount decodes one of the whole-number fields, refusing numbers that do not fit
@@ -523,6 +541,9 @@ func (e *Envelope) validateBounds() error {
 	}
 	if err := CheckRunAt("run_at", e.RunAt, time.Now()); err != nil {
 		return err
+	}
+	if len(e.StatusETag) > MaxStatusETagBytes {
+		return &FieldError{"status_etag", fmt.Sprintf("is %d bytes; at most %d (envelope.MaxStatusETagBytes)", len(e.StatusETag), MaxStatusETagBytes)}
 	}
 	if len(e.DedupeKey) > MaxDedupeKeyBytes {
 		return &FieldError{"dedupe_key", fmt.Sprintf("is %d bytes; at most %d (envelope.MaxDedupeKeyBytes)", len(e.DedupeKey), MaxDedupeKeyBytes)}

@@ -51,6 +51,8 @@ const (
 	// MaxMetaValueBytes bounds one meta value.
 	MaxMetaValueBytes = 1024
 
+	// MaxStatusETagBytes bounds status_etag.
+	MaxStatusETagBytes = 128
 	// MaxDedupeKeyBytes bounds dedupe_key.
 	MaxDedupeKeyBytes = 512
 
