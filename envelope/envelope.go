@@ -82,6 +82,10 @@ type Envelope struct {
 	// Replay counts how often the job was replayed from its dead letter; each replay is a
 	// new life of the same job id, starting again at attempt 1.
 	Replay int `json:"replay,omitempty"`
+	// Snoozes counts how often the job's worker snoozed (nightshift.Snooze) in this life:
+	// a snoozed job is enqueued again at the same attempt with one more snooze
+	// (written by nightshift; at most MaxSnoozes).
+	Snoozes int `json:"snoozes,omitempty"`
 }
 
 // Callback is where to report a job's end: an HTTPS webhook or a queue.
@@ -242,7 +246,7 @@ func decodeField(e *Envelope, name string, v json.RawMessage) error {
 	}
 	var target any
 	switch name {
-	case "version", "attempt", "max_attempts", "replay":
+	case "version", "attempt", "max_attempts", "replay", "snoozes":
 		return decodeCount(e, name, v)
 	case "timeout_seconds":
 		f, err := DecodeSeconds(name, v, MaxTimeoutSeconds, whatTimeout)
@@ -280,7 +284,7 @@ func decodeField(e *Envelope, name string, v json.RawMessage) error {
 	case "dead_reason":
 		target = &e.DeadReason
 	default:
-		return &FieldError{name, "unknown field (envelope v1 fields: version, job_id, kind, args, attempt, enqueued_at, max_attempts, timeout_seconds, run_at, queue, callback, batch_id, parent_id, dedupe_key, args_ref, args_sealed, meta, trace, errors, dead_reason, replay)"}
+		return &FieldError{name, "unknown field (envelope v1 fields: version, job_id, kind, args, attempt, enqueued_at, max_attempts, timeout_seconds, run_at, queue, callback, batch_id, parent_id, dedupe_key, args_ref, args_sealed, meta, trace, errors, dead_reason, replay, snoozes)"}
 	}
 	if err := json.Unmarshal(v, target); err != nil {
 		return &FieldError{name, describeJSONError(err, v)}
@@ -300,6 +304,8 @@ func decodeCount(e *Envelope, name string, v json.RawMessage) error {
 		hi, target = MaxAttemptsLimit, &e.Attempt
 	case "max_attempts":
 		hi, target = MaxAttemptsLimit, &e.MaxAttempts
+	case "snoozes":
+		hi, target = MaxSnoozes, &e.Snoozes
 	default: // replay
 		hi, target = MaxReplays, &e.Replay
 	}
@@ -434,6 +440,9 @@ func (e *Envelope) validateBounds() error {
 		return err
 	}
 	if err := CheckInt("replay", int64(e.Replay), 0, MaxReplays, whatReplays); err != nil {
+		return err
+	}
+	if err := CheckInt("snoozes", int64(e.Snoozes), 0, MaxSnoozes, whatSnoozes); err != nil {
 		return err
 	}
 	if e.TimeoutSeconds < 0 {
