@@ -943,7 +943,7 @@ func (c *Client) nextLife(ctx context.Context, deadID string, rec *record.DeadLe
 }
 
 // resetForReplay turns the dead envelope into the first attempt of life: original args
-// (by reference when the record redacted them), attempt 1, no errors, due now.
+// (by reference when the record redacted them), attempt 1, no snoozes, no errors, due now.
 func resetForReplay(env *envelope.Envelope, rec *record.DeadLetter, life int) {
 	if rec.ArgsRef != nil { // the record shows the args redacted; the originals are here
 		env.Args, env.ArgsRef = nil, rec.ArgsRef
@@ -951,6 +951,7 @@ func resetForReplay(env *envelope.Envelope, rec *record.DeadLetter, life int) {
 	env.Replay = life
 	env.Attempt = 1
 	env.StatusETag = ""
+	env.Snoozes = 0
 	env.Errors = nil
 	env.DeadReason = ""
 	env.RunAt = time.Time{}

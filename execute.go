@@ -103,7 +103,7 @@ func staleDelivery(cur *record.Status, env *envelope.Envelope) string {
 	case cur.Attempt == env.Attempt && cur.State == record.StateRetrying:
 		return fmt.Sprintf("attempt %d already failed and its retry is enqueued", env.Attempt)
 	}
-	return ""
+	return staleSnooze(cur, env)
 }
 
 // runSafely runs the worker with the attempt's timeout, turning a panic into a PanicError.

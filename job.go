@@ -41,6 +41,8 @@ type Job[T JobArgs] struct {
 	BatchID string
 	// ParentID is the job that started this job's batch, if a job did.
 	ParentID string
+	// Snoozes counts how often the job snoozed (Snooze) in this life before this run.
+	Snoozes int
 
 	progress *progressReporter
 }
@@ -87,6 +89,10 @@ type WorkerOptions struct {
 	Backoff BackoffPolicy
 	// Limits are the kind's flow-control limits across the fleet (limits.go).
 	Limits Limits
+	// MaxSnoozes is how often a job of the kind may snooze (Snooze) in one life before a
+	// further snooze fails it permanently. Default DefaultMaxSnoozes; at most
+	// envelope.MaxSnoozes.
+	MaxSnoozes int
 }
 
 // Defaults for WorkerOptions.
@@ -104,6 +110,9 @@ func (o WorkerOptions) withDefaults() WorkerOptions {
 	}
 	if o.Backoff == nil {
 		o.Backoff = DefaultBackoff()
+	}
+	if o.MaxSnoozes <= 0 {
+		o.MaxSnoozes = DefaultMaxSnoozes
 	}
 	return o
 }

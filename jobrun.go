@@ -92,6 +92,11 @@ func runTestAttempt(ctx context.Context, req *jobrun.Request) (*jobrun.Result, e
 		}
 		r.err = err // a result that cannot be encoded: permanent
 	}
+	if se := (*SnoozeError)(nil); errors.As(r.err, &se) && se.Delay <= envelope.MaxScheduleAhead {
+		// The first snooze of a job is within every kind's MaxSnoozes (snooze.go).
+		out.Err, out.Outcome, out.RetryIn = r.err, "snoozed", se.Delay
+		return out, nil
+	}
 	ae := classify(r.jobCtx, r.err, env.Attempt, r.finished, r.finished.Sub(r.started), a.timeout)
 	out.Err, out.Class, out.LastError = r.err, ae.Class, ae.Error
 	if reason, dead := retryDecision(ae, env.Attempt, a.maxAttempts); dead {

@@ -231,7 +231,7 @@ func (x *executor) run(ctx context.Context, a *attempt) ran {
 		ID: env.JobID, Kind: env.Kind, Attempt: env.Attempt, MaxAttempts: a.maxAttempts,
 		Replay: env.Replay, DequeueCount: a.d.Meta.DequeueCount, Meta: env.Meta,
 		EnqueuedAt: env.EnqueuedAt, Logger: logger, BatchID: env.BatchID, ParentID: env.ParentID,
-		progress: progress,
+		Snoozes: env.Snoozes, progress: progress,
 	}
 	runCtx, cancelRun := context.WithCancelCause(ctx)
 	defer cancelRun(nil)
@@ -258,6 +258,9 @@ func (x *executor) record(ctx context.Context, a *attempt, r ran) outcome {
 		}
 		a.log.Info("job cancelled while running", "outcome", "cancelled", "duration_ms", dur.Milliseconds())
 		return outcome{Outcome: "cancelled", Logs: append(r.capture.text(), "job "+env.JobID+" was cancelled while running")}
+	}
+	if out, done := x.snoozed(ctx, a, &r); done {
+		return out
 	}
 	end := record.End{
 		MaxAttempts: a.maxAttempts, Queue: a.d.Queue, StartedAt: r.started, FinishedAt: r.finished, Progress: r.progress,

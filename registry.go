@@ -35,6 +35,7 @@ type jobBase struct {
 	ID, Kind             string
 	Attempt, MaxAttempts int
 	Replay, DequeueCount int
+	Snoozes              int
 	Meta                 map[string]string
 	EnqueuedAt           time.Time
 	Logger               *slog.Logger
@@ -78,6 +79,9 @@ func AddWorkerSafely[T JobArgs](r *Registry, w Worker[T], opts *WorkerOptions) e
 	if o.Timeout > envelope.MaxTimeout {
 		return fmt.Errorf("nightshift: kind %q: Timeout %s is more than %s (7 days, envelope.MaxTimeout)", kind, o.Timeout, envelope.MaxTimeout)
 	}
+	if o.MaxSnoozes > envelope.MaxSnoozes {
+		return fmt.Errorf("nightshift: kind %q: MaxSnoozes %d is more than %d (envelope.MaxSnoozes)", kind, o.MaxSnoozes, envelope.MaxSnoozes)
+	}
 	if err := o.Limits.check(); err != nil {
 		return fmt.Errorf("nightshift: kind %q: Limits: %w", kind, err)
 	}
@@ -92,7 +96,7 @@ func AddWorkerSafely[T JobArgs](r *Registry, w Worker[T], opts *WorkerOptions) e
 		job := &Job[T]{
 			ID: b.ID, Kind: b.Kind, Args: args, Attempt: b.Attempt, MaxAttempts: b.MaxAttempts,
 			EnqueuedAt: b.EnqueuedAt, Replay: b.Replay, DequeueCount: b.DequeueCount, Meta: b.Meta, Logger: b.Logger,
-			BatchID: b.BatchID, ParentID: b.ParentID, progress: b.progress,
+			BatchID: b.BatchID, ParentID: b.ParentID, Snoozes: b.Snoozes, progress: b.progress,
 		}
 		return w.Work(ctx, job)
 	}

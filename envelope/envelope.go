@@ -89,6 +89,10 @@ type Envelope struct {
 	// its end with one write conditional on it (If-Match), without reading the status
 	// first (docs/semantics.md). Retries and replays do not carry it.
 	StatusETag string `json:"status_etag,omitempty"`
+	// Snoozes counts how often the job's worker snoozed (nightshift.Snooze) in this life:
+	// a snoozed job is enqueued again at the same attempt with one more snooze
+	// (written by nightshift; at most MaxSnoozes).
+	Snoozes int `json:"snoozes,omitempty"`
 }
 
 // Callback is where to report a job's end: an HTTPS webhook or a queue.
@@ -297,7 +301,7 @@ func decodeField(e *Envelope, name string, v json.RawMessage) error {
 	}
 	var target any
 	switch name {
-	case "version", "attempt", "max_attempts", "replay":
+	case "version", "attempt", "max_attempts", "replay", "snoozes":
 		return decodeCount(e, name, v)
 	case "timeout_seconds":
 		f, err := DecodeSeconds(name, v, MaxTimeoutSeconds, whatTimeout)
@@ -336,7 +340,7 @@ func decodeField(e *Envelope, name string, v json.RawMessage) error {
 		if target = writtenByNightshift(e, name); target != nil {
 			break
 		}
-		return &FieldError{name, "unknown field (envelope v1 fields: version, job_id, kind, args, attempt, enqueued_at, max_attempts, timeout_seconds, run_at, queue, callback, batch_id, parent_id, dedupe_key, args_ref, args_sealed, meta, trace, errors, dead_reason, replay, status_etag)"}
+		return &FieldError{name, "unknown field (envelope v1 fields: version, job_id, kind, args, attempt, enqueued_at, max_attempts, timeout_seconds, run_at, queue, callback, batch_id, parent_id, dedupe_key, args_ref, args_sealed, meta, trace, errors, dead_reason, replay, snoozes, status_etag)"}
 	}
 	return decodeValue(name, target, v)
 }
@@ -397,6 +401,8 @@ func decodeCount(e *Envelope, name string, v json.RawMessage) error {
 		hi, target = MaxAttemptsLimit, &e.Attempt
 	case "max_attempts":
 		hi, target = MaxAttemptsLimit, &e.MaxAttempts
+	case "snoozes":
+		hi, target = MaxSnoozes, &e.Snoozes
 	default: // replay
 		hi, target = MaxReplays, &e.Replay
 	}
@@ -531,6 +537,9 @@ func (e *Envelope) validateBounds() error {
 		return err
 	}
 	if err := CheckInt("replay", int64(e.Replay), 0, MaxReplays, whatReplays); err != nil {
+		return err
+	}
+	if err := CheckInt("snoozes", int64(e.Snoozes), 0, MaxSnoozes, whatSnoozes); err != nil {
 		return err
 	}
 	if e.TimeoutSeconds < 0 {

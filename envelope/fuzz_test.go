@@ -20,6 +20,7 @@ func FuzzDecode(f *testing.F) {
 		`{"kind":"a","kind":"b"}`,
 		`{"kind":"k","args":{"u":{"id":1,"id":2}}}`,
 		`{"kind":"k","timeout_seconds":1e300,"max_attempts":1e300,"replay":99999}`,
+		`{"kind":"k","snoozes":1001}`,
 		`{"kind":"k","run_at":"9999-12-31T23:59:59Z","meta":{"a":"b"},"dedupe_key":"d"}`,
 		`{"kind":"k","trace":{"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01","tracestate":"a=b"}}`,
 		`{"kind":"k","attempt":100,"max_attempts":100,"timeout_seconds":604800}`,
@@ -35,7 +36,7 @@ func FuzzDecode(f *testing.F) {
 			return
 		}
 		if e.TimeoutSeconds < 0 || e.TimeoutSeconds > MaxTimeoutSeconds || e.MaxAttempts > MaxAttemptsLimit ||
-			e.Attempt > MaxAttemptsLimit || e.Replay > MaxReplays || len(e.Errors) > MaxErrors || len(e.Meta) > MaxMetaEntries {
+			e.Attempt > MaxAttemptsLimit || e.Replay > MaxReplays || e.Snoozes > MaxSnoozes || len(e.Errors) > MaxErrors || len(e.Meta) > MaxMetaEntries {
 			t.Fatalf("accepted out-of-bounds envelope %+v", e)
 		}
 		if len(e.Args) > 0 {

@@ -43,6 +43,9 @@ const (
 
 	// MaxReplays bounds replay, the number of lives a job gets from its dead letter.
 	MaxReplays = 10000
+	// MaxSnoozes bounds snoozes, how often a job's worker snoozed in one life (a kind's
+	// WorkerOptions.MaxSnoozes is at most this).
+	MaxSnoozes = 1000
 
 	// MaxMetaEntries bounds the number of meta entries.
 	MaxMetaEntries = 64
@@ -324,4 +327,5 @@ const (
 	whatAttempts = "envelope.MaxAttemptsLimit"
 	whatTimeout  = "7 days, envelope.MaxTimeoutSeconds"
 	whatReplays  = "envelope.MaxReplays"
+	whatSnoozes  = "envelope.MaxSnoozes"
 )

@@ -110,6 +110,9 @@ func TestDecodeBoundsEveryCountAndDuration(t *testing.T) {
 		{"attempt", "4294967297", "whole number of at most 100"},
 		{"replay", "10001", "at most 10000 (envelope.MaxReplays)"},
 		{"replay", "-1", "must be 0 or more"},
+		{"snoozes", "1001", "at most 1000 (envelope.MaxSnoozes)"},
+		{"snoozes", "-1", "must be 0 or more"},
+		{"snoozes", "1e300", "whole number of at most 1000"},
 		{"version", "1e300", "whole number of at most 1"},
 		{"run_at", `"` + at(MaxScheduleAhead+time.Hour) + `"`, "more than 10 years ahead"},
 		{"run_at", `"9999-12-31T23:59:59Z"`, "more than 10 years ahead"},
@@ -135,14 +138,14 @@ func TestDecodeBoundsEveryCountAndDuration(t *testing.T) {
 	_, err := Decode([]byte(`{"kind":"k","meta":{"k":"` + strings.Repeat("v", MaxMetaValueBytes+1) + `"}}`))
 	wantFieldError(t, err, "meta.k", "at most 1024 (envelope.MaxMetaValueBytes)")
 
-	okBody := fmt.Sprintf(`{"kind":"k","timeout_seconds":%d,"max_attempts":%d,"attempt":%d,"replay":%d,"run_at":%q,"dedupe_key":%q,"meta":%s,"errors":%s}`,
-		MaxTimeoutSeconds, MaxAttemptsLimit, MaxAttemptsLimit, MaxReplays, at(MaxScheduleAhead-time.Hour),
+	okBody := fmt.Sprintf(`{"kind":"k","timeout_seconds":%d,"max_attempts":%d,"attempt":%d,"replay":%d,"snoozes":%d,"run_at":%q,"dedupe_key":%q,"meta":%s,"errors":%s}`,
+		MaxTimeoutSeconds, MaxAttemptsLimit, MaxAttemptsLimit, MaxReplays, MaxSnoozes, at(MaxScheduleAhead-time.Hour),
 		strings.Repeat("k", MaxDedupeKeyBytes), meta(MaxMetaEntries, 3, 10), errs(MaxErrors, MaxAttemptsLimit))
 	e, err := Decode([]byte(okBody))
 	if err != nil {
 		t.Fatalf("values at the bounds refused: %v", err)
 	}
-	if e.TimeoutSeconds != MaxTimeoutSeconds || e.MaxAttempts != MaxAttemptsLimit || e.Replay != MaxReplays || len(e.Meta) != MaxMetaEntries {
+	if e.TimeoutSeconds != MaxTimeoutSeconds || e.MaxAttempts != MaxAttemptsLimit || e.Replay != MaxReplays || e.Snoozes != MaxSnoozes || len(e.Meta) != MaxMetaEntries {
 		t.Fatalf("decoded %+v", e)
 	}
 	if _, err := e.Encode(); err != nil {
@@ -156,6 +159,7 @@ func TestEncodeRefusesValuesPastTheBounds(t *testing.T) {
 		"timeout_seconds": {Kind: "k", TimeoutSeconds: 1e300},
 		"max_attempts":    {Kind: "k", MaxAttempts: MaxAttemptsLimit + 1},
 		"replay":          {Kind: "k", Replay: MaxReplays + 1},
+		"snoozes":         {Kind: "k", Snoozes: MaxSnoozes + 1},
 		"run_at":          {Kind: "k", RunAt: time.Now().Add(MaxScheduleAhead + time.Hour)},
 	} {
 		_, err := e.Encode()

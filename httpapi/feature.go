@@ -19,6 +19,9 @@ func (a *API) Functions() []nightshift.FunctionSpec {
 		fn(FunctionBatchStart, "post", "batches", a.StartBatch),
 		fn(FunctionBatchStatus, "get", "batches/{id}", a.BatchStatus),
 		fn(FunctionDeadReplay, "post", "dead/replay", a.DeadReplay),
+		fn(FunctionPauses, "get", "pauses", a.Pauses),
+		fn(FunctionPause, "post", "pauses", a.Pause),
+		fn(FunctionResume, "post", "pauses/resume", a.Resume),
 	}
 }
 

@@ -74,9 +74,11 @@ type Result struct {
 	Class string
 	// LastError is the error text the status records (Status.LastError).
 	LastError string
-	// Outcome is what the handler would do next: "succeeded", "retrying" or "dead".
+	// Outcome is what the handler would do next: "succeeded", "retrying", "snoozed" (the
+	// worker returned nightshift.Snooze; Err is that error) or "dead".
 	Outcome string
-	// RetryIn is the backoff delay before the next attempt when Outcome is "retrying".
+	// RetryIn is the backoff delay before the next attempt when Outcome is "retrying",
+	// the snooze's delay when it is "snoozed".
 	RetryIn time.Duration
 	// DeadReason says why the job is dead ("permanent_error", "attempts_exhausted").
 	DeadReason string

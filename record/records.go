@@ -76,6 +76,9 @@ type Status struct {
 	Runs int `json:"runs,omitempty"`
 	// RunDequeueCount is the host's dequeue count of the latest delivery Runs counted.
 	RunDequeueCount int `json:"run_dequeue_count,omitempty"`
+	// Snoozes counts how often the job's worker snoozed (nightshift.Snooze) in this
+	// life; a snoozed job is queued with its attempt unchanged, due again at NextRunAt.
+	Snoozes int `json:"snoozes,omitempty"`
 
 	LastError string                  `json:"last_error,omitempty"`
 	Errors    []envelope.AttemptError `json:"errors,omitempty"`

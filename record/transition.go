@@ -20,6 +20,7 @@ import (
 //	Running       the attempt started or reported progress
 //	Claimed       a batch finalizer's delivery claims its attempt
 //	Ended         the attempt ended: succeeded, retrying or dead
+//	Snoozed       the attempt snoozed: queued again at the same attempt, one snooze more
 //	DeadLettered  the dead-letter handler recorded the job's poison message
 //	Cancelled     the client cancelled the job
 //	Replayed      queued again for a new life from its dead letter
@@ -114,6 +115,7 @@ func runningFacts(env *envelope.Envelope, r Run) Status {
 		JobID: env.JobID, Kind: env.Kind, State: StateRunning, Replay: env.Replay,
 		Attempt: env.Attempt, MaxAttempts: r.MaxAttempts, Queue: r.Queue, EnqueuedAt: env.EnqueuedAt,
 		StartedAt: r.StartedAt, Errors: env.Errors, Meta: env.Meta, Progress: r.Progress, BatchID: env.BatchID,
+		Snoozes: env.Snoozes,
 	}
 }
 
@@ -207,7 +209,7 @@ func Ended(env *envelope.Envelope, e End) *Transition {
 			MaxAttempts: e.MaxAttempts, Queue: e.Queue, EnqueuedAt: env.EnqueuedAt, StartedAt: e.StartedAt,
 			FinishedAt: e.FinishedAt, DurationMS: e.FinishedAt.Sub(e.StartedAt).Milliseconds(), Meta: env.Meta,
 			BatchID: env.BatchID, Progress: e.Progress, Result: e.Result, Errors: e.Errors, LastError: e.LastError,
-			NextRunAt: e.NextRunAt, DeadLetter: e.DeadLetter,
+			NextRunAt: e.NextRunAt, DeadLetter: e.DeadLetter, Snoozes: env.Snoozes,
 		},
 		lines: e.Lines, dropped: e.Dropped,
 		keep: keepEnded,
@@ -237,7 +239,7 @@ func DeadLettered(env *envelope.Envelope, dl *DeadLetter, now time.Time) *Transi
 	f := Status{
 		JobID: dl.JobID, Kind: dl.Kind, State: StateDead, Replay: env.Replay, Attempt: max(env.Attempt, 1),
 		Queue: dl.Queue, EnqueuedAt: env.EnqueuedAt, FinishedAt: now, Errors: env.Errors,
-		DeadLetter: DeadLetterBlob(dl.DeadID), Meta: env.Meta, BatchID: env.BatchID,
+		DeadLetter: DeadLetterBlob(dl.DeadID), Meta: env.Meta, BatchID: env.BatchID, Snoozes: env.Snoozes,
 	}
 	if n := len(env.Errors); n > 0 {
 		f.LastError = env.Errors[n-1].Error
@@ -267,9 +269,58 @@ func Cancelled(jobID string, now time.Time) *Transition {
 			}
 			next.Attempt = max(next.Attempt, 1)
 			next.EnqueuedAt, next.StartedAt, next.Errors, next.LastError = cur.EnqueuedAt, cur.StartedAt, cur.Errors, cur.LastError
-			next.Logs, next.LogsDropped, next.Meta = cur.Logs, cur.LogsDropped, cur.Meta
+			next.Logs, next.LogsDropped, next.Meta, next.Snoozes = cur.Logs, cur.LogsDropped, cur.Meta, cur.Snoozes
 		},
 	}
+}
+
+// Snooze holds the facts of a snoozed attempt that are not in its envelope.
+type Snooze struct {
+	// MaxAttempts is the job's effective attempt limit.
+	MaxAttempts int
+	// Queue is the queue the message arrived on and goes back to.
+	Queue string
+	// StartedAt and FinishedAt bound the attempt that snoozed.
+	StartedAt, FinishedAt time.Time
+	// Due is when the job runs again.
+	Due time.Time
+	// Lines and Dropped are the attempt's captured log lines and how many did not fit.
+	Lines   []LogLine
+	Dropped int
+}
+
+// Snoozed is the status of a job whose attempt env.Attempt snoozed: env is the envelope
+// enqueued again (the same attempt, env.Snoozes counting this snooze). The state is
+// queued, due at s.Due (NextRunAt), with Snoozes from env. Between attempts it applies
+// when it supersedes the current record; at the same attempt of the same life it applies
+// over a record that has not ended and is not retrying when it counts more snoozes than
+// that record (so a redelivered earlier snooze never moves the count back). It appends the
+// attempt's lines to the current logs and keeps the current batch summary and run count.
+func Snoozed(env *envelope.Envelope, s Snooze) *Transition {
+	return &Transition{
+		facts: Status{
+			JobID: env.JobID, Kind: env.Kind, State: StateQueued, Replay: env.Replay, Attempt: env.Attempt,
+			MaxAttempts: s.MaxAttempts, Queue: s.Queue, EnqueuedAt: env.EnqueuedAt, StartedAt: s.StartedAt,
+			FinishedAt: s.FinishedAt, DurationMS: s.FinishedAt.Sub(s.StartedAt).Milliseconds(), Meta: env.Meta,
+			BatchID: env.BatchID, Errors: env.Errors, NextRunAt: s.Due, Snoozes: env.Snoozes,
+		},
+		lines: s.Lines, dropped: s.Dropped,
+		applies: snoozeApplies,
+		keep: func(next, cur *Status) {
+			countRun(next, cur)
+			next.Logs, next.LogsDropped, next.Batch = slices.Clone(cur.Logs), cur.LogsDropped, cur.Batch
+		},
+	}
+}
+
+func snoozeApplies(next, cur *Status) bool {
+	if cur == nil {
+		return true
+	}
+	if !sameAttempt(next, cur) {
+		return next.Supersedes(cur)
+	}
+	return !cur.State.Terminal() && cur.State != StateRetrying && cur.Snoozes < next.Snoozes
 }
 
 // BatchSummarised records sum, the state of the batch the job started, in the job's

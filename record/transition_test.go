@@ -72,6 +72,17 @@ func end(state record.State) record.End {
 	return e
 }
 
+// snoozeEnv is transEnv enqueued again after its first snooze.
+func snoozeEnv() *envelope.Envelope {
+	e := transEnv()
+	e.Snoozes = 1
+	return e
+}
+
+func snooze() record.Snooze {
+	return record.Snooze{MaxAttempts: 5, Queue: "q", StartedAt: tStart, FinishedAt: tEnd, Due: tEnd.Add(time.Minute), Lines: newLines, Dropped: 1}
+}
+
 func deadLetter() *record.DeadLetter {
 	return &record.DeadLetter{DeadID: "j1", JobID: "j1", Kind: "k", Queue: "dl-q", Reason: record.ReasonAttemptsExhausted}
 }
@@ -94,6 +105,7 @@ func transitions() []struct {
 		{"Ended/retrying", record.Ended(transEnv(), end(record.StateRetrying))},
 		{"Ended/dead", record.Ended(transEnv(), end(record.StateDead))},
 		{"DeadLettered", record.DeadLettered(transEnv(), deadLetter(), tNow)},
+		{"Snoozed", record.Snoozed(snoozeEnv(), snooze())},
 		{"Cancelled", record.Cancelled("j1", tNow)},
 		{"BatchSummarised", record.BatchSummarised(sum)},
 		{"CallbackRecorded", record.CallbackRecorded(1, outcome)},
@@ -120,6 +132,7 @@ func TestTransitionApplies(t *testing.T) {
 		"Ended/retrying":   "yy|yyynnn|yyynnn|nnnn|yn",
 		"Ended/dead":       "yy|yyynnn|yyynnn|nnnn|yn",
 		"DeadLettered":     "yy|yyynnn|yyynnn|nnnn|yn",
+		"Snoozed":          "yy|yynnnn|yyynnn|nnnn|yn",
 		"Cancelled":        "yy|yyynnn|yyynnn|yyyn|nn",
 		"BatchSummarised":  "ny|yyyyyy|yyyyyy|yyyy|yy",
 		"CallbackRecorded": "ny|yyyyyy|yyyyyy|yyyy|nn",
@@ -228,6 +241,40 @@ func TestTransitionFields(t *testing.T) {
 		}},
 		{"DeadLettered/none, attempt 0", record.DeadLettered(&envelope.Envelope{JobID: "j1", Kind: "k"}, deadLetter(), tNow), nil, &record.Status{
 			JobID: "j1", Kind: "k", State: record.StateDead, Attempt: 1, Queue: "dl-q", FinishedAt: tNow, DeadLetter: "j1.json",
+		}},
+		{"Snoozed/over running", record.Snoozed(snoozeEnv(), snooze()), curRecord(record.StateRunning, 1, 2), &record.Status{
+			JobID: "j1", Kind: "k", State: record.StateQueued, Replay: 1, Attempt: 2, MaxAttempts: 5, Queue: "q",
+			EnqueuedAt: tEnq, StartedAt: tStart, FinishedAt: tEnd, DurationMS: 1500, NextRunAt: tEnd.Add(time.Minute),
+			Errors: env.Errors, Meta: meta, BatchID: "b1", Logs: []record.LogLine{curLog, newLines[0]}, LogsDropped: 4,
+			Batch: curBatch, Snoozes: 1,
+		}},
+		{"Snoozed/an earlier snooze does not move the count back", record.Snoozed(snoozeEnv(), snooze()), func() *record.Status {
+			s := curRecord(record.StateQueued, 1, 2)
+			s.Snoozes = 2
+			return s
+		}(), nil},
+		{"Snoozed/a redelivered snooze writes nothing again", record.Snoozed(snoozeEnv(), snooze()), func() *record.Status {
+			s := curRecord(record.StateQueued, 1, 2)
+			s.Snoozes = 1
+			return s
+		}(), nil},
+		{"Running/keeps the envelope's snoozes", record.Running(snoozeEnv(), run(nil)), func() *record.Status {
+			s := curRecord(record.StateQueued, 1, 2)
+			s.Snoozes = 1
+			return s
+		}(), ptr(func() record.Status {
+			s := running(curProgress)
+			s.Snoozes = 1
+			return s
+		}())},
+		{"Cancelled/keeps the snoozes", record.Cancelled("j1", tNow), func() *record.Status {
+			s := curRecord(record.StateQueued, 1, 2)
+			s.Snoozes = 3
+			return s
+		}(), &record.Status{
+			JobID: "j1", Kind: "cur-kind", State: record.StateCancelled, Replay: 1, Attempt: 3, MaxAttempts: 9, Queue: "cur-q",
+			EnqueuedAt: tCur, StartedAt: tCur.Add(time.Second), FinishedAt: tNow, Errors: curErrs, LastError: "cur-err",
+			Logs: []record.LogLine{curLog}, LogsDropped: 3, Meta: map[string]string{"m": "cur"}, Snoozes: 3,
 		}},
 		{"Cancelled/running names its attempt", record.Cancelled("j1", tNow), curRecord(record.StateRunning, 1, 2), &record.Status{
 			JobID: "j1", Kind: "cur-kind", State: record.StateCancelled, Replay: 1, Attempt: 2, MaxAttempts: 9, Queue: "cur-q",
