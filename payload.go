@@ -101,6 +101,27 @@ func putArgsPayload(ctx context.Context, store *storage.Clients, jobID string, a
 	return &envelope.BlobRef{Container: store.Layout.PayloadsContainer(), Blob: name, Size: int64(len(args)), SHA256: hex.EncodeToString(sum[:])}, nil
 }
 
+// shownArgs are env's args as its status record shows them (record.Status.Args): the
+// sensitive fields of its kind redacted; nil for sealed or claim-checked args, args that
+// are not JSON, and kinds the registry does not know.
+func (x *executor) shownArgs(env *envelope.Envelope) json.RawMessage {
+	e := x.reg.lookup(env.Kind)
+	if e == nil || len(env.Args) == 0 || len(env.ArgsSealed) > 0 || env.ArgsRef != nil || len(env.Args) > record.MaxShownArgs {
+		return nil
+	}
+	if len(e.sensitive) == 0 {
+		if !json.Valid(env.Args) {
+			return nil
+		}
+		return env.Args
+	}
+	red, _, err := redactJSON(env.Args, e.sensitive)
+	if err != nil {
+		return nil
+	}
+	return red
+}
+
 // redactDeadArgs keeps a dead job's sensitive args out of its dead-letter record: the
 // record's envelope shows them redacted, and the original args go to the job's own
 // payload blob, which the record references (ArgsRef) so that a replay runs with them.

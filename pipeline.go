@@ -378,7 +378,7 @@ func (x *executor) retrying(ctx context.Context, a *attempt, r ran, end record.E
 // because the record had moved past the attempt (nil when it was written).
 func (x *executor) writeEnd(ctx context.Context, a *attempt, r ran, end record.End) (proposed, stored *record.Status, err error) {
 	end.Lines, end.Dropped = r.capture.snapshot()
-	t := record.Ended(a.env, end)
+	t := record.Ended(a.env, end).WithArgs(x.shownArgs(a.env))
 	st, wrote, err := x.writeStatus(ctx, t, a.cur, a.etag, r.wroteRunning)
 	if err != nil || wrote || st == nil {
 		return t.Proposed(), nil, err

@@ -158,6 +158,10 @@ func testSensitiveArgsRedacted(t *testing.T, sealed bool) {
 			}
 		}
 	}
+	// The status shows the args the way the dead letter does, unless they are sealed.
+	if st := te.status(res.JobID); sealed != (len(st.Args) == 0) || (!sealed && !strings.Contains(string(st.Args), `"amount":42`)) {
+		t.Errorf("status args %s: want them shown, redacted, unless sealed (sealed %v)", st.Args, sealed)
+	}
 	if !strings.Contains(stRaw, "charging") || !strings.Contains(stRaw, Redacted) || !strings.Contains(dlRaw, `"amount":42`) || !strings.Contains(dlRaw, "Ann") {
 		t.Errorf("the records lost what is not sensitive:\n%s\n%s", stRaw, dlRaw)
 	}

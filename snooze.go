@@ -76,7 +76,7 @@ func (x *executor) snoozed(ctx context.Context, a *attempt, r *ran) (out outcome
 	t := record.Snoozed(&next, record.Snooze{
 		MaxAttempts: a.maxAttempts, Queue: a.d.Queue, StartedAt: r.started, FinishedAt: r.finished, Due: due,
 		Lines: lines, Dropped: dropped,
-	})
+	}).WithArgs(x.shownArgs(env))
 	st, wrote, err := x.writeStatus(ctx, t, a.cur, a.etag, r.wroteRunning)
 	if err != nil {
 		return infraFailure(err), true

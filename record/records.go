@@ -93,6 +93,10 @@ type Status struct {
 
 	// Meta carries the envelope's free-form metadata.
 	Meta map[string]string `json:"meta,omitempty"`
+	// Args are the job's args as the handler shows them (Transition.WithArgs): sensitive
+	// fields redacted; absent until a handler has recorded the job, and for sealed,
+	// claim-checked or large args (MaxShownArgs).
+	Args json.RawMessage `json:"args,omitempty"`
 
 	// Callback records the delivery of the job's end notification, if it asked for one.
 	Callback *CallbackOutcome `json:"callback,omitempty"`

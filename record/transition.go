@@ -1,6 +1,7 @@
 package record
 
 import (
+	"encoding/json"
 	"slices"
 	"time"
 
@@ -43,6 +44,19 @@ func (t *Transition) Proposed() *Status {
 	return &s
 }
 
+// MaxShownArgs bounds the args a status record shows (Status.Args).
+const MaxShownArgs = 4 << 10
+
+// WithArgs makes the transition record args, the job's args as they may be shown (the
+// caller redacts them), and returns t. Without it a transition keeps the current record's
+// args. Args longer than MaxShownArgs are not recorded.
+func (t *Transition) WithArgs(args json.RawMessage) *Transition {
+	if len(args) <= MaxShownArgs {
+		t.facts.Args = args
+	}
+	return t
+}
+
 // Apply returns the status to write over cur (nil when the job has none), or nil when the
 // transition does not apply. Each call returns a new record; cur is not changed. Apply has
 // the shape Clients.UpdateStatus takes.
@@ -50,6 +64,9 @@ func (t *Transition) Apply(cur *Status) *Status {
 	next := t.facts
 	if cur != nil && t.keep != nil {
 		t.keep(&next, cur)
+	}
+	if next.Args == nil && cur != nil {
+		next.Args = cur.Args
 	}
 	applies := (*Status).Supersedes
 	if t.applies != nil {

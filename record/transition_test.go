@@ -372,6 +372,23 @@ func TestEndedKeepsNewestLogs(t *testing.T) {
 	}
 }
 
+// A transition records the args it is given (up to MaxShownArgs) and otherwise keeps the
+// current record's: a dead-letter or cancel after an end still shows them.
+func TestTransitionArgs(t *testing.T) {
+	cur := curRecord(record.StateRunning, 1, 2)
+	if got := record.Ended(transEnv(), end(record.StateSucceeded)).WithArgs(json.RawMessage(`{"a":1}`)).Apply(cur); string(got.Args) != `{"a":1}` {
+		t.Errorf("WithArgs: args %s", got.Args)
+	}
+	cur.Args = json.RawMessage(`{"old":true}`)
+	if got := record.DeadLettered(transEnv(), deadLetter(), tNow).Apply(cur); string(got.Args) != `{"old":true}` {
+		t.Errorf("without WithArgs: args %s, want the current record's", got.Args)
+	}
+	big := json.RawMessage(`"` + strings.Repeat("x", record.MaxShownArgs) + `"`)
+	if got := record.Ended(transEnv(), end(record.StateSucceeded)).WithArgs(big).Apply(cur); string(got.Args) != `{"old":true}` {
+		t.Errorf("args over MaxShownArgs: recorded %d bytes", len(got.Args))
+	}
+}
+
 func ptr(s record.Status) *record.Status { return &s }
 
 func show(t *testing.T, s *record.Status) string {

@@ -145,6 +145,9 @@ func (s *server) job(w http.ResponseWriter, r *http.Request, sess *session) {
 		return
 	}
 	v := jobView{St: st.WithoutStacks(), CanCancel: !st.State.Terminal()}
+	if len(st.Args) > 0 {
+		v.Args = s.showArgs(st.Kind, st.Args)
+	}
 	if st.State == record.StateDead {
 		deadID := strings.TrimSuffix(st.DeadLetter, ".json")
 		if deadID == "" {

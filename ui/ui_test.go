@@ -225,7 +225,7 @@ func TestPages(t *testing.T) {
 			}
 
 			_, body = e.get("/jobs/echo-2")
-			for _, want := range []string{"succeeded", "hello echo-2", `id="download"`, `&#34;echo&#34;: &#34;hello echo-2&#34;`} {
+			for _, want := range []string{"succeeded", "hello echo-2", `id="download"`, `id="args"`, `&#34;echo&#34;: &#34;hello echo-2&#34;`} {
 				if !strings.Contains(body, want) {
 					t.Fatalf("job detail lacks %q: %s", want, body)
 				}
