@@ -4,7 +4,9 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -267,6 +269,30 @@ func (h countingHandler) WithGroup(string) slog.Handler      { return h }
 
 // A paused kind's jobs stay queued and do not run, through a worker, while each is held
 // (put back on its queue) at least twice; after Resume they all run, on attempt 1.
+// envPauseSeconds keeps TestPauseHoldsAKindAndResumeRunsIt's pause at least this long
+// (the figure: NIGHTSHIFT_TEST_FLOW_PAUSE_SECONDS=60; CI resumes as soon as every
+// job was held twice).
+const envPauseSeconds = "NIGHTSHIFT_TEST_FLOW_PAUSE_SECONDS"
+
+// holdPaused waits until the pause began envPauseSeconds ago, failing if a job ran.
+func holdPaused(t *testing.T, pausedAt time.Time, ran *atomic.Int64) {
+	t.Helper()
+	v := os.Getenv(envPauseSeconds)
+	if v == "" {
+		return
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 3600 {
+		t.Fatalf("%s=%q: want whole seconds 1 … 3600", envPauseSeconds, v)
+	}
+	for time.Since(pausedAt) < time.Duration(n)*time.Second {
+		if ran.Load() != 0 {
+			t.Fatalf("a job of the paused kind ran %s into the pause", time.Since(pausedAt).Round(time.Second))
+		}
+		time.Sleep(time.Second)
+	}
+}
+
 func TestPauseHoldsAKindAndResumeRunsIt(t *testing.T) {
 	t.Parallel()
 	getenv := testenv.Env(t)
@@ -290,6 +316,7 @@ func TestPauseHoldsAKindAndResumeRunsIt(t *testing.T) {
 	if err := client.Pause(ctx, target); err != nil {
 		t.Fatal(err)
 	}
+	pausedAt := time.Now()
 	if p, err := client.Pauses(ctx); err != nil || p.Kinds[target.Kind].IsZero() {
 		t.Fatalf("pauses %+v %v", p, err)
 	}
@@ -319,6 +346,7 @@ func TestPauseHoldsAKindAndResumeRunsIt(t *testing.T) {
 		ids = append(ids, res.JobID)
 	}
 	testenv.WaitFor(t, time.Minute, "every job to be held twice", func() bool { return held.Load() >= 2*jobs })
+	holdPaused(t, pausedAt, &ran)
 	if n := ran.Load(); n != 0 {
 		t.Fatalf("%d jobs of a paused kind ran", n)
 	}
@@ -330,6 +358,11 @@ func TestPauseHoldsAKindAndResumeRunsIt(t *testing.T) {
 	if err := client.Resume(ctx, target); err != nil {
 		t.Fatal(err)
 	}
+	resumedAt, heldTimes := time.Now(), held.Load()
+	defer func() {
+		t.Logf("paused %s: %d jobs held %d times, none ran; after resume all succeeded on attempt 1 within %s",
+			resumedAt.Sub(pausedAt).Round(time.Second), jobs, heldTimes, time.Since(resumedAt).Round(100*time.Millisecond))
+	}()
 	testenv.WaitFor(t, time.Minute, "every job to succeed after resume", func() bool {
 		for _, id := range ids {
 			st, err := client.Status(ctx, id)
