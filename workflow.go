@@ -31,8 +31,11 @@ const MaxWorkflowSteps = 2000
 type WorkflowStepSpec struct {
 	// Name names the step, unique in the workflow.
 	Name string
-	// Args are the step's job (its kind and args).
-	Args JobArgs
+	// Args are the step's job (its kind and args). Without Args, Kind and RawArgs (JSON)
+	// name it, as for a job enqueued from outside Go.
+	Args    JobArgs
+	Kind    string
+	RawArgs json.RawMessage
 	// DependsOn names the steps that must succeed before this one runs.
 	DependsOn []string
 	// OnFailure is what the step's failure does (default record.FailWorkflow).
@@ -90,26 +93,38 @@ func newWorkflow(p WorkflowParams, now time.Time) (*record.Workflow, error) {
 	}
 	w := &record.Workflow{WorkflowID: p.WorkflowID, Name: p.Name, State: record.WorkflowRunning, CreatedAt: now, UpdatedAt: now}
 	for _, s := range p.Steps {
-		if s.Name == "" || w.Step(s.Name) != nil || s.Args == nil {
-			return nil, fmt.Errorf("%w: step %q: every step needs args and a unique name", ErrInvalidWorkflow, s.Name)
+		kind, args, err := stepJob(s)
+		if err != nil || s.Name == "" || w.Step(s.Name) != nil {
+			return nil, fmt.Errorf("%w: step %q: every step needs a unique name and a job (args or kind): %v", ErrInvalidWorkflow, s.Name, err)
 		}
 		switch s.OnFailure {
 		case "", record.FailWorkflow, record.SkipDependants, record.Continue:
 		default:
 			return nil, fmt.Errorf("%w: step %q: unknown on_failure %q", ErrInvalidWorkflow, s.Name, s.OnFailure)
 		}
-		args, err := json.Marshal(s.Args)
-		if err != nil {
-			return nil, fmt.Errorf("%w: step %q: %w", ErrInvalidWorkflow, s.Name, err)
-		}
 		state := record.StepPending
 		if len(s.DependsOn) == 0 {
 			state = record.StepEnqueued
 		}
-		w.Steps = append(w.Steps, record.WorkflowStep{Name: s.Name, Kind: s.Args.Kind(), Args: args, DependsOn: s.DependsOn,
+		w.Steps = append(w.Steps, record.WorkflowStep{Name: s.Name, Kind: kind, Args: args, DependsOn: s.DependsOn,
 			OnFailure: s.OnFailure, JobID: envelope.DerivedJobID(now, "workflow/"+p.WorkflowID+"/"+s.Name), State: state})
 	}
 	return w, checkDAG(w)
+}
+
+// stepJob returns a step's kind and JSON args.
+func stepJob(s WorkflowStepSpec) (string, json.RawMessage, error) {
+	if s.Args == nil {
+		if s.Kind == "" {
+			return "", nil, errors.New("no args and no kind")
+		}
+		if len(s.RawArgs) > 0 && !json.Valid(s.RawArgs) {
+			return "", nil, errors.New("args are not JSON")
+		}
+		return s.Kind, s.RawArgs, nil
+	}
+	args, err := json.Marshal(s.Args)
+	return s.Args.Kind(), args, err
 }
 
 // checkDAG checks that every dependency names a step and that there is no cycle.
