@@ -48,3 +48,35 @@ func Steps(ctx context.Context, dir, jobID string, a StepsArgs) (int, error) {
 	}
 	return next, nil
 }
+
+// WorkflowStepKind is the workflow step kind the chaos handler registers.
+const WorkflowStepKind = "chaos.wfstep"
+
+// WorkflowStepArgs are a chaos.wfstep job's arguments: it returns N plus the results of
+// the steps named in Deps (nightshift.StepResult), or fails permanently with Fail.
+type WorkflowStepArgs struct {
+	N    int      `json:"n"`
+	Deps []string `json:"deps,omitempty"`
+	Fail bool     `json:"fail,omitempty"`
+}
+
+// Kind implements nightshift.JobArgs.
+func (WorkflowStepArgs) Kind() string { return WorkflowStepKind }
+
+// WorkflowStep is the chaos.wfstep job; each run is recorded (testenv.RecordRun) under
+// the job id.
+func WorkflowStep(ctx context.Context, dir, jobID string, a WorkflowStepArgs) (int, error) {
+	testenv.RecordRun(dir, jobID)
+	if a.Fail {
+		return 0, nightshift.Permanentf("step fails")
+	}
+	sum := a.N
+	for _, d := range a.Deps {
+		var v int
+		if err := nightshift.StepResult(ctx, d, &v); err != nil {
+			return 0, err
+		}
+		sum += v
+	}
+	return sum, nil
+}
