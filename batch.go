@@ -86,6 +86,7 @@ type jobContext struct {
 	jobID      string
 	replay     int
 	enqueuedAt time.Time
+	checkpoint *checkpointer // Checkpoint and Resume (checkpoint.go)
 }
 
 type jobContextKey struct{}

@@ -142,7 +142,7 @@ func TestFeatureListOrder(t *testing.T) {
 	for _, f := range h.exec.features {
 		got = append(got, fmt.Sprintf("%T", f))
 	}
-	want := []string{"*nightshift.pauses", "*nightshift.batches", "nightshift.uniqueKeys", "nightshift.payloads", "nightshift.concurrency", "nightshift.callbacks"}
+	want := []string{"*nightshift.pauses", "*nightshift.checkpoints", "*nightshift.batches", "nightshift.uniqueKeys", "nightshift.payloads", "nightshift.concurrency", "nightshift.workflows", "nightshift.callbacks"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("features %v, want %v", got, want)
 	}

@@ -237,8 +237,10 @@ func (x *executor) run(ctx context.Context, a *attempt) ran {
 	defer cancelRun(nil)
 	marked := x.watch(ctx, env, a.maxAttempts, r.started, a.d.Queue, a.startRecorded, cancelRun)
 	if r.err == nil {
-		jobCtx := withJobContext(runCtx, &jobContext{client: x.client, jobID: env.JobID, replay: env.Replay, enqueuedAt: env.EnqueuedAt})
+		cp := x.newCheckpointer(a)
+		jobCtx := withJobContext(runCtx, &jobContext{client: x.client, jobID: env.JobID, replay: env.Replay, enqueuedAt: env.EnqueuedAt, checkpoint: cp})
 		r.result, r.err = runSafely(jobCtx, a.entry, base, a.args, a.timeout)
+		cp.stop(ctx)
 	}
 	r.progress = progress.stop()
 	r.wroteRunning = marked() || a.claimed || a.startRecorded || progress.wrote()

@@ -39,8 +39,8 @@ func TestFunctionFilesMatchCheckedIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 19 {
-		t.Errorf("the app renders %d function.json files, want the 19 in functions/", len(files))
+	if len(files) != 22 {
+		t.Errorf("the app renders %d function.json files, want the 22 in functions/", len(files))
 	}
 	drift, err := app.CheckFunctions(filepath.Join(testenv.RepoRoot(), "functions"))
 	if err != nil {

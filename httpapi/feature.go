@@ -5,7 +5,7 @@ import (
 )
 
 // Functions returns the HTTP API's functions with their routes and methods (the
-// functions/JobsAPI*, functions/BatchesAPI* and functions/DeadAPI* folders are generated
+// functions/JobsAPI*, functions/BatchesAPI*, functions/DeadAPI* and functions/WorkflowsAPI* folders are generated
 // from them).
 func (a *API) Functions() []nightshift.FunctionSpec {
 	fn := func(name, method, route string, serve nightshift.FunctionFunc) nightshift.FunctionSpec {
@@ -22,6 +22,9 @@ func (a *API) Functions() []nightshift.FunctionSpec {
 		fn(FunctionPauses, "get", "pauses", a.Pauses),
 		fn(FunctionPause, "post", "pauses", a.Pause),
 		fn(FunctionResume, "post", "pauses/resume", a.Resume),
+		fn(FunctionWorkflowStart, "post", "workflows", a.StartWorkflow),
+		fn(FunctionWorkflowStatus, "get", "workflows/{id}", a.WorkflowStatus),
+		fn(FunctionWorkflowCancel, "post", "workflows/{id}/cancel", a.CancelWorkflow),
 	}
 }
 

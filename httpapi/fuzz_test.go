@@ -114,3 +114,33 @@ func FuzzDecodeObject(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseWorkflow(f *testing.F) {
+	for _, s := range []string{
+		`{"workflow_id":"w","steps":[{"name":"a","kind":"k"},{"name":"b","kind":"k","depends_on":["a"],"on_failure":"continue"}]}`,
+		`{"steps":[]}`, `{"steps":{}}`, `{"steps":[1,null]}`, `{}`, `null`, `{"steps":[{"name":"a","kind":"nightshift.x"}]}`,
+		`{"steps":[{"name":"a","kind":"k","depends_on":"a"}]}`, `{"steps":[{"name":"a","name":"b","kind":"k"}]}`,
+		`{"workflow_id":"bad id","steps":[{"name":"a","kind":"k","args":{"x":1,"x":2}}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, errs := parseWorkflow(body)
+		if len(errs) > 0 {
+			for _, e := range errs {
+				if e.Problem == "" {
+					t.Fatalf("problem without text: %+v", errs)
+				}
+			}
+			return
+		}
+		if req == nil || len(req.Steps) == 0 {
+			t.Fatalf("accepted %q without steps", body)
+		}
+		for _, s := range req.Steps {
+			if s.Name == "" || envelope.ValidKind(s.Kind) != "" {
+				t.Fatalf("accepted a step without a name or a valid kind: %q", body)
+			}
+		}
+	})
+}

@@ -128,6 +128,14 @@ func (l Layout) Containers() []string {
 // StatusBlob is the blob name of a job's status record.
 func StatusBlob(jobID string) string { return jobID + ".json" }
 
+// CheckpointBlob is the blob name, in the payloads container, of a job's checkpoint
+// (record.Checkpoint).
+func CheckpointBlob(jobID string) string { return jobID + "/checkpoint.json" }
+
+// WorkflowBlob is the blob name, in the batches container, of a workflow record
+// (record.Workflow).
+func WorkflowBlob(workflowID string) string { return "workflows/" + workflowID + ".json" }
+
 // ResultBlob is the blob name of a job's out-of-line result.
 func ResultBlob(jobID string) string { return jobID }
 

@@ -1,7 +1,9 @@
 // Command chaoshandler is the job handler of the crash-storm tests (package chaos): the
-// real nightshift handler (nightshift.NewApp, no features) with one kind, chaos.work,
+// real nightshift handler (nightshift.NewApp, no features) with its kinds: chaos.work,
 // whose runs are recorded in $E2E_DIR (testenv.EnvRunsDir) and whose result is a function
-// of its arguments (chaos.Expected). It runs two ways, like a user's handler:
+// of its arguments (chaos.Expected), chaos.steps, a job that checkpoints every step
+// (chaos.Steps), and chaos.wfstep, a workflow step (chaos.WorkflowStep). It runs two
+// ways, like a user's handler:
 //
 //	chaoshandler                  the Functions custom handler (started by a host)
 //	chaoshandler worker [flags]   a standalone worker (package worker, the same flags)
@@ -35,7 +37,15 @@ func newApp() (*nightshift.App, error) {
 	nightshift.AddWorkerFunc(reg, func(ctx context.Context, job *nightshift.Job[chaos.Args]) (any, error) {
 		return chaos.Work(ctx, dir, job.ID, job.Args)
 	}, nil)
-	return nightshift.NewApp(reg, nightshift.Config{Logger: log})
+	nightshift.AddWorkerFunc(reg, func(ctx context.Context, job *nightshift.Job[chaos.StepsArgs]) (any, error) {
+		return chaos.Steps(ctx, dir, job.ID, job.Args)
+	}, nil)
+	nightshift.AddWorkerFunc(reg, func(ctx context.Context, job *nightshift.Job[chaos.WorkflowStepArgs]) (any, error) {
+		return chaos.WorkflowStep(ctx, dir, job.ID, job.Args)
+	}, nil)
+	// Checkpoints (chaos.steps) are written at most every 100 ms: each step's is written
+	// at once.
+	return nightshift.NewApp(reg, nightshift.Config{Logger: log, Handler: nightshift.HandlerOptions{ProgressInterval: 100 * time.Millisecond}})
 }
 
 func main() {
