@@ -132,6 +132,9 @@ func TestFunctionMounted(t *testing.T) {
 	if _, err := app.Client().Enqueue(context.Background(), echoArgs{Msg: "x"}, &nightshift.EnqueueOptions{JobID: "queued-1"}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := app.Client().StartWorkflow(context.Background(), chain("wf-1")); err != nil {
+		t.Fatal(err)
+	}
 	base := "https://func-x.azurewebsites.net/api/ui"
 	code := "code=" + url.QueryEscape(functionKey)
 	h := app.Handler()
@@ -139,7 +142,7 @@ func TestFunctionMounted(t *testing.T) {
 	if a := invokeWrapped(t, h, "GET", base+"/", nil, ""); a.Status != http.StatusUnauthorized {
 		t.Fatalf("without the key: %d %s", a.Status, a.Body)
 	}
-	for _, p := range []string{"/", "/jobs", "/jobs/queued-1", "/dead", "/batches", "/schedules"} {
+	for _, p := range []string{"/", "/jobs", "/jobs/queued-1", "/dead", "/batches", "/workflows", "/workflows/wf-1", "/schedules"} {
 		a := invokeWrapped(t, h, "GET", base+p+"?"+code, nil, "")
 		if a.Status != http.StatusOK || !strings.HasPrefix(a.Headers["Content-Type"], "text/html") {
 			t.Fatalf("GET %s: %d %v %s", p, a.Status, a.Headers, a.Body)
@@ -166,6 +169,10 @@ func TestFunctionMounted(t *testing.T) {
 		if a := invokeWrapped(t, h, "GET", base+p+"?"+code, nil, ""); a.Status/100 != 3 || a.Headers["Location"] != "/api/ui/?"+code {
 			t.Errorf("GET %q: %d Location %q", p, a.Status, a.Headers["Location"])
 		}
+	}
+	// The workflow lookup redirects with the key.
+	if a := invokeWrapped(t, h, "GET", base+"/workflows?id=wf-1&"+code, nil, ""); a.Status != http.StatusSeeOther || a.Headers["Location"] != "/api/ui/workflows/wf-1?"+code {
+		t.Errorf("workflow lookup: %d Location %q", a.Status, a.Headers["Location"])
 	}
 	// A paged or filtered URL keeps its own query next to the key.
 	if a := invokeWrapped(t, h, "GET", base+"/jobs?state=queued&"+code, nil, ""); a.Status != http.StatusOK || !strings.Contains(a.Body, "queued-1") {

@@ -88,6 +88,8 @@ var notices = map[string]string{
 	"replayed":     "The dead letter is replayed: its job is queued again.",
 	"not-dead":     "The job is no longer dead (already replayed or cancelled); nothing was done.",
 	"already-done": "The job already ended; it cannot be cancelled.",
+	"wf-cancelled": "The workflow is cancelled: its pending steps never run, and its enqueued ones are cancelled.",
+	"wf-ended":     "The workflow already ended; it cannot be cancelled.",
 	"paused":       "Paused: handlers hold its jobs within 5 seconds.",
 	"resumed":      "Resumed: its jobs run again within 5 seconds.",
 }

@@ -1,7 +1,7 @@
 // Package ui is nightshift's web dashboard: server-rendered HTML pages (html/template,
 // SVG charts, a few lines of JavaScript, every asset embedded) over a nightshift.Client —
 // queue depths and throughput, jobs and their details, dead letters and their replay,
-// batches and recurring schedules. `nightshift ui` and `nightshift dev` serve it; any Go
+// batches, workflows and recurring schedules. `nightshift ui` and `nightshift dev` serve it; any Go
 // server can mount Handler (docs/dashboard.md).
 //
 // Opening it takes a token: GET /login?token=… or the login form exchanges it (compared in
@@ -155,6 +155,9 @@ func (s *server) routes() {
 	page("POST /dead/replay", s.replayGroup)
 	page("GET /batches", s.batches)
 	page("GET /batches/{id}", s.batch)
+	page("GET /workflows", s.workflows)
+	page("GET /workflows/{id}", s.workflow)
+	page("POST /workflows/{id}/cancel", s.cancelWorkflow)
 	page("GET /schedules", s.schedules)
 	page("GET /flow", s.flow)
 	page("POST /flow/pause", s.pause)

@@ -314,7 +314,7 @@ func TestNoSecretsShown(t *testing.T) {
 			e.drain()
 			e.login()
 			pages := []string{"/", "/jobs", "/jobs?since=all", "/jobs/echo-1", "/jobs/echo-1/result", "/jobs/fail-1", "/jobs/leaky", "/jobs/queued-1",
-				"/dead", "/dead/fail-1", "/batches", "/schedules", "/flow", "/login", "/jobs?state=bogus"}
+				"/dead", "/dead/fail-1", "/batches", "/workflows", "/schedules", "/flow", "/login", "/jobs?state=bogus"}
 			for _, p := range pages {
 				code, body := e.get(p)
 				if code >= 500 {
