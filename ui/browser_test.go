@@ -41,7 +41,8 @@ func chromium(t *testing.T) string {
 
 // TestBrowser drives the dashboard in headless Chromium: log in with the token, look at
 // the overview, filter the jobs, open a job, cancel a queued job (accepting the confirm
-// dialog), and replay a dead letter through the confirmation page, then see it succeed.
+// dialog), replay a dead letter through the confirmation page, then see it succeed, and
+// look up a workflow, follow its step's job, and cancel another.
 // UPDATE_SCREENSHOTS=1 writes the overview and a job detail to docs/.
 func TestBrowser(t *testing.T) {
 	bin := chromium(t)
@@ -250,6 +251,42 @@ func TestBrowser(t *testing.T) {
 	if st := text("#job-state"); st != "succeeded" {
 		t.Fatalf("fail-1 after the replay: %q", st)
 	}
+
+	// A workflow: look it up by id with the form, see every step, open a step's job and
+	// follow its link back; then cancel a running workflow through its confirm dialog.
+	if _, err := e.c.StartWorkflow(context.Background(), chain("wf-b")); err != nil {
+		t.Fatal(err)
+	}
+	e.drain()
+	run("look up a workflow",
+		chromedp.Navigate(base+"/workflows"),
+		chromedp.WaitVisible(chromedp.ID("w-id")),
+		chromedp.SendKeys(chromedp.ID("w-id"), "wf-b"),
+		chromedp.Click(chromedp.ID("w-open")),
+		chromedp.WaitVisible(chromedp.ID("steps")),
+	)
+	if st, steps := text("#workflow-state"), text("#steps tbody"); st != "succeeded" || strings.Count(steps, "succeeded") != 3 {
+		t.Fatalf("workflow wf-b: %q, steps %q", st, steps)
+	}
+	run("a step's job and back",
+		chromedp.Click(chromedp.CSS(`#steps tbody tr:nth-child(2) td:nth-child(6) a`)),
+		chromedp.WaitVisible(chromedp.ID("workflow-link")),
+		chromedp.Click(chromedp.ID("workflow-link")),
+		chromedp.WaitVisible(chromedp.ID("steps")),
+	)
+	if _, err := e.c.StartWorkflow(context.Background(), chain("wf-c")); err != nil {
+		t.Fatal(err)
+	}
+	run("cancel a workflow",
+		chromedp.Navigate(base+"/workflows/wf-c"),
+		chromedp.WaitVisible(chromedp.ID("cancel-workflow")),
+		chromedp.Click(chromedp.ID("cancel-workflow")),
+		chromedp.WaitVisible(chromedp.ID("notice")),
+	)
+	if st := text("#workflow-state"); st != "cancelled" {
+		t.Fatalf("after cancel the workflow shows %q", st)
+	}
+	e.drain() // wf-c's first step, skipped: it is cancelled
 
 	// The dashboard mounted as the Dashboard function, through the local host, which
 	// checks the function key: open it with ?code=, follow the navigation, filter (a GET
