@@ -21,7 +21,7 @@ import (
 
 // TestPageCosts counts the storage calls of the overview, the jobs page and the filtered
 // dead letters among 3,000 status records of the last day (2 kinds; 30 dead, 3 running)
-// and 300 dead-letter records, on memory: the overview and the listings ask the index
+// and 300 dead-letter records, and a 200-step workflow's page, on memory: the overview and the listings ask the index
 // and never list a container, and their reads are bounded by the page or the matches, not
 // by the jobs (docs/dashboard.md).
 func TestPageCosts(t *testing.T) {
@@ -63,6 +63,14 @@ func TestPageCosts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A workflow of 200 steps: its page reads its record only.
+	wp := nightshift.WorkflowParams{WorkflowID: "wf-cost", Steps: []nightshift.WorkflowStepSpec{{Name: "s0", Args: echoArgs{Msg: "0"}}}}
+	for i := 1; i < 200; i++ {
+		wp.Steps = append(wp.Steps, nightshift.WorkflowStepSpec{Name: fmt.Sprintf("s%d", i), Args: echoArgs{Msg: "n"}, DependsOn: []string{"s0"}})
+	}
+	if _, err := nightshift.NewClient(mem, nil).StartWorkflow(ctx, wp); err != nil {
+		t.Fatal(err)
+	}
 	count := storetest.NewCounting(mem.Store())
 	c := nightshift.NewClient(mem.WithStore(count), nil)
 	token := ui.NewToken()
@@ -98,6 +106,8 @@ func TestPageCosts(t *testing.T) {
 		// Filtered dead letters: one Find and a read per match (3 of 300).
 		{"/dead?reason=permanent_error", 1 + 3},
 		{"/dead?kind=b.kind&cause=job", 1 + 3},
+		// A workflow of 200 steps: one read of its record.
+		{"/workflows/wf-cost", 1},
 	} {
 		total, calls := get(tc.path)
 		t.Logf("%s: %d storage calls %v", tc.path, total, calls)
