@@ -125,13 +125,14 @@ func (x *executor) admit(ctx context.Context, d delivery, env *envelope.Envelope
 // firstDelivery reports whether the delivery may run without reading its job's status
 // first: the host's first delivery (dequeue count 1) of attempt 1 of the job's first life,
 // not of a batch (a finalizer's claim reads the status, and a resumed batch enqueues its
-// children again), not due later without status_etag (the durable schedule's), of a job
+// children again) or a workflow (a step runs once even when its message is duplicated:
+// the read sees a step that already ended), not due later without status_etag (the durable schedule's), of a job
 // the cancel journal does not name. Such a job has no status but the producer's queued record (whose ETag the message
 // carries) or none (a raw producer); whatever else wrote meanwhile makes the end write's
 // condition fail, and that rare path reads (writeStatus). Redeliveries, retries and
 // replays read first, as before (docs/semantics.md, "The write path").
 func (x *executor) firstDelivery(ctx context.Context, d delivery, env *envelope.Envelope) bool {
-	if d.Meta.DequeueCount > 1 || env.Attempt != 1 || env.Replay != 0 || env.BatchID != "" || x.cancels == nil {
+	if d.Meta.DequeueCount > 1 || env.Attempt != 1 || env.Replay != 0 || env.BatchID != "" || env.Meta[MetaWorkflow] != "" || x.cancels == nil {
 		return false
 	}
 	if env.StatusETag == "" && !env.RunAt.IsZero() {
