@@ -61,19 +61,20 @@ func (f FeatureFunc) Install(a *App) error { return f(a) }
 // Serve runs it as the Functions custom handler; FunctionFiles renders the function.json
 // files the host reads.
 type App struct {
-	reg       *Registry
-	store     *storage.Clients
-	getenv    func(string) string
-	log       *slog.Logger
-	funcs     []FunctionSpec
-	endHooks  []func(ctx context.Context, env *envelope.Envelope, st *record.Status) error
-	check     func(cb envelope.Callback) *envelope.FieldError
-	client    *Client
-	handler   *Handler
-	drain     time.Duration
-	tracer    Tracer
-	obs       Observer
-	installed bool
+	reg           *Registry
+	store         *storage.Clients
+	getenv        func(string) string
+	log           *slog.Logger
+	funcs         []FunctionSpec
+	endHooks      []func(ctx context.Context, env *envelope.Envelope, st *record.Status) error
+	workflowHooks []func(ctx context.Context, w *record.Workflow) error
+	check         func(cb envelope.Callback) *envelope.FieldError
+	client        *Client
+	handler       *Handler
+	drain         time.Duration
+	tracer        Tracer
+	obs           Observer
+	installed     bool
 }
 
 // NewApp reads the settings, builds the storage clients (unless cfg.Store is given),
@@ -104,6 +105,7 @@ func NewApp(reg *Registry, cfg Config) (*App, error) {
 		hopts.Logger = a.log
 	}
 	hopts.OnJobEnd = a.chainEndHooks(hopts.OnJobEnd)
+	hopts.OnWorkflowEnd = chainWorkflowHooks(a.workflowHooks, hopts.OnWorkflowEnd)
 	if hopts.Observer == nil {
 		hopts.Observer = cfg.Observer
 	}
@@ -213,6 +215,35 @@ func (a *App) OnJobEnd(fn func(ctx context.Context, env *envelope.Envelope, st *
 	}
 	a.endHooks = append(a.endHooks, fn)
 	return nil
+}
+
+// OnWorkflowEnd adds a workflow end hook: called when a workflow that asks for a callback
+// has ended (HandlerOptions.OnWorkflowEnd). A feature calls it from Install.
+func (a *App) OnWorkflowEnd(fn func(ctx context.Context, w *record.Workflow) error) error {
+	if a.installed {
+		return errInstalled
+	}
+	a.workflowHooks = append(a.workflowHooks, fn)
+	return nil
+}
+
+// chainWorkflowHooks runs the features' workflow end hooks in install order, then last
+// (the configuration's own); the first error stops the chain.
+func chainWorkflowHooks(hooks []func(context.Context, *record.Workflow) error, last func(context.Context, *record.Workflow) error) func(context.Context, *record.Workflow) error {
+	if last != nil {
+		hooks = append(hooks, last)
+	}
+	if len(hooks) == 0 {
+		return nil
+	}
+	return func(ctx context.Context, w *record.Workflow) error {
+		for _, h := range hooks {
+			if err := h(ctx, w); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 }
 
 // CheckCallback sets the rule the app's client applies to the callbacks jobs ask for

@@ -70,6 +70,12 @@ type HandlerOptions struct {
 	// succeeded or dead (package callback provides one). An error fails the invocation,
 	// so the host delivers the message again and the call is retried.
 	OnJobEnd func(ctx context.Context, env *envelope.Envelope, st *record.Status) error
+	// OnWorkflowEnd is called when a workflow step's end finds its workflow ended
+	// (succeeded, failed or cancelled) and the workflow asks for a callback (package
+	// callback provides one). It may be called more than once for one workflow (a
+	// redelivery, the ends of steps cancelled with it), so it must be idempotent; an
+	// error fails the invocation and the call is retried.
+	OnWorkflowEnd func(ctx context.Context, w *record.Workflow) error
 	// ProgressInterval is the least time between two progress writes of a job; default
 	// ProgressInterval (2 s).
 	ProgressInterval time.Duration
@@ -140,7 +146,7 @@ func NewHandler(reg *Registry, store *storage.Clients, opts *HandlerOptions) *Ha
 		log:   log,
 		funcs: map[string]FunctionFunc{},
 	}
-	h.exec.features = newFeatures(h.exec, observeCallbacks(opts.Observer, opts.OnJobEnd))
+	h.exec.features = newFeatures(h.exec, observeCallbacks(opts.Observer, opts.OnJobEnd), opts.OnWorkflowEnd)
 	h.jobs = h.jobFunctions(store.Layout)
 	for _, f := range h.jobs {
 		h.Handle(f.Name, f.Serve)

@@ -370,7 +370,7 @@ func TestCallbackRetriedOnRedelivery(t *testing.T) {
 			t.Errorf("notified with state %s", st.State)
 		}
 		return nil
-	})
+	}, nil)
 	msg := []byte(`{"job_id":"job-cb-1","kind":"test.count","callback":{"queue":"hooks"}}`)
 	if code, _, _ := te.invoke(FunctionRunJob, hostRequest(t, FunctionRunJob, msg, hostMeta{ID: "m-cb"})); code != 500 {
 		t.Fatalf("a failed hook must fail the invocation, got %d", code)

@@ -56,15 +56,15 @@ type jobEnd struct {
 // checkpointed job's checkpoint is deleted (failures logged), the job's batch counts its
 // end (its failure fails the invocation), its dedupe key is freed and claim-checked args
 // of a succeeded job are deleted (failures logged), a workflow step's end is recorded in
-// its workflow and the steps it made ready are enqueued (workflow.go; its failure fails
-// the invocation), and last the job-end callback is asked for (its failure fails the
+// its workflow and the steps it made ready are enqueued, then the callback of a
+// workflow that ended is asked for (workflow.go; their failures fail the invocation), and last the job-end callback is asked for (its failure fails the
 // invocation). At admission a job of a paused queue or kind is held first (pause.go),
 // then a redelivery of a job that checkpointed under the same message is renewed
 // (checkpoint.go), then a batch's finalizer is claimed, then the args are resolved, then
 // a concurrency slot is taken (Limits; it reads the key from the resolved args), released
 // when the delivery ends.
-func newFeatures(x *executor, onJobEnd func(ctx context.Context, env *envelope.Envelope, st *record.Status) error) []feature {
-	return []feature{&pauses{x: x, check: PauseCheck}, &checkpoints{x: x}, &batches{x: x}, uniqueKeys{x: x}, payloads{x: x}, concurrency{x: x}, workflows{x: x}, callbacks{onJobEnd: onJobEnd}}
+func newFeatures(x *executor, onJobEnd func(ctx context.Context, env *envelope.Envelope, st *record.Status) error, onWorkflowEnd func(ctx context.Context, w *record.Workflow) error) []feature {
+	return []feature{&pauses{x: x, check: PauseCheck}, &checkpoints{x: x}, &batches{x: x}, uniqueKeys{x: x}, payloads{x: x}, concurrency{x: x}, workflows{x: x, onEnd: onWorkflowEnd}, callbacks{onJobEnd: onJobEnd}}
 }
 
 // admitFeatures runs the features' admit hooks in order; the first that ends the

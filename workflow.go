@@ -50,6 +50,11 @@ type WorkflowParams struct {
 	WorkflowID string
 	Name       string
 	Steps      []WorkflowStepSpec
+	// CallbackURL or CallbackQueue (one of them) is told once when the workflow ends
+	// (succeeded, failed or cancelled), checked and delivered as a job's callback
+	// (EnqueueOptions.CallbackURL, HandlerOptions.OnWorkflowEnd).
+	CallbackURL   string
+	CallbackQueue string
 }
 
 // ErrInvalidWorkflow is returned (wrapped) for a workflow that is not a DAG of named steps.
@@ -61,6 +66,9 @@ func (c *Client) StartWorkflow(ctx context.Context, p WorkflowParams) (*record.W
 	w, err := newWorkflow(p, time.Now().UTC())
 	if err != nil {
 		return nil, err
+	}
+	if w.Callback, err = c.buildCallback(&EnqueueOptions{CallbackURL: p.CallbackURL, CallbackQueue: p.CallbackQueue}); err != nil {
+		return nil, fmt.Errorf("nightshift: start workflow %s: %w", w.WorkflowID, err)
 	}
 	if _, err := c.store.PutWorkflow(ctx, w, ""); err != nil {
 		if !storage.IsConflict(err) {
@@ -235,10 +243,14 @@ func StepResult(ctx context.Context, step string, v any) error {
 // enqueued (derived job ids: a second enqueue is refused). A redelivery of the end
 // enqueues every enqueued step again, for a crash between the record and the enqueue;
 // a duplicate run of a step changes nothing in the record, so it starts no dependant
-// twice. When the workflow fails, the steps still enqueued are cancelled.
+// twice. When the workflow fails, the steps still enqueued are cancelled. A step end
+// that finds the workflow ended (by it or before it: a cancel, a failure) asks for the
+// workflow's callback (onEnd, HandlerOptions.OnWorkflowEnd), whose delivery job id is
+// derived from the workflow and its end, so the later asks are refused as duplicates.
 type workflows struct {
 	admitAll
-	x *executor
+	x     *executor
+	onEnd func(ctx context.Context, w *record.Workflow) error
 }
 
 func (f workflows) ended(ctx context.Context, e jobEnd) error {
@@ -270,7 +282,13 @@ func (f workflows) ended(ctx context.Context, e jobEnd) error {
 			}
 		}
 	}
-	return f.startOrStop(ctx, w, ready)
+	if err := f.startOrStop(ctx, w, ready); err != nil {
+		return err
+	}
+	if w != nil && w.State != record.WorkflowRunning && w.Callback != nil && f.onEnd != nil {
+		return f.onEnd(ctx, w)
+	}
+	return nil
 }
 
 // startOrStop enqueues the ready steps of a running workflow, or cancels the enqueued

@@ -71,6 +71,11 @@ const Kind = "nightshift.callback"
 const (
 	EventSucceeded = "job.succeeded"
 	EventDead      = "job.dead"
+	// EventWorkflowSucceeded, EventWorkflowFailed and EventWorkflowCancelled report a
+	// workflow's end (nightshift.WorkflowParams.CallbackURL / CallbackQueue).
+	EventWorkflowSucceeded = "workflow.succeeded"
+	EventWorkflowFailed    = "workflow.failed"
+	EventWorkflowCancelled = "workflow.cancelled"
 )
 
 // MaxBodyBytes bounds a callback body, so that the queue variant fits in a queue message.
@@ -155,11 +160,13 @@ func (o Options) webhookProblem(rawURL string) string {
 
 // Args are the arguments of a delivery job.
 type Args struct {
-	// JobID is the job whose end is reported.
+	// JobID is the job whose end is reported (empty for a workflow's end).
 	JobID string `json:"job_id"`
+	// WorkflowID is the workflow whose end is reported (empty for a job's end).
+	WorkflowID string `json:"workflow_id,omitempty"`
 	// Replay is the life of the job that ended.
 	Replay int `json:"replay,omitempty"`
-	// Event is EventSucceeded or EventDead.
+	// Event is EventSucceeded or EventDead, or a workflow event.
 	Event string `json:"event"`
 	// URL or Queue is the target.
 	URL   string `json:"url,omitempty"`
@@ -171,11 +178,14 @@ func (Args) Kind() string { return Kind }
 
 // Payload is the JSON body of a webhook and of a callback queue message.
 type Payload struct {
-	// Event is "job.succeeded" or "job.dead".
+	// Event is "job.succeeded" or "job.dead", or for a workflow "workflow.succeeded",
+	// "workflow.failed" or "workflow.cancelled".
 	Event string `json:"event"`
-	// JobID and Kind identify the job.
-	JobID string `json:"job_id"`
-	Kind  string `json:"kind"`
+	// JobID and Kind identify the job (empty for a workflow's end).
+	JobID string `json:"job_id,omitempty"`
+	Kind  string `json:"kind,omitempty"`
+	// WorkflowID identifies the workflow of a workflow event.
+	WorkflowID string `json:"workflow_id,omitempty"`
 	// Replay is the job's life (0 unless replayed from a dead letter).
 	Replay int `json:"replay,omitempty"`
 	// DeliveryID identifies this notification (the delivery job's id); the same on every
@@ -186,8 +196,11 @@ type Payload struct {
 	// Status is the job's status record as read when this attempt was sent, without its
 	// log lines (and without an inline result when the body would be too large: then
 	// ResultOmitted is true).
-	Status        *record.Status `json:"status"`
+	Status        *record.Status `json:"status,omitempty"`
 	ResultOmitted bool           `json:"result_omitted,omitempty"`
+	// Workflow is the workflow record (every step's state) of a workflow event, as read
+	// when this attempt was sent.
+	Workflow *record.Workflow `json:"workflow,omitempty"`
 }
 
 // Register adds the delivery kind to reg.
@@ -251,6 +264,44 @@ func OnJobEnd(store *storage.Clients) func(ctx context.Context, env *envelope.En
 	}
 }
 
+// OnWorkflowEnd returns the hook for nightshift.HandlerOptions.OnWorkflowEnd: for an
+// ended workflow that asked for a callback, it enqueues a delivery job whose id is
+// derived from the workflow id and its end (WorkflowDeliveryID), so the repeated calls
+// (a redelivery of the last step's end, the ends of steps cancelled with the workflow)
+// are refused as duplicates and the callback fires once.
+func OnWorkflowEnd(store *storage.Clients) func(ctx context.Context, w *record.Workflow) error {
+	client := nightshift.NewClient(store, nil)
+	return func(ctx context.Context, w *record.Workflow) error {
+		if w == nil || w.Callback == nil {
+			return nil
+		}
+		var event string
+		switch w.State {
+		case record.WorkflowSucceeded:
+			event = EventWorkflowSucceeded
+		case record.WorkflowFailed:
+			event = EventWorkflowFailed
+		case record.WorkflowCancelled:
+			event = EventWorkflowCancelled
+		default:
+			return nil
+		}
+		args := Args{WorkflowID: w.WorkflowID, Event: event, URL: w.Callback.URL, Queue: w.Callback.Queue}
+		id := WorkflowDeliveryID(w.CreatedAt, w.WorkflowID, event)
+		_, err := client.Enqueue(ctx, args, &nightshift.EnqueueOptions{JobID: id, Meta: map[string]string{"for_workflow": w.WorkflowID}})
+		if err != nil && !errors.Is(err, nightshift.ErrJobExists) {
+			return fmt.Errorf("callback for workflow %s: %w", w.WorkflowID, err)
+		}
+		return nil
+	}
+}
+
+// WorkflowDeliveryID is the id of the delivery job for the end of a workflow created at
+// createdAt. A workflow ends once, so event is fixed for a workflow id.
+func WorkflowDeliveryID(createdAt time.Time, workflowID, event string) string {
+	return envelope.DerivedJobID(createdAt, fmt.Sprintf("callback/workflow/%s/%s", workflowID, event))
+}
+
 // DeliveryID is the id of the delivery job for one end of one life of a job.
 func DeliveryID(enqueuedAt time.Time, jobID string, replay int, event string) string {
 	return envelope.DerivedJobID(enqueuedAt, fmt.Sprintf("callback/%s/%d/%s", jobID, replay, event))
@@ -265,16 +316,9 @@ type deliverer struct {
 // Work delivers one callback and records the outcome in the job's status.
 func (d *deliverer) Work(ctx context.Context, job *nightshift.Job[Args]) (any, error) {
 	a := job.Args
-	st, _, err := d.store.GetStatus(ctx, a.JobID)
+	body, omitted, err := d.body(ctx, job.ID, a)
 	if err != nil {
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil, nightshift.Permanentf("callback: job %s has no status record", a.JobID)
-		}
 		return nil, err
-	}
-	body, omitted, err := d.payload(job.ID, a, st)
-	if err != nil {
-		return nil, nightshift.Permanent(err)
 	}
 	out := &record.CallbackOutcome{Event: a.Event, Attempts: job.Attempt}
 	var status int
@@ -296,9 +340,12 @@ func (d *deliverer) Work(ctx context.Context, job *nightshift.Job[Args]) (any, e
 	} else {
 		out.LastError = envelope.Truncate(derr.Error(), 512)
 	}
-	if err := d.record(ctx, a, out); err != nil && derr == nil {
-		// Delivered, but not recorded: do not deliver again just to record it.
-		job.Logger.Warn("callback delivered but its outcome could not be recorded", "job_id", a.JobID, "error", err.Error())
+	// A workflow's end has no job status: its outcome is the delivery job's own status.
+	if a.JobID != "" {
+		if err := d.record(ctx, a, out); err != nil && derr == nil {
+			// Delivered, but not recorded: do not deliver again just to record it.
+			job.Logger.Warn("callback delivered but its outcome could not be recorded", "job_id", a.JobID, "error", err.Error())
+		}
 	}
 	if derr != nil {
 		if !nightshift.IsPermanent(derr) && job.Attempt >= job.MaxAttempts {
@@ -308,6 +355,40 @@ func (d *deliverer) Work(ctx context.Context, job *nightshift.Job[Args]) (any, e
 	}
 	job.Logger.Info("callback delivered", "job_id", a.JobID, "event", a.Event, "target", out.Target, "status", status)
 	return map[string]any{"delivered": true, "target": out.Target, "status": status, "result_omitted": omitted}, nil
+}
+
+// body reads what the delivery reports (the job's status, or the workflow record) and
+// builds the body; a missing record is a permanent failure.
+func (d *deliverer) body(ctx context.Context, deliveryID string, a Args) ([]byte, bool, error) {
+	if a.WorkflowID != "" {
+		w, _, err := d.store.GetWorkflow(ctx, a.WorkflowID)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, false, nightshift.Permanentf("callback: workflow %s has no record", a.WorkflowID)
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		b, err := json.Marshal(Payload{Event: a.Event, WorkflowID: a.WorkflowID, DeliveryID: deliveryID, SentAt: d.opts.Now().UTC(), Workflow: w})
+		if err == nil && len(b) > MaxBodyBytes {
+			err = fmt.Errorf("callback: workflow payload is %d bytes; at most %d", len(b), MaxBodyBytes)
+		}
+		if err != nil {
+			return nil, false, nightshift.Permanent(err)
+		}
+		return b, false, nil
+	}
+	st, _, err := d.store.GetStatus(ctx, a.JobID)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, false, nightshift.Permanentf("callback: job %s has no status record", a.JobID)
+		}
+		return nil, false, err
+	}
+	body, omitted, err := d.payload(deliveryID, a, st)
+	if err != nil {
+		return nil, false, nightshift.Permanent(err)
+	}
+	return body, omitted, nil
 }
 
 // payload builds the body: the status without logs or stacks, and without the inline

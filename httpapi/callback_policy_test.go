@@ -31,7 +31,7 @@ func newCallbackEnv(t *testing.T, settings map[string]string) (*env, callback.Op
 		t.Fatal(err)
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	h := nightshift.NewHandler(reg, store, &nightshift.HandlerOptions{Logger: quiet, OnJobEnd: callback.OnJobEnd(store)})
+	h := nightshift.NewHandler(reg, store, &nightshift.HandlerOptions{Logger: quiet, OnJobEnd: callback.OnJobEnd(store), OnWorkflowEnd: callback.OnWorkflowEnd(store)})
 	client := nightshift.NewClient(store, &nightshift.ClientOptions{CheckCallback: opts.CheckCallback})
 	httpapi.New(client, &httpapi.Options{Kinds: reg.Kinds, Logger: quiet}).Register(h)
 	return &env{t: t, store: store, client: client, h: h}, opts

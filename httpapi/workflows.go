@@ -30,6 +30,9 @@ type WorkflowRequest struct {
 	WorkflowID string        `json:"workflow_id,omitempty"`
 	Name       string        `json:"name,omitempty"`
 	Steps      []StepRequest `json:"steps"`
+	// Callback is told once when the workflow ends ({"url": …} or {"queue": …}, as a
+	// job's callback).
+	Callback *envelope.Callback `json:"callback,omitempty"`
 }
 
 // StepRequest is one step of a workflow request.
@@ -65,8 +68,16 @@ func parseWorkflow(body []byte) (*WorkflowRequest, []FieldProblem) {
 		}
 		return errs
 	}
+	callback := func(v json.RawMessage) []FieldProblem {
+		req.Callback = &envelope.Callback{}
+		_, errs := decodeObject("callback", v, `{"url": …} or {"queue": …}`, fields{"url": &req.Callback.URL, "queue": &req.Callback.Queue}, nil)
+		if len(errs) == 0 && req.Callback.URL == "" && req.Callback.Queue == "" {
+			errs = append(errs, FieldProblem{Field: "callback", Problem: "needs url or queue"})
+		}
+		return errs
+	}
 	present, errs := decodeObject("", body, `{"steps": […]}`, fields{
-		"workflow_id": &req.WorkflowID, "name": &req.Name, "steps": steps,
+		"workflow_id": &req.WorkflowID, "name": &req.Name, "steps": steps, "callback": callback,
 	}, nil)
 	if present == nil {
 		return nil, errs
@@ -132,6 +143,9 @@ func (a *API) StartWorkflow(ctx context.Context, inv *nightshift.Invocation) (*h
 		return nil, &hostproto.RequestError{Problem: err.Error()}
 	}
 	p := nightshift.WorkflowParams{WorkflowID: req.WorkflowID, Name: req.Name}
+	if req.Callback != nil {
+		p.CallbackURL, p.CallbackQueue = req.Callback.URL, req.Callback.Queue
+	}
 	for _, s := range req.Steps {
 		p.Steps = append(p.Steps, nightshift.WorkflowStepSpec{Name: s.Name, Kind: s.Kind, RawArgs: s.Args, DependsOn: s.DependsOn, OnFailure: record.OnFailure(s.OnFailure)})
 	}
@@ -139,6 +153,10 @@ func (a *API) StartWorkflow(ctx context.Context, inv *nightshift.Invocation) (*h
 	if err != nil {
 		if errors.Is(err, nightshift.ErrInvalidWorkflow) {
 			return a.fail(r, problem(http.StatusBadRequest, "invalid-request", "Invalid workflow request", err.Error())), nil
+		}
+		if fe := (*envelope.FieldError)(nil); errors.As(err, &fe) {
+			fp := FieldProblem{Field: fe.Field, Problem: fe.Problem}
+			return a.fail(r, problem(http.StatusBadRequest, "invalid-request", "Invalid workflow request", summarize([]FieldProblem{fp}), fp)), nil
 		}
 		a.opts.Logger.Error("workflow start failed", "workflow_id", req.WorkflowID, "error", err.Error())
 		return a.fail(r, problem(http.StatusServiceUnavailable, "storage-unavailable", "Storage unavailable",

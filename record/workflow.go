@@ -3,6 +3,8 @@ package record
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/nightshift-jobs/nightshift/envelope"
 )
 
 // WorkflowState is a workflow's lifecycle state. Succeeded, Failed and Cancelled are
@@ -72,6 +74,9 @@ type Workflow struct {
 	CreatedAt  time.Time      `json:"created_at"`
 	UpdatedAt  time.Time      `json:"updated_at"`
 	FinishedAt time.Time      `json:"finished_at,omitzero"`
+	// Callback, when set, is told once when the workflow reaches a terminal state (the
+	// same webhook or queue target as a job's callback; package callback delivers it).
+	Callback *envelope.Callback `json:"callback,omitempty"`
 }
 
 // Step returns the step named name (nil when there is none).

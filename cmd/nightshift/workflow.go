@@ -27,6 +27,11 @@ type workflowFile struct {
 		DependsOn []string         `json:"depends_on,omitempty"`
 		OnFailure record.OnFailure `json:"on_failure,omitempty"`
 	} `json:"steps"`
+	// Callback is told once when the workflow ends, as in POST /api/workflows.
+	Callback *struct {
+		URL   string `json:"url,omitempty"`
+		Queue string `json:"queue,omitempty"`
+	} `json:"callback,omitempty"`
 }
 
 func newWorkflowCmd() *cobra.Command {
@@ -123,6 +128,9 @@ func readWorkflowFile(stdin io.Reader, name string) (nightshift.WorkflowParams, 
 		return nightshift.WorkflowParams{}, fmt.Errorf("workflow file %s: %w", name, err)
 	}
 	p := nightshift.WorkflowParams{WorkflowID: wf.WorkflowID, Name: wf.Name}
+	if wf.Callback != nil {
+		p.CallbackURL, p.CallbackQueue = wf.Callback.URL, wf.Callback.Queue
+	}
 	for _, s := range wf.Steps {
 		p.Steps = append(p.Steps, nightshift.WorkflowStepSpec{Name: s.Name, Kind: s.Kind, RawArgs: s.Args, DependsOn: s.DependsOn, OnFailure: s.OnFailure})
 	}

@@ -43,6 +43,10 @@ func TestWorkflowCommand(t *testing.T) {
 	if _, stderr, code := e.run(`{"steps": [], "extra": 1}`, "workflow", "start", "-"); code != 1 || !strings.Contains(stderr, "unknown field") {
 		t.Fatalf("unknown field: %d %q", code, stderr)
 	}
+	withCB := strings.Replace(strings.Replace(spec, "wf-cli", "wf-cli-3", 1), `"steps"`, `"callback": {"queue": "wf-cli-events"}, "steps"`, 1)
+	if out, _, code = e.run(withCB, "workflow", "start", "-", "--json"); code != 0 || json.Unmarshal([]byte(out), &w) != nil || w.Callback == nil || w.Callback.Queue != "wf-cli-events" {
+		t.Fatalf("start with a callback: %d %q", code, out)
+	}
 	if _, _, code := e.run("", "workflow", "status"); code != 2 {
 		t.Fatalf("no id: exit %d", code)
 	}
