@@ -113,7 +113,7 @@ func (x *executor) admit(ctx context.Context, d delivery, env *envelope.Envelope
 			return nil, infraFailure(err), false
 		}
 	}
-	for _, step := range []func(context.Context, *attempt) (outcome, bool){x.skipStale, x.deferUntilDue, x.deadIfExhausted, x.admitFeatures, x.recordRedelivery} {
+	for _, step := range []func(context.Context, *attempt) (outcome, bool){x.skipStale, x.deferUntilDue, x.deadIfExhausted, x.admitFeatures, x.recordRedelivery, x.claimStep} {
 		if out, ok := step(ctx, a); !ok {
 			a.releaseHeld()
 			return nil, out, false
@@ -215,6 +215,35 @@ func (x *executor) recordRedelivery(ctx context.Context, a *attempt) (outcome, b
 		return infraFailure(err), false
 	}
 	a.startRecorded = true
+	return outcome{}, true
+}
+
+// claimStep makes a workflow step's first delivery claim its run before the worker
+// starts: the running status is written conditionally on the status admit read, and a
+// delivery that finds the step running in this attempt already (another copy of its
+// message, delivered at the same time) or loses the write is acknowledged without
+// running. So a duplicated step message runs the step once; a redelivery (dequeue count
+// 2 and up, recordRedelivery) still takes over the run of a delivery that died. It costs
+// workflow steps one write each.
+func (x *executor) claimStep(ctx context.Context, a *attempt) (outcome, bool) {
+	if a.env.Meta[MetaWorkflow] == "" || a.startRecorded || a.blind || a.argsErr != nil {
+		return outcome{}, true
+	}
+	if c := a.cur; c != nil && c.State == record.StateRunning && c.Replay == a.env.Replay && c.Attempt == a.env.Attempt {
+		return skipped(a, "another delivery of this workflow step is running it"), false
+	}
+	st := record.Running(a.env, record.Run{MaxAttempts: a.maxAttempts, Queue: a.d.Queue, StartedAt: time.Now().UTC()}).Apply(a.cur)
+	if st == nil {
+		return outcome{}, true
+	}
+	etag, err := x.store.PutStatus(ctx, st, a.etag)
+	switch {
+	case storage.IsConflict(err):
+		return skipped(a, "another delivery of this workflow step claimed it"), false
+	case err != nil:
+		return infraFailure(err), false
+	}
+	a.cur, a.etag, a.startRecorded = st, etag, true
 	return outcome{}, true
 }
 
