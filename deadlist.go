@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 
 	"github.com/nightshift-jobs/nightshift/internal/store"
 	"github.com/nightshift-jobs/nightshift/record"
@@ -79,29 +78,8 @@ func (c *Client) ReindexDeadLetters(ctx context.Context) (listed, rewrote int, e
 			ids = append(ids, id)
 		}
 	}
-	var mu sync.Mutex
-	var errs []error
-	sem := make(chan struct{}, c.opts.Concurrency)
-	var wg sync.WaitGroup
-	for _, id := range ids {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			wrote, err := c.store.ReindexDeadLetter(ctx, id)
-			mu.Lock()
-			defer mu.Unlock()
-			if wrote {
-				rewrote++
-			}
-			if err != nil {
-				errs = append(errs, err)
-			}
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	rewrote, err = c.reindexEach(ctx, ids, c.store.ReindexDeadLetter)
+	if err != nil {
 		return listed, rewrote, fmt.Errorf("nightshift: reindex dead letters: %w", err)
 	}
 	return listed, rewrote, nil

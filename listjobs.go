@@ -271,17 +271,28 @@ func (c *Client) ReindexJobs(ctx context.Context) (listed, rewrote int, err erro
 	if err != nil {
 		return listed, 0, err
 	}
+	rewrote, err = c.reindexEach(ctx, items, c.store.ReindexStatus)
+	if err != nil {
+		return listed, rewrote, fmt.Errorf("nightshift: reindex: %w", err)
+	}
+	return listed, rewrote, nil
+}
+
+// reindexEach runs reindex on each id, at most Concurrency at once, and returns how many
+// it rewrote and every error.
+func (c *Client) reindexEach(ctx context.Context, ids []string, reindex func(context.Context, string) (bool, error)) (int, error) {
 	var mu sync.Mutex
 	var errs []error
+	rewrote := 0
 	sem := make(chan struct{}, c.opts.Concurrency)
 	var wg sync.WaitGroup
-	for _, id := range items {
+	for _, id := range ids {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			wrote, err := c.store.ReindexStatus(ctx, id)
+			wrote, err := reindex(ctx, id)
 			mu.Lock()
 			defer mu.Unlock()
 			if wrote {
@@ -293,10 +304,7 @@ func (c *Client) ReindexJobs(ctx context.Context) (listed, rewrote int, err erro
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return listed, rewrote, fmt.Errorf("nightshift: reindex: %w", err)
-	}
-	return listed, rewrote, nil
+	return rewrote, errors.Join(errs...)
 }
 
 // listUntagged lists the status records whose listing shows no index tags.
