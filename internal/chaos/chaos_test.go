@@ -105,15 +105,14 @@ func TestCrashStormFleet(t *testing.T) {
 	}
 }
 
-// crashStorm runs the storm on the consumer newConsumer makes from the app settings and
-// checks its outcome (see TestCrashStorm).
-func crashStorm(t *testing.T, newConsumer func(settings map[string]string) consumer) {
+// newStormStorage is the storage of one chaos test on the account conn, under the test's
+// name prefix: the consumers' settings (with the runs directory the chaos handler records
+// its runs in), the clients (queues and containers made) and a quiet client.
+func newStormStorage(t *testing.T, conn string) (runs string, settings map[string]string, clients *storage.Clients, client *nightshift.Client) {
 	t.Helper()
-	began := time.Now()
-	az := newAzurite(t)
-	runs := t.TempDir()
-	settings := map[string]string{
-		storage.SettingStorage:    az.connectionString(),
+	runs = t.TempDir()
+	settings = map[string]string{
+		storage.SettingStorage:    conn,
 		storage.SettingNamePrefix: testenv.Prefix(t),
 		testenv.EnvRunsDir:        runs,
 	}
@@ -121,11 +120,21 @@ func crashStorm(t *testing.T, newConsumer func(settings map[string]string) consu
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	if err := clients.Ensure(ctx); err != nil {
+	if err := clients.Ensure(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	client := nightshift.NewClient(clients, &nightshift.ClientOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	client = nightshift.NewClient(clients, &nightshift.ClientOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	return runs, settings, clients, client
+}
+
+// crashStorm runs the storm on the consumer newConsumer makes from the app settings and
+// checks its outcome (see TestCrashStorm).
+func crashStorm(t *testing.T, newConsumer func(settings map[string]string) consumer) {
+	t.Helper()
+	began := time.Now()
+	az := newAzurite(t)
+	runs, settings, _, client := newStormStorage(t, az.connectionString())
+	ctx := context.Background()
 	cons := newConsumer(settings)
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -4,15 +4,12 @@ package chaos
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/record"
-	"github.com/nightshift-jobs/nightshift/storage"
 )
 
 // TestCheckpointSurvivesSIGKILL runs a 12-step job that checkpoints after every step
@@ -23,21 +20,8 @@ import (
 // every step having run, and no more than 12 + 3 step runs in all: each kill re-does at
 // most the step it interrupted.
 func TestCheckpointSurvivesSIGKILL(t *testing.T) {
-	runs := t.TempDir()
-	settings := map[string]string{
-		storage.SettingStorage:    testenv.ConnectionString(t),
-		storage.SettingNamePrefix: testenv.Prefix(t),
-		testenv.EnvRunsDir:        runs,
-	}
-	clients, err := storage.FromEnv(func(k string) string { return settings[k] }, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	runs, settings, _, client := newStormStorage(t, testenv.ConnectionString(t))
 	ctx := context.Background()
-	if err := clients.Ensure(ctx); err != nil {
-		t.Fatal(err)
-	}
-	client := nightshift.NewClient(clients, &nightshift.ClientOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	cons := newHostConsumer(t, settings)
 	if err := cons.start(); err != nil {
 		t.Fatal(err)
@@ -60,6 +44,7 @@ func TestCheckpointSurvivesSIGKILL(t *testing.T) {
 		killed++
 	}
 	var st *record.Status
+	var err error
 	testenv.WaitFor(t, 3*time.Minute, "the job to end", func() bool {
 		st, err = client.Status(ctx, id)
 		return err == nil && st.State.Terminal()

@@ -4,15 +4,12 @@ package chaos
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
 	"github.com/nightshift-jobs/nightshift/record"
-	"github.com/nightshift-jobs/nightshift/storage"
 )
 
 // TestWorkflowThroughLocalHost runs workflows through the local host (a child process
@@ -21,21 +18,8 @@ import (
 // and runs every step once; a diamond whose b fails under skip_dependants skips d;
 // and a diamond cancelled before the host starts runs no step.
 func TestWorkflowThroughLocalHost(t *testing.T) {
-	runs := t.TempDir()
-	settings := map[string]string{
-		storage.SettingStorage:    testenv.ConnectionString(t),
-		storage.SettingNamePrefix: testenv.Prefix(t),
-		testenv.EnvRunsDir:        runs,
-	}
-	clients, err := storage.FromEnv(func(k string) string { return settings[k] }, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	runs, settings, clients, client := newStormStorage(t, testenv.ConnectionString(t))
 	ctx := context.Background()
-	if err := clients.Ensure(ctx); err != nil {
-		t.Fatal(err)
-	}
-	client := nightshift.NewClient(clients, &nightshift.ClientOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	diamond := func(id string, failB bool) nightshift.WorkflowParams {
 		b := nightshift.WorkflowStepSpec{Name: "b", Args: WorkflowStepArgs{N: 10, Deps: []string{"a"}}, DependsOn: []string{"a"}}
 		if failB {
