@@ -64,6 +64,45 @@ func flowConsumer(t *testing.T, getenv func(string) string, reg *nightshift.Regi
 	return app.Store()
 }
 
+// succeededStarts waits up to timeout for every job of ids to succeed on attempt 1 and
+// returns their start times (from the status records), in order.
+func succeededStarts(t *testing.T, client *nightshift.Client, ids []string, timeout time.Duration) []time.Time {
+	t.Helper()
+	ctx := context.Background()
+	var starts []time.Time
+	testenv.WaitFor(t, timeout, "every job to succeed", func() bool {
+		starts = starts[:0]
+		for _, id := range ids {
+			st, err := client.Status(ctx, id)
+			if err != nil || st.State != record.StateSucceeded {
+				return false
+			}
+			if st.Attempt != 1 {
+				t.Fatalf("job %s succeeded on attempt %d, want 1", id, st.Attempt)
+			}
+			starts = append(starts, st.StartedAt)
+		}
+		return true
+	})
+	sort.Slice(starts, func(i, j int) bool { return starts[i].Before(starts[j]) })
+	return starts
+}
+
+// mostWithin is the most of the ordered starts in any window of length per.
+func mostWithin(starts []time.Time, per time.Duration) int {
+	most := 0
+	for i, s := range starts {
+		n := 0
+		for _, u := range starts[i:] {
+			if u.Sub(s) < per {
+				n++
+			}
+		}
+		most = max(most, n)
+	}
+	return most
+}
+
 // maxOverlap is the most intervals [start, end] open at one instant.
 func maxOverlap(sts []*record.Status) int {
 	type ev struct {
@@ -197,32 +236,8 @@ func TestRateLimitAcrossTwoConsumers(t *testing.T) {
 		}
 		ids = append(ids, res.JobID)
 	}
-	var starts []time.Time
-	testenv.WaitFor(t, 3*time.Minute, "every job to succeed", func() bool {
-		starts = starts[:0]
-		for _, id := range ids {
-			st, err := client.Status(ctx, id)
-			if err != nil || st.State != record.StateSucceeded {
-				return false
-			}
-			if st.Attempt != 1 {
-				t.Fatalf("job %s succeeded on attempt %d, want 1", id, st.Attempt)
-			}
-			starts = append(starts, st.StartedAt)
-		}
-		return true
-	})
-	sort.Slice(starts, func(i, j int) bool { return starts[i].Before(starts[j]) })
-	most := 0
-	for i, s := range starts {
-		n := 0
-		for _, u := range starts[i:] {
-			if u.Sub(s) < per {
-				n++
-			}
-		}
-		most = max(most, n)
-	}
+	starts := succeededStarts(t, client, ids, 3*time.Minute)
+	most := mostWithin(starts, per)
 	if most >= 2*rate {
 		t.Errorf("%d starts within one %s, rate %d", most, per, rate)
 		for _, s := range starts {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sort"
 	"strconv"
 	"sync"
 	"testing"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/nightshift-jobs/nightshift"
 	"github.com/nightshift-jobs/nightshift/internal/testenv"
-	"github.com/nightshift-jobs/nightshift/record"
 )
 
 // envRateSeconds sets how long TestRateLimitTenPerSecond runs (default 5 s in CI; the
@@ -90,32 +88,8 @@ func TestRateLimitTenPerSecond(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	var starts []time.Time
-	testenv.WaitFor(t, time.Duration(seconds)*time.Second+3*time.Minute, "every job to succeed", func() bool {
-		starts = starts[:0]
-		for _, id := range ids {
-			st, err := client.Status(ctx, id)
-			if err != nil || st.State != record.StateSucceeded {
-				return false
-			}
-			if st.Attempt != 1 {
-				t.Fatalf("job %s succeeded on attempt %d, want 1", id, st.Attempt)
-			}
-			starts = append(starts, st.StartedAt)
-		}
-		return true
-	})
-	sort.Slice(starts, func(i, j int) bool { return starts[i].Before(starts[j]) })
-	most := 0
-	for i, s := range starts {
-		n := 0
-		for _, u := range starts[i:] {
-			if u.Sub(s) < per {
-				n++
-			}
-		}
-		most = max(most, n)
-	}
+	starts := succeededStarts(t, client, ids, time.Duration(seconds)*time.Second+3*time.Minute)
+	most := mostWithin(starts, per)
 	span := starts[len(starts)-1].Sub(starts[0])
 	got := float64(jobs-1) / span.Seconds()
 	if got < rate*0.8 || got > rate*1.2 {
