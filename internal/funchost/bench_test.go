@@ -54,8 +54,8 @@ func BenchmarkLocalHost(b *testing.B) {
 	}
 }
 
-// benchRounds is how many raw/pipeline pairs BenchmarkLocalHost runs per depth.
-var benchRounds = flag.Int("localhost.rounds", 5, "BenchmarkLocalHost: raw loop/pipeline pairs per depth (the ratio is their median)")
+// benchRounds is how many rounds (raw loop and both pipelines) BenchmarkLocalHost runs per depth.
+var benchRounds = flag.Int("localhost.rounds", 5, "BenchmarkLocalHost: rounds of raw loop and both pipelines per depth (the ratios are their medians)")
 
 // benchSide is one of the drains a round compares.
 type benchSide struct {
