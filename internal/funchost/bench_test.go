@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
 
 	"github.com/nightshift-jobs/nightshift"
@@ -200,9 +199,8 @@ func parallel(n int, f func(i int)) {
 func benchRaw(b *testing.B, cs string, depth, jobs int) benchResult {
 	b.StopTimer()
 	ctx := context.Background()
-	prefix := testenv.Prefix(b)
-	c := benchClients(b, cs, prefix)
-	defer dropContainers(b, c, prefix)
+	c := benchClients(b, cs, testenv.Prefix(b))
+	defer dropContainers(b, c)
 	q := testenv.QueueService(c).NewQueueClient(c.Layout.JobsQueue())
 	results := testenv.BlobService(c).ServiceClient().NewContainerClient(c.Layout.ResultsContainer())
 	enqueue := func(i int) {
@@ -277,7 +275,7 @@ func benchHost(b *testing.B, cs string, depth, jobs int, viaClient bool) benchRe
 	ctx := context.Background()
 	prefix := testenv.Prefix(b)
 	c := benchClients(b, cs, prefix)
-	defer dropContainers(b, c, prefix)
+	defer dropContainers(b, c)
 	client := nightshift.NewClient(c, nil)
 	produce := benchProducer(c, client, viaClient)
 	bin := testenv.BuildBinary(b, "./internal/funchost/internal/e2ehandler")
@@ -350,25 +348,16 @@ func benchHost(b *testing.B, cs string, depth, jobs int, viaClient bool) benchRe
 	return benchResult{rate: float64(jobs) / end.Sub(start).Seconds(), p50: percentile(lat, 0.5), p99: percentile(lat, 0.99)}
 }
 
-// dropContainers deletes the containers of one drain's prefix once it is over (untimed),
-// so that every drain starts on an Azurite holding about as many blobs as the one before:
-// Azurite keeps all blobs' metadata in one LokiJS collection and writes the whole of it to
-// disk every 5 s, so its cost per call grows with the blobs it holds. (Without this, at
-// depth 5,000 the raw loop fell from 117 to 80 jobs/s over five rounds on one Azurite, as
-// its blob database grew to 76,000 records and 85 MB.)
-func dropContainers(b *testing.B, c *storage.Clients, prefix string) {
-	ctx := context.Background()
-	svc := testenv.BlobService(c)
-	pager := svc.NewListContainersPager(&azblob.ListContainersOptions{Prefix: &prefix})
-	for pager.More() {
-		page, err := pager.NextPage(ctx)
-		if err != nil {
+// dropContainers deletes c's containers once a drain is over (untimed), so that every
+// drain starts on an Azurite holding about as many blobs as the one before: Azurite keeps
+// all blobs' metadata in one LokiJS collection and writes the whole of it to disk every
+// 5 s, so its cost per call grows with the blobs it holds. (Without this, at depth 5,000
+// the raw loop fell from 117 to 80 jobs/s over five rounds on one Azurite, as its blob
+// database grew to 76,000 records and 85 MB.)
+func dropContainers(b *testing.B, c *storage.Clients) {
+	for _, name := range c.Layout.Containers() {
+		if err := c.Store().DeleteContainer(context.Background(), name); err != nil {
 			b.Fatal(err)
-		}
-		for _, ci := range page.ContainerItems {
-			if _, err := svc.DeleteContainer(ctx, *ci.Name, nil); err != nil {
-				b.Fatal(err)
-			}
 		}
 	}
 }
@@ -392,9 +381,12 @@ func waitDrained(ctx context.Context, q *azqueue.QueueClient, depth int) {
 	}
 }
 
-// benchProducer enqueues the pipeline's job i and returns its id: through client, or as a
-// raw producer writing the envelope to the jobs queue.
-func benchProducer(c *storage.Clients, client *nightshift.Client, viaClient bool) func(ctx context.Context, i int) (string, error) {
+// producer enqueues the pipeline's job i (-1: the warm-up job) and returns its id.
+type producer func(ctx context.Context, i int) (string, error)
+
+// benchProducer enqueues through client, or as a raw producer writing the envelope to the
+// jobs queue.
+func benchProducer(c *storage.Clients, client *nightshift.Client, viaClient bool) producer {
 	if viaClient {
 		return func(ctx context.Context, _ int) (string, error) {
 			res, err := client.EnqueueRaw(ctx, "e2e.noop", json.RawMessage(`{}`), nil)
@@ -413,7 +405,7 @@ func benchProducer(c *storage.Clients, client *nightshift.Client, viaClient bool
 }
 
 // warmUp runs one job through the host and waits until it has succeeded.
-func warmUp(b *testing.B, ctx context.Context, client *nightshift.Client, produce func(context.Context, int) (string, error)) {
+func warmUp(b *testing.B, ctx context.Context, client *nightshift.Client, produce producer) {
 	id, err := produce(ctx, -1)
 	if err != nil {
 		b.Fatal(err)
